@@ -1,0 +1,1 @@
+"""REST blueprints under /api/v1."""

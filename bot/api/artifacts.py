@@ -1,0 +1,128 @@
+"""POST/GET /api/v1/artifacts: CI registers artifacts; anyone with artifacts:read reads them."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bot.api.auth import require_scope
+from bot.api.errors import ApiError, invalid_fields
+from bot.auth import Scope
+from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN, ArtifactSpec
+from bot.manifests.writer import Conflict, WriteUnavailable
+from bot.registry import SignatureRefused
+from bot.runtime import Runtime
+
+blueprint = Blueprint("artifacts", __name__, url_prefix="/api/v1/artifacts")
+
+_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class ArtifactQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, pattern=NAME_PATTERN)
+    version: str | None = Field(default=None, pattern=VERSION_PATTERN)
+    promotion_status: str | None = Field(default=None, pattern=NAME_PATTERN)
+    page: int = Field(default=1, ge=1)
+    per_page: int = Field(default=50, ge=1, le=500)
+
+
+def _runtime() -> Runtime:
+    runtime: Runtime = current_app.extensions["ritmo"]
+    return runtime
+
+
+def correlation_id() -> str:
+    given = request.headers.get("X-Correlation-ID")
+    if given is None:
+        return str(uuid.uuid4())
+    if not _CORRELATION_ID.match(given):
+        raise ApiError(
+            400, "header X-Correlation-ID: use 1-128 letters, digits and . _ : - (or leave it out)"
+        )
+    return given
+
+
+def json_body() -> Any:
+    if not request.is_json:
+        raise ApiError(415, "send the body as JSON with Content-Type: application/json")
+    raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}") from None
+
+
+@blueprint.post("")
+@require_scope(Scope.ARTIFACTS_WRITE)
+def register_artifact() -> tuple[Response, int]:
+    cid = correlation_id()
+    body = json_body()
+    if not isinstance(body, dict):
+        raise ApiError(422, "body must be a JSON object with the artifact's fields")
+    try:
+        spec = ArtifactSpec.model_validate(body)
+        spec.resolved_version()
+    except ValidationError as exc:
+        raise invalid_fields(exc) from None
+    except ValueError as exc:
+        field = [{"field": "version", "message": str(exc)}]
+        raise ApiError(422, f"invalid request: {exc}", field) from None
+    try:
+        outcome = _runtime().registry.register(spec, g.principal.name, cid)
+    except Conflict as exc:
+        raise ApiError(409, str(exc)) from None
+    except SignatureRefused as exc:
+        raise ApiError(422, str(exc), [{"field": "signature", "message": str(exc)}]) from None
+    except WriteUnavailable as exc:
+        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
+    response = jsonify(outcome.artifact.as_json())
+    response.headers["X-Correlation-ID"] = cid
+    if outcome.created:
+        artifact_id = outcome.artifact.record["id"]
+        response.headers["Location"] = url_for(".show_artifact", artifact_id=artifact_id)
+    return response, 201 if outcome.created else 200
+
+
+@blueprint.get("/<artifact_id>")
+@require_scope(Scope.ARTIFACTS_READ)
+def show_artifact(artifact_id: str) -> Response:
+    found = _runtime().index.get(artifact_id)
+    if found is None:
+        raise ApiError(404, f"no artifact {artifact_id!r}; list them with GET /api/v1/artifacts")
+    return jsonify(found.as_json())
+
+
+@blueprint.get("")
+@require_scope(Scope.ARTIFACTS_READ)
+def list_artifacts() -> Response:
+    try:
+        query = ArtifactQuery.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise invalid_fields(exc, status=400) from None
+    items, total = _runtime().index.search(
+        name=query.name,
+        version=query.version,
+        promotion_status=query.promotion_status,
+        offset=(query.page - 1) * query.per_page,
+        limit=query.per_page,
+    )
+    has_next = query.page * query.per_page < total
+    body: dict[str, Any] = {
+        "items": [a.as_json() for a in items],
+        "total": total,
+        "page": query.page,
+        "per_page": query.per_page,
+    }
+    response = jsonify(body)
+    if has_next:
+        args = {**request.args.to_dict(), "page": str(query.page + 1)}
+        next_url = url_for(".list_artifacts", **args)  # type: ignore[arg-type]
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return response

@@ -1,0 +1,72 @@
+"""JSON errors: every refusal names the field and the fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+_HINTS = {
+    "name": "a DNS-label-like slug: lowercase letters, digits and '-', e.g. web",
+    "version": "letters, digits and . _ + - (no '/' or '..'), e.g. 1.2.3",
+    "checksum": "sha256:<64 lowercase hex digits>",
+    "build_id": "one line of printable ASCII, e.g. abc-123",
+    "storage_url": "one line of printable ASCII, e.g. s3://artifacts/web-1.2.3.tar",
+    "image": "repo:tag or repo@sha256:<64 hex>, e.g. ghcr.io/acme/web:1.2.3",
+    "metadata": "a mapping of simple keys to strings, numbers or booleans",
+}
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        fields: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.fields = fields or []
+        self.headers = headers or {}
+
+    def response(self) -> tuple[Response, int]:
+        body: dict[str, Any] = {"error": self.message}
+        if self.fields:
+            body["fields"] = self.fields
+        response = jsonify(body)
+        response.headers.update(self.headers)
+        return response, self.status
+
+
+def invalid_fields(exc: ValidationError, status: int = 422) -> ApiError:
+    fields = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        field = ".".join(loc) or "body"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "is not a known field; remove it"
+        elif loc and loc[0] in _HINTS:
+            message = f"{message}; expected {_HINTS[loc[0]]}"
+        fields.append({"field": field, "message": message})
+    return ApiError(status, "invalid request: " + ", ".join(f["field"] for f in fields), fields)
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError) -> tuple[Response, int]:
+        return exc.response()
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[Response, int]:
+        messages = {
+            413: "request body is larger than max_body_bytes; send a smaller body",
+            404: "no such resource",
+            405: "method not allowed here",
+        }
+        code = exc.code or 500
+        return jsonify({"error": messages.get(code, exc.description or exc.name)}), code

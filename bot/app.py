@@ -1,0 +1,36 @@
+"""create_app(settings): wires everything; nothing happens at import time."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from flask import Flask
+
+from bot.api import artifacts, health
+from bot.api.errors import register_error_handlers
+from bot.config import ConfigError, Settings, load_settings
+from bot.runtime import Runtime, build_runtime
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.extensions["ritmo"] = runtime or build_runtime(settings)
+    register_error_handlers(app)
+    app.register_blueprint(health.blueprint)
+    app.register_blueprint(artifacts.blueprint)
+    return app
+
+
+def create_app_from_env() -> Flask:
+    """Factory for WSGI servers: `gunicorn 'bot.app:create_app_from_env()'`."""
+    config = os.environ.get("RITMO_CONFIG")
+    try:
+        settings = load_settings(Path(config) if config else None)
+        return create_app(settings)
+    except ConfigError as exc:
+        print(f"ritmo: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -1,0 +1,222 @@
+"""Settings: read once from a YAML file and RITMO_* variables, validated, fail closed."""
+
+from __future__ import annotations
+
+import re
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message names the setting and the fix."""
+
+
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$")
+_FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
+
+
+def check_remote_url(url: str) -> str:
+    """Accept a local path, file://, https:// or ssh remote; refuse anything else."""
+    if url.startswith(("https://", "ssh://", "file://")):
+        if "@" in url.split("://", 1)[1].split("/", 1)[0] and url.startswith("https://"):
+            raise ValueError(
+                "must not carry credentials; put the token in RITMO_MANIFESTS__TOKEN instead"
+            )
+        return url
+    if _SCP_LIKE.match(url):
+        return url
+    if "://" in url:
+        raise ValueError(
+            f"scheme of {url!r} is not supported; use https://, ssh://, file:// or a local path"
+        )
+    if not url.startswith("/"):
+        raise ValueError(f"{url!r} is not an absolute path; give an absolute path or a URL")
+    return url
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ManifestsSettings(_Section):
+    url: str | None = None  # None: embedded bare repo in data_dir
+    branch: str = "main"
+    token: str | None = Field(default=None, repr=False)
+    author_name: str = "Ritmo"
+    author_email: str = "ritmo@localhost"
+    push_attempts: int = Field(default=6, ge=1, le=50)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_remote_url(value)
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]*", value) or ".." in value:
+            raise ValueError(f"{value!r} is not a valid branch name")
+        return value
+
+
+class SigningSettings(_Section):
+    gnupghome: Path | None = None  # None: data_dir/gnupg
+    key: str | None = None  # fingerprint; None: the embedded key
+    require_artifact_signatures: bool = False
+    trusted_keys: list[str] = Field(default_factory=list)
+    trusted_keyring: Path | None = None  # armoured public keys of CI signers
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.replace(" ", "").upper()
+        if not _FINGERPRINT.match(value):
+            raise ValueError("must be a full 40-hex-digit key fingerprint")
+        return value
+
+    @field_validator("trusted_keys")
+    @classmethod
+    def _trusted(cls, values: list[str]) -> list[str]:
+        out = [v.replace(" ", "").upper() for v in values]
+        for v in out:
+            if not _FINGERPRINT.match(v):
+                raise ValueError(f"{v!r} is not a full 40-hex-digit key fingerprint")
+        return out
+
+
+class ForgeSettings(_Section):
+    kind: Literal["local", "github"] = "local"
+
+
+class AuthSettings(_Section):
+    tokens_file: Path | None = None  # None: data_dir/tokens.json
+
+
+class Settings(BaseSettings):
+    """Everything Ritmo reads from its environment, once, at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RITMO_", env_nested_delimiter="__", extra="forbid", case_sensitive=False
+    )
+
+    data_dir: Path = Path(".ritmo")
+    listen: str = "127.0.0.1:8080"
+    database_url: str | None = None  # None: sqlite in data_dir
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    workers: int = Field(default=1, ge=1, le=64)
+    threads: int = Field(default=64, ge=1, le=1024)
+    manifests: ManifestsSettings = Field(default_factory=ManifestsSettings)
+    signing: SigningSettings = Field(default_factory=SigningSettings)
+    forge: ForgeSettings = Field(default_factory=ForgeSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{value!r} is not host:port, e.g. 127.0.0.1:8080")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment beats the file, the file beats the defaults.
+        return (init_settings, env_settings, _YamlFileSource(settings_cls))
+
+    # Resolved paths, so nobody downstream repeats the defaulting.
+    @property
+    def gnupghome(self) -> Path:
+        return (self.signing.gnupghome or self.data_dir / "gnupg").resolve()
+
+    @property
+    def tokens_file(self) -> Path:
+        return (self.auth.tokens_file or self.data_dir / "tokens.json").resolve()
+
+    @property
+    def embedded_remote(self) -> bool:
+        return self.manifests.url is None
+
+    @property
+    def remote_url(self) -> str:
+        return self.manifests.url or str((self.data_dir / "manifests.git").resolve())
+
+    @property
+    def index_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'index.sqlite3').resolve()}"
+
+
+_config_data: ContextVar[dict[str, Any]] = ContextVar("_config_data")
+
+
+class _YamlFileSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return _config_data.get({}).get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_config_data.get({}))
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"config file {path}: {exc.strerror}; pass an existing file to --config or RITMO_CONFIG"
+        ) from exc
+    try:
+        data = YAML(typ="safe").load(text)
+    except YAMLError as exc:
+        raise ConfigError(f"config file {path}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: the top level must be a mapping of settings")
+    return data
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the one Settings object; raise ConfigError with a one-line fix on bad input."""
+    data = _read_config_file(config_file) if config_file else {}
+    token = _config_data.set(data)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, config_file)) from None
+    finally:
+        _config_data.reset(token)
+
+
+def _describe(exc: ValidationError, config_file: Path | None) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"])
+        env = "RITMO_" + "__".join(str(p) for p in err["loc"]).upper()
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "is not a known setting; remove it or check the spelling"
+        parts.append(f"setting {key} ({env}): {message}")
+    where = f" in {config_file}" if config_file else ""
+    return "; ".join(parts) + where

@@ -1,0 +1,1 @@
+"""The manifests repository engine: mirror, objects, signing, records, overlays, writer."""

@@ -1,0 +1,136 @@
+"""Git objects built in process: tree edits and signed commit payloads (no work tree)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from git.objects.fun import tree_entries_from_data, tree_to_stream
+
+BLOB_MODE = 0o100644
+TREE_MODE = 0o040000
+
+
+class ObjectStore(Protocol):
+    """The two operations tree editing needs from a git object database."""
+
+    def read(self, sha: str) -> tuple[str, bytes]: ...
+
+    def write(self, kind: str, data: bytes) -> str: ...
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+    def stamp(self, when: int, offset_minutes: int = 0) -> str:
+        sign = "+" if offset_minutes >= 0 else "-"
+        hours, minutes = divmod(abs(offset_minutes), 60)
+        return f"{self.name} <{self.email}> {when} {sign}{hours:02d}{minutes:02d}"
+
+
+def _entries(store: ObjectStore, tree_sha: str | None) -> dict[str, tuple[int, bytes]]:
+    if tree_sha is None:
+        return {}
+    kind, data = store.read(tree_sha)
+    if kind != "tree":
+        raise ValueError(f"{tree_sha} is a {kind}, not a tree")
+    return {name: (mode, binsha) for binsha, mode, name in tree_entries_from_data(data)}
+
+
+def _sort_key(item: tuple[str, tuple[int, bytes]]) -> bytes:
+    # git orders tree entries as if directory names ended with "/".
+    name, (mode, _) = item
+    return (name + "/" if mode == TREE_MODE else name).encode()
+
+
+def write_tree(store: ObjectStore, base: str | None, files: Mapping[str, bytes]) -> str:
+    """Return the sha of `base` with `files` (path -> content) added or replaced."""
+    here: dict[str, bytes] = {}
+    below: dict[str, dict[str, bytes]] = {}
+    for path, content in files.items():
+        head, sep, rest = path.partition("/")
+        if not head or head in (".", "..") or (sep and not rest):
+            raise ValueError(f"{path!r} is not a clean relative path")
+        if sep:
+            below.setdefault(head, {})[rest] = content
+        else:
+            here[head] = content
+    entries = _entries(store, base)
+    for name, content in here.items():
+        if entries.get(name, (BLOB_MODE, b""))[0] == TREE_MODE:
+            raise ValueError(f"{name!r} is a directory, not a file")
+        entries[name] = (BLOB_MODE, bytes.fromhex(store.write("blob", content)))
+    for name, sub in below.items():
+        mode, binsha = entries.get(name, (TREE_MODE, b""))
+        if mode != TREE_MODE:
+            raise ValueError(f"{name!r} is a file, not a directory")
+        child = write_tree(store, binsha.hex() if binsha else None, sub)
+        entries[name] = (TREE_MODE, bytes.fromhex(child))
+    buf = io.BytesIO()
+    tree_to_stream(
+        [(binsha, mode, name) for name, (mode, binsha) in sorted(entries.items(), key=_sort_key)],
+        buf.write,
+    )
+    return store.write("tree", buf.getvalue())
+
+
+def read_path(store: ObjectStore, tree_sha: str | None, path: str) -> bytes | None:
+    """Content of the blob at `path` under `tree_sha`, or None when there is none."""
+    parts = path.split("/")
+    current = tree_sha
+    for i, part in enumerate(parts):
+        entry = _entries(store, current).get(part)
+        if entry is None:
+            return None
+        mode, binsha = entry
+        if i == len(parts) - 1:
+            if mode == TREE_MODE:
+                return None
+            return store.read(binsha.hex())[1]
+        if mode != TREE_MODE:
+            return None
+        current = binsha.hex()
+    return None
+
+
+def commit_payload(
+    tree: str,
+    parents: list[str],
+    author: Identity,
+    committer: Identity,
+    when: int,
+    message: str,
+) -> bytes:
+    """The commit text that gets signed: everything but the gpgsig header."""
+    lines = [f"tree {tree}"]
+    lines += [f"parent {p}" for p in parents]
+    lines.append(f"author {author.stamp(when)}")
+    lines.append(f"committer {committer.stamp(when)}")
+    body = message if message.endswith("\n") else message + "\n"
+    return ("\n".join(lines) + "\n\n" + body).encode()
+
+
+def with_signature(payload: bytes, armored: str) -> bytes:
+    """Insert `armored` as the gpgsig header, where `git verify-commit` looks for it."""
+    header, sep, body = payload.partition(b"\n\n")
+    sig_lines = armored.strip("\n").split("\n")
+    gpgsig = "gpgsig " + "\n ".join(sig_lines)
+    return header + b"\n" + gpgsig.encode() + sep + body
+
+
+def signed_commit(
+    store: ObjectStore,
+    sign: Callable[[bytes], str],
+    tree: str,
+    parents: list[str],
+    author: Identity,
+    committer: Identity,
+    when: int,
+    message: str,
+) -> str:
+    payload = commit_payload(tree, parents, author, committer, when, message)
+    return store.write("commit", with_signature(payload, sign(payload)))

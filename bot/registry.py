@@ -1,0 +1,116 @@
+"""ArtifactRegistry: validate, verify, record an artifact as one signed commit, idempotently."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.manifests.records import (
+    ArtifactSpec,
+    artifact_id,
+    build_record,
+    parse_record,
+    record_fields,
+    record_path,
+    render_record,
+)
+from bot.manifests.signing import ArtifactVerifier
+from bot.manifests.writer import Conflict, Edit, ManifestWriter, Reader, Unchanged
+from bot.store.index import ArtifactIndex, IndexedArtifact
+from bot.templates import Templates
+
+
+class SignatureRefused(Exception):
+    """The artifact's signature is missing, bad or untrusted where it must be good."""
+
+
+class ImmutableRecord(Conflict):
+    """The name and version are taken by a record with other content."""
+
+    def __init__(self, name: str, version: str) -> None:
+        super().__init__(
+            f"artifact {name} {version} is already recorded with other content; records are "
+            "immutable, so register the change under a new version"
+        )
+
+
+@dataclass(frozen=True)
+class Registration:
+    created: bool
+    artifact: IndexedArtifact
+
+
+@dataclass(frozen=True)
+class ArtifactChange:
+    """Add one record file; a rebase finds it already there (same) or taken (conflict)."""
+
+    spec_fields: dict[str, Any]
+    path: str
+    content: bytes
+    message: str
+
+    def plan(self, read: Reader) -> Edit | Unchanged:
+        existing = read(self.path)
+        if existing is None:
+            return Edit({self.path: self.content}, self.message)
+        if record_fields(parse_record(existing)) == self.spec_fields:
+            return Unchanged()
+        raise ImmutableRecord(self.spec_fields["name"], self.spec_fields["version"])
+
+
+class ArtifactRegistry:
+    def __init__(
+        self,
+        writer: ManifestWriter,
+        index: ArtifactIndex,
+        verifier: ArtifactVerifier,
+        templates: Templates,
+        require_signatures: bool,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._writer = writer
+        self._index = index
+        self._verifier = verifier
+        self._templates = templates
+        self._require_signatures = require_signatures
+        self._clock = clock
+
+    def register(self, spec: ArtifactSpec, registered_by: str, correlation_id: str) -> Registration:
+        version = spec.resolved_version()
+        fields = spec.fields()
+        known = self._index.get(artifact_id(spec.name, version))
+        if known is not None:
+            if record_fields(known.record) != fields:
+                raise ImmutableRecord(spec.name, version)
+            return Registration(False, known)
+
+        check = self._verifier.check(spec.checksum, spec.signature)
+        if spec.signature is not None and not check.ok:
+            raise SignatureRefused(f"signature: {check.reason}")
+        if self._require_signatures and not check.ok:
+            raise SignatureRefused(
+                "signature: required by signing.require_artifact_signatures; send an "
+                "ASCII-armoured detached signature over the checksum by a trusted key"
+            )
+        signature: dict[str, Any] = {"status": check.status}
+        if check.fingerprint:
+            signature["fingerprint"] = check.fingerprint
+        if spec.signature:
+            signature["armored"] = spec.signature
+        record = build_record(spec, signature, self._clock())
+        message = self._templates.render(
+            "commit/artifact.txt",
+            record=record,
+            registered_by=registered_by,
+            correlation_id=correlation_id,
+        )
+        change = ArtifactChange(
+            fields, record_path(spec.name, version), render_record(record), message
+        )
+        result = self._writer.write(change)
+        indexed = self._index.get(record["id"])
+        if indexed is None:  # the index follows every push; absence means a bug, not a user error
+            raise RuntimeError(f"record {record['id']} was pushed but is not in the index")
+        return Registration(result.commit is not None, indexed)

@@ -1,0 +1,117 @@
+"""Build the long-lived parts from Settings, checking each and failing closed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.auth import TokenStore
+from bot.config import ConfigError, Settings
+from bot.manifests.mirror import Mirror
+from bot.manifests.objects import Identity
+from bot.manifests.signing import (
+    ArtifactVerifier,
+    CommitSigner,
+    find_embedded_key,
+    open_gnupg,
+)
+from bot.manifests.writer import ManifestWriter
+from bot.registry import ArtifactRegistry
+from bot.store.index import ArtifactIndex, make_engine
+from bot.store.reindex import follow
+from bot.templates import Templates
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    signer: CommitSigner
+    mirror: Mirror
+    index: ArtifactIndex
+    tokens: TokenStore
+    writer: ManifestWriter
+    registry: ArtifactRegistry
+    templates: Templates
+
+
+def signing_key(settings: Settings) -> CommitSigner:
+    gpg = open_gnupg(settings.gnupghome)
+    fingerprint = settings.signing.key or find_embedded_key(gpg)
+    if fingerprint is None:
+        raise ConfigError(
+            "setting signing.key (RITMO_SIGNING__KEY) is not set and there is no embedded key "
+            f"in {settings.gnupghome}; set it to the fingerprint of the key that signs commits"
+        )
+    return CommitSigner(gpg, fingerprint)
+
+
+def artifact_verifier(settings: Settings) -> ArtifactVerifier:
+    """A keyring holding only the CI signers' public keys, so nothing else is trusted."""
+    home = (settings.data_dir / "trusted-gnupg").resolve()
+    gpg = open_gnupg(home)
+    keyring = settings.signing.trusted_keyring
+    if keyring is not None:
+        try:
+            armored = Path(keyring).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"setting signing.trusted_keyring (RITMO_SIGNING__TRUSTED_KEYRING): {keyring}: "
+                f"{exc.strerror}; point it at a file of armoured public keys"
+            ) from None
+        gpg.import_keys(armored)
+    known = {k["fingerprint"] for k in gpg.list_keys()}
+    missing = [f for f in settings.signing.trusted_keys if f not in known]
+    if missing:
+        raise ConfigError(
+            "setting signing.trusted_keys (RITMO_SIGNING__TRUSTED_KEYS): no public key "
+            f"{missing[0]} in signing.trusted_keyring; add the CI signer's armoured public key"
+        )
+    if settings.signing.require_artifact_signatures and not settings.signing.trusted_keys:
+        raise ConfigError(
+            "setting signing.require_artifact_signatures is on but signing.trusted_keys is empty;"
+            " list the fingerprints of the keys CI signs with"
+        )
+    return ArtifactVerifier(gpg, settings.signing.trusted_keys)
+
+
+def open_mirror(settings: Settings) -> Mirror:
+    return Mirror(
+        (settings.data_dir / "mirrors").resolve(),
+        settings.remote_url,
+        settings.manifests.branch,
+        settings.manifests.token,
+    )
+
+
+def open_index(settings: Settings) -> ArtifactIndex:
+    return ArtifactIndex(make_engine(settings.index_url))
+
+
+def build_runtime(settings: Settings, templates: Templates | None = None) -> Runtime:
+    """Every check that can fail does so here, before the server takes a request."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    signer = signing_key(settings)
+    verifier = artifact_verifier(settings)
+    mirror = open_mirror(settings)
+    mirror.check_reachable()
+    index = open_index(settings)
+    templates = templates or Templates()
+    writer = ManifestWriter(
+        mirror,
+        signer.sign,
+        Identity(settings.manifests.author_name, settings.manifests.author_email),
+        on_advance=lambda _old, new: _follow(index, mirror, new),
+        attempts=settings.manifests.push_attempts,
+    )
+    writer.sync()  # fetch, and bring the index up to the remote's tip
+    registry = ArtifactRegistry(
+        writer, index, verifier, templates, settings.signing.require_artifact_signatures
+    )
+    return Runtime(
+        settings, signer, mirror, index, TokenStore(settings.tokens_file), writer, registry,
+        templates,
+    )  # fmt: skip
+
+
+def _follow(index: ArtifactIndex, mirror: Mirror, tip: str) -> None:
+    follow(index, mirror, tip)

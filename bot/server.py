@@ -1,0 +1,38 @@
+"""Run the app under gunicorn from the `ritmo serve` command."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from bot.config import Settings
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        options: dict[str, Any] = {
+            "bind": self._settings.listen,
+            "workers": self._settings.workers,
+            "worker_class": "gthread",
+            "threads": self._settings.threads,
+            "timeout": 300,  # a request waits for its push; the push has its own bound
+            "accesslog": "-",
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        # Built in each worker after the fork, so git processes and threads are its own.
+        from bot.app import create_app
+
+        return create_app(self._settings)
+
+
+def run_gunicorn(settings: Settings) -> None:
+    _Gunicorn(settings).run()

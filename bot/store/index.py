@@ -1,0 +1,151 @@
+"""ArtifactIndex: SQLAlchemy Core tables that answer API reads without walking git."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+metadata = sa.MetaData()
+
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, index=True),
+    sa.Column("version", sa.String(128), nullable=False),
+    sa.Column("promotion_status", sa.String(64), nullable=False),
+    sa.Column("commit", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),  # order of appearance in history
+    sa.Column("record", sa.Text, nullable=False),
+    sa.UniqueConstraint("name", "version"),
+)
+
+index_state = sa.Table(
+    "index_state",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class IndexedArtifact:
+    record: dict[str, Any]
+    commit: str
+    promotion_status: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.record, "commit": self.commit, "promotion_status": self.promotion_status}
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(conn: Any, _record: Any) -> None:
+            # WAL lets readers in other workers go on while the writer commits.
+            cur = conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+class ArtifactIndex:
+    def __init__(self, engine: Engine, initial_environment: str = "dev") -> None:
+        self._engine = engine
+        self.initial_environment = initial_environment
+        metadata.create_all(engine)
+
+    def get(self, artifact_id: str) -> IndexedArtifact | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(artifacts).where(artifacts.c.id == artifact_id)).first()
+        return _to_artifact(row) if row else None
+
+    def search(
+        self,
+        name: str | None = None,
+        version: str | None = None,
+        promotion_status: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[IndexedArtifact], int]:
+        where = []
+        if name is not None:
+            where.append(artifacts.c.name == name)
+        if version is not None:
+            where.append(artifacts.c.version == version)
+        if promotion_status is not None:
+            where.append(artifacts.c.promotion_status == promotion_status)
+        query = sa.select(artifacts).where(*where)
+        count = sa.select(sa.func.count()).select_from(artifacts).where(*where)
+        with self._engine.connect() as conn:
+            total = conn.execute(count).scalar_one()
+            rows = conn.execute(
+                query.order_by(artifacts.c.seq.desc()).offset(offset).limit(limit)
+            ).all()
+        return [_to_artifact(r) for r in rows], total
+
+    def add(self, entries: Iterable[tuple[dict[str, Any], str]], tip: str) -> int:
+        """Insert (record, commit) pairs not yet indexed and remember `tip`, in one transaction."""
+        added = 0
+        with self._engine.begin() as conn:
+            seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(artifacts.c.seq), 0)))
+            next_seq = int(seq.scalar_one())
+            for record, commit in entries:
+                exists = conn.execute(
+                    sa.select(artifacts.c.id).where(artifacts.c.id == record["id"])
+                ).first()
+                if exists:
+                    continue
+                next_seq += 1
+                conn.execute(
+                    artifacts.insert().values(
+                        id=record["id"],
+                        name=record["name"],
+                        version=record["version"],
+                        promotion_status=self.initial_environment,
+                        commit=commit,
+                        created_at=record["created_at"],
+                        seq=next_seq,
+                        record=json.dumps(record, sort_keys=True),
+                    )
+                )
+                added += 1
+            self._set_tip(conn, tip)
+        return added
+
+    def tip(self) -> str | None:
+        with self._engine.connect() as conn:
+            value = conn.execute(
+                sa.select(index_state.c.value).where(index_state.c.key == "tip")
+            ).scalar_one_or_none()
+        return value
+
+    def clear(self) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(artifacts.delete())
+            conn.execute(index_state.delete())
+
+    @staticmethod
+    def _set_tip(conn: sa.Connection, tip: str) -> None:
+        updated = conn.execute(
+            index_state.update().where(index_state.c.key == "tip").values(value=tip)
+        )
+        if updated.rowcount == 0:
+            conn.execute(index_state.insert().values(key="tip", value=tip))
+
+
+def _to_artifact(row: sa.Row[Any]) -> IndexedArtifact:
+    return IndexedArtifact(
+        record=json.loads(row.record), commit=row.commit, promotion_status=row.promotion_status
+    )

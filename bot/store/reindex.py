@@ -1,0 +1,78 @@
+"""Make the index follow the branch: incrementally, or from scratch when history moved."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from bot.manifests.mirror import Mirror
+from bot.manifests.objects import read_path
+from bot.manifests.records import RECORDS_DIR, parse_record
+from bot.store.index import ArtifactIndex
+
+log = logging.getLogger(__name__)
+
+_RECORD_PATH = re.compile(rf"^{RECORDS_DIR}/([^/]+)/([^/]+)\.yaml$")
+
+
+def follow(index: ArtifactIndex, mirror: Mirror, tip: str) -> int:
+    """Index every record added up to `tip`; returns how many were new."""
+    indexed = index.tip()
+    if indexed == tip:
+        return 0
+    if indexed and mirror.is_ancestor(indexed, tip):
+        pairs = mirror.added_files(indexed, tip, RECORDS_DIR + "/")
+        entries = _read_each(mirror, pairs)
+    else:
+        index.clear()
+        entries = _read_at_tip(mirror, tip)
+    return index.add(entries, tip)
+
+
+def reindex(index: ArtifactIndex, mirror: Mirror) -> int:
+    """Throw the index away and rebuild it from git alone."""
+    index.clear()
+    tip = mirror.fetch()
+    return index.add(_read_at_tip(mirror, tip), tip) if tip else 0
+
+
+def _read_each(mirror: Mirror, pairs: list[tuple[str, str]]) -> list[tuple[dict[str, Any], str]]:
+    entries = []
+    for commit, path in pairs:
+        if not _RECORD_PATH.match(path):
+            continue
+        data = read_path(mirror, mirror.tree_of(commit), path)
+        record = _parse(path, data)
+        if record is not None:
+            entries.append((record, commit))
+    return entries
+
+
+def _read_at_tip(mirror: Mirror, tip: str) -> list[tuple[dict[str, Any], str]]:
+    # Records are written once, so the tip's copy is the one the adding commit wrote.
+    added = {path: commit for commit, path in mirror.added_files(None, tip, RECORDS_DIR + "/")}
+    blobs = mirror.blobs_under(tip, RECORDS_DIR + "/")
+    entries = []
+    for path, commit in added.items():
+        if path not in blobs or not _RECORD_PATH.match(path):
+            continue
+        record = _parse(path, mirror.read(blobs[path])[1])
+        if record is not None:
+            entries.append((record, commit))
+    return entries
+
+
+def _parse(path: str, data: bytes | None) -> dict[str, Any] | None:
+    if data is None:
+        return None
+    try:
+        record = parse_record(data)
+    except Exception as exc:  # a file someone else put there; the index skips it
+        log.warning("skipping %s: %s", path, exc)
+        return None
+    match = _RECORD_PATH.match(path)
+    if not match or (record.get("name"), str(record.get("version"))) != match.groups():
+        log.warning("skipping %s: name/version do not match its path", path)
+        return None
+    return record
