@@ -70,3 +70,9 @@ def register_error_handlers(app: Flask) -> None:
         }
         code = exc.code or 500
         return jsonify({"error": messages.get(code, exc.description or exc.name)}), code
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[Response, int]:
+        # The details go to the log only: they may name paths or remotes.
+        app.logger.exception("unhandled error")
+        return jsonify({"error": "internal error; the server log has the details"}), 500

