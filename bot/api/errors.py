@@ -18,6 +18,8 @@ _HINTS = {
     "metadata": "a mapping of simple keys to strings, numbers or booleans",
 }
 
+_UNION_PARTS = {"str", "constrained-str", "int", "float", "bool", "[key]"}
+
 
 class ApiError(Exception):
     def __init__(
@@ -43,13 +45,18 @@ class ApiError(Exception):
 
 
 def invalid_fields(exc: ValidationError, status: int = 422) -> ApiError:
-    fields = []
+    fields: list[dict[str, str]] = []
     for err in exc.errors():
-        loc = [str(p) for p in err["loc"]]
+        # Union members and dict keys add loc parts ("str", "[key]") that name no field.
+        loc = [str(p) for p in err["loc"] if p not in _UNION_PARTS]
         field = ".".join(loc) or "body"
+        if any(f["field"] == field for f in fields):
+            continue
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "is not a known field; remove it"
+        elif "[key]" in err["loc"]:
+            message = f"key {message[0].lower()}{message[1:]}"
         elif loc and loc[0] in _HINTS:
             message = f"{message}; expected {_HINTS[loc[0]]}"
         fields.append({"field": field, "message": message})

@@ -125,8 +125,7 @@ class Mirror:
             return PushResult(PushStatus.PUSHED)
         if "[rejected]" in out or "fetch first" in out or "non-fast-forward" in out:
             return PushResult(PushStatus.REJECTED, "not a fast-forward")
-        lines = [ln for ln in out.strip().splitlines() if ln.strip()]
-        return PushResult(PushStatus.FAILED, lines[-1] if lines else f"exit {proc.returncode}")
+        return PushResult(PushStatus.FAILED, _push_failure(proc.stdout, proc.stderr))
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -180,3 +179,14 @@ class Mirror:
             meta, _, path = line.partition("\t")
             result[path] = meta.split()[2]
         return result
+
+
+def _push_failure(stdout: str, stderr: str) -> str:
+    """The remote's own reason, without local paths: the porcelain status and remote: lines."""
+    status = [ln.split("\t")[-1] for ln in stdout.splitlines() if ln.startswith("!")]
+    said = [ln[7:].strip() for ln in stderr.splitlines() if ln.startswith("remote:")]
+    parts = status + [ln for ln in said if ln]
+    if parts:
+        return "; ".join(parts)
+    errors = [ln for ln in stderr.splitlines() if ln.startswith("fatal:")]
+    return errors[-1] if errors else "the push failed"

@@ -120,15 +120,15 @@ class ManifestWriter:
                         job.future.set_exception(exc)
 
     def sync(self) -> str | None:
-        """Fetch the branch and let the index follow; returns the tip."""
+        """Fetch the branch and let the index follow, even if the tip did not move."""
         with self._mirror.locked():
-            return self._fetch()
+            return self._fetch(always_advance=True)
 
-    def _fetch(self) -> str | None:
+    def _fetch(self, always_advance: bool = False) -> str | None:
         old = self._mirror.tip()
         new = self._mirror.fetch()
         self._synced = True
-        if new is not None and new != old:
+        if new is not None and (always_advance or new != old):
             self._on_advance(old, new)
         return new
 
