@@ -7,6 +7,7 @@ from pathlib import Path
 
 from bot.auth import TokenStore
 from bot.config import ConfigError, Settings
+from bot.environments import environment_names
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import Identity
 from bot.manifests.signing import (
@@ -84,7 +85,7 @@ def open_mirror(settings: Settings) -> Mirror:
 
 
 def open_index(settings: Settings) -> ArtifactIndex:
-    return ArtifactIndex(make_engine(settings.index_url))
+    return ArtifactIndex(make_engine(settings.index_url), environment_names()[0])
 
 
 def build_runtime(settings: Settings, templates: Templates | None = None) -> Runtime:

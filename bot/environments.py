@@ -1,0 +1,20 @@
+"""The ordered environments an artifact moves through, read from the default policy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ruamel.yaml import YAML
+
+from bot.config import ConfigError
+
+DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+
+
+def environment_names(policy_file: Path = DEFAULT_POLICY) -> list[str]:
+    """Environment names in promotion order; the first is where new artifacts start."""
+    data = YAML(typ="safe").load(policy_file.read_text(encoding="utf-8")) or {}
+    names = [e.get("name") for e in data.get("environments") or [] if isinstance(e, dict)]
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(f"{policy_file}: environments must be a non-empty list of {{name: ...}}")
+    return names
