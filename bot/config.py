@@ -24,18 +24,22 @@ _FINGERPRINT = re.compile(r"^[0-9A-F]{40}$")
 
 def check_remote_url(url: str) -> str:
     """Accept a local path, file://, https:// or ssh remote; refuse anything else."""
-    if url.startswith(("https://", "ssh://", "file://")):
-        if "@" in url.split("://", 1)[1].split("/", 1)[0] and url.startswith("https://"):
-            raise ValueError(
-                "must not carry credentials; put the token in RITMO_MANIFESTS__TOKEN instead"
-            )
-        return url
+    if any(ch.isspace() or ord(ch) < 0x20 for ch in url):
+        raise ValueError("must not contain spaces or control characters")
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest.split("/", 1)[0] and scheme != "ssh":
+        # Never echo the URL: it carries a secret.
+        raise ValueError(
+            "must not carry credentials; put the token in RITMO_MANIFESTS__TOKEN instead"
+        )
+    if sep:
+        if scheme in ("https", "ssh", "file"):
+            return url
+        raise ValueError(
+            f"scheme {scheme}:// is not supported; use https://, ssh://, file:// or a local path"
+        )
     if _SCP_LIKE.match(url):
         return url
-    if "://" in url:
-        raise ValueError(
-            f"scheme of {url!r} is not supported; use https://, ssh://, file:// or a local path"
-        )
     if not url.startswith("/"):
         raise ValueError(f"{url!r} is not an absolute path; give an absolute path or a URL")
     return url
@@ -189,7 +193,10 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     try:
         data = YAML(typ="safe").load(text)
     except YAMLError as exc:
-        raise ConfigError(f"config file {path}: not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        raise ConfigError(f"config file {path}: not valid YAML: {problem}{where}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -1,0 +1,585 @@
+"""The `ritmo` command: tokens, keys, artifact push/show/list, reindex, embedded serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+import requests
+from click.testing import CliRunner, Result
+from flask.testing import FlaskClient
+
+from bot.app import create_app
+from bot.auth import Scope, TokenStore
+from bot.cli import main
+from bot.config import Settings
+from bot.manifests.records import artifact_id
+from bot.runtime import open_index
+from tests.helpers import (
+    artifact_body,
+    bearer,
+    checksum,
+    commits_since,
+    git,
+    kill_gpg_agent,
+    trailers,
+    verify_commit,
+)
+
+RITMO = Path(sys.executable).parent / "ritmo"  # bot/cli.py has no `__main__` guard
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No RITMO_* variable from the outer environment leaks into a test."""
+    for name in list(os.environ):
+        if name.upper().startswith("RITMO_"):
+            monkeypatch.delenv(name)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The conftest `settings`, expressed as the variables the CLI reads."""
+    assert settings.signing.gnupghome is not None and settings.signing.key is not None
+    return {
+        "RITMO_DATA_DIR": str(settings.data_dir),
+        "RITMO_MANIFESTS__URL": settings.remote_url,
+        "RITMO_SIGNING__GNUPGHOME": str(settings.signing.gnupghome),
+        "RITMO_SIGNING__KEY": settings.signing.key,
+    }
+
+
+def invoke(args: list[str], env: dict[str, str] | None = None, **kwargs: Any) -> Result:
+    return CliRunner(env=env).invoke(main, args, **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+class TestTokenCreate:
+    """`ritmo token create` prints the token once and stores only its hash."""
+
+    def test_create_with_groups(self, tmp_path: Path) -> None:
+        env = {"RITMO_DATA_DIR": str(tmp_path / "data")}
+        result = invoke(
+            ["token", "create", "--name", "alice", "--scope", "promotions:approve",
+             "--group", "ops-team", "--group", "security-team"],
+            env,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        value = result.stdout.strip().splitlines()[-1]
+        assert re.fullmatch(r"ritmo_[A-Za-z0-9_-]{40,}", value), value
+        path = tmp_path / "data" / "tokens.json"
+        text = path.read_text()
+        assert value not in text
+        assert value.removeprefix("ritmo_") not in text
+        (entry,) = json.loads(text)["tokens"]
+        assert re.fullmatch(r"[0-9a-f]{64}", entry["sha256"])
+        assert path.stat().st_mode & 0o077 == 0
+        principal = TokenStore(path).authenticate(value)
+        assert principal is not None
+        assert principal.name == "alice"
+        assert principal.scopes == frozenset({Scope.PROMOTIONS_APPROVE})
+        assert principal.groups == frozenset({"ops-team", "security-team"})
+        assert TokenStore(path).authenticate(value + "x") is None
+
+    def test_tokens_file_setting(self, tmp_path: Path) -> None:
+        target = tmp_path / "elsewhere" / "t.json"
+        env = {"RITMO_DATA_DIR": str(tmp_path / "data"), "RITMO_AUTH__TOKENS_FILE": str(target)}
+        result = invoke(["token", "create", "--name", "ci", "--scope", "artifacts:write"], env)
+        assert result.exit_code == 0, result.output
+        principal = TokenStore(target).authenticate(result.stdout.splitlines()[-1])
+        assert principal is not None and principal.allows(Scope.ARTIFACTS_WRITE)
+
+    def test_unknown_scope_exits_2(self, tmp_path: Path) -> None:
+        env = {"RITMO_DATA_DIR": str(tmp_path / "data")}
+        result = invoke(["token", "create", "--name", "alice", "--scope", "promotions:all"], env)
+        assert result.exit_code == 2
+        assert "promotions:all" in result.stderr
+        assert not (tmp_path / "data" / "tokens.json").exists()
+
+    def test_bad_name_exits_2(self, tmp_path: Path) -> None:
+        env = {"RITMO_DATA_DIR": str(tmp_path / "data")}
+        result = invoke(["token", "create", "--name", "a b", "--scope", "admin"], env)
+        assert result.exit_code == 2
+        assert result.stderr.startswith("ritmo: name 'a b'")
+        assert not (tmp_path / "data" / "tokens.json").exists()
+
+
+class TestKeysExport:
+    """`ritmo keys export` prints the public key that verifies Ritmo's commits."""
+
+    def test_exported_key_verifies_commits(
+        self,
+        tmp_path: Path,
+        settings: Settings,
+        client: FlaskClient,
+        tokens: dict[str, str],
+        remote: Path,
+    ) -> None:
+        resp = client.post("/api/v1/artifacts", json=artifact_body(), headers=bearer(tokens["ci"]))
+        assert resp.status_code == 201, resp.json
+        sha = resp.json["commit"]
+
+        result = invoke(["keys", "export"], settings_env(settings))
+        assert result.exit_code == 0, result.output
+        armored = result.stdout
+        assert armored.startswith("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+        assert armored.rstrip().endswith("-----END PGP PUBLIC KEY BLOCK-----")
+        assert "PRIVATE KEY" not in armored
+
+        fresh = tmp_path / "fresh-gnupg"
+        empty = tmp_path / "empty-gnupg"
+        for home in (fresh, empty):
+            home.mkdir(mode=0o700)
+        try:
+            imported = subprocess.run(
+                ["gpg", "--homedir", str(fresh), "--batch", "--import"],
+                input=armored, capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            assert imported.returncode == 0, imported.stderr
+            verify_commit(remote, sha, fresh)
+            # The control: without the exported key the same commit does not verify.
+            unverified = subprocess.run(
+                ["git", "verify-commit", sha], cwd=remote, capture_output=True, text=True,
+                env={**os.environ, "GNUPGHOME": str(empty)}, check=False,
+            )  # fmt: skip
+            assert unverified.returncode != 0
+        finally:
+            kill_gpg_agent(fresh)
+            kill_gpg_agent(empty)
+
+    def test_absent_key_exits_2(self, tmp_path: Path, settings: Settings) -> None:
+        env = {**settings_env(settings), "RITMO_SIGNING__KEY": "C" * 40}
+        result = invoke(["keys", "export"], env)
+        assert result.exit_code == 2
+        assert result.stderr.startswith("ritmo: setting signing.key")
+        assert "BEGIN PGP" not in result.stdout
+
+
+class TestArtifactPush:
+    """`ritmo artifact push` against a live server: exit 0 recorded, 1 refused, 3 unavailable."""
+
+    def push_args(self, body: dict[str, Any]) -> list[str]:
+        args = ["artifact", "push"]
+        for key in ("name", "version", "build_id", "storage_url", "image", "checksum"):
+            if key in body:
+                args += [f"--{key.replace('_', '-')}", str(body[key])]
+        for key, value in body.get("metadata", {}).items():
+            args += ["--metadata", f"{key}={value}"]
+        return args
+
+    @pytest.fixture
+    def env(self, live_server: str, tokens: dict[str, str]) -> dict[str, str]:
+        return {"RITMO_SERVER": live_server, "RITMO_TOKEN": tokens["ci"]}
+
+    def test_push_with_flags(self, env: dict[str, str], remote: Path) -> None:
+        base = git(remote, "rev-parse", "main").strip()
+        result = invoke(self.push_args(artifact_body()), env)
+        assert result.exit_code == 0, result.output
+        ident = artifact_id("web", "1.2.3")
+        lines = result.stdout.splitlines()
+        assert lines[0] == f"recorded: {ident} web 1.2.3"
+        (sha,) = commits_since(remote, base)
+        assert lines[1] == f"commit: {sha}"
+        assert trailers(remote, sha)["Ritmo-Artifact"] == ident
+        assert trailers(remote, sha)["Ritmo-Registered-By"] == "ci"
+
+    def test_push_with_file_and_flags_override(
+        self, tmp_path: Path, env: dict[str, str], live_server: str, tokens: dict[str, str]
+    ) -> None:
+        path = tmp_path / "artifact.json"
+        path.write_text(json.dumps(artifact_body(version="2.0.0")))
+        result = invoke(
+            ["artifact", "push", "--file", str(path), "--build-id", "override-7",
+             "--correlation-id", "cli-corr-1"],
+            env,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        ident = artifact_id("web", "2.0.0")
+        assert result.stdout.startswith(f"recorded: {ident} web 2.0.0")
+        got = requests.get(
+            f"{live_server}/api/v1/artifacts/{ident}", headers=bearer(tokens["ci"]), timeout=30
+        ).json()
+        assert got["build_id"] == "override-7"
+        assert got["metadata"] == artifact_body()["metadata"]
+
+    def test_push_from_stdin_with_flags_for_server(
+        self, live_server: str, tokens: dict[str, str]
+    ) -> None:
+        result = invoke(
+            ["artifact", "push", "--server", live_server, "--token", tokens["ci"], "--file", "-"],
+            input=json.dumps(artifact_body(name="api", version="0.9.1")),
+        )
+        assert result.exit_code == 0, result.output
+        assert f"recorded: {artifact_id('api', '0.9.1')} api 0.9.1" in result.stdout
+
+    def test_identical_repush(self, env: dict[str, str], remote: Path) -> None:
+        first = invoke(self.push_args(artifact_body()), env)
+        assert first.exit_code == 0, first.output
+        tip = git(remote, "rev-parse", "main").strip()
+        again = invoke(self.push_args(artifact_body()), env)
+        assert again.exit_code == 0, again.output
+        assert again.stdout.startswith("already recorded: ")
+        assert again.stdout.splitlines()[1] == first.stdout.splitlines()[1] == f"commit: {tip}"
+        assert git(remote, "rev-parse", "main").strip() == tip
+
+    def test_conflicting_content(self, env: dict[str, str], remote: Path) -> None:
+        assert invoke(self.push_args(artifact_body()), env).exit_code == 0
+        tip = git(remote, "rev-parse", "main").strip()
+        changed = artifact_body(checksum=checksum("something else"))
+        result = invoke(self.push_args(changed), env)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith("ritmo: refused (409): ")
+        assert "already recorded with other content" in result.stderr
+        assert result.stdout == ""
+        assert git(remote, "rev-parse", "main").strip() == tip
+
+    def test_invalid_fields_are_each_named(self, env: dict[str, str], remote: Path) -> None:
+        tip = git(remote, "rev-parse", "main").strip()
+        bad = artifact_body(name="Web_App", checksum="md5:abc", image="not an image")
+        result = invoke(self.push_args(bad), env)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith("ritmo: refused (422): invalid request")
+        for field in ("name", "checksum", "image"):
+            assert re.search(rf"^  {field}: ", result.stderr, re.M), result.stderr
+        assert git(remote, "rev-parse", "main").strip() == tip
+
+    def test_missing_required_field(self, env: dict[str, str]) -> None:
+        body = artifact_body()
+        del body["checksum"]
+        result = invoke(self.push_args(body), env)
+        assert result.exit_code == 1
+        assert re.search(r"^  checksum: ", result.stderr, re.M), result.stderr
+
+    def test_unknown_token(self, live_server: str) -> None:
+        env = {"RITMO_SERVER": live_server, "RITMO_TOKEN": "ritmo_not-a-token"}
+        result = invoke(self.push_args(artifact_body()), env)
+        assert result.exit_code == 1
+        assert "refused (401)" in result.stderr
+
+    def test_token_without_write_scope(self, live_server: str, tokens: dict[str, str]) -> None:
+        env = {"RITMO_SERVER": live_server, "RITMO_TOKEN": tokens["reader"]}
+        result = invoke(self.push_args(artifact_body()), env)
+        assert result.exit_code == 1
+        assert "refused (403)" in result.stderr and "artifacts:write" in result.stderr
+
+    def test_server_down_exits_3(self) -> None:
+        server = f"http://127.0.0.1:{free_port()}"
+        result = invoke(
+            self.push_args(artifact_body()), {"RITMO_SERVER": server, "RITMO_TOKEN": "ritmo_x"}
+        )
+        assert result.exit_code == 3, result.output
+        assert result.stderr.startswith(f"ritmo: cannot reach {server}")
+
+    def test_bad_metadata_flag(self, env: dict[str, str]) -> None:
+        result = invoke([*self.push_args(artifact_body()), "--metadata", "novalue"], env)
+        assert result.exit_code == 2
+        assert "KEY=VALUE" in result.stderr
+
+    def test_file_not_an_object(self, tmp_path: Path, env: dict[str, str]) -> None:
+        path = tmp_path / "list.json"
+        path.write_text("[1, 2]")
+        result = invoke(["artifact", "push", "--file", str(path)], env)
+        assert result.exit_code == 2
+        assert "JSON object" in result.stderr
+
+
+class TestArtifactRead:
+    """`ritmo artifact show` and `ritmo artifact list` print what the API holds."""
+
+    @pytest.fixture
+    def env(self, live_server: str, tokens: dict[str, str]) -> dict[str, str]:
+        return {"RITMO_SERVER": live_server, "RITMO_TOKEN": tokens["reader"]}
+
+    @pytest.fixture
+    def recorded(self, client: FlaskClient, tokens: dict[str, str]) -> list[dict[str, Any]]:
+        out = []
+        for version in ("1.0.0", "1.1.0"):
+            resp = client.post(
+                "/api/v1/artifacts",
+                json=artifact_body(version=version),
+                headers=bearer(tokens["ci"]),
+            )
+            assert resp.status_code == 201, resp.json
+            out.append(resp.json)
+        return out
+
+    def test_show(self, env: dict[str, str], recorded: list[dict[str, Any]]) -> None:
+        result = invoke(["artifact", "show", recorded[0]["id"]], env)
+        assert result.exit_code == 0, result.output
+        shown = json.loads(result.stdout)
+        assert shown == recorded[0]
+        assert shown["version"] == "1.0.0" and shown["commit"] == recorded[0]["commit"]
+
+    def test_show_unknown(self, env: dict[str, str]) -> None:
+        result = invoke(["artifact", "show", "art-missing"], env)
+        assert result.exit_code == 1
+        assert result.stderr.startswith("ritmo: (404) no artifact 'art-missing'")
+
+    def test_list_table(self, env: dict[str, str], recorded: list[dict[str, Any]]) -> None:
+        result = invoke(["artifact", "list"], env)
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        assert lines[0].split() == ["ID", "NAME", "VERSION", "STATUS", "CREATED"]
+        rows = [line.split() for line in lines[1:-1]]
+        assert [r[:3] for r in rows] == [
+            [recorded[1]["id"], "web", "1.1.0"],  # newest first
+            [recorded[0]["id"], "web", "1.0.0"],
+        ]
+        assert all(r[3] == recorded[0]["promotion_status"] for r in rows)
+        assert rows[1][4] == recorded[0]["created_at"]
+        assert lines[-1] == "(2 of 2)"
+
+    def test_list_filter_json(self, env: dict[str, str], recorded: list[dict[str, Any]]) -> None:
+        result = invoke(["artifact", "list", "--version", "1.1.0", "--json"], env)
+        assert result.exit_code == 0, result.output
+        body = json.loads(result.stdout)
+        assert body["total"] == 1
+        assert body["items"] == [recorded[1]]
+
+    def test_list_bad_filter(self, env: dict[str, str]) -> None:
+        result = invoke(["artifact", "list", "--name", "Not_A_Name"], env)
+        assert result.exit_code == 1
+        assert "(400)" in result.stderr and "name" in result.stderr
+
+    def test_list_empty(self, env: dict[str, str]) -> None:
+        result = invoke(["artifact", "list"], env)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines()[-1] == "(0 of 0)"
+
+
+class TestReindex:
+    """`ritmo reindex` rebuilds the index from git alone, answering exactly as before."""
+
+    def api_view(self, client: FlaskClient, token: str, ids: list[str]) -> dict[str, Any]:
+        listing = client.get("/api/v1/artifacts", headers=bearer(token))
+        assert listing.status_code == 200
+        shown = {}
+        for ident in ids:
+            resp = client.get(f"/api/v1/artifacts/{ident}", headers=bearer(token))
+            assert resp.status_code == 200
+            shown[ident] = resp.json
+        return {"list": listing.json, "show": shown}
+
+    def test_reindex_after_losing_the_index(
+        self, settings: Settings, client: FlaskClient, tokens: dict[str, str]
+    ) -> None:
+        ids = []
+        for name, version in (("web", "1.0.0"), ("api", "3.1.4"), ("web", "1.0.1")):
+            resp = client.post(
+                "/api/v1/artifacts",
+                json=artifact_body(name=name, version=version),
+                headers=bearer(tokens["ci"]),
+            )
+            assert resp.status_code == 201, resp.json
+            ids.append(resp.json["id"])
+        before = self.api_view(client, tokens["reader"], ids)
+        assert before["list"]["total"] == 3
+
+        files = list(settings.data_dir.glob("index.sqlite3*"))
+        assert settings.data_dir / "index.sqlite3" in files
+        for path in files:
+            path.unlink()
+        assert open_index(settings).get(ids[0]) is None  # gone, and not rebuilt by itself
+
+        result = invoke(["reindex"], settings_env(settings))
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip() == f"Indexed 3 artifact records from {settings.remote_url}"
+        # The rebuilt index answers before any app start-up (which would sync it) runs.
+        rebuilt = open_index(settings).get(ids[1])
+        assert rebuilt is not None and rebuilt.as_json() == before["show"][ids[1]]
+
+        after = self.api_view(create_app(settings).test_client(), tokens["reader"], ids)
+        assert json.dumps(after, sort_keys=True) == json.dumps(before, sort_keys=True)
+
+    def test_reindex_unreachable_remote(self, tmp_path: Path, settings: Settings) -> None:
+        env = {**settings_env(settings), "RITMO_MANIFESTS__URL": str(tmp_path / "gone.git")}
+        result = invoke(["reindex"], env)
+        assert result.exit_code == 2
+        assert result.stderr.startswith("ritmo: setting manifests.url")
+
+
+class _Server:
+    """`ritmo serve` as a child process, with its output read line by line."""
+
+    def __init__(self, cwd: Path, port: int) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.upper().startswith("RITMO_")}
+        env["RITMO_LISTEN"] = f"127.0.0.1:{port}"
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            [str(RITMO), "serve"], cwd=cwd, env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        self.stdout: queue.Queue[str] = queue.Queue()
+        self.stdout_lines: list[str] = []
+        self.stderr_lines: list[str] = []
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._threads = [
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout), daemon=True),
+            threading.Thread(target=self._drain, args=(self.proc.stderr,), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _pump(self, stream: IO[str], into: queue.Queue[str]) -> None:
+        for line in stream:
+            into.put(line.rstrip("\n"))
+
+    def _drain(self, stream: IO[str]) -> None:
+        for line in stream:
+            self.stderr_lines.append(line.rstrip("\n"))
+
+    def wait_ready(self, timeout: float = 90) -> list[str]:
+        """Lines printed up to 'Ritmo listening'; then wait until HTTP answers."""
+        deadline = time.monotonic() + timeout
+        while not any(line.startswith("Ritmo listening") for line in self.stdout_lines):
+            if self.proc.poll() is not None and self.stdout.empty():
+                pytest.fail(f"ritmo serve exited {self.proc.returncode}: {self.stderr_lines}")
+            try:
+                self.stdout_lines.append(
+                    self.stdout.get(timeout=max(0.1, deadline - time.monotonic()))
+                )
+            except queue.Empty:
+                pytest.fail(
+                    f"no 'Ritmo listening' in time: {self.stdout_lines} {self.stderr_lines}"
+                )
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.base + "/healthz", timeout=5).status_code == 200:
+                    return list(self.stdout_lines)
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        pytest.fail(f"server did not answer: {self.stderr_lines}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+@pytest.fixture
+def serve_cwd(tmp_path: Path) -> Iterator[Path]:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    yield cwd
+    kill_gpg_agent(cwd / ".ritmo" / "gnupg")
+    kill_gpg_agent(cwd / ".ritmo" / "trusted-gnupg")
+
+
+def printed_token(lines: list[str], name: str) -> str:
+    found = [line.split()[-1] for line in lines if line.strip().startswith(f"{name} ")]
+    assert len(found) == 1, lines
+    assert found[0].startswith("ritmo_")
+    return found[0]
+
+
+class TestEmbeddedServe:
+    """With nothing configured, `ritmo serve` sets itself up in ./.ritmo and works end to end."""
+
+    def test_first_and_second_start(self, serve_cwd: Path, kubectl: str, tmp_path: Path) -> None:
+        port = free_port()
+        server = _Server(serve_cwd, port)
+        try:
+            lines = server.wait_ready()
+            key_lines = [line for line in lines if line.startswith("LOCAL SIGNING KEY ")]
+            assert len(key_lines) == 1, lines
+            fingerprint = key_lines[0].split()[-1]
+            assert re.fullmatch(r"[0-9A-F]{40}", fingerprint)
+            at = lines.index(key_lines[0])
+            assert lines[at - 1] == lines[at + 4] == "!" * 72  # the loud banner
+            assert any("local use only" in line for line in lines)
+            assert any(line.startswith("Tokens (shown once") for line in lines)
+            admin, ci = printed_token(lines, "admin"), printed_token(lines, "ci")
+            assert admin != ci
+            assert lines[-1] == f"Ritmo listening on {server.base}"
+
+            resp = requests.post(
+                server.base + "/api/v1/artifacts", json=artifact_body(), headers=bearer(ci),
+                timeout=60,
+            )  # fmt: skip
+            assert resp.status_code == 201, resp.text
+            artifact_commit = resp.json()["commit"]
+            denied = requests.post(
+                server.base + "/api/v1/artifacts", json=artifact_body(version="9.9.9"),
+                headers=bearer("ritmo_wrong"), timeout=60,
+            )  # fmt: skip
+            assert denied.status_code == 401
+        finally:
+            server.stop()
+
+        data = serve_cwd / ".ritmo"
+        bare = data / "manifests.git"
+        assert (bare / "HEAD").exists()
+        history = git(bare, "rev-list", "--reverse", "main").split()
+        assert len(history) == 2
+        assert history[1] == artifact_commit
+        assert "Ritmo-Init: web" in git(bare, "log", "-1", "--format=%B", history[0])
+        for sha in history:
+            verify_commit(bare, sha, data / "gnupg")
+        assert fingerprint in verify_commit(bare, history[1], data / "gnupg")
+
+        checkout = tmp_path / "checkout"
+        git(tmp_path, "clone", "--quiet", str(bare), str(checkout))
+        assert (checkout / "artifacts" / "web" / "1.2.3.yaml").exists()
+        rendered = subprocess.run(
+            [kubectl, "kustomize", str(checkout / "apps/web/overlays/dev")],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert rendered.returncode == 0, rendered.stderr
+        assert "kind: Deployment" in rendered.stdout
+        assert "namespace: web-dev" in rendered.stdout
+
+        token_entries = json.loads((data / "tokens.json").read_text())["tokens"]
+        assert sorted(e["name"] for e in token_entries) == ["admin", "ci"]
+        assert admin not in (data / "tokens.json").read_text()
+
+        kill_gpg_agent(data / "gnupg")
+        kill_gpg_agent(data / "trusted-gnupg")
+
+        # Second start: same key, no new tokens, no new seed commit.
+        server = _Server(serve_cwd, free_port())
+        try:
+            again = server.wait_ready()
+            reader = requests.get(
+                server.base + f"/api/v1/artifacts/{artifact_id('web', '1.2.3')}",
+                headers=bearer(ci), timeout=60,
+            )  # fmt: skip
+            assert reader.status_code == 200
+            assert reader.json()["commit"] == artifact_commit
+        finally:
+            server.stop()
+        assert f"LOCAL SIGNING KEY {fingerprint}" in again
+        assert not any(line.startswith("Tokens") for line in again), again
+        assert not any("ritmo_" in line for line in again), again
+        assert json.loads((data / "tokens.json").read_text())["tokens"] == token_entries
+        assert git(bare, "rev-list", "--reverse", "main").split() == history
+        secret = subprocess.run(
+            ["gpg", "--homedir", str(data / "gnupg"), "--list-secret-keys", "--with-colons"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert secret.stdout.count("\nsec:") + secret.stdout.startswith("sec:") == 1
