@@ -223,23 +223,23 @@ def ritmo_server(
                  "--scope", "artifacts:write", "--scope", "artifacts:read"]  # fmt: skip
     token = run(token_cmd, cwd=work, env=env).stdout.strip().splitlines()[-1]
     log_path = work / "server.log"
-    log = open(log_path, "w")  # noqa: SIM115 - closed in finally
-    proc = subprocess.Popen(
-        [*ritmo_command(), "serve"],
-        cwd=work,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: master, worker, their git and gpg
-    )
     url = f"http://{HOST}:{port}"
-    try:
-        wait_ready(proc, url, log_path)
-        yield url, token
-    finally:
-        stop(proc)
-        log.close()
-        kill_gpg_agent(data_dir / "trusted-gnupg")
+    # The access log goes to a file: a pipe nobody drains would stall the server.
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [*ritmo_command(), "serve"],
+            cwd=work,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: master, worker, their git and gpg
+        )
+        try:
+            wait_ready(proc, url, log_path)
+            yield url, token
+        finally:
+            stop(proc)
+            kill_gpg_agent(data_dir / "trusted-gnupg")
 
 
 def log_tail(path: Path, lines: int = 20) -> str:
@@ -385,7 +385,7 @@ def verify(
         proc = run(["git", "verify-commit", "--raw", sha], cwd=remote, env=env, check=False)
         good = f"VALIDSIG {fingerprint}" in proc.stderr and "GOODSIG" in proc.stderr
         if proc.returncode != 0 or not good:
-            return f"commit {sha} does not verify: {proc.stderr.strip()[:300]}"
+            return f"commit {sha} does not verify: {' '.join(proc.stderr.split())[-200:]}"
         files = git(remote, "diff-tree", "--no-commit-id", "--name-status", "-r", sha).split("\n")
         added = [f for f in files if f.startswith("A\tartifacts/")]
         if len(added) != 1 or len([f for f in files if f]) != 1:
@@ -417,27 +417,27 @@ def mark(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
-def report(
-    count: int, hook_ms: int, api: ApiResult, naive_s: float, check: Verification
-) -> None:
+def report(count: int, hook_ms: int, api: ApiResult, naive_s: float, check: Verification) -> None:
     lat = sorted(api.latencies_s)
     api_rate = count / api.wall_s
     naive_rate = count / naive_s
     ratio = api_rate / naive_rate
     p50, p99 = percentile(lat, 50), percentile(lat, 99)
+    p99_note = f"target < {TARGET_P99_S:g} s: {mark(p99 < TARGET_P99_S)}"
+    ratio_note = f"target >= {TARGET_RATIO:g}x: {mark(ratio >= TARGET_RATIO)}"
     rows = [
         ("artifacts", f"{count}", ""),
         ("pre-receive hook delay", f"{hook_ms} ms", ""),
         ("API wall time", f"{api.wall_s:.2f} s", ""),
         ("API throughput", f"{api_rate:.1f} registrations/s", ""),
         ("API latency p50", f"{p50:.3f} s", ""),
-        ("API latency p99", f"{p99:.3f} s", f"target < {TARGET_P99_S:g} s: {mark(p99 < TARGET_P99_S)}"),
+        ("API latency p99", f"{p99:.3f} s", p99_note),
         ("API latency max", f"{lat[-1]:.3f} s", ""),
         ("API responses 201", f"{api.statuses.count(201)}/{count}", ""),
         ("API pushes (batches)", f"{check.pushes}", ""),
         ("naive loop wall time", f"{naive_s:.2f} s", ""),
         ("naive throughput", f"{naive_rate:.2f} registrations/s", ""),
-        ("ratio API/naive", f"{ratio:.1f}x", f"target >= {TARGET_RATIO:g}x: {mark(ratio >= TARGET_RATIO)}"),
+        ("ratio API/naive", f"{ratio:.1f}x", ratio_note),
         ("new signed commits", f"{check.new_commits} (verified {check.verified})", ""),
         ("git fsck", "clean" if check.fsck_clean else "NOT CLEAN", ""),
     ]  # fmt: skip

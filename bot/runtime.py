@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from bot.auth import TokenStore
 from bot.config import ConfigError, Settings
 from bot.environments import environment_names
@@ -85,7 +87,14 @@ def open_mirror(settings: Settings) -> Mirror:
 
 
 def open_index(settings: Settings) -> ArtifactIndex:
-    return ArtifactIndex(make_engine(settings.index_url), environment_names()[0])
+    try:
+        return ArtifactIndex(make_engine(settings.index_url), environment_names()[0])
+    except (SQLAlchemyError, ImportError) as exc:
+        why = " ".join(str(exc).split())[:200]
+        raise ConfigError(
+            f"setting database_url (RITMO_DATABASE_URL): cannot open the index ({why}); "
+            "point it at a writable sqlite:/// path or a reachable PostgreSQL"
+        ) from None
 
 
 def build_runtime(settings: Settings, templates: Templates | None = None) -> Runtime:
