@@ -110,7 +110,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         mirror,
         signer.sign,
         Identity(settings.manifests.author_name, settings.manifests.author_email),
-        on_advance=lambda _old, new: _follow(index, mirror, new),
+        on_advance=lambda old, new, written: follow(index, mirror, new, old, written),
         attempts=settings.manifests.push_attempts,
     )
     writer.sync()  # fetch, and bring the index up to the remote's tip
@@ -121,7 +121,3 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         settings, signer, mirror, index, TokenStore(settings.tokens_file), writer, registry,
         templates,
     )  # fmt: skip
-
-
-def _follow(index: ArtifactIndex, mirror: Mirror, tip: str) -> None:
-    follow(index, mirror, tip)

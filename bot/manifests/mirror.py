@@ -6,16 +6,16 @@ import base64
 import enum
 import fcntl
 import hashlib
-import io
 import os
+import struct
 import subprocess
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import git
-from gitdb import IStream
 
 from bot.config import ConfigError
 
@@ -64,6 +64,10 @@ class Mirror:
         if not (self.path / "HEAD").exists():
             git.Repo.init(self.path, bare=True)
         self.repo = git.Repo(self.path)
+        # New objects wait in memory and reach disk as one pack before they are needed
+        # there: a file (or a `git hash-object`) per object costs more than the commit.
+        self._pending: dict[str, tuple[str, bytes]] = {}
+        self._trees: dict[str, bytes] = {}
         with self.repo.config_writer() as cfg:
             # The URL is stored, a token never is (it comes through the environment).
             cfg.set_value('remote "origin"', "url", url)
@@ -115,6 +119,7 @@ class Mirror:
 
     def push(self, sha: str) -> PushResult:
         """Fast-forward the remote branch to `sha`. Never forced."""
+        self.flush()
         try:
             proc = self._git("push", "--porcelain", "origin", f"{sha}:refs/heads/{self.branch}")
         except subprocess.TimeoutExpired:
@@ -139,12 +144,50 @@ class Mirror:
 
     # -- objects (ObjectStore) -------------------------------------------------
     def read(self, sha: str) -> tuple[str, bytes]:
+        tree = self._trees.get(sha)
+        if tree is not None:
+            return "tree", tree
+        pending = self._pending.get(sha)
+        if pending is not None:
+            return pending
         info = self.repo.odb.stream(bytes.fromhex(sha))
-        return info.type.decode(), info.read()
+        kind, data = info.type.decode(), info.read()
+        if kind == "tree":
+            self._remember_tree(sha, data)
+        return kind, data
 
     def write(self, kind: str, data: bytes) -> str:
-        istream = self.repo.odb.store(IStream(kind.encode(), len(data), io.BytesIO(data)))
-        return str(istream.hexsha.decode())
+        sha = object_id(kind, data)
+        self._pending[sha] = (kind, data)
+        if kind == "tree":
+            self._remember_tree(sha, data)
+        return sha
+
+    def flush(self) -> None:
+        """Write the objects made since the last flush as one pack."""
+        if not self._pending:
+            return
+        proc = subprocess.run(
+            ["git", "index-pack", "--stdin"],
+            cwd=self.path,
+            input=pack(list(self._pending.values())),
+            capture_output=True,
+            timeout=self.timeout,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise OSError(f"git index-pack failed: {proc.stderr.decode(errors='replace')}")
+        self._pending.clear()
+
+    def _remember_tree(self, sha: str, data: bytes) -> None:
+        # Objects never change, so a tree read once stays right; the bound keeps memory flat.
+        if len(self._trees) >= 4096:
+            self._trees.clear()
+        self._trees[sha] = data
+
+    def close(self) -> None:
+        """Stop GitPython's helper processes."""
+        self.repo.close()
 
     def tree_of(self, commit: str) -> str:
         kind, data = self.read(commit)
@@ -154,6 +197,7 @@ class Mirror:
 
     # -- history ---------------------------------------------------------------
     def is_ancestor(self, older: str, newer: str) -> bool:
+        self.flush()
         return self._git("merge-base", "--is-ancestor", older, newer).returncode == 0
 
     def added_files(self, since: str | None, until: str, prefix: str) -> list[tuple[str, str]]:
@@ -190,3 +234,28 @@ def _push_failure(stdout: str, stderr: str) -> str:
         return "; ".join(parts)
     errors = [ln for ln in stderr.splitlines() if ln.startswith("fatal:")]
     return errors[-1] if errors else "the push failed"
+
+
+_PACK_TYPES = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
+
+
+def object_id(kind: str, data: bytes) -> str:
+    """The sha git gives an object of this kind and content."""
+    return hashlib.sha1(f"{kind} {len(data)}\0".encode() + data).hexdigest()
+
+
+def pack(objects: list[tuple[str, bytes]]) -> bytes:
+    """A version-2 pack of whole (undeltified) objects, as `git index-pack --stdin` reads."""
+    out = bytearray(b"PACK" + struct.pack(">II", 2, len(objects)))
+    for kind, data in objects:
+        size = len(data)
+        byte = (_PACK_TYPES[kind] << 4) | (size & 0x0F)
+        size >>= 4
+        while size:
+            out.append(byte | 0x80)
+            byte = size & 0x7F
+            size >>= 7
+        out.append(byte)
+        out += zlib.compress(data, 1)
+    out += hashlib.sha1(out).digest()
+    return bytes(out)

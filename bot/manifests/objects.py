@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 from git.objects.fun import tree_entries_from_data, tree_to_stream
@@ -38,7 +39,13 @@ def _entries(store: ObjectStore, tree_sha: str | None) -> dict[str, tuple[int, b
     kind, data = store.read(tree_sha)
     if kind != "tree":
         raise ValueError(f"{tree_sha} is a {kind}, not a tree")
-    return {name: (mode, binsha) for binsha, mode, name in tree_entries_from_data(data)}
+    return dict(_parse_tree(data))
+
+
+@lru_cache(maxsize=1024)
+def _parse_tree(data: bytes) -> tuple[tuple[str, tuple[int, bytes]], ...]:
+    # A batch re-reads the same few trees for every commit; parsing them once pays off.
+    return tuple((name, (mode, binsha)) for binsha, mode, name in tree_entries_from_data(data))
 
 
 def _sort_key(item: tuple[str, tuple[int, bytes]]) -> bytes:

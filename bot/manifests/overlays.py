@@ -11,28 +11,70 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
+from ruamel.yaml.util import load_yaml_guess_indent
 
 
 class OverlayError(ValueError):
     """The overlay cannot take the edit as asked; the message names the path and the fix."""
 
 
-def _yaml() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    yaml.width = 4096  # never re-wrap the user's long lines
-    return yaml
+class _Document:
+    """A YAML file loaded round-trip, dumped back with the indentation it came with."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._yaml = YAML(typ="rt")
+        self._yaml.preserve_quotes = True
+        self._yaml.width = 4096  # never re-wrap the user's long lines
+        if not text.strip():
+            self.root: Any = None
+            return
+        try:
+            # Guessing the indentation parses once more, without the quotes kept; files are small.
+            _, indent, offset = load_yaml_guess_indent(text)
+            if indent is not None:
+                self._yaml.indent(mapping=2, sequence=indent, offset=offset or 0)
+            self.root = self._yaml.load(text)
+        except YAMLError as exc:
+            raise OverlayError(f"not valid YAML: {' '.join(str(exc).split())}") from None
+
+    def mapping(self, what: str) -> CommentedMap:
+        """The top-level mapping; a file of only comments counts as an empty one."""
+        if self.root is None:
+            self.root = CommentedMap()
+        if not isinstance(self.root, CommentedMap):
+            raise OverlayError(f"{what} must be a mapping at the top level")
+        return self.root
+
+    def dump(self) -> str:
+        buf = io.StringIO()
+        self._yaml.dump(self.root, buf)
+        out = buf.getvalue()
+        if not self.text.strip() or out.startswith(self.text.rstrip("\n")):
+            return out
+        if _only_comments(self.text):
+            # ruamel drops a document that holds nothing but comments; keep them on top.
+            return self.text.rstrip("\n") + "\n" + out
+        return out
+
+
+def _only_comments(text: str) -> bool:
+    return all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())
 
 
 def _load(text: str) -> Any:
-    return _yaml().load(text) if text.strip() else CommentedMap()
+    return _Document(text).root
 
 
-def _dump(doc: Any) -> str:
-    buf = io.StringIO()
-    _yaml().dump(doc, buf)
-    return buf.getvalue()
+_YAML_11 = YAML(typ="safe")
+_YAML_11.version = (1, 1)
+
+
+def _reads_as_string(value: str) -> bool:
+    # kustomize and Helm read YAML 1.1, where yes/on/y are booleans; check both versions.
+    return all(isinstance(loader.load(value), str) for loader in (YAML(typ="safe"), _YAML_11))
 
 
 def _like(old: Any, new: str) -> Any:
@@ -41,11 +83,23 @@ def _like(old: Any, new: str) -> Any:
         return DoubleQuotedScalarString(new)
     if isinstance(old, SingleQuotedScalarString):
         return SingleQuotedScalarString(new)
-    if old is None or isinstance(old, str):
-        # A plain scalar that would read back as a number or bool gets quoted.
-        probe = YAML(typ="safe").load(new)
-        return new if isinstance(probe, str) else DoubleQuotedScalarString(new)
+    if (old is None or isinstance(old, str)) and _reads_as_string(new):
+        return new
+    # A plain scalar that would read back as a number or bool gets quoted.
     return DoubleQuotedScalarString(new)
+
+
+def _replace_key(entry: CommentedMap, old: str, new: str, value: Any) -> None:
+    """Put `new` where `old` was, with its end-of-line comment; drop `old`."""
+    if old not in entry:
+        entry[new] = value
+        return
+    position = list(entry).index(old)
+    comment = entry.ca.items.pop(old, None)
+    del entry[old]
+    entry.insert(position, new, value)
+    if comment is not None:
+        entry.ca.items[new] = comment
 
 
 def pin_kustomize_image(
@@ -54,9 +108,8 @@ def pin_kustomize_image(
     """Set images[name=image].newTag (or .digest) in a kustomization, adding the entry if absent."""
     if (tag is None) == (digest is None):
         raise OverlayError("give exactly one of tag or digest")
-    doc = _load(text)
-    if not isinstance(doc, CommentedMap):
-        raise OverlayError("a kustomization must be a mapping at the top level")
+    document = _Document(text)
+    doc = document.mapping("a kustomization")
     images = doc.get("images")
     if images is None:
         images = CommentedSeq()
@@ -70,18 +123,26 @@ def pin_kustomize_image(
         entry = CommentedMap(name=image)
         images.append(entry)
     if tag is not None:
-        entry["newTag"] = _like(entry.get("newTag"), tag)
-        entry.pop("digest", None)
+        if "newTag" in entry:
+            entry["newTag"] = _like(entry["newTag"], tag)
+            entry.pop("digest", None)
+        else:
+            _replace_key(entry, "digest", "newTag", _like(None, tag))
     else:
-        entry["digest"] = _like(entry.get("digest"), str(digest))
-        entry.pop("newTag", None)
-    return _dump(doc)
+        if "digest" in entry:
+            entry["digest"] = _like(entry["digest"], str(digest))
+            entry.pop("newTag", None)
+        else:
+            _replace_key(entry, "newTag", "digest", _like(None, str(digest)))
+    return document.dump()
 
 
 def read_kustomize_image(text: str, image: str) -> str | None:
     """The tag or digest pinned for `image`, or None."""
     doc = _load(text)
-    for entry in (doc or {}).get("images") or []:
+    if not isinstance(doc, dict):
+        return None
+    for entry in doc.get("images") or []:
         if isinstance(entry, dict) and entry.get("name") == image:
             value = entry.get("digest") or entry.get("newTag")
             return None if value is None else str(value)
@@ -93,8 +154,8 @@ def set_key_path(text: str, key_path: str, value: str) -> str:
     keys = key_path.split(".")
     if not all(keys):
         raise OverlayError(f"key path {key_path!r} has an empty part; use e.g. image.tag")
-    doc = _load(text)
-    node = doc
+    document = _Document(text)
+    node = document.mapping("a values file")
     for i, key in enumerate(keys[:-1]):
         child = node.get(key) if isinstance(node, CommentedMap) else None
         if child is None:
@@ -105,7 +166,7 @@ def set_key_path(text: str, key_path: str, value: str) -> str:
             raise OverlayError(f"{where} is not a mapping, so {key_path} cannot be set")
         node = child
     node[keys[-1]] = _like(node.get(keys[-1]), value)
-    return _dump(doc)
+    return document.dump()
 
 
 def read_key_path(text: str, key_path: str) -> str | None:

@@ -19,6 +19,9 @@ from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
 log = logging.getLogger(__name__)
 
 Reader = Callable[[str], bytes | None]
+# (commit, files it wrote), oldest first: what a push added, so followers need not re-read it.
+Written = list[tuple[str, dict[str, bytes]]]
+OnAdvance = Callable[[str | None, str, Written | None], object]
 
 
 class Conflict(Exception):
@@ -68,7 +71,7 @@ class ManifestWriter:
         mirror: Mirror,
         sign: Callable[[bytes], str],
         identity: Identity,
-        on_advance: Callable[[str | None, str], None] = lambda old, new: None,
+        on_advance: OnAdvance = lambda old, new, written: None,
         attempts: int = 6,
         batch_limit: int = 500,
         clock: Callable[[], float] = time.time,
@@ -129,7 +132,7 @@ class ManifestWriter:
         new = self._mirror.fetch()
         self._synced = True
         if new is not None and (always_advance or new != old):
-            self._on_advance(old, new)
+            self._on_advance(old, new, None)
         return new
 
     def _write_batch(self, batch: list[_Job]) -> None:
@@ -139,7 +142,7 @@ class ManifestWriter:
             last_error = ""
             for attempt in range(self._attempts):
                 base = self._mirror.tip()
-                outcomes, head = self._build(base, batch)
+                outcomes, head, written = self._build(base, batch)
                 live = [job for job, out in zip(batch, outcomes, strict=True) if out is not None]
                 if head == base or head is None:
                     self._resolve(batch, outcomes, base)
@@ -148,7 +151,7 @@ class ManifestWriter:
                 result = self._mirror.push(head)
                 if result.status is PushStatus.PUSHED:
                     self.pushes += 1
-                    self._on_advance(base, head)
+                    self._on_advance(base, head, written)
                     self._resolve(batch, outcomes, head)
                     return
                 last_error = result.detail
@@ -176,11 +179,12 @@ class ManifestWriter:
 
     def _build(
         self, base: str | None, batch: list[_Job]
-    ) -> tuple[list[str | BaseException | None], str | None]:
-        """Plan every job on top of `base`; return per-job commit (or error) and the new head."""
+    ) -> tuple[list[str | BaseException | None], str | None, Written]:
+        """Plan every job on top of `base`: per-job commit (or error), the new head, the files."""
         head = base
         tree = self._mirror.tree_of(base) if base else None
         outcomes: list[str | BaseException | None] = []
+        written: Written = []
         for job in batch:
             if job.future.done():
                 outcomes.append(None)
@@ -205,7 +209,8 @@ class ManifestWriter:
                 plan.message,
             )
             outcomes.append(head)
-        return outcomes, head
+            written.append((head, plan.files))
+        return outcomes, head, written
 
     @staticmethod
     def _resolve(

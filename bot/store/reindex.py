@@ -9,6 +9,7 @@ from typing import Any
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import read_path
 from bot.manifests.records import RECORDS_DIR, parse_record
+from bot.manifests.writer import Written
 from bot.store.index import ArtifactIndex
 
 log = logging.getLogger(__name__)
@@ -16,12 +17,29 @@ log = logging.getLogger(__name__)
 _RECORD_PATH = re.compile(rf"^{RECORDS_DIR}/([^/]+)/([^/]+)\.yaml$")
 
 
-def follow(index: ArtifactIndex, mirror: Mirror, tip: str) -> int:
-    """Index every record added up to `tip`; returns how many were new."""
+def follow(
+    index: ArtifactIndex,
+    mirror: Mirror,
+    tip: str,
+    base: str | None = None,
+    written: Written | None = None,
+) -> int:
+    """Index every record added up to `tip`; returns how many were new.
+
+    `written` is what this process pushed on top of `base`: when the index stood at
+    `base`, the records come from memory instead of from git.
+    """
     indexed = index.tip()
     if indexed == tip:
         return 0
-    if indexed and mirror.is_ancestor(indexed, tip):
+    if written is not None and indexed is not None and indexed == base:
+        entries = [
+            (record, commit)
+            for commit, files in written
+            for path, data in files.items()
+            if (record := _parse(path, data)) is not None
+        ]
+    elif indexed and mirror.is_ancestor(indexed, tip):
         pairs = mirror.added_files(indexed, tip, RECORDS_DIR + "/")
         entries = _read_each(mirror, pairs)
     else:
@@ -64,15 +82,15 @@ def _read_at_tip(mirror: Mirror, tip: str) -> list[tuple[dict[str, Any], str]]:
 
 
 def _parse(path: str, data: bytes | None) -> dict[str, Any] | None:
-    if data is None:
+    match = _RECORD_PATH.match(path)
+    if data is None or not match:
         return None
     try:
         record = parse_record(data)
     except Exception as exc:  # a file someone else put there; the index skips it
         log.warning("skipping %s: %s", path, exc)
         return None
-    match = _RECORD_PATH.match(path)
-    if not match or (record.get("name"), str(record.get("version"))) != match.groups():
+    if (record.get("name"), str(record.get("version"))) != match.groups():
         log.warning("skipping %s: name/version do not match its path", path)
         return None
     return record

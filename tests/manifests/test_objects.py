@@ -30,11 +30,20 @@ TREE = "a" * 40
 PARENT = "b" * 40
 
 
+class EagerMirror(Mirror):
+    """Flushes each object to disk at once, so plain git commands in these tests see it."""
+
+    def write(self, kind: str, data: bytes) -> str:
+        sha = super().write(kind, data)
+        self.flush()
+        return sha
+
+
 @pytest.fixture
 def mirror(tmp_path: Path, remote: Path) -> Iterator[Mirror]:
-    m = Mirror(tmp_path / "mirrors", str(remote), "main")
+    m = EagerMirror(tmp_path / "mirrors", str(remote), "main")
     yield m
-    m.repo.close()  # stop GitPython's cat-file helpers
+    m.close()  # stop GitPython's cat-file helpers
 
 
 @pytest.fixture
@@ -469,3 +478,26 @@ class TestWithSignature:
         header, sep, body = signed.partition(b"\n\n")
         kept = [ln for ln in header.split(b"\n") if not ln.startswith((b"gpgsig ", b" "))]
         assert b"\n".join(kept) + sep + body == payload
+
+
+class TestPendingObjects:
+    """New objects wait in memory, readable, and reach disk as one pack on flush."""
+
+    def test_flush_writes_one_pack(self, tmp_path: Path, remote: Path) -> None:
+        m = Mirror(tmp_path / "lazy", str(remote), "main")
+        try:
+            tree = write_tree(m, None, {"a/b.txt": b"one\n", "c.txt": b"two\n"})
+            packs = sorted((m.path / "objects" / "pack").glob("*.pack"))
+            assert packs == []
+            assert read_path(m, tree, "a/b.txt") == b"one\n"
+            m.flush()
+            packs = sorted((m.path / "objects" / "pack").glob("*.pack"))
+            assert len(packs) == 1
+            assert git(m.path, "cat-file", "-p", f"{tree}:a/b.txt") == "one\n"
+            assert ls_tree(m, tree) == {
+                "a/b.txt": ("100644", blob_sha(m, b"one\n")),
+                "c.txt": ("100644", blob_sha(m, b"two\n")),
+            }
+            fsck_strict(m)
+        finally:
+            m.close()
