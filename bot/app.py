@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -25,8 +26,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
     return app
 
 
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
 def create_app_from_env() -> Flask:
     """Factory for WSGI servers: `gunicorn 'bot.app:create_app_from_env()'`."""
+    configure_logging()
     config = os.environ.get("RITMO_CONFIG")
     try:
         settings = load_settings(Path(config) if config else None)

@@ -36,6 +36,9 @@ class Runtime:
     registry: ArtifactRegistry
     templates: Templates
 
+    def close(self) -> None:
+        self.mirror.close()
+
 
 def signing_key(settings: Settings) -> CommitSigner:
     gpg = open_gnupg(settings.gnupghome)

@@ -29,8 +29,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Flask:
         # Built in each worker after the fork, so git processes and threads are its own.
-        from bot.app import create_app
+        from bot.app import configure_logging, create_app
 
+        configure_logging()
         return create_app(self._settings)
 
 

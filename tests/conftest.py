@@ -72,6 +72,7 @@ def settings(tmp_path: Path, remote: Path, signing_key: tuple[Path, str]) -> Set
 def runtime(settings: Settings) -> Iterator[Runtime]:
     rt = build_runtime(settings)
     yield rt
+    rt.close()
     kill_gpg_agent(settings.data_dir / "trusted-gnupg")
 
 

@@ -118,8 +118,11 @@ class Mirror:
         return proc.stdout.strip() or None
 
     def push(self, sha: str) -> PushResult:
-        """Fast-forward the remote branch to `sha`. Never forced."""
-        self.flush()
+        """Fast-forward the remote branch to `sha`. Never forced.
+
+        Runs beside the thread that builds commits, so it leaves pending objects alone:
+        flush() first.
+        """
         try:
             proc = self._git("push", "--porcelain", "origin", f"{sha}:refs/heads/{self.branch}")
         except subprocess.TimeoutExpired:

@@ -11,6 +11,7 @@ from typing import Protocol
 from git.objects.fun import tree_entries_from_data, tree_to_stream
 
 BLOB_MODE = 0o100644
+EXECUTABLE_MODE = 0o100755
 TREE_MODE = 0o040000
 
 
@@ -56,26 +57,38 @@ def _sort_key(item: tuple[str, tuple[int, bytes]]) -> bytes:
 
 def write_tree(store: ObjectStore, base: str | None, files: Mapping[str, bytes]) -> str:
     """Return the sha of `base` with `files` (path -> content) added or replaced."""
+    for path in files:
+        parts = path.split("/")
+        if any(part in ("", ".", "..") for part in parts):
+            raise ValueError(f"{path!r} is not a clean relative path")
+    return _write_tree(store, base, files, "")
+
+
+def _write_tree(store: ObjectStore, base: str | None, files: Mapping[str, bytes], at: str) -> str:
     here: dict[str, bytes] = {}
     below: dict[str, dict[str, bytes]] = {}
     for path, content in files.items():
         head, sep, rest = path.partition("/")
-        if not head or head in (".", "..") or (sep and not rest):
-            raise ValueError(f"{path!r} is not a clean relative path")
         if sep:
             below.setdefault(head, {})[rest] = content
         else:
             here[head] = content
+    clash = set(here) & set(below)
+    if clash:
+        raise ValueError(f"{at}{min(clash)} cannot be both a file and a directory")
     entries = _entries(store, base)
     for name, content in here.items():
-        if entries.get(name, (BLOB_MODE, b""))[0] == TREE_MODE:
-            raise ValueError(f"{name!r} is a directory, not a file")
-        entries[name] = (BLOB_MODE, bytes.fromhex(store.write("blob", content)))
+        mode = entries.get(name, (BLOB_MODE, b""))[0]
+        if mode not in (BLOB_MODE, EXECUTABLE_MODE):
+            kind = "a directory" if mode == TREE_MODE else "not a regular file"
+            raise ValueError(f"{at}{name} is {kind}, so it cannot be written as a file")
+        # An executable file stays executable.
+        entries[name] = (mode, bytes.fromhex(store.write("blob", content)))
     for name, sub in below.items():
         mode, binsha = entries.get(name, (TREE_MODE, b""))
         if mode != TREE_MODE:
-            raise ValueError(f"{name!r} is a file, not a directory")
-        child = write_tree(store, binsha.hex() if binsha else None, sub)
+            raise ValueError(f"{at}{name} is a file, not a directory")
+        child = _write_tree(store, binsha.hex() if binsha else None, sub, f"{at}{name}/")
         entries[name] = (TREE_MODE, bytes.fromhex(child))
     buf = io.BytesIO()
     tree_to_stream(

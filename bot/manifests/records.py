@@ -126,7 +126,7 @@ def build_record(
 
 
 def render_record(record: dict[str, Any]) -> bytes:
-    yaml = YAML(typ="safe", pure=True)
+    yaml = YAML(typ="safe", pure=False)  # the C emitter when ruamel.yaml.clib is there
     yaml.default_flow_style = False
     yaml.width = 4096  # a checksum stays on its key's line
     yaml.representer.sort_base_mapping_type_on_output = False  # keep apiVersion, kind first

@@ -8,12 +8,12 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
 
-from bot.manifests.mirror import Mirror, PushStatus
+from bot.manifests.mirror import Mirror, PushResult, PushStatus
 from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,22 @@ class _Job:
     future: Future[WriteResult] = field(default_factory=Future)
 
 
+# Per job: its commit, "" when unchanged, the error it raised, or None when already settled.
+Outcome = str | BaseException | None
+
+
+@dataclass
+class _Segment:
+    """Commits built for some jobs on top of `base`, pushed (or not yet) as one."""
+
+    base: str | None
+    head: str | None
+    jobs: list[_Job]
+    outcomes: list[Outcome]
+    written: Written
+    push: Future[PushResult] | None = None
+
+
 class ManifestWriter:
     """Serialises every write to one branch; acknowledges a change only once it is pushed."""
 
@@ -87,6 +103,9 @@ class ManifestWriter:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._synced = False
+        self._taken: list[_Job] = []  # jobs the writer holds, failed together on a crash
+        # Pushes run beside the writer, so the next batch is built while one is on the wire.
+        self._pusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ritmo-push")
         self.pushes = 0
         self.push_attempts = 0
 
@@ -108,19 +127,65 @@ class ManifestWriter:
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < self._batch_limit:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            first = self._queue.get()
             try:
-                self._write_batch(batch)
+                self._serve([first, *self._drain()])
             except Exception as exc:  # never let the writer thread die with callers waiting
-                log.exception("write batch failed")
-                for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
+                log.exception("write failed")
+                self._fail_waiting(exc)
+
+    def _drain(self) -> list[_Job]:
+        jobs: list[_Job] = []
+        while len(jobs) < self._batch_limit:
+            try:
+                jobs.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return jobs
+
+    def _serve(self, batch: list[_Job]) -> None:
+        """Build the next batch while the previous one is being pushed: one push in flight."""
+        with self._mirror.locked():
+            if not self._synced:
+                self._fetch()
+            in_flight: _Segment | None = None
+            while batch or in_flight is not None:
+                self._taken = batch + (in_flight.jobs if in_flight else [])
+                base = in_flight.head if in_flight else self._mirror.tip()
+                segment = self._build(base, batch) if batch else None
+                if in_flight is not None:
+                    assert in_flight.push is not None
+                    result = in_flight.push.result()
+                    if result.status is PushStatus.PUSHED:
+                        self._land(in_flight)
+                    else:
+                        # Rare: rebuild both on the remote's new tip, the careful way.
+                        log.info("push refused: %s", result.detail)
+                        later = segment.jobs if segment else []
+                        self._write_with_retries(in_flight.jobs + later, result.detail)
+                        segment = None
+                    in_flight = None
+                if segment is not None:
+                    if segment.head == segment.base:
+                        self._resolve(segment.jobs, segment.outcomes, segment.head)
+                    else:
+                        self._mirror.flush()
+                        self.push_attempts += 1
+                        segment.push = self._pusher.submit(self._mirror.push, str(segment.head))
+                        in_flight = segment
+                batch = self._drain()
+            self._taken = []
+
+    def _land(self, segment: _Segment) -> None:
+        self.pushes += 1
+        self._on_advance(segment.base, str(segment.head), segment.written)
+        self._resolve(segment.jobs, segment.outcomes, segment.head)
+
+    def _fail_waiting(self, exc: BaseException) -> None:
+        for job in self._taken:
+            if not job.future.done():
+                job.future.set_exception(exc)
+        self._taken = []
 
     def sync(self) -> str | None:
         """Fetch the branch and let the index follow, even if the tip did not move."""
@@ -135,55 +200,41 @@ class ManifestWriter:
             self._on_advance(old, new, None)
         return new
 
-    def _write_batch(self, batch: list[_Job]) -> None:
-        with self._mirror.locked():
-            if not self._synced:
+    def _write_with_retries(self, batch: list[_Job], last_error: str) -> None:
+        """After a refused push: fetch, rebuild on the new tip, push; bounded, with jitter."""
+        for attempt in range(1, self._attempts):
+            time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
+            try:
                 self._fetch()
-            last_error = ""
-            for attempt in range(self._attempts):
-                base = self._mirror.tip()
-                outcomes, head, written = self._build(base, batch)
-                live = [job for job, out in zip(batch, outcomes, strict=True) if out is not None]
-                if head == base or head is None:
-                    self._resolve(batch, outcomes, base)
-                    return
-                self.push_attempts += 1
-                result = self._mirror.push(head)
-                if result.status is PushStatus.PUSHED:
-                    self.pushes += 1
-                    self._on_advance(base, head, written)
-                    self._resolve(batch, outcomes, head)
-                    return
-                last_error = result.detail
-                log.info("push attempt %d refused: %s", attempt + 1, result.detail)
-                time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
-                try:
-                    tip = self._fetch()
-                except OSError as exc:
-                    last_error = str(exc)
-                    continue
-                if tip is not None and self._mirror.is_ancestor(head, tip):
-                    # The push landed even though we heard no answer.
-                    self._resolve(batch, outcomes, head)
-                    return
-                batch = [job for job in live if not job.future.done()]
-                if not batch:
-                    return
-            error = WriteUnavailable(
-                f"the manifests remote did not accept the push after {self._attempts} attempts "
-                f"({last_error}); nothing was written, retry later"
-            )
-            for job in batch:
-                if not job.future.done():
-                    job.future.set_exception(error)
+            except OSError as exc:
+                last_error = str(exc)
+                continue
+            segment = self._build(self._mirror.tip(), batch)
+            if segment.head == segment.base:
+                self._resolve(segment.jobs, segment.outcomes, segment.head)
+                return
+            self._mirror.flush()
+            self.push_attempts += 1
+            result = self._mirror.push(str(segment.head))
+            if result.status is PushStatus.PUSHED:
+                self._land(segment)
+                return
+            last_error = result.detail
+            log.info("push attempt %d refused: %s", attempt + 1, result.detail)
+            batch = [job for job in batch if not job.future.done()]
+        error = WriteUnavailable(
+            f"the manifests remote did not accept the push after {self._attempts} attempts "
+            f"({last_error}); nothing was written, retry later"
+        )
+        for job in batch:
+            if not job.future.done():
+                job.future.set_exception(error)
 
-    def _build(
-        self, base: str | None, batch: list[_Job]
-    ) -> tuple[list[str | BaseException | None], str | None, Written]:
+    def _build(self, base: str | None, batch: list[_Job]) -> _Segment:
         """Plan every job on top of `base`: per-job commit (or error), the new head, the files."""
         head = base
         tree = self._mirror.tree_of(base) if base else None
-        outcomes: list[str | BaseException | None] = []
+        outcomes: list[Outcome] = []
         written: Written = []
         for job in batch:
             if job.future.done():
@@ -210,12 +261,10 @@ class ManifestWriter:
             )
             outcomes.append(head)
             written.append((head, plan.files))
-        return outcomes, head, written
+        return _Segment(base, head, batch, outcomes, written)
 
     @staticmethod
-    def _resolve(
-        batch: list[_Job], outcomes: list[str | BaseException | None], tip: str | None
-    ) -> None:
+    def _resolve(batch: list[_Job], outcomes: list[Outcome], tip: str | None) -> None:
         for job, outcome in zip(batch, outcomes, strict=True):
             if job.future.done() or outcome is None:
                 continue

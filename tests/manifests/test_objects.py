@@ -225,12 +225,12 @@ class TestWriteTreeRefuses:
 
     def test_file_over_directory(self, mirror: Mirror, base: str) -> None:
         """A file where the base has a directory is refused."""
-        with pytest.raises(ValueError, match="'base' is a directory, not a file"):
+        with pytest.raises(ValueError, match="apps/web/base is a directory, so it cannot"):
             write_tree(mirror, base, {"apps/web/base": b"x"})
 
     def test_directory_under_file(self, mirror: Mirror, base: str) -> None:
         """A path that goes through a file of the base is refused."""
-        with pytest.raises(ValueError, match="'README.md' is a file, not a directory"):
+        with pytest.raises(ValueError, match="README.md is a file, not a directory"):
             write_tree(mirror, base, {"README.md/x": b"x"})
 
     @pytest.mark.parametrize(
@@ -240,7 +240,7 @@ class TestWriteTreeRefuses:
     )
     def test_clash_within_one_write(self, mirror: Mirror, files: dict[str, bytes]) -> None:
         """The same name as a file and as a directory in one write is refused."""
-        with pytest.raises(ValueError, match="'a' is a file, not a directory"):
+        with pytest.raises(ValueError, match="a cannot be both a file and a directory"):
             write_tree(mirror, None, files)
 
 
@@ -501,3 +501,19 @@ class TestPendingObjects:
             fsck_strict(m)
         finally:
             m.close()
+
+
+class TestModes:
+    """Replacing an executable keeps it executable; a symlink is never overwritten."""
+
+    def test_executable_stays_executable(self, mirror: Mirror, tmp_path: Path) -> None:
+        blob = mirror.write("blob", b"#!/bin/sh\n")
+        tree = mirror.write("tree", b"100755 run.sh\0" + bytes.fromhex(blob))
+        out = write_tree(mirror, tree, {"run.sh": b"#!/bin/sh\necho hi\n"})
+        assert ls_tree(mirror, out)["run.sh"][0] == "100755"
+
+    def test_symlink_is_refused(self, mirror: Mirror) -> None:
+        blob = mirror.write("blob", b"../elsewhere.yaml")
+        tree = mirror.write("tree", b"120000 link.yaml\0" + bytes.fromhex(blob))
+        with pytest.raises(ValueError, match="link.yaml is not a regular file"):
+            write_tree(mirror, tree, {"link.yaml": b"a: 1\n"})

@@ -1,0 +1,112 @@
+"""ManifestWriter: batches, a push in flight while the next batch builds, and refusals."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bot.config import Settings
+from bot.manifests.mirror import PushResult
+from bot.manifests.writer import Conflict, Edit, Reader, Unchanged, WriteResult
+from bot.runtime import Runtime
+from tests.helpers import commits_since, git, show, verify_commit
+
+
+@dataclass
+class AddFile:
+    """Adds one file; unchanged when it is already there with the same content."""
+
+    path: str
+    content: bytes
+    on_plan: list[object] = field(default_factory=list)
+
+    def plan(self, read: Reader) -> Edit | Unchanged:
+        for hook in self.on_plan:
+            hook()  # type: ignore[operator]
+        existing = read(self.path)
+        if existing == self.content:
+            return Unchanged()
+        if existing is not None:
+            raise Conflict(f"{self.path} holds other content")
+        return Edit({self.path: self.content}, f"Add {self.path}\n")
+
+
+def _foreign_commit(remote: Path, workdir: Path) -> str:
+    git(remote.parent, "clone", "--quiet", str(remote), str(workdir))
+    (workdir / "FOREIGN.md").write_text("pushed by someone else\n")
+    git(workdir, "add", "FOREIGN.md")
+    git(workdir, "-c", "user.name=Dana", "-c", "user.email=dana@example.com",
+        "commit", "--quiet", "-m", "foreign")  # fmt: skip
+    git(workdir, "push", "--quiet", "origin", "main")
+    return git(workdir, "rev-parse", "HEAD").strip()
+
+
+class TestPipeline:
+    """Jobs arriving during a push are built on top of it and pushed after it."""
+
+    def test_refused_push_with_a_batch_built_on_top(
+        self, runtime: Runtime, remote: Path, settings: Settings, tmp_path: Path
+    ) -> None:
+        base = git(remote, "rev-parse", "main").strip()
+        writer = runtime.writer
+        later: list[Future[WriteResult]] = []
+
+        def enqueue_more() -> None:
+            # Called while the first job is being planned: these wait for the next batch.
+            if not later:
+                later.extend(
+                    writer.submit(AddFile(f"notes/{i}.txt", f"{i}\n".encode())) for i in range(5)
+                )
+
+        foreign: list[str] = []
+        real_push = runtime.mirror.push
+        pushed: list[str] = []
+
+        def push(sha: str) -> PushResult:
+            if not pushed:
+                foreign.append(_foreign_commit(remote, tmp_path / "dana"))
+            pushed.append(sha)
+            return real_push(sha)
+
+        runtime.mirror.push = push  # type: ignore[method-assign]
+        first = writer.submit(AddFile("notes/first.txt", b"first\n", [enqueue_more]))
+        results = [first.result(timeout=60)] + [f.result(timeout=60) for f in later]
+
+        history = commits_since(remote, base)
+        assert history[0] == foreign[0]
+        assert len(history) == 7
+        assert sorted(r.commit for r in results) == sorted(history[1:])  # type: ignore[type-var]
+        for sha in history[1:]:
+            verify_commit(remote, sha, settings.gnupghome)
+        assert show(remote, "main:notes/4.txt") == "4\n"
+        assert show(remote, "main:FOREIGN.md") == "pushed by someone else\n"
+        # The refused push, then one push for both batches rebuilt on the foreign commit.
+        assert len(pushed) == 2
+        assert writer.pushes == 1
+
+    def test_unchanged_and_conflict(self, runtime: Runtime, remote: Path) -> None:
+        writer = runtime.writer
+        made = writer.write(AddFile("a.txt", b"one\n"))
+        assert made.commit is not None
+        tip = git(remote, "rev-parse", "main").strip()
+        same = writer.write(AddFile("a.txt", b"one\n"))
+        assert same.commit is None and same.tip == tip
+        with pytest.raises(Conflict):
+            writer.write(AddFile("a.txt", b"two\n"))
+        assert git(remote, "rev-parse", "main").strip() == tip
+
+    def test_a_failing_plan_fails_only_its_job(self, runtime: Runtime, remote: Path) -> None:
+        class Broken:
+            def plan(self, read: Reader) -> Edit | Unchanged:
+                raise ValueError("cannot plan")
+
+        writer = runtime.writer
+        bad = writer.submit(Broken())
+        good = writer.submit(AddFile("b.txt", b"b\n"))
+        with pytest.raises(ValueError, match="cannot plan"):
+            bad.result(timeout=60)
+        assert good.result(timeout=60).commit is not None
+        assert show(remote, "main:b.txt") == "b\n"
