@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
-
-from git.objects.fun import tree_entries_from_data, tree_to_stream
 
 BLOB_MODE = 0o100644
 EXECUTABLE_MODE = 0o100755
@@ -46,7 +43,25 @@ def _entries(store: ObjectStore, tree_sha: str | None) -> dict[str, tuple[int, b
 @lru_cache(maxsize=1024)
 def _parse_tree(data: bytes) -> tuple[tuple[str, tuple[int, bytes]], ...]:
     # A batch re-reads the same few trees for every commit; parsing them once pays off.
-    return tuple((name, (mode, binsha)) for binsha, mode, name in tree_entries_from_data(data))
+    entries = []
+    pos = 0
+    while pos < len(data):
+        space = data.index(b" ", pos)
+        nul = data.index(b"\0", space)
+        mode = int(data[pos:space], 8)
+        name = data[space + 1 : nul].decode("utf-8", "surrogateescape")
+        entries.append((name, (mode, data[nul + 1 : nul + 21])))
+        pos = nul + 21
+    return tuple(entries)
+
+
+def _serialise_tree(entries: dict[str, tuple[int, bytes]]) -> bytes:
+    # Plain loop rather than GitPython's tree_to_stream, which re-validates every name
+    # each time: trees of thousands of records are rewritten for every commit.
+    return b"".join(
+        b"%o %s\0%s" % (mode, name.encode("utf-8", "surrogateescape"), binsha)
+        for name, (mode, binsha) in sorted(entries.items(), key=_sort_key)
+    )
 
 
 def _sort_key(item: tuple[str, tuple[int, bytes]]) -> bytes:
@@ -90,12 +105,7 @@ def _write_tree(store: ObjectStore, base: str | None, files: Mapping[str, bytes]
             raise ValueError(f"{at}{name} is a file, not a directory")
         child = _write_tree(store, binsha.hex() if binsha else None, sub, f"{at}{name}/")
         entries[name] = (TREE_MODE, bytes.fromhex(child))
-    buf = io.BytesIO()
-    tree_to_stream(
-        [(binsha, mode, name) for name, (mode, binsha) in sorted(entries.items(), key=_sort_key)],
-        buf.write,
-    )
-    return store.write("tree", buf.getvalue())
+    return store.write("tree", _serialise_tree(entries))
 
 
 def read_path(store: ObjectStore, tree_sha: str | None, path: str) -> bytes | None:

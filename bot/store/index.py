@@ -97,32 +97,37 @@ class ArtifactIndex:
 
     def add(self, entries: Iterable[tuple[dict[str, Any], str]], tip: str) -> int:
         """Insert (record, commit) pairs not yet indexed and remember `tip`, in one transaction."""
-        added = 0
+        fresh: dict[str, tuple[dict[str, Any], str]] = {}
+        for record, commit in entries:
+            fresh.setdefault(record["id"], (record, commit))
         with self._engine.begin() as conn:
             seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(artifacts.c.seq), 0)))
             next_seq = int(seq.scalar_one())
-            for record, commit in entries:
-                exists = conn.execute(
-                    sa.select(artifacts.c.id).where(artifacts.c.id == record["id"])
-                ).first()
-                if exists:
-                    continue
+            ids = list(fresh)
+            for start in range(0, len(ids), 500):  # stay under SQLite's variable limit
+                chunk = ids[start : start + 500]
+                known = conn.execute(sa.select(artifacts.c.id).where(artifacts.c.id.in_(chunk)))
+                for (known_id,) in known:
+                    fresh.pop(known_id, None)
+            rows = []
+            for record, commit in fresh.values():
                 next_seq += 1
-                conn.execute(
-                    artifacts.insert().values(
-                        id=record["id"],
-                        name=record["name"],
-                        version=record["version"],
-                        promotion_status=self.initial_environment,
-                        commit=commit,
-                        created_at=record["created_at"],
-                        seq=next_seq,
-                        record=json.dumps(record, sort_keys=True),
-                    )
+                rows.append(
+                    {
+                        "id": record["id"],
+                        "name": record["name"],
+                        "version": record["version"],
+                        "promotion_status": self.initial_environment,
+                        "commit": commit,
+                        "created_at": record["created_at"],
+                        "seq": next_seq,
+                        "record": json.dumps(record, sort_keys=True),
+                    }
                 )
-                added += 1
+            if rows:
+                conn.execute(artifacts.insert(), rows)
             self._set_tip(conn, tip)
-        return added
+        return len(rows)
 
     def tip(self) -> str | None:
         with self._engine.connect() as conn:
