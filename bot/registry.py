@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ruamel.yaml.error import YAMLError
+
 from bot.manifests.records import (
     ArtifactSpec,
     artifact_id,
@@ -55,7 +57,11 @@ class ArtifactChange:
         existing = read(self.path)
         if existing is None:
             return Edit({self.path: self.content}, self.message)
-        if record_fields(parse_record(existing)) == self.spec_fields:
+        try:
+            same = record_fields(parse_record(existing)) == self.spec_fields
+        except (ValueError, KeyError, YAMLError):
+            same = False  # a file that is not a record holds the path all the same
+        if same:
             return Unchanged()
         raise ImmutableRecord(self.spec_fields["name"], self.spec_fields["version"])
 

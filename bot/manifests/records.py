@@ -72,7 +72,11 @@ class ArtifactSpec(BaseModel):
         raise ValueError("version is required (or metadata.version as a safe version string)")
 
     def fields(self) -> dict[str, Any]:
-        """The submitted content that identifies a registration, for idempotency checks."""
+        """The submitted content that identifies a registration, for idempotency checks.
+
+        The signature is left out: signing the same checksum again gives new bytes, and a
+        CI job that is re-run must get its 200, not a 409.
+        """
         return {
             "name": self.name,
             "version": self.resolved_version(),
@@ -81,7 +85,6 @@ class ArtifactSpec(BaseModel):
             "image": self.image,
             "checksum": self.checksum,
             "metadata": dict(self.metadata),
-            "signature": self.signature,
         }
 
 
@@ -152,5 +155,4 @@ def record_fields(record: dict[str, Any]) -> dict[str, Any]:
         "image": record.get("image"),
         "checksum": record["checksum"],
         "metadata": dict(record.get("metadata") or {}),
-        "signature": (record.get("signature") or {}).get("armored"),
     }

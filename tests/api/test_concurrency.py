@@ -170,6 +170,25 @@ class TestRaceWithOtherPushers:
         assert resp.status_code == 409
         assert show(remote, "main:artifacts/web/1.2.3.yaml") == record
 
+    def test_foreign_junk_at_the_record_path_is_409(
+        self,
+        client: FlaskClient,
+        tokens: dict[str, str],
+        remote: Path,
+        runtime: Runtime,
+        tmp_path: Path,
+    ) -> None:
+        """A file that is not a record still holds its path: 409, and it is left alone."""
+        self._interleave(
+            runtime,
+            lambda: _foreign_push(
+                remote, tmp_path / "dana", "artifacts/web/1.2.3.yaml", "- not: [a record\n"
+            ),
+        )
+        resp = client.post("/api/v1/artifacts", json=artifact_body(), headers=bearer(tokens["ci"]))
+        assert resp.status_code == 409
+        assert show(remote, "main:artifacts/web/1.2.3.yaml") == "- not: [a record\n"
+
     def test_commits_from_others_reach_the_index(
         self,
         client: FlaskClient,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,6 +83,24 @@ class TestOptionalSignatures:
         record = show(remote, "main:artifacts/web/1.2.3.yaml")
         assert "status: verified" in record and fpr in record
         assert "BEGIN PGP SIGNATURE" in record
+
+    def test_resigned_resend_is_the_same_artifact(
+        self, settings: Settings, ci_keys: dict[str, object], tokens: dict[str, str], remote: Path
+    ) -> None:
+        """A re-run CI job signs again (new bytes): still the same artifact, 200."""
+        client = _client(settings, ci_keys, required=True)
+        body = artifact_body()
+        body["signature"] = _sign(ci_keys["trusted"], body["checksum"])  # type: ignore[arg-type]
+        first = client.post("/api/v1/artifacts", json=body, headers=bearer(tokens["ci"]))
+        refs = remote_refs(remote)
+        again = dict(body)
+        time.sleep(1.1)  # OpenPGP timestamps have one-second resolution
+        again["signature"] = _sign(ci_keys["trusted"], body["checksum"])  # type: ignore[arg-type]
+        assert again["signature"] != body["signature"]
+        resp = client.post("/api/v1/artifacts", json=again, headers=bearer(tokens["ci"]))
+        assert resp.status_code == 200
+        assert resp.json["commit"] == first.json["commit"]
+        assert remote_refs(remote) == refs
 
     def test_unsigned_is_accepted(
         self, settings: Settings, ci_keys: dict[str, object], tokens: dict[str, str]
