@@ -17,7 +17,7 @@ def prepare_embedded(settings: Settings) -> list[str]:
     """Create what is unconfigured: signing key and bare remote. Returns notes to print."""
     notes: list[str] = []
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    if settings.signing.key is None:
+    if settings.signing.key is None and settings.embedded_remote:
         gpg = open_gnupg(settings.gnupghome)
         fingerprint = find_embedded_key(gpg)
         if fingerprint is None:

@@ -42,11 +42,13 @@ class Runtime:
 
 def signing_key(settings: Settings) -> CommitSigner:
     gpg = open_gnupg(settings.gnupghome)
-    fingerprint = settings.signing.key or find_embedded_key(gpg)
+    # The embedded key only ever signs the embedded remote: a real remote needs a real key.
+    embedded = find_embedded_key(gpg) if settings.embedded_remote else None
+    fingerprint = settings.signing.key or embedded
     if fingerprint is None:
         raise ConfigError(
-            "setting signing.key (RITMO_SIGNING__KEY) is not set and there is no embedded key "
-            f"in {settings.gnupghome}; set it to the fingerprint of the key that signs commits"
+            "setting signing.key (RITMO_SIGNING__KEY) is not set; set it to the fingerprint "
+            f"of the key in {settings.gnupghome} that signs commits to {settings.remote_url}"
         )
     return CommitSigner(gpg, fingerprint)
 

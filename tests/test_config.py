@@ -309,6 +309,28 @@ class TestFailClosed:
         assert ABSENT_KEY in message
         assert "\n" not in message
 
+    def test_real_remote_never_falls_back_to_the_embedded_key(
+        self, tmp_path: Path, data_dir: Path, remote: Path
+    ) -> None:
+        """An embedded key in the home does not sign for a configured remote."""
+        from bot.manifests.signing import generate_embedded_key, open_gnupg
+
+        home = tmp_path / "embedded-gnupg"
+        generate_embedded_key(open_gnupg(home), "ritmo@localhost")
+        settings = load_settings(
+            None,
+            data_dir=data_dir,
+            manifests={"url": str(remote)},
+            signing={"gnupghome": str(home)},
+        )
+        try:
+            with pytest.raises(ConfigError) as info:
+                build_runtime(settings)
+            assert "signing.key (RITMO_SIGNING__KEY) is not set" in str(info.value)
+            assert str(remote) in str(info.value)
+        finally:
+            kill_gpg_agent(home)
+
     def test_signing_key_with_empty_gnupghome(
         self, tmp_path: Path, data_dir: Path, remote: Path, signing_key: tuple[Path, str]
     ) -> None:
