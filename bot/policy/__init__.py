@@ -1,0 +1,1 @@
+"""Promotion policy: the model, loading with line/column errors, and evaluation (pure)."""
