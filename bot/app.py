@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from bot.api import artifacts, health
+from bot.api import artifacts, health, promotions
 from bot.api.errors import register_error_handlers
 from bot.config import ConfigError, Settings, load_settings
 from bot.runtime import Runtime, build_runtime
@@ -23,6 +23,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
     register_error_handlers(app)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(artifacts.blueprint)
+    app.register_blueprint(promotions.blueprint)
     return app
 
 

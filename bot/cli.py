@@ -255,6 +255,45 @@ def reindex(ctx: click.Context) -> None:
     click.echo(f"Indexed {count} artifact records from {settings.remote_url}")
 
 
+@main.group("policy")
+def policy_commands() -> None:
+    """Check promotion policy files."""
+
+
+@policy_commands.command("check")
+@click.argument(
+    "file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
+def policy_check(file: Path | None) -> None:
+    """Validate FILE (default: ./.ritmo/policy.yaml, else the shipped default policy).
+
+    Prints every problem as file:line:column: message and exits 1; exits 0 when valid.
+    """
+    from bot.policy.load import (
+        BRANCH_POLICY_PATH,
+        DEFAULT_POLICY_PATH,
+        PolicyError,
+        load_policy_bytes,
+    )
+
+    if file is None:
+        local = Path(BRANCH_POLICY_PATH)
+        file = local if local.is_file() else DEFAULT_POLICY_PATH
+    try:
+        checked = load_policy_bytes(file.read_bytes(), str(file))
+    except OSError as exc:
+        _fail(f"{file}: {exc.strerror}")
+    except PolicyError as exc:
+        for problem in exc.problems:
+            click.echo(str(problem))
+        sys.exit(EXIT_REFUSED)
+    envs, rules = len(checked.environments), len(checked.promotion_rules)
+    click.echo(
+        f"{file}: ok ({envs} environment{'s' * (envs != 1)}, "
+        f"{rules} promotion rule{'s' * (rules != 1)})"
+    )
+
+
 @main.group()
 def keys() -> None:
     """The key Ritmo signs commits with."""

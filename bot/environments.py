@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ruamel.yaml import YAML
-
 from bot.config import ConfigError
+from bot.policy.load import DEFAULT_POLICY_PATH, PolicyError, default_policy, load_policy_bytes
 
-DEFAULT_POLICY = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
+DEFAULT_POLICY = DEFAULT_POLICY_PATH
 
 
 def environment_names(policy_file: Path = DEFAULT_POLICY) -> list[str]:
-    """Environment names in promotion order; the first is where new artifacts start."""
-    data = YAML(typ="safe").load(policy_file.read_text(encoding="utf-8")) or {}
-    entries = data.get("environments") or []
-    names = [e.get("name") for e in entries if isinstance(e, dict)]
-    if not names or len(names) != len(entries) or not all(isinstance(n, str) for n in names):
-        raise ConfigError(f"{policy_file}: environments must be a non-empty list of {{name: ...}}")
-    return [str(n) for n in names]
+    """Environment names in promotion order; the first is where new artifacts start.
+
+    The policy is fully validated: an invalid one refuses start-up (ConfigError) with
+    every problem at its file:line:column.
+    """
+    try:
+        if policy_file == DEFAULT_POLICY:
+            policy = default_policy()
+        else:
+            policy = load_policy_bytes(policy_file.read_bytes(), str(policy_file))
+    except OSError as exc:
+        raise ConfigError(f"policy file {policy_file}: {exc.strerror}") from None
+    except PolicyError as exc:
+        raise ConfigError(f"invalid policy; fix it and start again:\n{exc}") from None
+    return policy.environment_names

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml.error import YAMLError
 
@@ -22,6 +22,11 @@ from bot.manifests.signing import ArtifactVerifier
 from bot.manifests.writer import Conflict, Edit, ManifestWriter, Reader, Unchanged
 from bot.store.index import ArtifactIndex, IndexedArtifact
 from bot.templates import Templates
+
+if TYPE_CHECKING:
+    from bot.promotions.service import PinChange
+
+WRITE_TIMEOUT = 300
 
 
 class SignatureRefused(Exception):
@@ -42,6 +47,11 @@ class ImmutableRecord(Conflict):
 class Registration:
     created: bool
     artifact: IndexedArtifact
+    promotions: list[dict[str, Any]] = field(default_factory=list)
+
+
+# Pins that policy chains onto a new record: (record, registered_by, correlation_id) -> changes.
+Chain = Callable[[dict[str, Any], str, str], "list[PinChange]"]
 
 
 @dataclass(frozen=True)
@@ -74,8 +84,10 @@ class ArtifactRegistry:
         verifier: ArtifactVerifier,
         templates: Templates,
         require_signatures: bool,
+        chain: Chain = lambda record, by, cid: [],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self._chain = chain
         self._writer = writer
         self._index = index
         self._verifier = verifier
@@ -115,8 +127,21 @@ class ArtifactRegistry:
         change = ArtifactChange(
             fields, record_path(spec.name, version), render_record(record), message
         )
-        result = self._writer.write(change)
+        pins = self._chain(record, registered_by, correlation_id)
+        # Submitted together, so the record and its pins travel in one push.
+        recorded = self._writer.submit(change)
+        pinned = [(pin, self._writer.submit(pin)) for pin in pins]
+        result = recorded.result(timeout=WRITE_TIMEOUT)
+        promotions = []
+        for pin, future in pinned:
+            try:
+                outcome = future.result(timeout=WRITE_TIMEOUT)
+            except Conflict as exc:
+                promotions.append({"environment": pin.environment, "error": str(exc)})
+                break
+            if outcome.commit:
+                promotions.append({"environment": pin.environment, "commit": outcome.commit})
         indexed = self._index.get(record["id"])
         if indexed is None:  # the index follows every push; absence means a bug, not a user error
             raise RuntimeError(f"record {record['id']} was pushed but is not in the index")
-        return Registration(result.commit is not None, indexed)
+        return Registration(result.commit is not None, indexed, promotions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -11,14 +12,17 @@ from bot.auth import TokenStore
 from bot.config import ConfigError, Settings
 from bot.environments import environment_names
 from bot.manifests.mirror import Mirror
-from bot.manifests.objects import Identity
+from bot.manifests.objects import Identity, read_path
 from bot.manifests.signing import (
     ArtifactVerifier,
     CommitSigner,
     find_embedded_key,
     open_gnupg,
 )
-from bot.manifests.writer import ManifestWriter
+from bot.manifests.writer import ManifestWriter, Written
+from bot.policy.load import PolicyError, policy_from_branch
+from bot.policy.source import PolicySource
+from bot.promotions.service import PromotionService
 from bot.registry import ArtifactRegistry
 from bot.store.index import ArtifactIndex, make_engine
 from bot.store.reindex import follow
@@ -35,6 +39,8 @@ class Runtime:
     writer: ManifestWriter
     registry: ArtifactRegistry
     templates: Templates
+    policy: PolicySource
+    promotions: PromotionService
 
     def close(self) -> None:
         self.mirror.close()
@@ -111,18 +117,35 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     mirror.check_reachable()
     index = open_index(settings)
     templates = templates or Templates()
+    policy = PolicySource(policy_from_branch)
+
+    def advance(old: str | None, new: str, written: Written | None) -> None:
+        # Runs in the writer thread, the one thread that reads the mirror.
+        follow(index, mirror, new, old, written)
+        policy.refresh(partial(read_path, mirror, mirror.tree_of(new)))
+
     writer = ManifestWriter(
         mirror,
         signer.sign,
         Identity(settings.manifests.author_name, settings.manifests.author_email),
-        on_advance=lambda old, new, written: follow(index, mirror, new, old, written),
+        on_advance=advance,
         attempts=settings.manifests.push_attempts,
     )
-    writer.sync()  # fetch, and bring the index up to the remote's tip
+    try:
+        # Fetch; the index and the policy follow the remote's tip.
+        if writer.sync() is None:
+            policy.refresh(lambda _path: None)  # an empty remote: the shipped default
+    except PolicyError as exc:
+        raise ConfigError(
+            f"the policy on {settings.manifests.branch} is invalid, so Ritmo will not start; "
+            f"fix it (ritmo policy check): {' | '.join(str(p) for p in exc.problems)}"
+        ) from None
+    promotions = PromotionService(writer, index, templates, policy)
     registry = ArtifactRegistry(
-        writer, index, verifier, templates, settings.signing.require_artifact_signatures
-    )
+        writer, index, verifier, templates, settings.signing.require_artifact_signatures,
+        chain=promotions.chain,
+    )  # fmt: skip
     return Runtime(
         settings, signer, mirror, index, TokenStore(settings.tokens_file), writer, registry,
-        templates,
+        templates, policy, promotions,
     )  # fmt: skip

@@ -36,8 +36,25 @@ def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
     kill_gpg_agent(home)
 
 
-def make_remote(root: Path) -> Path:
-    """A bare remote whose main holds the scaffold, committed by a person (unsigned)."""
+# A policy under which a registration writes its record and nothing else: the tests of
+# the foundation count commits. Promotion tests override the `remote_policy` fixture.
+RECORDS_ONLY_POLICY = """\
+environments:
+  - {name: dev}
+  - {name: staging}
+  - {name: production}
+promotion_rules:
+  - {from: dev, to: staging}
+  - from: staging
+    to: production
+    requires_approval: true
+    approvals: [{group: ops-team, count: 1}, {group: security-team, count: 1}]
+"""
+
+
+def make_remote(root: Path, policy: str | None = RECORDS_ONLY_POLICY) -> Path:
+    """A bare remote whose main holds the scaffold, committed by a person (unsigned);
+    with `policy` as .ritmo/policy.yaml (None: no file, the shipped default applies)."""
     bare = root / "remote.git"
     git(root, "init", "--quiet", "--bare", "--initial-branch=main", str(bare))
     # Like a real forge: a push that is not a fast-forward is refused server-side too.
@@ -45,6 +62,9 @@ def make_remote(root: Path) -> Path:
     work = root / "seed"
     git(root, "init", "--quiet", "--initial-branch=main", str(work))
     write_scaffold(work)
+    if policy is not None:
+        (work / ".ritmo").mkdir()
+        (work / ".ritmo" / "policy.yaml").write_text(policy)
     git(work, "add", "-A")
     git(work, "-c", "user.name=Platform Team", "-c", "user.email=platform@example.com",
         "commit", "--quiet", "-m", "Add web app manifests")  # fmt: skip
@@ -53,8 +73,14 @@ def make_remote(root: Path) -> Path:
 
 
 @pytest.fixture
-def remote(tmp_path: Path) -> Path:
-    return make_remote(tmp_path)
+def remote_policy() -> str | None:
+    """The remote's .ritmo/policy.yaml; override in a module to test another policy."""
+    return RECORDS_ONLY_POLICY
+
+
+@pytest.fixture
+def remote(tmp_path: Path, remote_policy: str | None) -> Path:
+    return make_remote(tmp_path, remote_policy)
 
 
 @pytest.fixture

@@ -317,7 +317,8 @@ class TestArtifactRead:
                 headers=bearer(tokens["ci"]),
             )
             assert resp.status_code == 201, resp.json
-            out.append(resp.json)
+            # What the registration did besides recording is not part of the artifact.
+            out.append({k: v for k, v in resp.json.items() if k != "promotions"})
         return out
 
     def test_show(self, env: dict[str, str], recorded: list[dict[str, Any]]) -> None:
@@ -536,8 +537,10 @@ class TestEmbeddedServe:
         bare = data / "manifests.git"
         assert (bare / "HEAD").exists()
         history = git(bare, "rev-list", "--reverse", "main").split()
-        assert len(history) == 2
+        # The scaffold, the record, then the shipped policy's pins in dev and staging.
+        assert len(history) == 4
         assert history[1] == artifact_commit
+        assert "Ritmo-Promotion: dev -> staging" in git(bare, "log", "-1", "--format=%B")
         assert "Ritmo-Init: web" in git(bare, "log", "-1", "--format=%B", history[0])
         for sha in history:
             verify_commit(bare, sha, data / "gnupg")
@@ -553,6 +556,7 @@ class TestEmbeddedServe:
         assert rendered.returncode == 0, rendered.stderr
         assert "kind: Deployment" in rendered.stdout
         assert "namespace: web-dev" in rendered.stdout
+        assert "image: registry.example.com/acme/web:1.2.3" in rendered.stdout
 
         token_entries = json.loads((data / "tokens.json").read_text())["tokens"]
         assert sorted(e["name"] for e in token_entries) == ["admin", "ci"]

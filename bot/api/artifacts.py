@@ -82,7 +82,7 @@ def register_artifact() -> tuple[Response, int]:
         raise ApiError(422, str(exc), [{"field": "signature", "message": str(exc)}]) from None
     except WriteUnavailable as exc:
         raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
-    response = jsonify(outcome.artifact.as_json())
+    response = jsonify({**outcome.artifact.as_json(), "promotions": outcome.promotions})
     response.headers["X-Correlation-ID"] = cid
     if outcome.created:
         artifact_id = outcome.artifact.record["id"]

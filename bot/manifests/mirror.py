@@ -218,6 +218,20 @@ class Mirror:
             out += [(sha.strip(), n) for n in names.split("\n") if n.strip()]
         return out
 
+    def commit_messages(
+        self, since: str | None, until: str, grep: str | None = None
+    ) -> list[tuple[str, str]]:
+        """(sha, message) for commits in since..until, oldest first; optionally --grep'd."""
+        rev = f"{since}..{until}" if since else until
+        args = ["log", "--reverse", "--format=%x00%H%x00%B"]
+        if grep:
+            args += ["-E", f"--grep={grep}"]
+        proc = self._git(*args, rev)
+        if proc.returncode != 0:
+            raise OSError(f"git log failed: {proc.stderr.strip()}")
+        parts = proc.stdout.split("\0")[1:]
+        return [(parts[i].strip(), parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
+
     def blobs_under(self, commit: str, prefix: str) -> dict[str, str]:
         """path -> blob sha for every file under `prefix` at `commit`."""
         proc = self._git("ls-tree", "-r", "--full-tree", commit, "--", prefix)

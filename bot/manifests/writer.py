@@ -19,8 +19,18 @@ from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
 log = logging.getLogger(__name__)
 
 Reader = Callable[[str], bytes | None]
-# (commit, files it wrote), oldest first: what a push added, so followers need not re-read it.
-Written = list[tuple[str, dict[str, bytes]]]
+
+
+@dataclass(frozen=True)
+class WrittenCommit:
+    """A commit this writer pushed, with what it wrote: followers need not re-read git."""
+
+    sha: str
+    files: dict[str, bytes]
+    message: str
+
+
+Written = list[WrittenCommit]  # oldest first
 OnAdvance = Callable[[str | None, str, Written | None], object]
 
 
@@ -260,7 +270,7 @@ class ManifestWriter:
                 plan.message,
             )
             outcomes.append(head)
-            written.append((head, plan.files))
+            written.append(WrittenCommit(head, plan.files, plan.message))
         return _Segment(base, head, batch, outcomes, written)
 
     @staticmethod

@@ -50,14 +50,29 @@ def cron_trigger(expression: str, timezone: str) -> CronTrigger:
 
 
 def frozen_until(freezes: Iterable[Freeze], now: datetime) -> tuple[datetime, str] | None:
-    """When the freeze that covers `now` ends (the latest, if several), and why; else None."""
+    """When the freeze that covers `now` ends (the latest, if several), and why; else None.
+
+    A window runs in wall-clock time: Friday 16:00 plus 64h ends Monday 08:00 local,
+    whether or not the clocks changed over the weekend.
+    """
     latest: tuple[datetime, str] | None = None
     for freeze in freezes:
+        zone = ZoneInfo(freeze.timezone)
+        local_now = now.astimezone(zone)
         trigger = cron_trigger(freeze.cron, freeze.timezone)
-        start = trigger.get_next_fire_time(None, now - freeze.duration)
-        while start is not None and start <= now:
-            end = start + freeze.duration
-            if end > now and (latest is None or end > latest[0]):
+        # Look back a little further than the duration: a DST change can stretch a window.
+        start = trigger.get_next_fire_time(None, local_now - freeze.duration - _DST_SLACK)
+        while start is not None and start <= local_now:
+            end = _wall_clock_end(start, freeze.duration, zone)
+            if end > local_now and (latest is None or end > latest[0]):
                 latest = (end, freeze.reason)
             start = trigger.get_next_fire_time(start, start + timedelta(minutes=1))
     return latest
+
+
+_DST_SLACK = timedelta(hours=3)
+
+
+def _wall_clock_end(start: datetime, duration: timedelta, zone: ZoneInfo) -> datetime:
+    wall = start.astimezone(zone).replace(tzinfo=None) + duration
+    return wall.replace(tzinfo=zone)

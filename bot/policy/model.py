@@ -2,20 +2,56 @@
 
 Plain pydantic models, validated once when the policy is loaded. Cross-field checks
 (a rule that skips an environment, a group nobody defined) live in `Policy` so every
-way of loading a policy gets them.
+way of loading a policy gets them. Every problem carries the path of the key or value
+at fault (e.g. `("promotion_rules", 1, "to")`), so a loader can point at its line.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 _DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 _SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 DEFAULT_OVERLAY = "apps/{app}/overlays/{env}/kustomization.yaml"
+
+Loc = tuple[str | int, ...]
+"""A path into the policy document, as pydantic reports it: keys and list indexes."""
+
+RULE_ERROR = "policy_rule"
+COHERENCE_ERROR = "policy_coherence"
+"""The pydantic error type of the problems `Policy` finds across fields."""
+
+
+def located_error(
+    title: str, problems: Sequence[tuple[Loc, str]], kind: str = RULE_ERROR
+) -> ValidationError:
+    """One ValidationError holding every (path, message) problem at its own path.
+
+    Raised from a model validator, pydantic keeps the paths (prefixed with where the
+    model sits), so the errors point at the offending key instead of the whole model.
+    """
+    details: list[InitErrorDetails] = [
+        {
+            "type": PydanticCustomError(kind, "{message}", {"message": message}),
+            "loc": loc,
+            "input": None,
+        }
+        for loc, message in problems
+    ]
+    return ValidationError.from_exception_data(title, details)
 
 
 def parse_duration(value: object) -> timedelta:
@@ -48,7 +84,9 @@ class Group(_Model):
         if self.kind == "github-team" and not (
             self.team and re.match(r"^[^/\s]+/[^/\s]+$", self.team)
         ):
-            raise ValueError("a github-team group needs team: <org>/<team-slug>")
+            raise located_error(
+                "Group", [(("team",), "a github-team group needs team: <org>/<team-slug>")]
+            )
         return self
 
 
@@ -116,16 +154,26 @@ class PromotionRule(_Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> PromotionRule:
+        problems: list[tuple[Loc, str]] = []
         needs = bool(self.approvals) or self.min_approvers > 0
         if self.requires_approval and not needs:
-            raise ValueError(
-                "requires_approval needs approvals (per group) or min_approvers with "
-                "approver_groups"
+            problems.append(
+                (
+                    ("requires_approval",),
+                    "requires_approval: true needs approvals (per group) or min_approvers "
+                    "with approver_groups",
+                )
             )
         if self.min_approvers and not self.approver_groups:
-            raise ValueError("min_approvers needs approver_groups to draw approvers from")
+            problems.append(
+                (("min_approvers",), "needs approver_groups to draw the approvers from")
+            )
         if self.auto_promote and self.requires_approval:
-            raise ValueError("a rule cannot both auto_promote and require approval")
+            problems.append(
+                (("auto_promote",), "a rule cannot both auto_promote and require approval")
+            )
+        if problems:
+            raise located_error("PromotionRule", problems)
         return self
 
     @property
@@ -157,7 +205,10 @@ class AppTarget(_Model):
     def _overlay(cls, value: str) -> str:
         probe = value.replace("{app}", "a").replace("{env}", "e")
         if "{" in probe or probe.startswith("/") or ".." in probe.split("/"):
-            raise ValueError("a relative path using only {app} and {env} placeholders")
+            raise ValueError(
+                "must be a relative path inside the repository, using only {app} and {env} "
+                "placeholders"
+            )
         return value
 
     def path(self, app: str, env: str) -> str:
@@ -180,34 +231,9 @@ class Policy(_Model):
 
     @model_validator(mode="after")
     def _coherent(self) -> Policy:
-        names = [e.name for e in self.environments]
-        if len(set(names)) != len(names):
-            raise ValueError("environment names must be unique")
-        rule_sets = [("promotion_rules", self.promotion_rules)] + [
-            (f"apps.{app}.promotion_rules", p.promotion_rules)
-            for app, p in self.apps.items()
-            if p.promotion_rules is not None
-        ]
-        for where, rules in rule_sets:
-            seen = set()
-            for i, rule in enumerate(rules):
-                here = f"{where}[{i}]"
-                for env in (rule.from_env, rule.to_env):
-                    if env not in names:
-                        raise ValueError(f"{here}: unknown environment {env!r}")
-                if names.index(rule.to_env) != names.index(rule.from_env) + 1:
-                    raise ValueError(
-                        f"{here}: {rule.from_env} -> {rule.to_env} skips an environment; "
-                        "rules go from each environment to the next"
-                    )
-                if rule.from_env in seen:
-                    raise ValueError(f"{here}: a second rule from {rule.from_env}")
-                seen.add(rule.from_env)
-                for group in rule.groups:
-                    if self.groups and group not in self.groups:
-                        raise ValueError(f"{here}: group {group!r} is not defined under groups")
-        if self.require_artifact_signatures and not self.trusted_keys:
-            raise ValueError("require_artifact_signatures needs trusted_keys (fingerprints)")
+        problems = coherence_problems(self)
+        if problems:
+            raise located_error("Policy", problems, COHERENCE_ERROR)
         return self
 
     # -- questions the rest of Ritmo asks --------------------------------------
@@ -242,3 +268,145 @@ class Policy(_Model):
     def group(self, name: str) -> Group:
         """A group named in a rule; undeclared names are local groups."""
         return self.groups.get(name, Group())
+
+
+# -- cross-field checks -------------------------------------------------------------
+# They read plain data (what a policy file holds, or a dumped Policy), tolerating
+# malformed parts, so a loader can report them alongside per-field errors: those stop
+# pydantic before `Policy._coherent` runs. Whatever is malformed here, pydantic reports.
+
+
+def _items(value: object) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+def _mapping(value: object) -> Mapping[Any, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def coherence_problems(policy: Policy | Mapping[str, Any]) -> list[tuple[Loc, str]]:
+    """Every (path, message) problem across fields: duplicate or unknown environments,
+    rules that skip or repeat, undefined groups, signatures without keys."""
+    data = policy.model_dump(by_alias=True) if isinstance(policy, Policy) else policy
+    problems: list[tuple[Loc, str]] = []
+    index: dict[str, int] = {}
+    for i, env in enumerate(_items(data.get("environments"))):
+        name = _mapping(env).get("name")
+        if not isinstance(name, str):
+            continue
+        if name in index:
+            problems.append(
+                (
+                    ("environments", i, "name"),
+                    f"environment {name!r} is already defined at environments[{index[name]}]; "
+                    "names must be unique",
+                )
+            )
+        else:
+            index[name] = i
+    rule_sets: list[tuple[Loc, object]] = [(("promotion_rules",), data.get("promotion_rules"))]
+    for app, own in _mapping(data.get("apps")).items():
+        rules = _mapping(own).get("promotion_rules")
+        if rules is not None:
+            rule_sets.append((("apps", app, "promotion_rules"), rules))
+    groups = _mapping(data.get("groups"))
+    for where, rules in rule_sets:
+        first_from: dict[str, int] = {}
+        for i, rule in enumerate(_items(rules)):
+            problems += _rule_problems(where, i, _mapping(rule), list(index), groups, first_from)
+    if data.get("require_artifact_signatures") is True and not _items(data.get("trusted_keys")):
+        problems.append(
+            (
+                ("require_artifact_signatures",),
+                "needs trusted_keys: the fingerprints of the keys CI signs artifacts with",
+            )
+        )
+    return problems
+
+
+def _rule_problems(
+    where: Loc,
+    i: int,
+    rule: Mapping[Any, Any],
+    names: list[str],
+    groups: Mapping[Any, Any],
+    first_from: dict[str, int],
+) -> list[tuple[Loc, str]]:
+    here = (*where, i)
+    problems: list[tuple[Loc, str]] = []
+    ends: dict[str, str] = {}
+    for alias, name in (("from", "from_env"), ("to", "to_env")):
+        key = name if alias not in rule and name in rule else alias
+        env = rule.get(key)
+        if not isinstance(env, str):
+            continue  # missing or not a string: pydantic says so
+        if not names:
+            continue  # no valid environments at all: pydantic says so
+        if env not in names:
+            problems.append(
+                (
+                    (*here, key),
+                    f"unknown environment {env!r}; the environments are " + ", ".join(names),
+                )
+            )
+        else:
+            ends[alias] = env
+        if alias == "from":
+            if env in first_from:
+                problems.append(
+                    (
+                        (*here, key),
+                        f"a second rule from {env}; "
+                        f"{_label(where, first_from[env])} already goes from {env}",
+                    )
+                )
+            else:
+                first_from[env] = i
+    if len(ends) == 2:
+        src, dst = names.index(ends["from"]), names.index(ends["to"])
+        if dst != src + 1:
+            to_key = "to_env" if "to" not in rule and "to_env" in rule else "to"
+            step = f"{ends['from']} -> {ends['to']}"
+            if dst > src + 1:
+                how = f"skips an environment ({', '.join(names[src + 1 : dst])})"
+            else:
+                how = "does not go to the next environment"
+            fix = (
+                f"here: {ends['from']} -> {names[src + 1]}"
+                if src + 1 < len(names)
+                else f"{ends['from']} is the last one"
+            )
+            problems.append(
+                (
+                    (*here, to_key),
+                    f"{step} {how}; rules go from each environment to the next ({fix})",
+                )
+            )
+    if groups:
+        refs: list[tuple[Loc, object]] = [
+            ((*here, "approvals", j, "group"), _mapping(a).get("group"))
+            for j, a in enumerate(_items(rule.get("approvals")))
+        ]
+        refs += [
+            ((*here, "approver_groups", j), g)
+            for j, g in enumerate(_items(rule.get("approver_groups")))
+        ]
+        for loc, group in refs:
+            if isinstance(group, str) and group not in groups:
+                problems.append(
+                    (
+                        loc,
+                        f"group {group!r} is not defined under groups "
+                        f"(defined: {', '.join(str(g) for g in groups)})",
+                    )
+                )
+    return problems
+
+
+def _label(where: Loc, i: int) -> str:
+    return dotted((*where, i))
+
+
+def dotted(loc: Loc) -> str:
+    """("promotion_rules", 1, "to") -> "promotion_rules[1].to"."""
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")

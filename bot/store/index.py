@@ -26,6 +26,24 @@ artifacts = sa.Table(
     sa.UniqueConstraint("name", "version"),
 )
 
+promotions = sa.Table(
+    "promotions",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("artifact_id", sa.String(64), nullable=False, index=True),
+    sa.Column("app", sa.String(64), nullable=False, index=True),
+    sa.Column("version", sa.String(128), nullable=False),
+    sa.Column("from_env", sa.String(64), nullable=False),
+    sa.Column("to_env", sa.String(64), nullable=False, index=True),
+    sa.Column("status", sa.String(32), nullable=False),
+    sa.Column("commit", sa.String(64), nullable=False),
+    sa.Column("promoted_by", sa.String(128), nullable=False),
+    sa.Column("approval_ticket", sa.String(128)),
+    sa.Column("approved_by", sa.Text),
+    sa.Column("correlation_id", sa.String(128)),
+    sa.Column("seq", sa.Integer, nullable=False),
+)
+
 index_state = sa.Table(
     "index_state",
     metadata,
@@ -42,6 +60,39 @@ class IndexedArtifact:
 
     def as_json(self) -> dict[str, Any]:
         return {**self.record, "commit": self.commit, "promotion_status": self.promotion_status}
+
+
+@dataclass(frozen=True)
+class PromotionFact:
+    """A promotion as its commit's trailers tell it."""
+
+    commit: str
+    artifact_id: str
+    from_env: str
+    to_env: str
+    promoted_by: str
+    approval_ticket: str | None = None
+    approved_by: str | None = None
+    correlation_id: str | None = None
+
+    @property
+    def id(self) -> str:
+        return "pro-" + self.commit[:16]
+
+    def as_json(self, app: str, version: str) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "artifact_id": self.artifact_id,
+            "app": app,
+            "version": version,
+            "from": self.from_env,
+            "to": self.to_env,
+            "status": "promoted",
+            "commit": self.commit,
+            "promoted_by": self.promoted_by,
+            "approval_ticket": self.approval_ticket,
+            "approved_by": self.approved_by.split(", ") if self.approved_by else [],
+        }
 
 
 def make_engine(url: str) -> Engine:
@@ -95,8 +146,14 @@ class ArtifactIndex:
             ).all()
         return [_to_artifact(r) for r in rows], total
 
-    def add(self, entries: Iterable[tuple[dict[str, Any], str]], tip: str) -> int:
-        """Insert (record, commit) pairs not yet indexed and remember `tip`, in one transaction."""
+    def add(
+        self,
+        entries: Iterable[tuple[dict[str, Any], str]],
+        tip: str,
+        promoted: Iterable[PromotionFact] = (),
+    ) -> int:
+        """Insert (record, commit) pairs not yet indexed, then the promotions, in order, and
+        remember `tip`; one transaction."""
         fresh: dict[str, tuple[dict[str, Any], str]] = {}
         for record, commit in entries:
             fresh.setdefault(record["id"], (record, commit))
@@ -126,8 +183,74 @@ class ArtifactIndex:
                 )
             if rows:
                 conn.execute(artifacts.insert(), rows)
+            self._add_promotions(conn, promoted)
             self._set_tip(conn, tip)
         return len(rows)
+
+    @staticmethod
+    def _add_promotions(conn: sa.Connection, promoted: Iterable[PromotionFact]) -> None:
+        seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(promotions.c.seq), 0)))
+        next_seq = int(seq.scalar_one())
+        for fact in promoted:
+            row = conn.execute(
+                sa.select(artifacts.c.name, artifacts.c.version).where(
+                    artifacts.c.id == fact.artifact_id
+                )
+            ).first()
+            if row is None:  # a trailer naming an artifact nobody recorded: not ours to index
+                continue
+            if conn.execute(sa.select(promotions.c.id).where(promotions.c.id == fact.id)).first():
+                continue
+            next_seq += 1
+            conn.execute(
+                promotions.insert().values(
+                    id=fact.id,
+                    artifact_id=fact.artifact_id,
+                    app=row.name,
+                    version=row.version,
+                    from_env=fact.from_env,
+                    to_env=fact.to_env,
+                    status="promoted",
+                    commit=fact.commit,
+                    promoted_by=fact.promoted_by,
+                    approval_ticket=fact.approval_ticket,
+                    approved_by=fact.approved_by,
+                    correlation_id=fact.correlation_id,
+                    seq=next_seq,
+                )
+            )
+            conn.execute(
+                artifacts.update()
+                .where(artifacts.c.id == fact.artifact_id)
+                .values(promotion_status=fact.to_env)
+            )
+
+    def promotion(self, promotion_id: str) -> dict[str, Any] | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(promotions).where(promotions.c.id == promotion_id)).first()
+        return _promotion_json(row) if row else None
+
+    def search_promotions(
+        self,
+        app: str | None = None,
+        env: str | None = None,
+        artifact_id: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[dict[str, Any]], int]:
+        where = []
+        if app is not None:
+            where.append(promotions.c.app == app)
+        if env is not None:
+            where.append(promotions.c.to_env == env)
+        if artifact_id is not None:
+            where.append(promotions.c.artifact_id == artifact_id)
+        count = sa.select(sa.func.count()).select_from(promotions).where(*where)
+        query = sa.select(promotions).where(*where).order_by(promotions.c.seq.desc())
+        with self._engine.connect() as conn:
+            total = conn.execute(count).scalar_one()
+            rows = conn.execute(query.offset(offset).limit(limit)).all()
+        return [_promotion_json(r) for r in rows], total
 
     def tip(self) -> str | None:
         with self._engine.connect() as conn:
@@ -138,6 +261,7 @@ class ArtifactIndex:
 
     def clear(self) -> None:
         with self._engine.begin() as conn:
+            conn.execute(promotions.delete())
             conn.execute(artifacts.delete())
             conn.execute(index_state.delete())
 
@@ -154,3 +278,17 @@ def _to_artifact(row: sa.Row[Any]) -> IndexedArtifact:
     return IndexedArtifact(
         record=json.loads(row.record), commit=row.commit, promotion_status=row.promotion_status
     )
+
+
+def _promotion_json(row: sa.Row[Any]) -> dict[str, Any]:
+    fact = PromotionFact(
+        commit=row.commit,
+        artifact_id=row.artifact_id,
+        from_env=row.from_env,
+        to_env=row.to_env,
+        promoted_by=row.promoted_by,
+        approval_ticket=row.approval_ticket,
+        approved_by=row.approved_by,
+        correlation_id=row.correlation_id,
+    )
+    return fact.as_json(row.app, row.version)

@@ -9,12 +9,14 @@ from typing import Any
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import read_path
 from bot.manifests.records import RECORDS_DIR, parse_record
+from bot.manifests.trailers import parse_trailers, promotion_hop
 from bot.manifests.writer import Written
-from bot.store.index import ArtifactIndex
+from bot.store.index import ArtifactIndex, PromotionFact
 
 log = logging.getLogger(__name__)
 
 _RECORD_PATH = re.compile(rf"^{RECORDS_DIR}/([^/]+)/([^/]+)\.yaml$")
+_PROMOTION_GREP = "^Ritmo-Promotion: "
 
 
 def follow(
@@ -24,35 +26,67 @@ def follow(
     base: str | None = None,
     written: Written | None = None,
 ) -> int:
-    """Index every record added up to `tip`; returns how many were new.
+    """Index every record and promotion up to `tip`; returns how many records were new.
 
     `written` is what this process pushed on top of `base`: when the index stood at
-    `base`, the records come from memory instead of from git.
+    `base`, the facts come from memory instead of from git.
     """
     indexed = index.tip()
     if indexed == tip:
         return 0
     if written is not None and indexed is not None and indexed == base:
-        entries = [
-            (record, commit)
-            for commit, files in written
-            for path, data in files.items()
+        records = [
+            (record, c.sha)
+            for c in written
+            for path, data in c.files.items()
             if (record := _parse(path, data)) is not None
         ]
+        promoted = [f for c in written if (f := promotion_fact(c.sha, c.message)) is not None]
     elif indexed and mirror.is_ancestor(indexed, tip):
-        pairs = mirror.added_files(indexed, tip, RECORDS_DIR + "/")
-        entries = _read_each(mirror, pairs)
+        records = _read_each(mirror, mirror.added_files(indexed, tip, RECORDS_DIR + "/"))
+        promoted = _promotions(mirror, indexed, tip)
     else:
         index.clear()
-        entries = _read_at_tip(mirror, tip)
-    return index.add(entries, tip)
+        records = _read_at_tip(mirror, tip)
+        promoted = _promotions(mirror, None, tip)
+    return index.add(records, tip, promoted)
 
 
 def reindex(index: ArtifactIndex, mirror: Mirror) -> int:
     """Throw the index away and rebuild it from git alone."""
     index.clear()
     tip = mirror.fetch()
-    return index.add(_read_at_tip(mirror, tip), tip) if tip else 0
+    if tip is None:
+        return 0
+    return index.add(_read_at_tip(mirror, tip), tip, _promotions(mirror, None, tip))
+
+
+def promotion_fact(commit: str, message: str) -> PromotionFact | None:
+    trailers = parse_trailers(message)
+    hop = promotion_hop(trailers)
+    artifact = trailers.get("Ritmo-Artifact")
+    if hop is None or not artifact:
+        return None
+
+    def one(key: str) -> str | None:
+        values = trailers.get(key)
+        return values[0] if values else None
+
+    return PromotionFact(
+        commit=commit,
+        artifact_id=artifact[0],
+        from_env=hop[0],
+        to_env=hop[1],
+        promoted_by=one("Ritmo-Promoted-By") or "unknown",
+        approval_ticket=one("Ritmo-Approval-Ticket"),
+        approved_by=one("Ritmo-Approved-By"),
+        correlation_id=one("Ritmo-Correlation-Id"),
+    )
+
+
+def _promotions(mirror: Mirror, since: str | None, tip: str) -> list[PromotionFact]:
+    found = mirror.commit_messages(since, tip, grep=_PROMOTION_GREP)
+    return [f for sha, message in found if (f := promotion_fact(sha, message)) is not None]
 
 
 def _read_each(mirror: Mirror, pairs: list[tuple[str, str]]) -> list[tuple[dict[str, Any], str]]:

@@ -1,0 +1,30 @@
+"""Commit trailers: the audit trail Ritmo writes and reads back (pure)."""
+
+from __future__ import annotations
+
+import re
+
+_TRAILER = re.compile(r"^([A-Za-z][A-Za-z0-9-]*): (.*)$")
+
+
+def parse_trailers(message: str) -> dict[str, list[str]]:
+    """Trailers of the message's last paragraph, as git interpret-trailers reads them."""
+    paragraphs = [p for p in message.strip().split("\n\n") if p.strip()]
+    if not paragraphs:
+        return {}
+    found: dict[str, list[str]] = {}
+    for line in paragraphs[-1].splitlines():
+        match = _TRAILER.match(line.strip())
+        if not match:
+            return {}  # git only takes a paragraph made wholly of trailers
+        found.setdefault(match[1], []).append(match[2].strip())
+    return found
+
+
+def promotion_hop(trailers: dict[str, list[str]]) -> tuple[str, str] | None:
+    """("staging", "production") from `Ritmo-Promotion: staging -> production`."""
+    values = trailers.get("Ritmo-Promotion")
+    if not values:
+        return None
+    source, sep, target = values[0].partition(" -> ")
+    return (source.strip(), target.strip()) if sep else None

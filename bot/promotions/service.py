@@ -1,0 +1,208 @@
+"""PromotionService: check a promotion against policy and pin it as one signed commit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.manifests.records import record_path, render_record, split_image
+from bot.manifests.writer import Conflict, Edit, ManifestWriter, Reader, Unchanged
+from bot.policy.freeze import frozen_until
+from bot.policy.model import AppTarget, Policy, PromotionRule
+from bot.promotions.pin import PinError, current_value, pin, pinned_value
+from bot.store.index import ArtifactIndex, IndexedArtifact
+from bot.templates import Templates
+
+REGISTERED = "registered"  # the "from" of the first pin, made when an artifact is recorded
+
+
+class PromotionRefused(Exception):
+    """Policy or the artifact's state refuses this promotion; the message says why."""
+
+
+@dataclass(frozen=True)
+class PromotionInput:
+    from_env: str
+    to_env: str
+    notes: str | None = None
+    approval_ticket: str | None = None
+    approved_by_note: str | None = None  # what the body claimed; never an approval
+
+
+@dataclass(frozen=True)
+class PinChange:
+    """Pin an artifact in one overlay.
+
+    Chained after a registration in the same batch, a pin is conditional: `requires` is
+    the record file and its bytes, `follows` the previous hop, which must have pinned it.
+    """
+
+    environment: str
+    target: AppTarget
+    record: dict[str, Any]
+    path: str
+    message: str
+    requires: tuple[str, bytes] | None = None
+    follows: PinChange | None = None
+
+    def plan(self, read: Reader) -> Edit | Unchanged:
+        if self.requires is not None and read(self.requires[0]) != self.requires[1]:
+            return Unchanged()
+        if self.follows is not None and not self.follows.holds(read):
+            return Unchanged()
+        text = read(self.path)
+        if text is None:
+            raise Conflict(
+                f"no overlay at {self.path}; create it, or point apps.{self.record['name']}"
+                ".overlay in the policy at the file to edit"
+            )
+        try:
+            updated = pin(self.target, text.decode(), self.record).encode()
+        except (PinError, ValueError) as exc:
+            raise Conflict(f"{self.path}: {exc}") from None
+        if updated == text:
+            # Already pinned (by hand, say): the commit still records the promotion.
+            return Edit({}, self.message)
+        return Edit({self.path: updated}, self.message)
+
+    def holds(self, read: Reader) -> bool:
+        """Whether the overlay pins this artifact now."""
+        text = read(self.path)
+        if text is None:
+            return False
+        image = split_image(str(self.record["image"]))[0]
+        try:
+            current = current_value(self.target, text.decode(), image)
+        except ValueError:
+            return False
+        return current == pinned_value(self.target, self.record)
+
+
+def frozen(policy: Policy, rule: PromotionRule, now: datetime) -> tuple[datetime, str] | None:
+    env = policy.environment(rule.to_env)
+    return frozen_until(tuple(rule.freeze) + (env.freeze if env else ()), now)
+
+
+class PromotionService:
+    def __init__(
+        self,
+        writer: ManifestWriter,
+        index: ArtifactIndex,
+        templates: Templates,
+        policy: Callable[[], Policy],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._writer = writer
+        self._index = index
+        self._templates = templates
+        self._policy = policy
+        self._clock = clock
+
+    def promote(
+        self, artifact: IndexedArtifact, ask: PromotionInput, by: str, correlation_id: str
+    ) -> dict[str, Any]:
+        """Pin `artifact` in `ask.to_env` when policy lets it land directly."""
+        policy = self._policy()
+        record = artifact.record
+        app = record["name"]
+        names = policy.environment_names
+        for env in (ask.from_env, ask.to_env):
+            if env not in names:
+                raise PromotionRefused(f"unknown environment {env!r}; environments: {names}")
+        if ask.from_env != artifact.promotion_status:
+            raise PromotionRefused(
+                f"{app} {record['version']} is in {artifact.promotion_status}, not "
+                f"{ask.from_env}; promote it from {artifact.promotion_status}"
+            )
+        following = policy.next_environment(ask.from_env)
+        if following != ask.to_env:
+            hint = f"promote to {following} first" if following else "it is the last one"
+            raise PromotionRefused(f"{ask.from_env} -> {ask.to_env} skips an environment; {hint}")
+        rule = policy.rule(app, ask.from_env, ask.to_env)
+        if rule is None:
+            raise PromotionRefused(
+                f"no promotion rule from {ask.from_env} to {ask.to_env} for {app} in the policy"
+            )
+        now = self._clock()
+        freeze = frozen(policy, rule, now)
+        if freeze is not None:
+            until, reason = freeze
+            why = f" ({reason})" if reason else ""
+            raise PromotionRefused(
+                f"{ask.to_env} is frozen until {until.isoformat()}{why}; try again after that"
+            )
+        if rule.requires_approval:
+            raise PromotionRefused(
+                f"{ask.from_env} -> {ask.to_env} needs approval by policy; approval requests "
+                "are not available in this version yet"
+            )
+        change = self._pin_change(policy, record, ask, by, correlation_id, auto=False)
+        result = self._writer.write(change)
+        return {
+            "status": "promoted" if result.commit else "unchanged",
+            "environment": ask.to_env,
+            "commit": result.commit,
+            "promoted_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "pinned": pinned_value(change.target, record),
+        }
+
+    def chain(self, record: dict[str, Any], by: str, correlation_id: str) -> list[PinChange]:
+        """Pins that follow a new record by policy: the first environment, then every
+        rule that auto-promotes without approval, as far as the chain goes."""
+        policy = self._policy()
+        first = policy.environments[0]
+        if not first.auto_promote or not record.get("image"):
+            return []
+        requires = (record_path(record["name"], record["version"]), render_record(record))
+        now = self._clock()
+        changes: list[PinChange] = []
+        hop = PromotionInput(REGISTERED, first.name)
+        while True:
+            try:
+                pin_change = self._pin_change(
+                    policy, record, hop, by, correlation_id, True, requires
+                )
+            except PromotionRefused:
+                return changes  # nothing to pin with (e.g. a digest-only target, no digest)
+            if changes:
+                pin_change = replace(pin_change, follows=changes[-1])
+            changes.append(pin_change)
+            nxt = policy.next_environment(hop.to_env)
+            rule = policy.rule(record["name"], hop.to_env, nxt) if nxt else None
+            if rule is None or not rule.auto_promote or frozen(policy, rule, now):
+                return changes
+            hop = PromotionInput(hop.to_env, rule.to_env)
+
+    def _pin_change(
+        self,
+        policy: Policy,
+        record: dict[str, Any],
+        ask: PromotionInput,
+        by: str,
+        correlation_id: str,
+        auto: bool,
+        requires: tuple[str, bytes] | None = None,
+    ) -> PinChange:
+        target = policy.target(record["name"])
+        path = target.path(record["name"], ask.to_env)
+        try:
+            pinned = pinned_value(target, record)
+        except PinError as exc:
+            raise PromotionRefused(str(exc)) from None
+        message = self._templates.render(
+            "commit/promotion.txt",
+            record=record,
+            from_env=ask.from_env,
+            to_env=ask.to_env,
+            promoted_by=by,
+            auto=auto,
+            pinned=pinned,
+            path=path,
+            notes=ask.notes,
+            approved_by_note=ask.approved_by_note,
+            approval_ticket=ask.approval_ticket,
+            correlation_id=correlation_id,
+        )
+        return PinChange(ask.to_env, target, record, path, message, requires)

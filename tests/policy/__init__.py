@@ -1,0 +1,1 @@
+"""Tests for bot/policy: the model, loading, evaluation and `ritmo policy check`."""
