@@ -107,6 +107,14 @@ class TokenStore:
             groups=frozenset(match.get("groups", [])),
         )
 
+    def memberships(self) -> dict[str, frozenset[str]]:
+        """group -> the token names (users) that carry it: the local forge's groups."""
+        groups: dict[str, set[str]] = {}
+        for entry in self._current():
+            for group in entry.get("groups", []):
+                groups.setdefault(group, set()).add(entry["name"])
+        return {g: frozenset(names) for g, names in groups.items()}
+
     def names(self) -> list[str]:
         return [e["name"] for e in self._current()]
 

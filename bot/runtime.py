@@ -22,9 +22,10 @@ from bot.manifests.signing import (
 from bot.manifests.writer import ManifestWriter, Written
 from bot.policy.load import PolicyError, policy_from_branch
 from bot.policy.source import PolicySource
+from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionService
 from bot.registry import ArtifactRegistry
-from bot.store.index import ArtifactIndex, make_engine
+from bot.store.index import ArtifactIndex, RequestIndex, make_engine
 from bot.store.reindex import follow
 from bot.templates import Templates
 
@@ -41,6 +42,8 @@ class Runtime:
     templates: Templates
     policy: PolicySource
     promotions: PromotionService
+    requests: RequestService
+    requests_index: RequestIndex
 
     def close(self) -> None:
         self.mirror.close()
@@ -141,11 +144,18 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
             f"fix it (ritmo policy check): {' | '.join(str(p) for p in exc.problems)}"
         ) from None
     promotions = PromotionService(writer, index, templates, policy)
+    tokens = TokenStore(settings.tokens_file)
+    identity = Identity(settings.manifests.author_name, settings.manifests.author_email)
+    requests_index = RequestIndex(index.engine)
+    requests = RequestService(
+        mirror, writer, signer.sign, identity, promotions, requests_index,
+        index.get, templates, policy, tokens.memberships,
+    )  # fmt: skip
     registry = ArtifactRegistry(
         writer, index, verifier, templates, settings.signing.require_artifact_signatures,
         chain=promotions.chain,
     )  # fmt: skip
     return Runtime(
-        settings, signer, mirror, index, TokenStore(settings.tokens_file), writer, registry,
-        templates, policy, promotions,
+        settings, signer, mirror, index, tokens, writer, registry, templates, policy, promotions,
+        requests, requests_index,
     )  # fmt: skip

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from pydantic import (
@@ -20,6 +20,7 @@ from bot.api.errors import ApiError, invalid_fields
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN
 from bot.manifests.writer import Conflict, WriteUnavailable
+from bot.promotions.requests import ReviewRefused
 from bot.promotions.service import PromotionInput, PromotionRefused
 from bot.runtime import Runtime
 
@@ -73,6 +74,10 @@ class PromotionQuery(BaseModel):
 
     app: EnvName | None = None
     env: EnvName | None = None
+    status: (
+        Literal["pending", "approved", "merged", "rejected", "expired", "superseded", "promoted"]
+        | None
+    ) = None
     artifact_id: Annotated[str, StringConstraints(pattern=r"^art-[0-9a-f]{20}$")] | None = None
     page: int = Field(default=1, ge=1)
     per_page: int = Field(default=50, ge=1, le=500)
@@ -98,8 +103,16 @@ def promote_artifact(artifact_id: str) -> tuple[Response, int]:
     artifact = runtime.index.get(artifact_id)
     if artifact is None:
         raise ApiError(404, f"no artifact {artifact_id!r}; list them with GET /api/v1/artifacts")
+    by = g.principal.name
     try:
-        outcome: dict[str, Any] = runtime.promotions.promote(artifact, ask, g.principal.name, cid)
+        rule = runtime.promotions.check(artifact, ask)
+        if rule.requires_approval:
+            opened = runtime.requests.open(artifact, ask, rule, by, cid)
+            response = jsonify({"status": "pending", "environment": ask.to_env, "request": opened})
+            response.headers["Location"] = f"/api/v1/promotions/{opened['id']}"
+            response.headers["X-Correlation-ID"] = cid
+            return response, 202
+        outcome: dict[str, Any] = runtime.promotions.promote(artifact, ask, by, cid)
     except (PromotionRefused, Conflict) as exc:
         raise ApiError(409, str(exc)) from None
     except WriteUnavailable as exc:
@@ -110,6 +123,37 @@ def promote_artifact(artifact_id: str) -> tuple[Response, int]:
     return response, 201
 
 
+class ReviewBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: Literal["approved", "changes_requested"] = "approved"
+    commit: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{40}$")] | None = Field(
+        default=None, description="The head you reviewed; refused if it is not the current one."
+    )
+
+
+@blueprint.post("/promotions/<request_id>/approvals")
+@require_scope(Scope.PROMOTIONS_APPROVE)
+def review_request(request_id: str) -> tuple[Response, int]:
+    """Local forge: an authenticated user approves (or asks for changes on) a request."""
+    raw = json_body() if request.content_length else {}
+    if not isinstance(raw, dict):
+        raise ApiError(422, 'body must be a JSON object: {"state": "approved"}')
+    try:
+        body = ReviewBody.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid_fields(exc) from None
+    try:
+        described = _runtime().requests.review(request_id, g.principal, body.state, body.commit)
+    except ReviewRefused as exc:
+        raise ApiError(exc.status, str(exc)) from None
+    except (PromotionRefused, Conflict) as exc:
+        raise ApiError(409, str(exc)) from None
+    except WriteUnavailable as exc:
+        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
+    return jsonify(described), 201
+
+
 @blueprint.get("/promotions")
 @require_scope(Scope.ARTIFACTS_READ)
 def list_promotions() -> Response:
@@ -117,20 +161,32 @@ def list_promotions() -> Response:
         query = PromotionQuery.model_validate(request.args.to_dict())
     except ValidationError as exc:
         raise invalid_fields(exc, status=400) from None
-    items, total = _runtime().index.search_promotions(
-        app=query.app,
-        env=query.env,
-        artifact_id=query.artifact_id,
-        offset=(query.page - 1) * query.per_page,
-        limit=query.per_page,
+    runtime = _runtime()
+    items: list[dict[str, Any]] = []
+    if query.status != "promoted" and query.artifact_id is None:
+        found, _ = runtime.requests_index.search(query.app, query.env, query.status, 0, 10_000)
+        items += [runtime.requests.describe(r["id"]) for r in found]
+    if query.status in (None, "promoted"):
+        direct, _ = runtime.index.search_promotions(
+            app=query.app, env=query.env, artifact_id=query.artifact_id, offset=0, limit=10_000
+        )
+        # A merged request is listed once, as the request.
+        items += [p for p in direct if p.get("request_id") is None]
+    items.sort(key=lambda i: str(i.get("opened_at") or i.get("promoted_at") or ""), reverse=True)
+    start = (query.page - 1) * query.per_page
+    page = items[start : start + query.per_page]
+    return jsonify(
+        {"items": page, "total": len(items), "page": query.page, "per_page": query.per_page}
     )
-    return jsonify({"items": items, "total": total, "page": query.page, "per_page": query.per_page})
 
 
 @blueprint.get("/promotions/<promotion_id>")
 @require_scope(Scope.ARTIFACTS_READ)
 def show_promotion(promotion_id: str) -> Response:
-    found = _runtime().index.promotion(promotion_id)
+    runtime = _runtime()
+    if promotion_id.startswith("req-") and runtime.requests_index.get(promotion_id):
+        return jsonify(runtime.requests.describe(promotion_id))
+    found = runtime.index.promotion(promotion_id)
     if found is None:
         raise ApiError(404, f"no promotion {promotion_id!r}; list them with GET /api/v1/promotions")
     return jsonify(found)

@@ -112,6 +112,58 @@ class Mirror:
             raise OSError(f"git fetch from {self.url} failed: {proc.stderr.strip()}")
         return self.tip()
 
+    def fetch_branches(self, prefix: str) -> dict[str, str]:
+        """Fetch every remote branch under `prefix` (e.g. ritmo/promote/); branch -> sha."""
+        proc = self._git(
+            "fetch", "--no-tags", "--prune", "origin",
+            f"+refs/heads/{prefix}*:refs/remotes/origin/{prefix}*",
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise OSError(f"git fetch from {self.url} failed: {proc.stderr.strip()}")
+        return self.branches(prefix)
+
+    def branches(self, prefix: str) -> dict[str, str]:
+        """The remote branches under `prefix` as last fetched or pushed."""
+        proc = self._git(
+            "for-each-ref", "--format=%(refname) %(objectname)", f"refs/remotes/origin/{prefix}"
+        )
+        found = {}
+        for line in proc.stdout.splitlines():
+            ref, sha = line.split(" ", 1)
+            found[ref.removeprefix("refs/remotes/origin/")] = sha
+        return found
+
+    def push_branch(self, sha: str, branch: str) -> PushResult:
+        """Create or fast-forward another branch (a promotion request's). Never forced."""
+        try:
+            proc = self._git("push", "--porcelain", "origin", f"{sha}:refs/heads/{branch}")
+        except subprocess.TimeoutExpired:
+            return PushResult(PushStatus.FAILED, "push timed out")
+        if proc.returncode == 0:
+            self._git("update-ref", f"refs/remotes/origin/{branch}", sha)
+            return PushResult(PushStatus.PUSHED)
+        out = proc.stdout + proc.stderr
+        if "[rejected]" in out or "fetch first" in out or "non-fast-forward" in out:
+            return PushResult(PushStatus.REJECTED, "not a fast-forward")
+        return PushResult(PushStatus.FAILED, _push_failure(proc.stdout, proc.stderr))
+
+    def delete_branch(self, branch: str, expected: str) -> bool:
+        """Delete a request branch if it still points at `expected`; True when gone.
+
+        A compare-and-delete: the lease makes git refuse when someone else moved the
+        branch, so their commits are never lost. The branch being written is never deleted.
+        """
+        if branch == self.branch:
+            raise ValueError(f"refusing to delete {branch}, the branch Ritmo writes")
+        proc = self._git(
+            "push", "--porcelain", f"--force-with-lease=refs/heads/{branch}:{expected}",
+            "origin", f":refs/heads/{branch}",
+        )  # fmt: skip
+        if proc.returncode == 0:
+            self._git("update-ref", "-d", f"refs/remotes/origin/{branch}")
+            return True
+        return False
+
     def tip(self) -> str | None:
         """The tip of the branch as last fetched or pushed."""
         proc = self._git("rev-parse", "--verify", "--quiet", self._tracking)

@@ -44,10 +44,15 @@ class WriteUnavailable(Exception):
 
 @dataclass(frozen=True)
 class Edit:
-    """Files to add or replace, and the commit message that explains why."""
+    """Files to add or replace, and the commit message that explains why.
+
+    `merge` makes the commit a merge of that commit (a promotion request's branch) into
+    the branch being written, so the request shows as merged.
+    """
 
     files: dict[str, bytes]
     message: str
+    merge: str | None = None
 
 
 @dataclass(frozen=True)
@@ -263,7 +268,7 @@ class ManifestWriter:
                 self._mirror,
                 self._sign,
                 tree,
-                [head] if head else [],
+                ([head] if head else []) + ([plan.merge] if plan.merge else []),
                 self._identity,
                 self._identity,
                 int(self._clock()),

@@ -100,10 +100,9 @@ class PromotionService:
         self._policy = policy
         self._clock = clock
 
-    def promote(
-        self, artifact: IndexedArtifact, ask: PromotionInput, by: str, correlation_id: str
-    ) -> dict[str, Any]:
-        """Pin `artifact` in `ask.to_env` when policy lets it land directly."""
+    def check(self, artifact: IndexedArtifact, ask: PromotionInput) -> PromotionRule:
+        """The rule that governs this promotion; PromotionRefused when there is none or it
+        cannot happen now (wrong source, a skipped environment, a freeze)."""
         policy = self._policy()
         record = artifact.record
         app = record["name"]
@@ -133,12 +132,20 @@ class PromotionService:
             raise PromotionRefused(
                 f"{ask.to_env} is frozen until {until.isoformat()}{why}; try again after that"
             )
+        return rule
+
+    def promote(
+        self, artifact: IndexedArtifact, ask: PromotionInput, by: str, correlation_id: str
+    ) -> dict[str, Any]:
+        """Pin `artifact` in `ask.to_env` directly; only for rules without approval."""
+        rule = self.check(artifact, ask)
         if rule.requires_approval:
             raise PromotionRefused(
-                f"{ask.from_env} -> {ask.to_env} needs approval by policy; approval requests "
-                "are not available in this version yet"
+                f"{ask.from_env} -> {ask.to_env} needs approval by policy; open a request"
             )
-        change = self._pin_change(policy, record, ask, by, correlation_id, auto=False)
+        now = self._clock()
+        record = artifact.record
+        change = self.pin_change(record, ask, by, correlation_id, auto=False)
         result = self._writer.write(change)
         return {
             "status": "promoted" if result.commit else "unchanged",
@@ -161,8 +168,8 @@ class PromotionService:
         hop = PromotionInput(REGISTERED, first.name)
         while True:
             try:
-                pin_change = self._pin_change(
-                    policy, record, hop, by, correlation_id, True, requires
+                pin_change = self.pin_change(
+                    record, hop, by, correlation_id, auto=True, requires=requires, policy=policy
                 )
             except PromotionRefused:
                 return changes  # nothing to pin with (e.g. a digest-only target, no digest)
@@ -175,17 +182,17 @@ class PromotionService:
                 return changes
             hop = PromotionInput(hop.to_env, rule.to_env)
 
-    def _pin_change(
+    def pin_change(
         self,
-        policy: Policy,
         record: dict[str, Any],
         ask: PromotionInput,
         by: str,
         correlation_id: str,
         auto: bool,
         requires: tuple[str, bytes] | None = None,
+        policy: Policy | None = None,
     ) -> PinChange:
-        target = policy.target(record["name"])
+        target = (policy or self._policy()).target(record["name"])
         path = target.path(record["name"], ask.to_env)
         try:
             pinned = pinned_value(target, record)

@@ -41,7 +41,42 @@ promotions = sa.Table(
     sa.Column("approval_ticket", sa.String(128)),
     sa.Column("approved_by", sa.Text),
     sa.Column("correlation_id", sa.String(128)),
+    sa.Column("request_id", sa.String(64)),
     sa.Column("seq", sa.Integer, nullable=False),
+)
+
+requests = sa.Table(
+    "promotion_requests",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("artifact_id", sa.String(64), nullable=False),
+    sa.Column("app", sa.String(64), nullable=False, index=True),
+    sa.Column("version", sa.String(128), nullable=False),
+    sa.Column("from_env", sa.String(64), nullable=False),
+    sa.Column("to_env", sa.String(64), nullable=False, index=True),
+    sa.Column("branch", sa.String(255), nullable=False),
+    sa.Column("head", sa.String(64), nullable=False),  # the commit that edits the overlay
+    sa.Column("tip", sa.String(64), nullable=False),  # the branch tip: head plus reviews
+    sa.Column("status", sa.String(32), nullable=False, index=True),
+    sa.Column("requested_by", sa.String(128), nullable=False),
+    sa.Column("approval_ticket", sa.String(128)),
+    sa.Column("opened_at", sa.String(32), nullable=False),
+    sa.Column("closed_at", sa.String(32)),
+    sa.Column("superseded_by", sa.String(64)),
+    sa.Column("merge_commit", sa.String(64)),
+    sa.Column("reason", sa.Text),
+    sa.Column("seq", sa.Integer, nullable=False),
+)
+
+reviews = sa.Table(
+    "promotion_reviews",
+    metadata,
+    sa.Column("sha", sa.String(64), primary_key=True),  # the review's own commit
+    sa.Column("request_id", sa.String(64), nullable=False, index=True),
+    sa.Column("reviewer", sa.String(128), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("commit", sa.String(64), nullable=False),  # the request head it reviewed
+    sa.Column("submitted_at", sa.String(32), nullable=False),
 )
 
 index_state = sa.Table(
@@ -74,6 +109,7 @@ class PromotionFact:
     approval_ticket: str | None = None
     approved_by: str | None = None
     correlation_id: str | None = None
+    request_id: str | None = None  # set when a merged request made this promotion
 
     @property
     def id(self) -> str:
@@ -92,6 +128,7 @@ class PromotionFact:
             "promoted_by": self.promoted_by,
             "approval_ticket": self.approval_ticket,
             "approved_by": self.approved_by.split(", ") if self.approved_by else [],
+            "request_id": self.request_id,
         }
 
 
@@ -114,6 +151,7 @@ def make_engine(url: str) -> Engine:
 class ArtifactIndex:
     def __init__(self, engine: Engine, initial_environment: str = "dev") -> None:
         self._engine = engine
+        self.engine = engine
         self.initial_environment = initial_environment
         metadata.create_all(engine)
 
@@ -216,6 +254,7 @@ class ArtifactIndex:
                     approval_ticket=fact.approval_ticket,
                     approved_by=fact.approved_by,
                     correlation_id=fact.correlation_id,
+                    request_id=fact.request_id,
                     seq=next_seq,
                 )
             )
@@ -261,6 +300,8 @@ class ArtifactIndex:
 
     def clear(self) -> None:
         with self._engine.begin() as conn:
+            conn.execute(reviews.delete())
+            conn.execute(requests.delete())
             conn.execute(promotions.delete())
             conn.execute(artifacts.delete())
             conn.execute(index_state.delete())
@@ -280,6 +321,78 @@ def _to_artifact(row: sa.Row[Any]) -> IndexedArtifact:
     )
 
 
+class RequestIndex:
+    """Promotion requests and their reviews, as the request branches and main say."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        metadata.create_all(engine)
+
+    def save(self, row: dict[str, Any]) -> None:
+        with self._engine.begin() as conn:
+            exists = conn.execute(sa.select(requests.c.seq).where(requests.c.id == row["id"]))
+            seq = exists.scalar_one_or_none()
+            if seq is None:
+                top = conn.execute(sa.select(sa.func.coalesce(sa.func.max(requests.c.seq), 0)))
+                conn.execute(requests.insert().values(**row, seq=int(top.scalar_one()) + 1))
+            else:
+                conn.execute(requests.update().where(requests.c.id == row["id"]).values(**row))
+
+    def add_review(self, row: dict[str, Any]) -> None:
+        with self._engine.begin() as conn:
+            known = conn.execute(sa.select(reviews.c.sha).where(reviews.c.sha == row["sha"]))
+            if not known.first():
+                conn.execute(reviews.insert().values(**row))
+
+    def get(self, request_id: str) -> dict[str, Any] | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(requests).where(requests.c.id == request_id)).first()
+        return dict(row._mapping) if row else None
+
+    def open_for(self, app: str, env: str) -> dict[str, Any] | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(requests).where(
+                    requests.c.app == app, requests.c.to_env == env, requests.c.status == "pending"
+                )
+            ).first()
+        return dict(row._mapping) if row else None
+
+    def reviews_of(self, request_id: str) -> list[dict[str, Any]]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(reviews)
+                .where(reviews.c.request_id == request_id)
+                .order_by(reviews.c.submitted_at)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    def search(
+        self,
+        app: str | None = None,
+        env: str | None = None,
+        status: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[dict[str, Any]], int]:
+        where = []
+        if app is not None:
+            where.append(requests.c.app == app)
+        if env is not None:
+            where.append(requests.c.to_env == env)
+        if status is not None:
+            where.append(requests.c.status == status)
+        count = sa.select(sa.func.count()).select_from(requests).where(*where)
+        query = sa.select(requests).where(*where).order_by(requests.c.seq.desc())
+        with self._engine.connect() as conn:
+            total = conn.execute(count).scalar_one()
+            rows = conn.execute(query.offset(offset).limit(limit)).all()
+        return [dict(r._mapping) for r in rows], total
+
+    def pending(self) -> list[dict[str, Any]]:
+        return self.search(status="pending", limit=10_000)[0]
+
+
 def _promotion_json(row: sa.Row[Any]) -> dict[str, Any]:
     fact = PromotionFact(
         commit=row.commit,
@@ -290,5 +403,6 @@ def _promotion_json(row: sa.Row[Any]) -> dict[str, Any]:
         approval_ticket=row.approval_ticket,
         approved_by=row.approved_by,
         correlation_id=row.correlation_id,
+        request_id=row.request_id,
     )
     return fact.as_json(row.app, row.version)

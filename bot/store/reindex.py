@@ -81,6 +81,7 @@ def promotion_fact(commit: str, message: str) -> PromotionFact | None:
         approval_ticket=one("Ritmo-Approval-Ticket"),
         approved_by=one("Ritmo-Approved-By"),
         correlation_id=one("Ritmo-Correlation-Id"),
+        request_id=one("Ritmo-Request"),
     )
 
 

@@ -1,0 +1,413 @@
+"""Promotion requests: a branch whose signed commit pins the overlay, reviews, a signed merge.
+
+The request lives in git: `ritmo/promote/<app>/<env>` holds the request commit (the head
+reviewers judge) and one signed commit per review on top. Approving merges it into the
+default branch with a signed merge commit whose trailers name who approved. Expiry and
+rejection leave a signed closing commit on the default branch. The index only caches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.auth import Principal
+from bot.manifests.mirror import Mirror, PushStatus
+from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
+from bot.manifests.writer import Edit, ManifestWriter, Reader, Unchanged, WriteUnavailable
+from bot.policy.evaluate import Decision, PromotionRequest, Review, evaluate
+from bot.policy.model import Policy, PromotionRule
+from bot.promotions.pin import pinned_value
+from bot.promotions.service import PinChange, PromotionInput, PromotionRefused, PromotionService
+from bot.store.index import IndexedArtifact, RequestIndex
+from bot.templates import Templates
+
+BRANCH_PREFIX = "ritmo/promote/"
+RITMO = "ritmo"  # the author of every request: it never counts as an approver
+
+
+class ReviewRefused(Exception):
+    """The review cannot be taken; `status` is the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def branch_for(app: str, env: str) -> str:
+    return f"{BRANCH_PREFIX}{app}/{env}"
+
+
+def _stamp(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class MergeRequest:
+    """Merge a request branch: re-pin on the current default branch, with the branch tip
+    as second parent so the request shows as merged."""
+
+    pin: PinChange
+    tip: str
+
+    def plan(self, read: Reader) -> Edit | Unchanged:
+        edit = self.pin.plan(read)
+        assert isinstance(edit, Edit)  # a pin without preconditions always edits
+        return Edit(edit.files, self.pin.message, merge=self.tip)
+
+
+@dataclass(frozen=True)
+class CloseRequest:
+    message: str
+
+    def plan(self, read: Reader) -> Edit | Unchanged:
+        return Edit({}, self.message)
+
+
+class RequestService:
+    def __init__(
+        self,
+        mirror: Mirror,
+        writer: ManifestWriter,
+        sign: Callable[[bytes], str],
+        identity: Identity,
+        promotions: PromotionService,
+        requests: RequestIndex,
+        artifact: Callable[[str], IndexedArtifact | None],
+        templates: Templates,
+        policy: Callable[[], Policy],
+        memberships: Callable[[], Mapping[str, frozenset[str]]],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._mirror = mirror
+        self._writer = writer
+        self._sign = sign
+        self._identity = identity
+        self._promotions = promotions
+        self._requests = requests
+        self._artifact = artifact
+        self._templates = templates
+        self._policy = policy
+        self._memberships = memberships
+        self._clock = clock
+
+    # -- open --------------------------------------------------------------------
+    def open(
+        self,
+        artifact: IndexedArtifact,
+        ask: PromotionInput,
+        rule: PromotionRule,
+        by: str,
+        correlation_id: str,
+    ) -> dict[str, Any]:
+        """Open the request for app+env; an open older one is superseded by it."""
+        record = artifact.record
+        app, env = record["name"], ask.to_env
+        now = self._clock()
+        older = self._requests.open_for(app, env)
+        pin = self._promotions.pin_change(record, ask, by, correlation_id, auto=False)
+        deadline = now + rule.approval_timeout if rule.approval_timeout else None
+        message = self._templates.render(
+            "commit/request.txt",
+            record=record,
+            from_env=ask.from_env,
+            to_env=env,
+            requested_by=by,
+            pinned=pinned_value(pin.target, record),
+            path=pin.path,
+            needs=_needs(rule),
+            deadline=_stamp(deadline) if deadline else None,
+            notes=ask.notes,
+            approved_by_note=ask.approved_by_note,
+            approval_ticket=ask.approval_ticket,
+            supersedes=older["id"] if older else None,
+            correlation_id=correlation_id,
+        )
+        branch = branch_for(app, env)
+        with self._mirror.locked():
+            tip = self._mirror.fetch()
+            if tip is None:
+                raise PromotionRefused("the default branch is empty; nothing to promote onto")
+            existing = self._mirror.fetch_branches(BRANCH_PREFIX).get(branch)
+            edit = pin.plan(lambda path: read_path(self._mirror, self._mirror.tree_of(tip), path))
+            assert isinstance(edit, Edit)
+            tree = write_tree(self._mirror, self._mirror.tree_of(tip), edit.files)
+            head = signed_commit(
+                self._mirror, self._sign, tree, [tip], self._identity, self._identity,
+                int(now.timestamp()), message,
+            )  # fmt: skip
+            self._mirror.flush()
+            if existing is not None and not self._mirror.delete_branch(branch, existing):
+                raise PromotionRefused(
+                    f"{branch} was changed by someone else while Ritmo replaced it; try again"
+                )
+            pushed = self._mirror.push_branch(head, branch)
+            if pushed.status is not PushStatus.PUSHED:
+                raise WriteUnavailable(f"could not push {branch}: {pushed.detail}")
+        request_id = "req-" + head[:16]
+        if older is not None:
+            self._requests.save(
+                {**older, "status": "superseded", "superseded_by": request_id,
+                 "closed_at": _stamp(now), "reason": f"superseded by {request_id}"}
+            )  # fmt: skip
+        self._requests.save(
+            {
+                "id": request_id,
+                "artifact_id": record["id"],
+                "app": app,
+                "version": record["version"],
+                "from_env": ask.from_env,
+                "to_env": env,
+                "branch": branch,
+                "head": head,
+                "tip": head,
+                "status": "pending",
+                "requested_by": by,
+                "approval_ticket": ask.approval_ticket,
+                "opened_at": _stamp(now),
+                "closed_at": None,
+                "superseded_by": None,
+                "merge_commit": None,
+                "reason": None,
+            }
+        )
+        return self.describe(request_id)
+
+    # -- review ------------------------------------------------------------------
+    def review(
+        self, request_id: str, reviewer: Principal, state: str, commit: str | None
+    ) -> dict[str, Any]:
+        """Record a review by an authenticated user; merge when the policy then holds."""
+        request = self._requests.get(request_id)
+        if request is None:
+            raise ReviewRefused(404, f"no promotion request {request_id!r}")
+        if request["status"] != "pending":
+            raise ReviewRefused(409, f"request {request_id} is {request['status']}, not pending")
+        if reviewer.name in (request["requested_by"], RITMO):
+            raise ReviewRefused(
+                403, f"{reviewer.name} requested this promotion; someone else must review it"
+            )
+        rule = self._rule(request)
+        groups = rule.groups
+        members = self._memberships()
+        if not any(reviewer.name in members.get(g, frozenset()) for g in groups):
+            raise ReviewRefused(
+                403,
+                f"{reviewer.name} is in none of the approver groups ({', '.join(groups)}) "
+                f"for {request['from_env']} -> {request['to_env']}",
+            )
+        if commit is not None and commit != request["head"]:
+            raise ReviewRefused(
+                409,
+                f"commit {commit[:12]} is not the request's head {request['head'][:12]}; "
+                "review the current head",
+            )
+        now = self._clock()
+        message = self._templates.render(
+            "commit/review.txt",
+            verb="Approve" if state == "approved" else "Request changes on",
+            request_id=request_id,
+            reviewer=reviewer.name,
+            app=request["app"],
+            version=request["version"],
+            to_env=request["to_env"],
+            state=state,
+            head=request["head"],
+        )
+        with self._mirror.locked():
+            tip = self._mirror.fetch_branches(BRANCH_PREFIX).get(request["branch"])
+            if tip is None or tip != request["tip"]:
+                raise ReviewRefused(
+                    409, f"{request['branch']} moved outside Ritmo; the request cannot be reviewed"
+                )
+            sha = signed_commit(
+                self._mirror, self._sign, self._mirror.tree_of(tip), [tip], self._identity,
+                self._identity, int(now.timestamp()), message,
+            )  # fmt: skip
+            self._mirror.flush()
+            pushed = self._mirror.push_branch(sha, request["branch"])
+            if pushed.status is not PushStatus.PUSHED:
+                raise WriteUnavailable(f"could not push {request['branch']}: {pushed.detail}")
+        self._requests.add_review(
+            {
+                "sha": sha,
+                "request_id": request_id,
+                "reviewer": reviewer.name,
+                "state": state,
+                "commit": request["head"],
+                "submitted_at": _stamp(now),
+            }
+        )
+        self._requests.save({**request, "tip": sha})
+        self.settle(request_id)
+        return self.describe(request_id)
+
+    # -- decide ------------------------------------------------------------------
+    def decide(self, request: Mapping[str, Any]) -> Decision:
+        policy = self._policy()
+        reviews = [
+            Review(
+                reviewer=r["reviewer"],
+                state=r["state"],
+                commit=r["commit"],
+                submitted_at=_parse(r["submitted_at"]),
+            )
+            for r in self._requests.reviews_of(request["id"])
+        ]
+        return evaluate(
+            policy,
+            PromotionRequest(
+                app=request["app"],
+                version=request["version"],
+                from_env=request["from_env"],
+                to_env=request["to_env"],
+                author=RITMO,
+                requested_by=request["requested_by"],
+                head=request["head"],
+                opened_at=_parse(request["opened_at"]),
+            ),
+            reviews,
+            self._memberships(),
+            self._clock(),
+        )
+
+    def settle(self, request_id: str) -> str:
+        """Merge an approved request, close an expired one; returns the status after."""
+        request = self._requests.get(request_id)
+        if request is None or request["status"] != "pending":
+            return request["status"] if request else "missing"
+        decision = self.decide(request)
+        if decision.status == "approved":
+            self._merge(request, decision)
+            return "merged"
+        if decision.status == "expired":
+            self.close(request_id, "expired", decision.reason)
+            return "expired"
+        return "pending"
+
+    def expire_due(self) -> list[str]:
+        """The scheduled job: settle every pending request (merges, expiries)."""
+        return [r["id"] for r in self._requests.pending() if self.settle(r["id"]) == "expired"]
+
+    def _merge(self, request: Mapping[str, Any], decision: Decision) -> None:
+        artifact = self._artifact(request["artifact_id"])
+        if artifact is None:
+            raise RuntimeError(f"artifact {request['artifact_id']} of {request['id']} is gone")
+        ask = PromotionInput(
+            request["from_env"], request["to_env"], None, request["approval_ticket"]
+        )
+        pin = self._promotions.pin_change(
+            artifact.record, ask, request["requested_by"], request["id"], auto=False
+        )
+        message = self._templates.render(
+            "commit/merge.txt",
+            record=artifact.record,
+            from_env=request["from_env"],
+            to_env=request["to_env"],
+            request_id=request["id"],
+            requested_by=request["requested_by"],
+            approvers=list(decision.approvers),
+            pinned=pinned_value(pin.target, artifact.record),
+            path=pin.path,
+            approval_ticket=request["approval_ticket"],
+            correlation_id=request["id"],
+        )
+        result = self._writer.write(MergeRequest(replace(pin, message=message), request["tip"]))
+        self._drop_branch(request)
+        self._requests.save(
+            {**request, "status": "merged", "merge_commit": result.commit,
+             "closed_at": _stamp(self._clock()), "reason": decision.reason}
+        )  # fmt: skip
+
+    def close(self, request_id: str, status: str, reason: str) -> None:
+        """End a pending request (expired, rejected) with a signed closing commit."""
+        request = self._requests.get(request_id)
+        if request is None or request["status"] != "pending":
+            return
+        message = self._templates.render(
+            "commit/close.txt",
+            request_id=request_id,
+            status=status,
+            app=request["app"],
+            version=request["version"],
+            to_env=request["to_env"],
+            reason=reason,
+        )
+        self._writer.write(CloseRequest(message))
+        self._drop_branch(request)
+        self._requests.save(
+            {**request, "status": status, "closed_at": _stamp(self._clock()), "reason": reason}
+        )
+
+    def _drop_branch(self, request: Mapping[str, Any]) -> None:
+        with self._mirror.locked():
+            tip = self._mirror.fetch_branches(BRANCH_PREFIX).get(request["branch"])
+            if tip is not None:
+                self._mirror.delete_branch(request["branch"], tip)
+
+    def _rule(self, request: Mapping[str, Any]) -> PromotionRule:
+        rule = self._policy().rule(request["app"], request["from_env"], request["to_env"])
+        if rule is None:
+            raise ReviewRefused(
+                409, f"the policy no longer has a rule {request['from_env']} -> {request['to_env']}"
+            )
+        return rule
+
+    # -- read --------------------------------------------------------------------
+    def describe(self, request_id: str) -> dict[str, Any]:
+        request = self._requests.get(request_id)
+        if request is None:
+            raise ReviewRefused(404, f"no promotion request {request_id!r}")
+        out: dict[str, Any] = {
+            "id": request["id"],
+            "kind": "request",
+            "artifact_id": request["artifact_id"],
+            "app": request["app"],
+            "version": request["version"],
+            "from": request["from_env"],
+            "to": request["to_env"],
+            "status": request["status"],
+            "branch": request["branch"],
+            "head": request["head"],
+            "requested_by": request["requested_by"],
+            "approval_ticket": request["approval_ticket"],
+            "opened_at": request["opened_at"],
+            "closed_at": request["closed_at"],
+            "superseded_by": request["superseded_by"],
+            "merge_commit": request["merge_commit"],
+            "reason": request["reason"],
+            "reviews": [
+                {"reviewer": r["reviewer"], "state": r["state"], "commit": r["commit"],
+                 "submitted_at": r["submitted_at"]}
+                for r in self._requests.reviews_of(request_id)
+            ],
+        }  # fmt: skip
+        if request["status"] == "pending":
+            decision = self.decide(request)
+            out.update(
+                {
+                    "progress": decision.progress,
+                    "missing": [{"group": g, "count": n} for g, n in decision.missing],
+                    "approvers": list(decision.approvers),
+                    "blocked_by": list(decision.blocked_by),
+                    "frozen_until": _stamp(decision.frozen_until)
+                    if decision.frozen_until
+                    else None,
+                    "reason": decision.reason,
+                    "decision": decision.status,
+                }
+            )
+        return out
+
+
+def _needs(rule: PromotionRule) -> str:
+    parts = [f"{a.count} from {a.group}" for a in rule.approvals if a.count]
+    if rule.min_approvers:
+        parts.append(f"{rule.min_approvers} from any of {', '.join(rule.approver_groups)}")
+    return " and ".join(parts) or "no approvals"

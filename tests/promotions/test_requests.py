@@ -1,0 +1,278 @@
+"""Promotion requests on the local forge, end to end: request, reviews, a signed merge."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from bot.auth import Scope
+from bot.config import Settings
+from bot.runtime import Runtime
+from tests.helpers import artifact_body, bearer, git, remote_refs, show, trailers, verify_commit
+
+POLICY = """\
+environments:
+  - {name: dev, auto_promote: true}
+  - {name: staging}
+  - {name: production}
+promotion_rules:
+  - {from: dev, to: staging, auto_promote: true}
+  - from: staging
+    to: production
+    requires_approval: true
+    approvals: [{group: ops-team, count: 1}, {group: security-team, count: 1}]
+    approval_timeout: 7d
+groups:
+  ops-team: {kind: local}
+  security-team: {kind: local}
+"""
+BRANCH = "refs/heads/ritmo/promote/web/production"
+PRODUCTION = "apps/web/overlays/production/kustomization.yaml"
+
+
+@pytest.fixture
+def remote_policy() -> str:
+    return POLICY
+
+
+@pytest.fixture
+def people(runtime: Runtime, tokens: dict[str, str]) -> dict[str, str]:
+    """Approver tokens: the token's name is the person, its groups count."""
+    store = runtime.tokens
+    approve = [Scope.PROMOTIONS_APPROVE]
+    return {
+        "alice": store.create("alice", approve, ["ops-team"]),
+        "bob": store.create("bob", approve, ["security-team"]),
+        "carol": store.create("carol", approve, ["ops-team"]),
+        "mallory": store.create("mallory", approve),
+        # The promoter approving its own request: in a group, still never counts.
+        "release-bot": store.create("release-bot", approve, ["ops-team", "security-team"]),
+    }
+
+
+def _in_staging(client: FlaskClient, tokens: dict[str, str], version: str = "2.0.0") -> str:
+    resp = client.post(
+        "/api/v1/artifacts", json=artifact_body(version=version), headers=bearer(tokens["ci"])
+    )
+    assert resp.status_code == 201 and resp.json["promotion_status"] == "staging", resp.json
+    return str(resp.json["id"])
+
+
+def _request(client: FlaskClient, tokens: dict[str, str], art: str, **extra: Any) -> dict[str, Any]:
+    resp = client.post(
+        f"/api/v1/artifacts/{art}/promote",
+        json={"from": "staging", "to": "production", **extra},
+        headers=bearer(tokens["promoter"]),
+    )
+    assert resp.status_code == 202, resp.json
+    assert resp.json["status"] == "pending"
+    return dict(resp.json["request"])
+
+
+def _review(client: FlaskClient, token: str, request_id: str, **body: Any) -> Any:
+    return client.post(
+        f"/api/v1/promotions/{request_id}/approvals", json=body or {}, headers=bearer(token)
+    )
+
+
+def _main(remote: Path) -> str:
+    return git(remote, "rev-parse", "main").strip()
+
+
+class TestApprovalFlow:
+    """Two approvers from two groups: the request merges as a signed merge commit."""
+
+    def test_request_reviews_merge(
+        self,
+        client: FlaskClient,
+        tokens: dict[str, str],
+        people: dict[str, str],
+        remote: Path,
+        settings: Settings,
+        kubectl: str,
+        tmp_path: Path,
+    ) -> None:
+        art = _in_staging(client, tokens)
+        before = _main(remote)
+        req = _request(client, tokens, art, approval_ticket="CHG-42", notes="staging soaked")
+        assert req["progress"] == "0/2 approvals"
+        assert req["missing"] == [
+            {"group": "ops-team", "count": 1},
+            {"group": "security-team", "count": 1},
+        ]
+        head = req["head"]
+        assert git(remote, "rev-parse", BRANCH).strip() == head
+        assert git(remote, "rev-parse", f"{head}^").strip() == before
+        verify_commit(remote, head, settings.gnupghome)
+        assert trailers(remote, head)["Ritmo-Promotion-Request"] == "staging -> production"
+        assert '"2.0.0"' in show(remote, f"{head}:{PRODUCTION}")
+        assert _main(remote) == before
+
+        first = _review(client, people["alice"], req["id"], commit=head)
+        assert first.status_code == 201, first.json
+        assert first.json["status"] == "pending"
+        assert first.json["progress"] == "1/2 approvals"
+        assert first.json["missing"] == [{"group": "security-team", "count": 1}]
+        review = git(remote, "rev-parse", BRANCH).strip()
+        verify_commit(remote, review, settings.gnupghome)
+        assert trailers(remote, review)["Ritmo-Reviewer"] == "alice"
+        assert _main(remote) == before
+
+        second = _review(client, people["bob"], req["id"])
+        assert second.status_code == 201, second.json
+        assert second.json["status"] == "merged"
+        merge = second.json["merge_commit"]
+        assert _main(remote) == merge
+        assert git(remote, "rev-parse", f"{merge}^1").strip() == before
+        assert git(remote, "rev-parse", f"{merge}^2").strip() != head  # the tip with reviews
+        assert git(remote, "merge-base", "--is-ancestor", head, merge) == ""
+        verify_commit(remote, merge, settings.gnupghome)
+        found = trailers(remote, merge)
+        assert found["Ritmo-Promotion"] == "staging -> production"
+        assert found["Ritmo-Approved-By"] == "alice, bob"
+        assert found["Ritmo-Approval-Ticket"] == "CHG-42"
+        assert found["Ritmo-Request"] == req["id"]
+        assert found["Ritmo-Promoted-By"] == "release-bot"
+        assert BRANCH not in remote_refs(remote)
+
+        checkout = tmp_path / "checkout"
+        git(tmp_path, "clone", "--quiet", str(remote), str(checkout))
+        rendered = subprocess.run(
+            [kubectl, "kustomize", str(checkout / "apps/web/overlays/production")],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        assert "image: registry.example.com/acme/web:2.0.0" in rendered
+
+        reader = bearer(tokens["reader"])
+        shown = client.get(f"/api/v1/artifacts/{art}", headers=reader).json
+        assert shown["promotion_status"] == "production"
+        listed = client.get("/api/v1/promotions?env=production", headers=reader).json
+        assert [(i["id"], i["status"]) for i in listed["items"]] == [(req["id"], "merged")]
+        assert listed["items"][0]["merge_commit"] == merge
+
+
+class TestRefusals:
+    """Reviews that must not count are refused, and nothing reaches the default branch."""
+
+    @pytest.mark.parametrize(
+        ("who", "status", "phrase"),
+        [
+            ("release-bot", 403, "requested this promotion"),
+            ("mallory", 403, "in none of the approver groups"),
+        ],
+    )
+    def test_who_may_not_approve(
+        self,
+        client: FlaskClient,
+        tokens: dict[str, str],
+        people: dict[str, str],
+        remote: Path,
+        who: str,
+        status: int,
+        phrase: str,
+    ) -> None:
+        req = _request(client, tokens, _in_staging(client, tokens))
+        refs = remote_refs(remote)
+        resp = _review(client, people[who], req["id"])
+        assert resp.status_code == status
+        assert phrase in resp.json["error"]
+        assert remote_refs(remote) == refs
+
+    def test_stale_head(
+        self, client: FlaskClient, tokens: dict[str, str], people: dict[str, str], remote: Path
+    ) -> None:
+        req = _request(client, tokens, _in_staging(client, tokens))
+        refs = remote_refs(remote)
+        resp = _review(client, people["alice"], req["id"], commit=_main(remote))
+        assert resp.status_code == 409
+        assert "not the request's head" in resp.json["error"]
+        assert remote_refs(remote) == refs
+
+    def test_changes_requested_blocks(
+        self, client: FlaskClient, tokens: dict[str, str], people: dict[str, str], remote: Path
+    ) -> None:
+        req = _request(client, tokens, _in_staging(client, tokens))
+        before = _main(remote)
+        blocked = _review(client, people["carol"], req["id"], state="changes_requested")
+        assert blocked.status_code == 201
+        for who in ("alice", "bob"):
+            resp = _review(client, people[who], req["id"])
+        assert resp.json["status"] == "pending"
+        assert resp.json["decision"] == "blocked"
+        assert resp.json["blocked_by"] == ["carol"]
+        assert _main(remote) == before
+
+    def test_approved_by_in_body_is_a_note(
+        self, client: FlaskClient, tokens: dict[str, str], remote: Path
+    ) -> None:
+        art = _in_staging(client, tokens)
+        before = _main(remote)
+        req = _request(client, tokens, art, approved_by=["alice", "bob"])
+        assert req["status"] == "pending"
+        assert req["approvers"] == []
+        assert req["progress"] == "0/2 approvals"
+        message = git(remote, "log", "-1", "--format=%B", req["head"])
+        assert "a note, not an approval" in message
+        assert _main(remote) == before
+
+    def test_skipped_stage(self, client: FlaskClient, tokens: dict[str, str], remote: Path) -> None:
+        resp = client.post(
+            "/api/v1/artifacts", json=artifact_body(version="3.0.0"), headers=bearer(tokens["ci"])
+        )
+        refs = remote_refs(remote)
+        skip = client.post(
+            f"/api/v1/artifacts/{resp.json['id']}/promote",
+            json={"from": "dev", "to": "production"},
+            headers=bearer(tokens["promoter"]),
+        )
+        assert skip.status_code == 409
+        assert remote_refs(remote) == refs
+
+
+class TestLifecycle:
+    """A newer request supersedes an open one; a request past its timeout expires."""
+
+    def test_supersede(
+        self, client: FlaskClient, tokens: dict[str, str], people: dict[str, str], remote: Path
+    ) -> None:
+        old = _request(client, tokens, _in_staging(client, tokens, "2.0.0"))
+        _review(client, people["alice"], old["id"])
+        new = _request(client, tokens, _in_staging(client, tokens, "2.1.0"))
+        assert git(remote, "rev-parse", BRANCH).strip() == new["head"]
+        assert trailers(remote, new["head"])["Ritmo-Supersedes"] == old["id"]
+        reader = bearer(tokens["reader"])
+        gone = client.get(f"/api/v1/promotions/{old['id']}", headers=reader).json
+        assert gone["status"] == "superseded"
+        assert gone["superseded_by"] == new["id"]
+        late = _review(client, people["bob"], old["id"])
+        assert late.status_code == 409
+        assert new["progress"] == "0/2 approvals"  # the old approval does not carry over
+
+    def test_expiry(
+        self,
+        client: FlaskClient,
+        tokens: dict[str, str],
+        runtime: Runtime,
+        remote: Path,
+        settings: Settings,
+    ) -> None:
+        req = _request(client, tokens, _in_staging(client, tokens))
+        before = _main(remote)
+        opened = datetime.strptime(req["opened_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        runtime.requests._clock = lambda: opened + timedelta(days=7) - timedelta(seconds=1)
+        assert runtime.requests.expire_due() == []
+        runtime.requests._clock = lambda: opened + timedelta(days=7)
+        assert runtime.requests.expire_due() == [req["id"]]
+        closing = _main(remote)
+        assert git(remote, "rev-parse", f"{closing}^").strip() == before
+        verify_commit(remote, closing, settings.gnupghome)
+        assert trailers(remote, closing)["Ritmo-Request-Closed"] == "expired"
+        assert git(remote, "diff", "--name-only", before, closing) == ""
+        assert BRANCH not in remote_refs(remote)
+        shown = client.get(f"/api/v1/promotions/{req['id']}", headers=bearer(tokens["reader"]))
+        assert shown.json["status"] == "expired"
