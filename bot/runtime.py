@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.auth import TokenStore
 from bot.config import ConfigError, Settings
 from bot.environments import environment_names
+from bot.forge.local import LocalForge
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import Identity, read_path
 from bot.manifests.signing import (
@@ -149,7 +150,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     requests_index = RequestIndex(index.engine)
     requests = RequestService(
         mirror, writer, signer.sign, identity, promotions, requests_index,
-        index.get, templates, policy, tokens.memberships,
+        index.get, templates, policy, LocalForge(tokens.memberships),
     )  # fmt: skip
     registry = ArtifactRegistry(
         writer, index, verifier, templates, settings.signing.require_artifact_signatures,

@@ -8,24 +8,26 @@ rejection leave a signed closing commit on the default branch. The index only ca
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from bot.auth import Principal
+from bot.forge import Forge, RequestView
 from bot.manifests.mirror import Mirror, PushStatus
 from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
+from bot.manifests.records import split_image
 from bot.manifests.writer import Edit, ManifestWriter, Reader, Unchanged, WriteUnavailable
 from bot.policy.evaluate import Decision, PromotionRequest, Review, evaluate
 from bot.policy.model import Policy, PromotionRule
-from bot.promotions.pin import pinned_value
+from bot.promotions.pin import current_value, pinned_value
 from bot.promotions.service import PinChange, PromotionInput, PromotionRefused, PromotionService
 from bot.store.index import IndexedArtifact, RequestIndex
 from bot.templates import Templates
 
 BRANCH_PREFIX = "ritmo/promote/"
-RITMO = "ritmo"  # the author of every request: it never counts as an approver
 
 
 class ReviewRefused(Exception):
@@ -82,7 +84,7 @@ class RequestService:
         artifact: Callable[[str], IndexedArtifact | None],
         templates: Templates,
         policy: Callable[[], Policy],
-        memberships: Callable[[], Mapping[str, frozenset[str]]],
+        forge: Forge,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._mirror = mirror
@@ -94,7 +96,7 @@ class RequestService:
         self._artifact = artifact
         self._templates = templates
         self._policy = policy
-        self._memberships = memberships
+        self._forge = forge
         self._clock = clock
 
     # -- open --------------------------------------------------------------------
@@ -135,6 +137,7 @@ class RequestService:
             if tip is None:
                 raise PromotionRefused("the default branch is empty; nothing to promote onto")
             existing = self._mirror.fetch_branches(BRANCH_PREFIX).get(branch)
+            before = read_path(self._mirror, self._mirror.tree_of(tip), pin.path)
             edit = pin.plan(lambda path: read_path(self._mirror, self._mirror.tree_of(tip), path))
             assert isinstance(edit, Edit)
             tree = write_tree(self._mirror, self._mirror.tree_of(tip), edit.files)
@@ -152,31 +155,53 @@ class RequestService:
                 raise WriteUnavailable(f"could not push {branch}: {pushed.detail}")
         request_id = "req-" + head[:16]
         if older is not None:
+            reason = f"superseded by {request_id}"
+            self._forge.closed(self._view(older), "superseded", reason)
             self._requests.save(
                 {**older, "status": "superseded", "superseded_by": request_id,
-                 "closed_at": _stamp(now), "reason": f"superseded by {request_id}"}
+                 "closed_at": _stamp(now), "reason": reason}
             )  # fmt: skip
-        self._requests.save(
-            {
-                "id": request_id,
-                "artifact_id": record["id"],
-                "app": app,
-                "version": record["version"],
-                "from_env": ask.from_env,
-                "to_env": env,
-                "branch": branch,
-                "head": head,
-                "tip": head,
-                "status": "pending",
-                "requested_by": by,
-                "approval_ticket": ask.approval_ticket,
-                "opened_at": _stamp(now),
-                "closed_at": None,
-                "superseded_by": None,
-                "merge_commit": None,
-                "reason": None,
-            }
+        after = edit.files.get(pin.path, before or b"")
+        body = self._templates.render(
+            "pr/request.md",
+            record=record,
+            to_env=env,
+            current=current_value(
+                pin.target, (before or b"").decode(), split_image(str(record["image"]))[0]
+            ),
+            requested_by=by,
+            approval_ticket=ask.approval_ticket,
+            diff=overlay_diff(pin.path, before or b"", after),
+            needs=_needs(rule),
+            deadline=_stamp(deadline) if deadline else None,
+            notes=ask.notes,
+            approved_by_note=ask.approved_by_note,
+            request_id=request_id,
         )
+        row = {
+            "id": request_id,
+            "artifact_id": record["id"],
+            "app": app,
+            "version": record["version"],
+            "from_env": ask.from_env,
+            "to_env": env,
+            "branch": branch,
+            "head": head,
+            "tip": head,
+            "status": "pending",
+            "requested_by": by,
+            "approval_ticket": ask.approval_ticket,
+            "opened_at": _stamp(now),
+            "closed_at": None,
+            "superseded_by": None,
+            "merge_commit": None,
+            "reason": None,
+            "forge_ref": None,
+            "body": body,
+        }
+        view = self._view(row, body)
+        row["forge_ref"] = self._forge.opened(view)
+        self._requests.save(row)
         return self.describe(request_id)
 
     # -- review ------------------------------------------------------------------
@@ -189,13 +214,17 @@ class RequestService:
             raise ReviewRefused(404, f"no promotion request {request_id!r}")
         if request["status"] != "pending":
             raise ReviewRefused(409, f"request {request_id} is {request['status']}, not pending")
-        if reviewer.name in (request["requested_by"], RITMO):
+        if self._forge.kind != "local":
+            raise ReviewRefused(
+                409, f"reviews of this request are taken on {self._forge.kind}, not here"
+            )
+        if reviewer.name in (request["requested_by"], self._forge.author()):
             raise ReviewRefused(
                 403, f"{reviewer.name} requested this promotion; someone else must review it"
             )
         rule = self._rule(request)
         groups = rule.groups
-        members = self._memberships()
+        members = self._forge.memberships(self._policy(), groups)
         if not any(reviewer.name in members.get(g, frozenset()) for g in groups):
             raise ReviewRefused(
                 403,
@@ -251,15 +280,19 @@ class RequestService:
     # -- decide ------------------------------------------------------------------
     def decide(self, request: Mapping[str, Any]) -> Decision:
         policy = self._policy()
-        reviews = [
-            Review(
-                reviewer=r["reviewer"],
-                state=r["state"],
-                commit=r["commit"],
-                submitted_at=_parse(r["submitted_at"]),
-            )
-            for r in self._requests.reviews_of(request["id"])
-        ]
+        rule = policy.rule(request["app"], request["from_env"], request["to_env"])
+        groups = rule.groups if rule else ()
+        reviews = self._forge.reviews(self._view(request))
+        if reviews is None:
+            reviews = [
+                Review(
+                    reviewer=r["reviewer"],
+                    state=r["state"],
+                    commit=r["commit"],
+                    submitted_at=_parse(r["submitted_at"]),
+                )
+                for r in self._requests.reviews_of(request["id"])
+            ]
         return evaluate(
             policy,
             PromotionRequest(
@@ -267,13 +300,13 @@ class RequestService:
                 version=request["version"],
                 from_env=request["from_env"],
                 to_env=request["to_env"],
-                author=RITMO,
+                author=self._forge.author(),
                 requested_by=request["requested_by"],
                 head=request["head"],
                 opened_at=_parse(request["opened_at"]),
             ),
             reviews,
-            self._memberships(),
+            self._forge.memberships(policy, groups),
             self._clock(),
         )
 
@@ -289,6 +322,7 @@ class RequestService:
         if decision.status == "expired":
             self.close(request_id, "expired", decision.reason)
             return "expired"
+        self._forge.progressed(self._view(request), decision)
         return "pending"
 
     def expire_due(self) -> list[str]:
@@ -340,6 +374,7 @@ class RequestService:
             reason=reason,
         )
         self._writer.write(CloseRequest(message))
+        self._forge.closed(self._view(request), status, reason)
         self._drop_branch(request)
         self._requests.save(
             {**request, "status": status, "closed_at": _stamp(self._clock()), "reason": reason}
@@ -350,6 +385,23 @@ class RequestService:
             tip = self._mirror.fetch_branches(BRANCH_PREFIX).get(request["branch"])
             if tip is not None:
                 self._mirror.delete_branch(request["branch"], tip)
+
+    def _view(self, request: Mapping[str, Any], body: str = "") -> RequestView:
+        rule = self._policy().rule(request["app"], request["from_env"], request["to_env"])
+        return RequestView(
+            id=request["id"],
+            app=request["app"],
+            version=request["version"],
+            from_env=request["from_env"],
+            to_env=request["to_env"],
+            branch=request["branch"],
+            head=request["head"],
+            requested_by=request["requested_by"],
+            title=f"Promote {request['app']} {request['version']} to {request['to_env']}",
+            body=body,
+            groups=rule.groups if rule else (),
+            forge_ref=request.get("forge_ref"),
+        )
 
     def _rule(self, request: Mapping[str, Any]) -> PromotionRule:
         rule = self._policy().rule(request["app"], request["from_env"], request["to_env"])
@@ -382,6 +434,8 @@ class RequestService:
             "superseded_by": request["superseded_by"],
             "merge_commit": request["merge_commit"],
             "reason": request["reason"],
+            "forge_ref": request["forge_ref"],
+            "description": request["body"],
             "reviews": [
                 {"reviewer": r["reviewer"], "state": r["state"], "commit": r["commit"],
                  "submitted_at": r["submitted_at"]}
@@ -411,3 +465,14 @@ def _needs(rule: PromotionRule) -> str:
     if rule.min_approvers:
         parts.append(f"{rule.min_approvers} from any of {', '.join(rule.approver_groups)}")
     return " and ".join(parts) or "no approvals"
+
+
+def overlay_diff(path: str, before: bytes, after: bytes) -> str:
+    """A unified diff of one overlay, for the request's description."""
+    lines = difflib.unified_diff(
+        before.decode().splitlines(keepends=True),
+        after.decode().splitlines(keepends=True),
+        fromfile=f"a/{path}",
+        tofile=f"b/{path}",
+    )
+    return "".join(lines).rstrip("\n")

@@ -65,6 +65,8 @@ requests = sa.Table(
     sa.Column("superseded_by", sa.String(64)),
     sa.Column("merge_commit", sa.String(64)),
     sa.Column("reason", sa.Text),
+    sa.Column("forge_ref", sa.String(64)),  # e.g. the pull request number
+    sa.Column("body", sa.Text),  # the description shown to reviewers
     sa.Column("seq", sa.Integer, nullable=False),
 )
 

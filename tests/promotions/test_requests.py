@@ -101,6 +101,13 @@ class TestApprovalFlow:
         before = _main(remote)
         req = _request(client, tokens, art, approval_ticket="CHG-42", notes="staging soaked")
         assert req["progress"] == "0/2 approvals"
+        description = req["description"]
+        assert "## Promote web 2.0.0 to production" in description
+        assert f"`{art}`" in description and "`abc123`" in description
+        assert "| Now in production | `0.1.0` |" in description
+        assert '-    newTag: "0.1.0" # pinned by Ritmo' in description
+        assert '+    newTag: "2.0.0" # pinned by Ritmo' in description
+        assert "Needs 1 from ops-team and 1 from security-team, by " in description
         assert req["missing"] == [
             {"group": "ops-team", "count": 1},
             {"group": "security-team", "count": 1},

@@ -1,0 +1,56 @@
+"""Forges: where promotion requests are shown and reviewed (GitHub, or Ritmo's own API)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.policy.evaluate import Decision, Review
+from bot.policy.model import Policy
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """What a forge needs to know about a promotion request."""
+
+    id: str
+    app: str
+    version: str
+    from_env: str
+    to_env: str
+    branch: str
+    head: str
+    requested_by: str
+    title: str
+    body: str
+    groups: tuple[str, ...]
+    forge_ref: str | None = None  # e.g. the pull request number
+
+
+class Forge(Protocol):
+    kind: str
+
+    def memberships(self, policy: Policy, groups: Sequence[str]) -> Mapping[str, frozenset[str]]:
+        """group -> members, for the groups a rule names."""
+        ...
+
+    def author(self) -> str:
+        """Who opens requests on this forge: never an approver."""
+        ...
+
+    def opened(self, request: RequestView) -> str | None:
+        """The request branch is pushed: show it (a pull request); returns its reference."""
+        ...
+
+    def reviews(self, request: RequestView) -> list[Review] | None:
+        """The reviews the forge recorded, or None when Ritmo records them itself."""
+        ...
+
+    def progressed(self, request: RequestView, decision: Decision) -> None:
+        """Show the evaluation (a commit status such as "1/2 approvals")."""
+        ...
+
+    def closed(self, request: RequestView, status: str, comment: str) -> None:
+        """The request ended without a merge (superseded, expired, rejected)."""
+        ...

@@ -1,0 +1,37 @@
+"""The local forge: requests are branches, reviews come through Ritmo's API, groups from tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+from bot.forge import RequestView
+from bot.policy.evaluate import Decision, Review
+from bot.policy.model import Policy
+
+RITMO = "ritmo"
+
+
+class LocalForge:
+    kind = "local"
+
+    def __init__(self, memberships: Callable[[], Mapping[str, frozenset[str]]]) -> None:
+        self._memberships = memberships
+
+    def memberships(self, policy: Policy, groups: Sequence[str]) -> Mapping[str, frozenset[str]]:
+        known = self._memberships()
+        return {g: known.get(g, frozenset()) for g in groups}
+
+    def author(self) -> str:
+        return RITMO
+
+    def opened(self, request: RequestView) -> str | None:
+        return None  # the branch and Ritmo's API are the whole of it
+
+    def reviews(self, request: RequestView) -> list[Review] | None:
+        return None  # Ritmo records reviews itself, as signed commits on the branch
+
+    def progressed(self, request: RequestView, decision: Decision) -> None:
+        return None
+
+    def closed(self, request: RequestView, status: str, comment: str) -> None:
+        return None
