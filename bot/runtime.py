@@ -122,10 +122,11 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     index = open_index(settings)
     templates = templates or Templates()
     policy = PolicySource(policy_from_branch)
+    requests_index = RequestIndex(index.engine)
 
     def advance(old: str | None, new: str, written: Written | None) -> None:
         # Runs in the writer thread, the one thread that reads the mirror.
-        follow(index, mirror, new, old, written)
+        follow(index, mirror, new, old, written, requests_index)
         policy.refresh(partial(read_path, mirror, mirror.tree_of(new)))
 
     writer = ManifestWriter(
@@ -147,7 +148,6 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     promotions = PromotionService(writer, index, templates, policy)
     tokens = TokenStore(settings.tokens_file)
     identity = Identity(settings.manifests.author_name, settings.manifests.author_email)
-    requests_index = RequestIndex(index.engine)
     requests = RequestService(
         mirror, writer, signer.sign, identity, promotions, requests_index,
         index.get, templates, policy, LocalForge(tokens.memberships),

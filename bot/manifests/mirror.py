@@ -284,6 +284,13 @@ class Mirror:
         parts = proc.stdout.split("\0")[1:]
         return [(parts[i].strip(), parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
 
+    def log(self, *args: str) -> str:
+        """`git log ARGS` in the mirror; its output."""
+        proc = self._git("log", *args)
+        if proc.returncode != 0:
+            raise OSError(f"git log failed: {proc.stderr.strip()}")
+        return proc.stdout
+
     def blobs_under(self, commit: str, prefix: str) -> dict[str, str]:
         """path -> blob sha for every file under `prefix` at `commit`."""
         proc = self._git("ls-tree", "-r", "--full-tree", commit, "--", prefix)

@@ -155,11 +155,10 @@ class RequestService:
                 raise WriteUnavailable(f"could not push {branch}: {pushed.detail}")
         request_id = "req-" + head[:16]
         if older is not None:
-            reason = f"superseded by {request_id}"
-            self._forge.closed(self._view(older), "superseded", reason)
-            self._requests.save(
-                {**older, "status": "superseded", "superseded_by": request_id,
-                 "closed_at": _stamp(now), "reason": reason}
+            # The branch already holds the new request: only the record of the old one ends.
+            self.close(
+                older["id"], "superseded", f"superseded by {request_id}",
+                superseded_by=request_id, drop_branch=False,
             )  # fmt: skip
         after = edit.files.get(pin.path, before or b"")
         body = self._templates.render(
@@ -359,8 +358,16 @@ class RequestService:
              "closed_at": _stamp(self._clock()), "reason": decision.reason}
         )  # fmt: skip
 
-    def close(self, request_id: str, status: str, reason: str) -> None:
-        """End a pending request (expired, rejected) with a signed closing commit."""
+    def close(
+        self,
+        request_id: str,
+        status: str,
+        reason: str,
+        superseded_by: str | None = None,
+        drop_branch: bool = True,
+    ) -> None:
+        """End a pending request (expired, rejected, superseded) with a signed closing
+        commit on the default branch: the audit trail keeps requests that never merged."""
         request = self._requests.get(request_id)
         if request is None or request["status"] != "pending":
             return
@@ -370,15 +377,23 @@ class RequestService:
             status=status,
             app=request["app"],
             version=request["version"],
+            from_env=request["from_env"],
             to_env=request["to_env"],
             reason=reason,
+            head=request["head"],
+            artifact_id=request["artifact_id"],
+            requested_by=request["requested_by"],
+            # A closed branch goes away: its reviews stay in the audit trail here.
+            reviews=self._requests.reviews_of(request_id),
         )
         self._writer.write(CloseRequest(message))
         self._forge.closed(self._view(request), status, reason)
-        self._drop_branch(request)
+        if drop_branch:
+            self._drop_branch(request)
         self._requests.save(
-            {**request, "status": status, "closed_at": _stamp(self._clock()), "reason": reason}
-        )
+            {**request, "status": status, "closed_at": _stamp(self._clock()), "reason": reason,
+             "superseded_by": superseded_by}
+        )  # fmt: skip
 
     def _drop_branch(self, request: Mapping[str, Any]) -> None:
         with self._mirror.locked():

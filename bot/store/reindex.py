@@ -11,7 +11,8 @@ from bot.manifests.objects import read_path
 from bot.manifests.records import RECORDS_DIR, parse_record
 from bot.manifests.trailers import parse_trailers, promotion_hop
 from bot.manifests.writer import Written
-from bot.store.index import ArtifactIndex, PromotionFact
+from bot.store.index import ArtifactIndex, PromotionFact, RequestIndex
+from bot.store.request_history import rebuild_requests
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,7 @@ def follow(
     tip: str,
     base: str | None = None,
     written: Written | None = None,
+    requests: RequestIndex | None = None,
 ) -> int:
     """Index every record and promotion up to `tip`; returns how many records were new.
 
@@ -47,18 +49,23 @@ def follow(
         promoted = _promotions(mirror, indexed, tip)
     else:
         index.clear()
-        records = _read_at_tip(mirror, tip)
-        promoted = _promotions(mirror, None, tip)
+        added = index.add(_read_at_tip(mirror, tip), tip, _promotions(mirror, None, tip))
+        if requests is not None:
+            rebuild_requests(mirror, tip, requests, index)
+        return added
     return index.add(records, tip, promoted)
 
 
-def reindex(index: ArtifactIndex, mirror: Mirror) -> int:
+def reindex(index: ArtifactIndex, mirror: Mirror, requests: RequestIndex | None = None) -> int:
     """Throw the index away and rebuild it from git alone."""
     index.clear()
     tip = mirror.fetch()
     if tip is None:
         return 0
-    return index.add(_read_at_tip(mirror, tip), tip, _promotions(mirror, None, tip))
+    added = index.add(_read_at_tip(mirror, tip), tip, _promotions(mirror, None, tip))
+    if requests is not None:
+        rebuild_requests(mirror, tip, requests, index)
+    return added
 
 
 def promotion_fact(commit: str, message: str) -> PromotionFact | None:

@@ -283,3 +283,42 @@ class TestLifecycle:
         assert BRANCH not in remote_refs(remote)
         shown = client.get(f"/api/v1/promotions/{req['id']}", headers=bearer(tokens["reader"]))
         assert shown.json["status"] == "expired"
+
+
+class TestRequestsFromGit:
+    """Requests and reviews come back from git when the index is lost."""
+
+    def test_rebuilt_after_database_loss(
+        self,
+        client: FlaskClient,
+        tokens: dict[str, str],
+        people: dict[str, str],
+        runtime: Runtime,
+        settings: Settings,
+    ) -> None:
+        from bot.app import create_app
+        from bot.runtime import build_runtime
+
+        merged = _request(client, tokens, _in_staging(client, tokens, "2.0.0"))
+        _review(client, people["alice"], merged["id"])
+        _review(client, people["bob"], merged["id"])
+        superseded = _request(client, tokens, _in_staging(client, tokens, "2.1.0"))
+        _review(client, people["carol"], superseded["id"], state="changes_requested")
+        opened = _request(client, tokens, _in_staging(client, tokens, "2.2.0"))
+        _review(client, people["alice"], opened["id"], commit=opened["head"])
+
+        reader = bearer(tokens["reader"])
+        keys = ("id", "status", "head", "from", "to", "requested_by", "merge_commit",
+                "superseded_by", "reviews", "progress", "missing")  # fmt: skip
+
+        def snapshot(c: FlaskClient) -> list[dict[str, Any]]:
+            items = c.get("/api/v1/promotions?env=production", headers=reader).json["items"]
+            return sorted(({k: i.get(k) for k in keys} for i in items), key=lambda i: i["id"])
+
+        before = snapshot(client)
+        assert sorted(i["status"] for i in before) == ["merged", "pending", "superseded"]
+        db = Path(settings.index_url.removeprefix("sqlite:///"))
+        for suffix in ["", "-wal", "-shm"]:
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        fresh = create_app(settings, build_runtime(settings)).test_client()
+        assert snapshot(fresh) == before

@@ -1,0 +1,140 @@
+"""Rebuild promotion requests and their reviews from git alone.
+
+Open requests are the `ritmo/promote/*` branches; ended ones left a trace on the
+default branch: the signed merge commit, or a signed closing commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.manifests.mirror import Mirror
+from bot.manifests.trailers import parse_trailers
+from bot.store.index import ArtifactIndex, RequestIndex
+
+BRANCH_PREFIX = "ritmo/promote/"
+
+
+@dataclass(frozen=True)
+class _Commit:
+    sha: str
+    parents: tuple[str, ...]
+    at: str
+    trailers: dict[str, list[str]]
+
+    def one(self, key: str) -> str | None:
+        values = self.trailers.get(key)
+        return values[0] if values else None
+
+
+def _log(mirror: Mirror, *args: str) -> list[_Commit]:
+    parts = mirror.log("--format=%x00%H%x00%P%x00%ct%x00%B", *args).split("\0")[1:]
+    commits = []
+    for i in range(0, len(parts) - 3, 4):
+        sha, parents, ct, message = parts[i : i + 4]
+        at = datetime.fromtimestamp(int(ct), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        commits.append(_Commit(sha.strip(), tuple(parents.split()), at, parse_trailers(message)))
+    return commits
+
+
+def _branch_history(mirror: Mirror, tip: str) -> tuple[_Commit | None, list[_Commit]]:
+    """The request commit under `tip`, and the review commits above it (oldest first)."""
+    reviews: list[_Commit] = []
+    for commit in _log(mirror, "--first-parent", "-n", "500", tip):
+        if commit.one("Ritmo-Promotion-Request"):
+            return commit, list(reversed(reviews))
+        if commit.one("Ritmo-Review"):
+            reviews.append(commit)
+    return None, []
+
+
+def rebuild_requests(
+    mirror: Mirror, tip: str, requests: RequestIndex, artifacts: ArtifactIndex
+) -> int:
+    """Re-create every request the history shows; returns how many."""
+    rows: dict[str, dict[str, Any]] = {}
+    superseded_by: dict[str, str] = {}
+
+    def add(head: _Commit, status: str, branch_tip: str, reviews: list[_Commit]) -> None:
+        artifact = artifacts.get(head.one("Ritmo-Artifact") or "")
+        hop = (head.one("Ritmo-Promotion-Request") or "").partition(" -> ")
+        if artifact is None or not hop[1]:
+            return
+        request_id = "req-" + head.sha[:16]
+        app, env = artifact.record["name"], hop[2]
+        rows[request_id] = {
+            "id": request_id,
+            "artifact_id": artifact.record["id"],
+            "app": app,
+            "version": artifact.record["version"],
+            "from_env": hop[0],
+            "to_env": env,
+            "branch": f"{BRANCH_PREFIX}{app}/{env}",
+            "head": head.sha,
+            "tip": branch_tip,
+            "status": status,
+            "requested_by": head.one("Ritmo-Requested-By") or "unknown",
+            "approval_ticket": head.one("Ritmo-Approval-Ticket"),
+            "opened_at": head.at,
+            "closed_at": None,
+            "superseded_by": None,
+            "merge_commit": None,
+            "reason": None,
+            "forge_ref": None,
+            "body": None,
+        }
+        if head.one("Ritmo-Supersedes"):
+            superseded_by[str(head.one("Ritmo-Supersedes"))] = request_id
+        for review in reviews:
+            requests.add_review(
+                {
+                    "sha": review.sha,
+                    "request_id": request_id,
+                    "reviewer": review.one("Ritmo-Reviewer") or "unknown",
+                    "state": review.one("Ritmo-Review") or "commented",
+                    "commit": review.one("Ritmo-Reviewed-Commit") or head.sha,
+                    "submitted_at": review.at,
+                }
+            )
+
+    ended: list[_Commit] = []
+    for commit in _log(mirror, "--first-parent", "--grep=^Ritmo-Request: ", tip):
+        request_id = commit.one("Ritmo-Request")
+        if request_id is None or commit.one("Ritmo-Review"):
+            continue
+        if commit.one("Ritmo-Promotion") and len(commit.parents) == 2:
+            head, reviews = _branch_history(mirror, commit.parents[1])
+            if head is not None:
+                add(head, "merged", commit.parents[1], reviews)
+                rows.get(request_id, {}).update(merge_commit=commit.sha, closed_at=commit.at)
+        elif commit.one("Ritmo-Request-Closed"):
+            ended.append(commit)
+    for branch_tip in mirror.fetch_branches(BRANCH_PREFIX).values():
+        head, reviews = _branch_history(mirror, branch_tip)
+        if head is not None:
+            add(head, "pending", branch_tip, reviews)
+    for commit in ended:
+        head_sha = commit.one("Ritmo-Request-Head")
+        request_id = commit.one("Ritmo-Request")
+        if request_id is None or head_sha is None:
+            continue
+        if request_id not in rows:
+            # The branch is gone; the closing commit's trailers say what the request was.
+            add(_Commit(head_sha, (), commit.at, commit.trailers), "pending", head_sha, [])
+        row = rows.get(request_id)
+        if row is not None:
+            row.update(status=commit.one("Ritmo-Request-Closed"), closed_at=commit.at)
+            for line in commit.trailers.get("Ritmo-Review-Record", []):
+                reviewer, state, reviewed, at, sha = line.split(" ")
+                requests.add_review(
+                    {"sha": sha, "request_id": request_id, "reviewer": reviewer,
+                     "state": state, "commit": reviewed, "submitted_at": at}
+                )  # fmt: skip
+    for old, new in superseded_by.items():
+        if old in rows:
+            rows[old]["superseded_by"] = new
+    for row in sorted(rows.values(), key=lambda r: str(r["opened_at"])):
+        requests.save(row)
+    return len(rows)
