@@ -24,6 +24,7 @@ from bot.store.index import ArtifactIndex, IndexedArtifact
 from bot.templates import Templates
 
 if TYPE_CHECKING:
+    from bot.policy.model import Policy
     from bot.promotions.service import PinChange
 
 WRITE_TIMEOUT = 300
@@ -85,9 +86,11 @@ class ArtifactRegistry:
         templates: Templates,
         require_signatures: bool,
         chain: Chain = lambda record, by, cid: [],
+        policy: Callable[[], Policy] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._chain = chain
+        self._policy = policy
         self._writer = writer
         self._index = index
         self._verifier = verifier
@@ -104,12 +107,16 @@ class ArtifactRegistry:
                 raise ImmutableRecord(spec.name, version)
             return Registration(False, known)
 
-        check = self._verifier.check(spec.checksum, spec.signature)
+        policy = self._policy() if self._policy else None
+        check = self._verifier.check(
+            spec.checksum, spec.signature, policy.trusted_keys if policy else ()
+        )
         if spec.signature is not None and not check.ok:
             raise SignatureRefused(f"signature: {check.reason}")
-        if self._require_signatures and not check.ok:
+        required = self._require_signatures or bool(policy and policy.require_artifact_signatures)
+        if required and not check.ok:
             raise SignatureRefused(
-                "signature: required by signing.require_artifact_signatures; send an "
+                "signature: required by require_artifact_signatures; send an "
                 "ASCII-armoured detached signature over the checksum by a trusted key"
             )
         signature: dict[str, Any] = {"status": check.status}

@@ -154,7 +154,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     )  # fmt: skip
     registry = ArtifactRegistry(
         writer, index, verifier, templates, settings.signing.require_artifact_signatures,
-        chain=promotions.chain,
+        chain=promotions.chain, policy=policy,
     )  # fmt: skip
     return Runtime(
         settings, signer, mirror, index, tokens, writer, registry, templates, policy, promotions,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,7 +89,9 @@ class ArtifactVerifier:
         self._gpg = gpg
         self._trusted = set(trusted)
 
-    def check(self, checksum: str, armored: str | None) -> SignatureCheck:
+    def check(
+        self, checksum: str, armored: str | None, also_trusted: Iterable[str] = ()
+    ) -> SignatureCheck:
         if not armored:
             return SignatureCheck("unsigned")
         with tempfile.NamedTemporaryFile("w", suffix=".asc", delete=False) as sig:
@@ -103,6 +106,8 @@ class ArtifactVerifier:
             if result.status == "no public key":
                 return SignatureCheck("untrusted", result.key_id, "signed by an unknown key")
             return SignatureCheck("bad", fpr, f"signature does not verify ({result.status})")
-        if fpr not in self._trusted:
-            return SignatureCheck("untrusted", fpr, f"key {fpr} is not in signing.trusted_keys")
+        if fpr not in self._trusted and fpr not in set(also_trusted):
+            return SignatureCheck(
+                "untrusted", fpr, f"key {fpr} is in neither signing.trusted_keys nor the policy's"
+            )
         return SignatureCheck("verified", fpr)

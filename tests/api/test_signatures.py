@@ -166,3 +166,40 @@ class TestRequiredSignatures:
         body["signature"] = _sign(ci_keys["trusted"], body["checksum"])  # type: ignore[arg-type]
         resp = client.post("/api/v1/artifacts", json=body, headers=bearer(tokens["ci"]))
         assert resp.status_code == 201
+
+
+class TestPolicyRequiresSignatures:
+    """The policy on the branch can demand signatures and name the keys it trusts."""
+
+    @pytest.fixture
+    def remote_policy(self, ci_keys: dict[str, object]) -> str:
+        _, fpr = ci_keys["trusted"]  # type: ignore[misc]
+        return (
+            "environments: [{name: dev}, {name: staging}]\n"
+            "require_artifact_signatures: true\n"
+            f"trusted_keys: ['{fpr}']\n"
+        )
+
+    def test_policy_demands_and_trusts(
+        self, settings: Settings, ci_keys: dict[str, object], tokens: dict[str, str], remote: Path
+    ) -> None:
+        # The keyring holds the CI key, but settings trust no key: the policy does.
+        configured = settings.model_copy(
+            update={
+                "signing": settings.signing.model_copy(
+                    update={"trusted_keyring": ci_keys["keyring"]}
+                )
+            }
+        )
+        client = create_app(configured, build_runtime(configured)).test_client()
+        refs = remote_refs(remote)
+        unsigned = client.post(
+            "/api/v1/artifacts", json=artifact_body(), headers=bearer(tokens["ci"])
+        )
+        assert unsigned.status_code == 422
+        assert remote_refs(remote) == refs
+        body = artifact_body()
+        body["signature"] = _sign(ci_keys["trusted"], body["checksum"])  # type: ignore[arg-type]
+        signed = client.post("/api/v1/artifacts", json=body, headers=bearer(tokens["ci"]))
+        assert signed.status_code == 201, signed.json
+        assert signed.json["signature"]["status"] == "verified"
