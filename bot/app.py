@@ -35,12 +35,16 @@ def configure_logging() -> None:
 
 def create_app_from_env() -> Flask:
     """Factory for WSGI servers: `gunicorn 'bot.app:create_app_from_env()'`."""
+    from bot.scheduler import start_scheduler
+
     configure_logging()
     config = os.environ.get("RITMO_CONFIG")
     try:
         settings = load_settings(Path(config) if config else None)
-        return create_app(settings)
+        app = create_app(settings)
     except ConfigError as exc:
         print(f"ritmo: {exc}", file=sys.stderr)
         # 3 is gunicorn's "worker failed to boot": the master stops instead of respawning.
         sys.exit(3)
+    start_scheduler(app.extensions["ritmo"], settings.scheduler_interval)
+    return app

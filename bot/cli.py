@@ -1,17 +1,21 @@
-"""The `ritmo` command: serve, init, token, artifact, reindex, keys."""
+"""The `ritmo` command: serve, init, token, artifact, promote, approve, status, reindex, keys."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import requests
 
 from bot.auth import Scope, TokenError, TokenStore
 from bot.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from bot.client import ApiResponse
 
 EXIT_REFUSED = 1
 EXIT_UNAVAILABLE = 3
@@ -238,18 +242,227 @@ def artifact_list(
     click.echo(f"({len(resp.body['items'])} of {resp.body['total']})")
 
 
+def _checked(server: str, call: Callable[[], ApiResponse]) -> ApiResponse:
+    """The response of a successful call; else exit 1 (refused) or 3 (unavailable)."""
+    try:
+        resp = call()
+    except requests.RequestException as exc:
+        _fail(f"cannot reach {server}: {exc}", EXIT_UNAVAILABLE)
+    if not resp.ok:
+        code = EXIT_UNAVAILABLE if resp.status >= 500 else EXIT_REFUSED
+        _fail(f"refused ({resp.status}): {resp.error_text()}", code)
+    return resp
+
+
+def _needs(missing: Iterable[dict[str, Any]]) -> str:
+    return ", ".join(f"{m['count']} from {m['group']}" for m in missing)
+
+
+def _request_line(req: dict[str, Any]) -> str:
+    """One line on a promotion request: its status and what it waits for."""
+    ident, status = req["id"], req["status"]
+    if status == "pending":
+        progress = req.get("progress") or ""
+        if req.get("decision", "pending") == "pending" and req.get("missing"):
+            return f"pending: request {ident} needs {_needs(req['missing'])} ({progress})"
+        # blocked (changes requested), frozen, or due to settle: the reason says which
+        return f"pending: request {ident} {req.get('decision')}: {req.get('reason')} ({progress})"
+    what = f"{req['app']} {req['version']} to {req['to']}"
+    if status == "merged":
+        return f"merged: request {ident} ({what}) merged as {req['merge_commit']}"
+    reason = f": {req['reason']}" if req.get("reason") else ""
+    return f"{status}: request {ident} ({what}){reason}"
+
+
+@main.command()
+@_server_option
+@_token_option
+@click.argument("artifact_id")
+@click.option("--from", "from_env", required=True, help="The environment it is in now.")
+@click.option("--to", "to_env", required=True, help="The next environment.")
+@click.option("--notes", help="Recorded in the commit (and the request).")
+@click.option("--approval-ticket", help="A change ticket, e.g. CHG-42.")
+@click.option("--correlation-id")
+def promote(
+    server: str,
+    token_value: str,
+    artifact_id: str,
+    from_env: str,
+    to_env: str,
+    notes: str | None,
+    approval_ticket: str | None,
+    correlation_id: str | None,
+) -> None:
+    """Promote ARTIFACT_ID, or open a request when the policy wants approvals.
+
+    Exit 0: promoted, or request opened; 1: refused; 3: retry later.
+    """
+    fields: dict[str, Any] = {"from": from_env, "to": to_env}
+    if notes is not None:
+        fields["notes"] = notes
+    if approval_ticket is not None:
+        fields["approval_ticket"] = approval_ticket
+    client = _client(server, token_value)
+    resp = _checked(server, lambda: client.promote(artifact_id, fields, correlation_id))
+    body = resp.body
+    if resp.status == 202:
+        click.echo(_request_line(body["request"]))
+        return
+    promotion = body.get("promotion") or {}
+    what = f"{promotion['app']} {promotion['version']}" if promotion else artifact_id
+    if body.get("status") == "unchanged" or not body.get("commit"):
+        click.echo(f"unchanged: {what} is already pinned in {body['environment']}")
+        return
+    click.echo(f"promoted: {what} to {body['environment']} (commit {body['commit']})")
+
+
+@main.command()
+@_server_option
+@_token_option
+@click.argument("request_id")
+@click.option(
+    "--changes-requested", is_flag=True, help="Request changes (blocks the merge) instead."
+)
+@click.option("--commit", help="The request head you reviewed; refused if it is not current.")
+def approve(
+    server: str, token_value: str, request_id: str, changes_requested: bool, commit: str | None
+) -> None:
+    """Approve REQUEST_ID (a req-... id); it merges once the policy holds.
+
+    Exit 0: review recorded; 1: refused; 3: retry later.
+    """
+    state = "changes_requested" if changes_requested else "approved"
+    client = _client(server, token_value)
+    resp = _checked(server, lambda: client.review(request_id, state, commit))
+    click.echo(_request_line(resp.body))
+
+
+def _env_order(seen: Iterable[tuple[str, str]]) -> list[str]:
+    """Environments in promotion order (dev, staging, production), from the edges seen."""
+    edges = {(a, b) for a, b in seen if a != b}
+    nodes = sorted({n for edge in edges for n in edge})
+    order: list[str] = []
+    while nodes:
+        ready = [n for n in nodes if not any(b == n and a in nodes for a, b in edges)]
+        step = ready[:1] or nodes[:1]  # a cycle: take one and go on
+        order += step
+        nodes.remove(step[0])
+    return [n for n in order if n != "registered"]
+
+
+def status_data(
+    artifacts: list[dict[str, Any]],
+    promoted: list[dict[str, Any]],
+    merged: list[dict[str, Any]],
+    pending: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Per app, the version each environment holds (its newest promotion), and open requests.
+
+    `promoted` comes newest first (the API's order); a merged request counts from its
+    `closed_at`. A direct promotion has no time of its own: when a cell has both kinds, the
+    direct one wins only if its artifact was registered after the request merged.
+    """
+    created = {a["id"]: a["created_at"] for a in artifacts}
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    for p in promoted:
+        cells.setdefault(
+            (p["app"], p["to"]),
+            {"version": p["version"], "artifact_id": p["artifact_id"], "commit": p["commit"],
+             "promotion": p["id"], "promoted_by": p["promoted_by"], "at": None},
+        )  # fmt: skip
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in merged:
+        key = (r["app"], r["to"])
+        if key not in latest or str(r["closed_at"] or "") > str(latest[key]["closed_at"] or ""):
+            latest[key] = r
+    for key, r in latest.items():
+        direct = cells.get(key)
+        if direct and str(created.get(direct["artifact_id"], "")) > str(r["closed_at"] or ""):
+            continue
+        cells[key] = {
+            "version": r["version"], "artifact_id": r["artifact_id"],
+            "commit": r["merge_commit"], "promotion": r["id"],
+            "promoted_by": r["requested_by"], "at": r["closed_at"],
+        }  # fmt: skip
+    edges = [(p["from"], p["to"]) for p in [*promoted, *merged, *pending]]
+    envs = _env_order(edges)
+    envs += sorted({env for _, env in cells} - set(envs))
+    apps = sorted({a["name"] for a in artifacts} | {app for app, _ in cells})
+    keep = ("id", "app", "version", "from", "to", "progress", "missing", "decision", "reason",
+            "requested_by", "approval_ticket", "opened_at", "head")  # fmt: skip
+    return {
+        "environments": envs,
+        "apps": [
+            {"app": app, "environments": {env: cells.get((app, env)) for env in envs}}
+            for app in apps
+        ],
+        "open_requests": [{k: r.get(k) for k in keep} for r in pending],
+    }
+
+
+@main.command()
+@_server_option
+@_token_option
+@click.option("--app", "app_name", help="Only this app.")
+@click.option("--json", "as_json", is_flag=True, help="Print the data as JSON.")
+def status(server: str, token_value: str, app_name: str | None, as_json: bool) -> None:
+    """Which version each environment holds, per app; then the open promotion requests."""
+    client = _client(server, token_value)
+
+    def items(path: str, **query: Any) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = _checked(
+            server, lambda: client.all_pages(path, **query)
+        ).body["items"]
+        return found
+
+    data = status_data(
+        items("/api/v1/artifacts", name=app_name),
+        items("/api/v1/promotions", app=app_name, status="promoted"),
+        items("/api/v1/promotions", app=app_name, status="merged"),
+        items("/api/v1/promotions", app=app_name, status="pending"),
+    )
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    envs = data["environments"]
+    rows = [["APP", *(e.upper() for e in envs)]]
+    for entry in data["apps"]:
+        cells = entry["environments"]
+        rows.append([entry["app"], *((cells[e] or {}).get("version", "-") for e in envs)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    if len(rows) == 1:
+        click.echo("(no apps)")
+    requests_open = data["open_requests"]
+    click.echo("")
+    if not requests_open:
+        click.echo("No open promotion requests.")
+        return
+    click.echo(f"Open promotion requests ({len(requests_open)}):")
+    for r in requests_open:
+        needs = r["decision"] == "pending" and r["missing"]
+        waits = f"needs {_needs(r['missing'])}" if needs else f"{r['decision']}: {r['reason']}"
+        click.echo(
+            f"  {r['id']}  {r['app']} {r['version']}  {r['from']} -> {r['to']}  "
+            f"{r['progress']}  {waits}  (by {r['requested_by']}, opened {r['opened_at']})"
+        )
+
+
 @main.command()
 @click.pass_context
 def reindex(ctx: click.Context) -> None:
     """Rebuild the index from the manifests repository's history alone."""
     from bot.runtime import open_index, open_mirror
+    from bot.store.index import RequestIndex
     from bot.store.reindex import reindex as rebuild
 
     settings = _settings(ctx)
     try:
         mirror = open_mirror(settings)
         mirror.check_reachable()
-        count = rebuild(open_index(settings), mirror)
+        index = open_index(settings)
+        count = rebuild(index, mirror, RequestIndex(index.engine))
     except ConfigError as exc:
         _fail(str(exc))
     click.echo(f"Indexed {count} artifact records from {settings.remote_url}")

@@ -52,3 +52,38 @@ class RitmoClient:
     def list_artifacts(self, **query: Any) -> ApiResponse:
         params = {k: v for k, v in query.items() if v is not None}
         return self._call("GET", "/api/v1/artifacts", params=params)
+
+    def promote(
+        self, artifact_id: str, fields: dict[str, Any], correlation_id: str | None = None
+    ) -> ApiResponse:
+        headers = {"X-Correlation-ID": correlation_id} if correlation_id else {}
+        return self._call(
+            "POST", f"/api/v1/artifacts/{artifact_id}/promote", json=fields, headers=headers
+        )
+
+    def review(self, request_id: str, state: str, commit: str | None = None) -> ApiResponse:
+        body: dict[str, Any] = {"state": state}
+        if commit is not None:
+            body["commit"] = commit
+        return self._call("POST", f"/api/v1/promotions/{request_id}/approvals", json=body)
+
+    def list_promotions(self, **query: Any) -> ApiResponse:
+        params = {k: v for k, v in query.items() if v is not None}
+        return self._call("GET", "/api/v1/promotions", params=params)
+
+    def get_promotion(self, promotion_id: str) -> ApiResponse:
+        return self._call("GET", f"/api/v1/promotions/{promotion_id}")
+
+    def all_pages(self, path: str, **query: Any) -> ApiResponse:
+        """Every item of a paged list: {"items": [...], "total": n}, or the first error."""
+        params = {k: v for k, v in query.items() if v is not None}
+        items: list[Any] = []
+        page = 1
+        while True:
+            resp = self._call("GET", path, params={**params, "page": page, "per_page": 500})
+            if not resp.ok:
+                return resp
+            items += resp.body["items"]
+            if not resp.body["items"] or len(items) >= resp.body["total"]:
+                return ApiResponse(resp.status, {"items": items, "total": len(items)})
+            page += 1

@@ -6,6 +6,7 @@ import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -97,8 +98,47 @@ class SigningSettings(_Section):
         return out
 
 
+_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*)/[A-Za-z0-9._-]+$")
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+class GitHubSettings(_Section):
+    """The GitHub App Ritmo runs as; checked when forge.kind is github (bot/forge/github.py)."""
+
+    app_id: int | None = Field(default=None, gt=0)
+    private_key: str | None = Field(default=None, repr=False)  # PEM text
+    private_key_file: Path | None = None
+    installation_id: int | None = Field(default=None, gt=0)
+    repository: str | None = None  # owner/name of the manifests repository on GitHub
+    api_url: str = "https://api.github.com"  # GitHub Enterprise Server: https://HOST/api/v3
+    membership_ttl: int = Field(default=300, ge=0)
+    bot_login: str | None = None  # None: the app's slug + "[bot]", read once from GET /app
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str | None) -> str | None:
+        if value is not None and not _REPOSITORY.match(value):
+            raise ValueError(f"{value!r} is not owner/name, e.g. acme/manifests")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        value = value.rstrip("/")
+        parts = urlsplit(value)
+        # Installation tokens travel in every request: plain http only to this machine.
+        loopback = parts.scheme == "http" and parts.hostname in _LOOPBACK
+        if not (parts.scheme == "https" and parts.hostname) and not loopback:
+            raise ValueError(
+                "must be an https:// URL: https://api.github.com, or https://HOST/api/v3 "
+                "for GitHub Enterprise Server"
+            )
+        return value
+
+
 class ForgeSettings(_Section):
     kind: Literal["local", "github"] = "local"
+    github: GitHubSettings = Field(default_factory=GitHubSettings)
 
 
 class AuthSettings(_Section):
@@ -118,6 +158,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     workers: int = Field(default=1, ge=1, le=64)
     threads: int = Field(default=64, ge=1, le=1024)
+    scheduler_interval: int = Field(default=60, ge=1)  # seconds between approval-timeout runs
     manifests: ManifestsSettings = Field(default_factory=ManifestsSettings)
     signing: SigningSettings = Field(default_factory=SigningSettings)
     forge: ForgeSettings = Field(default_factory=ForgeSettings)

@@ -30,9 +30,12 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load(self) -> Flask:
         # Built in each worker after the fork, so git processes and threads are its own.
         from bot.app import configure_logging, create_app
+        from bot.scheduler import start_scheduler
 
         configure_logging()
-        return create_app(self._settings)
+        app = create_app(self._settings)
+        start_scheduler(app.extensions["ritmo"], self._settings.scheduler_interval)
+        return app
 
 
 def run_gunicorn(settings: Settings) -> None:

@@ -1,0 +1,60 @@
+"""The approval-timeout job: every interval, settle the pending promotion requests.
+
+Started where the app serves (gunicorn's worker, the WSGI factory), never by create_app:
+tests build many apps. A failing run is logged; the next run tries again.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+from datetime import UTC
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from bot.runtime import Runtime
+
+JOB_ID = "ritmo-expire-due"
+
+log = logging.getLogger(__name__)
+
+
+def expire_due(runtime: Runtime) -> list[str]:
+    """One run of the job: expire (and merge) what is due. Errors are logged, not raised."""
+    try:
+        expired = runtime.requests.expire_due()
+    except Exception:
+        log.exception("the approval-timeout job failed; it runs again at the next interval")
+        return []
+    if expired:
+        log.info("expired promotion requests: %s", ", ".join(expired))
+    return expired
+
+
+def start_scheduler(runtime: Runtime, interval_seconds: int = 60) -> BackgroundScheduler:
+    """Run `expire_due` every `interval_seconds` in a background thread; stopped at exit."""
+    if interval_seconds < 1:
+        raise ValueError("interval_seconds must be at least 1")
+    # APScheduler logs every run at INFO; keep its warnings (missed runs) and errors only.
+    logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
+    scheduler = BackgroundScheduler(timezone=UTC)
+    scheduler.add_job(
+        expire_due,
+        "interval",
+        args=[runtime],
+        seconds=interval_seconds,
+        id=JOB_ID,
+        name="expire due promotion requests",
+        coalesce=True,  # runs missed while one was busy collapse into one
+        max_instances=1,
+        misfire_grace_time=interval_seconds,
+    )
+    scheduler.start()
+    atexit.register(stop_scheduler, scheduler)
+    return scheduler
+
+
+def stop_scheduler(scheduler: BackgroundScheduler) -> None:
+    """Shut down, letting a run in progress finish; safe to call more than once."""
+    if scheduler.running:
+        scheduler.shutdown(wait=True)

@@ -1,0 +1,98 @@
+"""The approval-timeout job: APScheduler runs `expire_due` every interval."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+from flask.testing import FlaskClient
+
+from bot.config import ConfigError, load_settings
+from bot.runtime import Runtime
+from bot.scheduler import JOB_ID, expire_due, start_scheduler, stop_scheduler
+from tests.helpers import artifact_body, bearer
+from tests.promotions.test_requests import POLICY
+
+
+@pytest.fixture
+def remote_policy() -> str:
+    return POLICY  # staging -> production needs two approvers, within 7 days
+
+
+def _open_request(client: FlaskClient, tokens: dict[str, str]) -> dict[str, str]:
+    resp = client.post(
+        "/api/v1/artifacts", json=artifact_body(version="2.0.0"), headers=bearer(tokens["ci"])
+    )
+    assert resp.status_code == 201, resp.json
+    opened = client.post(
+        f"/api/v1/artifacts/{resp.json['id']}/promote",
+        json={"from": "staging", "to": "production"},
+        headers=bearer(tokens["promoter"]),
+    )
+    assert opened.status_code == 202, opened.json
+    return dict(opened.json["request"])
+
+
+def test_job_expires_an_overdue_request(
+    client: FlaskClient, tokens: dict[str, str], runtime: Runtime
+) -> None:
+    req = _open_request(client, tokens)
+    opened = datetime.strptime(req["opened_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    runtime.requests._clock = lambda: opened + timedelta(days=7, seconds=1)
+
+    scheduler = start_scheduler(runtime, interval_seconds=1)
+    try:
+        (job,) = scheduler.get_jobs()
+        assert job.id == JOB_ID
+        assert job.trigger.interval == timedelta(seconds=1)
+        assert job.coalesce is True
+        assert job.max_instances == 1
+        deadline = time.monotonic() + 10
+        status = "pending"
+        while time.monotonic() < deadline:
+            row = runtime.requests_index.get(req["id"])
+            assert row is not None
+            status = row["status"]
+            if status == "expired":
+                break
+            time.sleep(0.1)
+        assert status == "expired"
+    finally:
+        stop_scheduler(scheduler)
+    assert not scheduler.running
+    stop_scheduler(scheduler)  # a second stop (as at exit) is harmless
+
+    shown = client.get(f"/api/v1/promotions/{req['id']}", headers=bearer(tokens["reader"]))
+    assert shown.json["status"] == "expired"
+    assert "expired" in shown.json["reason"]
+
+
+def test_interval_from_settings(runtime: Runtime) -> None:
+    scheduler = start_scheduler(runtime, runtime.settings.scheduler_interval)
+    try:
+        assert runtime.settings.scheduler_interval == 60
+        (job,) = scheduler.get_jobs()
+        assert job.trigger.interval == timedelta(seconds=60)
+    finally:
+        stop_scheduler(scheduler)
+
+
+def test_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RITMO_SCHEDULER_INTERVAL", "5")
+    assert load_settings(None).scheduler_interval == 5
+    with pytest.raises(ConfigError, match="scheduler_interval"):
+        load_settings(None, scheduler_interval=0)
+
+
+def test_a_failing_run_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    def broken() -> list[str]:
+        raise RuntimeError("index is gone")
+
+    runtime = SimpleNamespace(requests=SimpleNamespace(expire_due=broken))
+    with caplog.at_level(logging.ERROR, logger="bot.scheduler"):
+        assert expire_due(runtime) == []  # type: ignore[arg-type]
+    assert "approval-timeout job failed" in caplog.text
+    assert "index is gone" in caplog.text
