@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from bot.auth import TokenStore
 from bot.config import ConfigError, Settings
 from bot.environments import environment_names
+from bot.forge.github import github_forge
 from bot.forge.local import LocalForge
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import Identity, read_path
@@ -48,6 +49,9 @@ class Runtime:
 
     def close(self) -> None:
         self.mirror.close()
+        forge_close = getattr(self.requests.forge, "close", None)
+        if forge_close is not None:
+            forge_close()
 
 
 def signing_key(settings: Settings) -> CommitSigner:
@@ -150,7 +154,8 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     identity = Identity(settings.manifests.author_name, settings.manifests.author_email)
     requests = RequestService(
         mirror, writer, signer.sign, identity, promotions, requests_index,
-        index.get, templates, policy, LocalForge(tokens.memberships),
+        index.get, templates, policy,
+        github_forge(settings, policy) or LocalForge(tokens.memberships),
     )  # fmt: skip
     registry = ArtifactRegistry(
         writer, index, verifier, templates, settings.signing.require_artifact_signatures,

@@ -9,6 +9,7 @@ rejection leave a signed closing commit on the default branch. The index only ca
 from __future__ import annotations
 
 import difflib
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from bot.store.index import IndexedArtifact, RequestIndex
 from bot.templates import Templates
 
 BRANCH_PREFIX = "ritmo/promote/"
+log = logging.getLogger(__name__)
 
 
 class ReviewRefused(Exception):
@@ -97,6 +99,7 @@ class RequestService:
         self._templates = templates
         self._policy = policy
         self._forge = forge
+        self.forge = forge
         self._clock = clock
 
     # -- open --------------------------------------------------------------------
@@ -201,7 +204,7 @@ class RequestService:
         view = self._view(row, body)
         row["forge_ref"] = self._forge.opened(view)
         self._requests.save(row)
-        return self.describe(request_id)
+        return self.describe(request_id, fresh=True)
 
     # -- review ------------------------------------------------------------------
     def review(
@@ -277,6 +280,21 @@ class RequestService:
         return self.describe(request_id)
 
     # -- decide ------------------------------------------------------------------
+    def _fresh_decision(self, request: Mapping[str, Any]) -> Decision:
+        return evaluate(self._policy(), self._as_request(request), [], {}, self._clock())
+
+    def _as_request(self, request: Mapping[str, Any]) -> PromotionRequest:
+        return PromotionRequest(
+            app=request["app"],
+            version=request["version"],
+            from_env=request["from_env"],
+            to_env=request["to_env"],
+            author=self._forge.author(),
+            requested_by=request["requested_by"],
+            head=request["head"],
+            opened_at=_parse(request["opened_at"]),
+        )
+
     def decide(self, request: Mapping[str, Any]) -> Decision:
         policy = self._policy()
         rule = policy.rule(request["app"], request["from_env"], request["to_env"])
@@ -294,16 +312,7 @@ class RequestService:
             ]
         return evaluate(
             policy,
-            PromotionRequest(
-                app=request["app"],
-                version=request["version"],
-                from_env=request["from_env"],
-                to_env=request["to_env"],
-                author=self._forge.author(),
-                requested_by=request["requested_by"],
-                head=request["head"],
-                opened_at=_parse(request["opened_at"]),
-            ),
+            self._as_request(request),
             reviews,
             self._forge.memberships(policy, groups),
             self._clock(),
@@ -316,6 +325,7 @@ class RequestService:
             return request["status"] if request else "missing"
         decision = self.decide(request)
         if decision.status == "approved":
+            self._forge.progressed(self._view(request), decision)  # the status turns green
             self._merge(request, decision)
             return "merged"
         if decision.status == "expired":
@@ -326,7 +336,14 @@ class RequestService:
 
     def expire_due(self) -> list[str]:
         """The scheduled job: settle every pending request (merges, expiries)."""
-        return [r["id"] for r in self._requests.pending() if self.settle(r["id"]) == "expired"]
+        expired = []
+        for request in self._requests.pending():
+            try:
+                if self.settle(request["id"]) == "expired":
+                    expired.append(request["id"])
+            except Exception:  # one forge hiccup must not stop the others being settled
+                log.exception("could not settle %s", request["id"])
+        return expired
 
     def _merge(self, request: Mapping[str, Any], decision: Decision) -> None:
         artifact = self._artifact(request["artifact_id"])
@@ -427,7 +444,8 @@ class RequestService:
         return rule
 
     # -- read --------------------------------------------------------------------
-    def describe(self, request_id: str) -> dict[str, Any]:
+    def describe(self, request_id: str, fresh: bool = False) -> dict[str, Any]:
+        """The request as the API shows it; `fresh`: just opened, so no forge round trip."""
         request = self._requests.get(request_id)
         if request is None:
             raise ReviewRefused(404, f"no promotion request {request_id!r}")
@@ -458,7 +476,7 @@ class RequestService:
             ],
         }  # fmt: skip
         if request["status"] == "pending":
-            decision = self.decide(request)
+            decision = self._fresh_decision(request) if fresh else self.decide(request)
             out.update(
                 {
                     "progress": decision.progress,

@@ -1,0 +1,462 @@
+"""The GitHub forge: promotion requests are pull requests, reviews and teams come from GitHub.
+
+Ritmo runs as a GitHub App: PyGithub signs an RS256 JWT with the app's key, exchanges it for
+an installation token, caches the token and refreshes it before it expires. Every HTTP
+request is counted per operation (`GitHubForge.calls`): the installation's rate limit
+(5,000 requests an hour) is a budget, see DESIGN.md "Scale".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
+from github.InstallationAuthorization import InstallationAuthorization
+from github.Repository import Repository
+from urllib3.connectionpool import ConnectionPool
+from urllib3.response import BaseHTTPResponse
+from urllib3.util.retry import Retry
+
+from bot.config import ConfigError, Settings
+from bot.forge import RequestView
+from bot.policy.evaluate import Decision, Review, ReviewState
+from bot.policy.model import Policy
+
+log = logging.getLogger(__name__)
+
+STATUS_CONTEXT = "ritmo/approval"
+STATUS_LIMIT = 140  # GitHub truncates nothing: a longer description is a 422
+PER_PAGE = 100  # the most GitHub serves per page: fewer requests for reviews and members
+
+# PyGithub's pacing: GitHub asks for a second between mutating requests, or it answers with
+# secondary rate limits. Tests set these to 0.
+READ_INTERVAL: float | None = 0.25
+WRITE_INTERVAL: float | None = 1.0
+
+_REVIEW_STATES: dict[str, ReviewState] = {
+    "APPROVED": "approved",
+    "CHANGES_REQUESTED": "changes_requested",
+    "COMMENTED": "commented",
+    "DISMISSED": "dismissed",
+}  # PENDING: a draft review nobody else sees yet; it counts for nothing
+
+_OPERATION: ContextVar[str] = ContextVar("ritmo_github_operation", default="other")
+
+Count = Callable[[], None]
+
+
+class _CountedAppAuth(Auth.AppAuth):
+    """App (JWT) authentication that counts each request it authenticates."""
+
+    def __init__(self, app_id: int, private_key: str, count: Count) -> None:
+        super().__init__(app_id, private_key)
+        self._count = count
+
+    def authentication(self, headers: dict[str, Any]) -> None:
+        self._count()
+        super().authentication(headers)
+
+
+class _CountedInstallationAuth(Auth.AppInstallationAuth):
+    """Installation-token authentication that counts each request it authenticates.
+
+    PyGithub caches the token and asks for a new one 20 seconds before it expires; the
+    exchange goes through the forge's own app client (JWT auth, counted there), so one
+    connection pool serves every app-level call and `close` reaches it."""
+
+    def __init__(
+        self,
+        app_auth: Auth.AppAuth,
+        installation_id: int,
+        count: Count,
+        exchange: Callable[[], InstallationAuthorization],
+    ) -> None:
+        self._count = count
+        self._exchange = exchange
+        super().__init__(app_auth, installation_id)
+
+    def authentication(self, headers: dict[str, Any]) -> None:
+        self._count()
+        super().authentication(headers)
+
+    def _get_installation_authorization(self) -> InstallationAuthorization:
+        return self._exchange()
+
+
+class _CountedRetry(GithubRetry):
+    """GitHub's retry (Retry-After, secondary rate limits, 5xx) counting each re-sent request."""
+
+    def __init__(self, count: Count | None = None, **kwargs: Any) -> None:
+        self._count = count
+        super().__init__(**kwargs)
+
+    def new(self, **kw: Any) -> _CountedRetry:
+        kw["count"] = self._count
+        return super().new(**kw)
+
+    def increment(  # type: ignore[override]
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: BaseHTTPResponse | None = None,
+        error: Exception | None = None,
+        _pool: ConnectionPool | None = None,
+        _stacktrace: TracebackType | None = None,
+    ) -> Retry:
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)  # type: ignore[arg-type]
+        if self._count is not None:
+            self._count()  # only now is another request certain to go out
+        return retry
+
+
+class GitHubForge:
+    """Promotion requests as pull requests on `repository`, merged by Ritmo's signed push."""
+
+    kind = "github"
+
+    def __init__(
+        self,
+        *,
+        app_id: int,
+        private_key: str,
+        installation_id: int,
+        repository: str,
+        default_branch: str,
+        policy: Callable[[], Policy],
+        api_url: str = "https://api.github.com",
+        membership_ttl: float = 300,
+        bot_login: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        retries: int = 5,
+        secondary_rate_wait: float = 60,
+        max_rate_limit_wait: float = 300,
+        timeout: int = 15,
+    ) -> None:
+        self.calls: Counter[str] = Counter()
+        self._calls_lock = threading.Lock()
+        self._repository = repository
+        self._owner = repository.split("/", 1)[0]
+        self._default_branch = default_branch
+        self._policy = policy
+        self._ttl = membership_ttl
+        self._clock = clock
+        self._bot_login = bot_login
+        self._login_lock = threading.Lock()
+        self._teams: dict[str, tuple[float, frozenset[str]]] = {}
+        self._teams_lock = threading.Lock()
+        retry = _CountedRetry(
+            self._count,
+            total=retries,
+            backoff_factor=0.5,
+            secondary_rate_wait=secondary_rate_wait,
+            max_rate_limit_wait=max_rate_limit_wait,
+        )
+        options: dict[str, Any] = {
+            "base_url": api_url.rstrip("/"),
+            "timeout": timeout,
+            "per_page": PER_PAGE,
+            "retry": retry,
+            "seconds_between_requests": READ_INTERVAL,
+            "seconds_between_writes": WRITE_INTERVAL,
+        }
+        app_auth = _CountedAppAuth(app_id, private_key, self._count)
+        self._app = GithubIntegration(auth=app_auth, **options)
+        installation = _CountedInstallationAuth(
+            app_auth, installation_id, self._count,
+            lambda: self._app.get_access_token(installation_id),
+        )  # fmt: skip
+        # lazy: objects are URLs until read, so writing to a PR costs no GET of the PR first.
+        self._github = Github(auth=installation, lazy=True, **options)
+
+    def close(self) -> None:
+        self._github.close()
+        self._app.close()
+
+    # -- counting ------------------------------------------------------------------
+    def _count(self) -> None:
+        with self._calls_lock:
+            self.calls[_OPERATION.get()] += 1
+
+    @contextmanager
+    def _operation(self, name: str) -> Iterator[None]:
+        token = _OPERATION.set(name)
+        try:
+            yield
+        finally:
+            _OPERATION.reset(token)
+
+    def _repo(self) -> Repository:
+        return self._github.get_repo(self._repository)
+
+    # -- the Forge protocol --------------------------------------------------------
+    def author(self) -> str:
+        """The app's bot user, who opens every pull request: never an approver."""
+        with self._login_lock:
+            if self._bot_login is None:
+                with self._operation("author"):
+                    self._bot_login = f"{self._app.get_app().slug}[bot]"
+            return self._bot_login
+
+    def opened(self, request: RequestView) -> str | None:
+        """Open the pull request, ask the approver teams to review, show 0/N approvals."""
+        with self._operation("opened"):
+            repo = self._repo()
+            try:
+                pull = repo.create_pull(
+                    base=self._default_branch,
+                    head=request.branch,
+                    title=request.title,
+                    body=request.body,
+                )
+            except GithubException as exc:
+                if exc.status != 422:
+                    raise
+                pull = self._existing_pull(repo, request)  # e.g. left open by a crash
+            teams = self._review_teams(request.groups)
+            if teams:
+                try:
+                    pull.create_review_request(team_reviewers=teams)
+                except GithubException as exc:
+                    # Reviewers are a courtesy: approvals count by membership, not by request.
+                    log.warning(
+                        "could not request reviews from %s on %s#%s: %s %s; give the teams "
+                        "access to the repository",
+                        ", ".join(teams), self._repository, pull.number, exc.status,
+                        _message(exc),
+                    )  # fmt: skip
+            try:
+                self._status(request.head, "pending", _describe(_required(self._policy(), request)))
+            except GithubException as exc:
+                # The pull request exists: losing its number over a status would orphan it.
+                log.warning(
+                    "could not set %s on %s: %s %s", STATUS_CONTEXT, request.head[:12],
+                    exc.status, _message(exc),
+                )  # fmt: skip
+            return str(pull.number)
+
+    def reviews(self, request: RequestView) -> list[Review] | None:
+        """The pull request's submitted reviews; none at all without a pull request."""
+        if request.forge_ref is None:
+            return []
+        with self._operation("reviews"):
+            pull = self._repo().get_pull(int(request.forge_ref))
+            found: list[Review] = []
+            for review in pull.get_reviews():
+                state = _REVIEW_STATES.get(review.state)
+                user = review.user
+                if state is None or user is None or review.submitted_at is None:
+                    continue  # pending (a draft), or by a deleted account ("ghost")
+                found.append(
+                    Review(
+                        reviewer=user.login,
+                        state=state,
+                        commit=review.commit_id or "",
+                        submitted_at=review.submitted_at,
+                        is_bot=user.type == "Bot",
+                    )
+                )
+            return found
+
+    def memberships(self, policy: Policy, groups: Sequence[str]) -> Mapping[str, frozenset[str]]:
+        """Members of each github-team group; local groups have no members on GitHub."""
+        with self._operation("memberships"):
+            out: dict[str, frozenset[str]] = {}
+            for name in groups:
+                group = policy.group(name)
+                if group.kind == "github-team" and group.team is not None:
+                    out[name] = self._team_members(group.team)
+                else:
+                    out[name] = frozenset()
+            return out
+
+    def progressed(self, request: RequestView, decision: Decision) -> None:
+        """The `ritmo/approval` status on the head: green when approved, red when it cannot be."""
+        state: Literal["success", "failure", "pending"]
+        if decision.status == "approved":
+            state = "success"
+        elif decision.status in ("blocked", "expired"):
+            state = "failure"
+        else:
+            state = "pending"
+        with self._operation("progressed"):
+            try:
+                self._status(request.head, state, f"{decision.progress}: {decision.reason}")
+            except GithubException as exc:
+                log.warning(
+                    "could not set %s on %s: %s %s", STATUS_CONTEXT, request.head[:12],
+                    exc.status, _message(exc),
+                )  # fmt: skip
+
+    def closed(self, request: RequestView, status: str, comment: str) -> None:
+        """Say why on the pull request, then close it."""
+        if request.forge_ref is None:
+            return
+        number = int(request.forge_ref)
+        with self._operation("closed"):
+            repo = self._repo()
+            try:
+                repo.get_issue(number).create_comment(
+                    f"Ritmo closed this promotion request ({status}): {comment}"
+                )
+                repo.get_pull(number).edit(state="closed")
+            except GithubException as exc:
+                # GitHub may have closed it already, when Ritmo replaced the branch.
+                log.warning(
+                    "could not close %s#%s: %s %s", self._repository, number, exc.status,
+                    _message(exc),
+                )  # fmt: skip
+
+    # -- helpers -------------------------------------------------------------------
+    def _existing_pull(self, repo: Repository, request: RequestView) -> Any:
+        for pull in repo.get_pulls(state="open", head=f"{self._owner}:{request.branch}"):
+            pull.edit(title=request.title, body=request.body)
+            return pull
+        raise RuntimeError(
+            f"GitHub refused a pull request for {request.branch} and none is open; "
+            f"check that {request.branch} and {self._default_branch} exist on {self._repository}"
+        )
+
+    def _review_teams(self, groups: Sequence[str]) -> list[str]:
+        policy = self._policy()
+        teams = []
+        for name in groups:
+            group = policy.group(name)
+            if group.kind != "github-team" or group.team is None:
+                continue
+            org, slug = group.team.split("/", 1)
+            if org.casefold() != self._owner.casefold():
+                continue  # GitHub only takes review requests from the repository's org
+            teams.append(slug)
+        return teams
+
+    def _team_members(self, team: str) -> frozenset[str]:
+        now = self._clock()
+        with self._teams_lock:
+            cached = self._teams.get(team)
+        if cached is not None and now - cached[0] < self._ttl:
+            return cached[1]
+        org, slug = team.split("/", 1)
+        try:
+            members = self._github.get_organization(org).get_team_by_slug(slug).get_members()
+            logins = frozenset(user.login for user in members)
+        except GithubException as exc:
+            if exc.status not in (403, 404):
+                raise
+            # Fail closed: nobody approves for a team Ritmo cannot see. Not cached.
+            log.warning(
+                "cannot read the members of team %s (%s %s); the app needs the organization "
+                "permission Members: read, and the team must exist",
+                team, exc.status, _message(exc),
+            )  # fmt: skip
+            return frozenset()
+        with self._teams_lock:
+            self._teams[team] = (now, logins)
+        return logins
+
+    def _status(self, sha: str, state: str, description: str) -> None:
+        self._repo().get_commit(sha).create_status(
+            state=state, description=_clip(description), context=STATUS_CONTEXT
+        )
+
+
+def _required(policy: Policy, request: RequestView) -> int:
+    rule = policy.rule(request.app, request.from_env, request.to_env)
+    return rule.required_approvers if rule and rule.requires_approval else 0
+
+
+def _describe(required: int) -> str:
+    return f"0/{required} approvals" if required else "no approvals required"
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= STATUS_LIMIT else text[: STATUS_LIMIT - 1] + "…"
+
+
+def _message(exc: GithubException) -> str:
+    data = exc.data
+    return str(data.get("message", "")) if isinstance(data, dict) else ""
+
+
+# -- building from settings -------------------------------------------------------------
+
+
+def _missing(setting: str, fix: str) -> ConfigError:
+    env = "RITMO_FORGE__GITHUB__" + setting.upper()
+    return ConfigError(f"setting forge.github.{setting} ({env}) is not set; set it to {fix}")
+
+
+def _read_key(private_key: str | None, key_file: Path | None) -> str:
+    if private_key and key_file:
+        raise ConfigError(
+            "forge.github.private_key (RITMO_FORGE__GITHUB__PRIVATE_KEY) and "
+            "forge.github.private_key_file (RITMO_FORGE__GITHUB__PRIVATE_KEY_FILE) are both "
+            "set; keep one"
+        )
+    if key_file is not None:
+        try:
+            private_key = Path(key_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"setting forge.github.private_key_file (RITMO_FORGE__GITHUB__PRIVATE_KEY_FILE): "
+                f"{key_file}: {exc.strerror}; point it at the app's .pem private key"
+            ) from None
+        where = "forge.github.private_key_file (RITMO_FORGE__GITHUB__PRIVATE_KEY_FILE)"
+    elif private_key:
+        where = "forge.github.private_key (RITMO_FORGE__GITHUB__PRIVATE_KEY)"
+    else:
+        raise ConfigError(
+            "setting forge.github.private_key (RITMO_FORGE__GITHUB__PRIVATE_KEY) is not set; "
+            "set it to the GitHub App's PEM private key, or set forge.github.private_key_file "
+            "(RITMO_FORGE__GITHUB__PRIVATE_KEY_FILE) to the .pem file"
+        )
+    try:
+        key = load_pem_private_key(private_key.encode(), password=None)
+    except (ValueError, TypeError):
+        key = None
+    if not isinstance(key, RSAPrivateKey):
+        raise ConfigError(
+            f"setting {where} is not an unencrypted PEM RSA private key; use the .pem file "
+            "generated on the GitHub App's settings page"
+        )
+    return private_key
+
+
+def github_forge(settings: Settings, policy: Callable[[], Policy]) -> GitHubForge | None:
+    """The GitHub forge when forge.kind is github (None otherwise); fails closed on gaps."""
+    if settings.forge.kind != "github":
+        return None
+    gh = settings.forge.github
+    if gh.app_id is None:
+        raise _missing("app_id", "the GitHub App's id (its settings page, About)")
+    key = _read_key(gh.private_key, gh.private_key_file)
+    if gh.installation_id is None:
+        raise _missing(
+            "installation_id",
+            "the id of the app's installation on the manifests repository's account "
+            "(the number at the end of the installation's settings URL)",
+        )
+    if gh.repository is None:
+        raise _missing("repository", "owner/name of the manifests repository on GitHub")
+    return GitHubForge(
+        app_id=gh.app_id,
+        private_key=key,
+        installation_id=gh.installation_id,
+        repository=gh.repository,
+        default_branch=settings.manifests.branch,
+        policy=policy,
+        api_url=gh.api_url,
+        membership_ttl=gh.membership_ttl,
+        bot_login=gh.bot_login,
+    )
