@@ -290,8 +290,12 @@ def evaluate(
     if rule is None:
         return Decision(status="blocked", reason=_no_rule(policy, request))
 
+    timeout = rule.approval_timeout if rule.requires_approval else None
+    deadline = request.opened_at + timeout if timeout is not None else None
+    # Reviews after the deadline do not count; approvals complete in time survive a freeze.
+    in_time = [r for r in reviews if deadline is None or r.submitted_at < deadline]
     tally = (
-        _tally(rule, request, reviews, memberships)
+        _tally(rule, request, in_time, memberships)
         if rule.requires_approval
         else _Tally(approvers=(), missing=(), blocked_by=())
     )
@@ -308,8 +312,8 @@ def evaluate(
             required=required,
         )
 
-    timeout = rule.approval_timeout
-    if rule.requires_approval and timeout is not None and now >= request.opened_at + timeout:
+    incomplete = bool(tally.missing or tally.blocked_by)
+    if timeout is not None and deadline is not None and now >= deadline and incomplete:
         return decide("expired", f"expired: no approval within {_human(timeout)}")
 
     target = policy.environment(request.to_env)

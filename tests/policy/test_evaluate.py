@@ -145,6 +145,22 @@ def rv(
 APPROVED = (rv("alice", at=1), rv("bob", at=2))
 
 
+def approved_on(day: datetime) -> tuple[Review, ...]:
+    """Both approvals, given in time on `day` (for `now`s far from REVIEWED)."""
+    return (Review("alice", "approved", HEAD, day), Review("bob", "approved", HEAD, day + MINUTE))
+
+
+SPRING, AUTUMN = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 10, 1, tzinfo=UTC)
+IN_TIME_SPRING: dict[str, Any] = {
+    "reviews": approved_on(SPRING),
+    "opened": SPRING - timedelta(days=1),
+}
+IN_TIME_AUTUMN: dict[str, Any] = {
+    "reviews": approved_on(AUTUMN),
+    "opened": AUTUMN - timedelta(days=1),
+}
+
+
 @dataclass(frozen=True)
 class Case:
     # given
@@ -318,18 +334,18 @@ TABLE = [
     case("freeze-before-changes-and-pending", reviews=(rv("carol", "changes_requested"),),
          now=FRI + timedelta(hours=30), status="frozen", missing=MISSING_BOTH,
          blocked_by=("carol",), frozen_until=MON, reason=WEEKEND),
-    case("freeze-dst-spring-minute-before-end", reviews=APPROVED, now=MON_SPRING - MINUTE,
+    case("freeze-dst-spring-minute-before-end", **IN_TIME_SPRING, now=MON_SPRING - MINUTE,
          status="frozen", approvers=("alice", "bob"), frozen_until=MON_SPRING,
          reason="production is frozen until 2026-03-30 08:00 Europe/Berlin (weekend)"),
-    case("freeze-dst-spring-at-end", reviews=APPROVED, now=MON_SPRING, status="approved",
+    case("freeze-dst-spring-at-end", **IN_TIME_SPRING, now=MON_SPRING, status="approved",
          approvers=("alice", "bob"), reason="approved by alice and bob"),
-    case("freeze-dst-autumn-at-start", reviews=APPROVED, now=FRI_AUTUMN, status="frozen",
+    case("freeze-dst-autumn-at-start", **IN_TIME_AUTUMN, now=FRI_AUTUMN, status="frozen",
          approvers=("alice", "bob"), frozen_until=MON_AUTUMN,
          reason="production is frozen until 2026-10-26 08:00 Europe/Berlin (weekend)"),
-    case("freeze-dst-autumn-minute-before-end", reviews=APPROVED, now=MON_AUTUMN - MINUTE,
+    case("freeze-dst-autumn-minute-before-end", **IN_TIME_AUTUMN, now=MON_AUTUMN - MINUTE,
          status="frozen", approvers=("alice", "bob"), frozen_until=MON_AUTUMN,
          reason="production is frozen until 2026-10-26 08:00 Europe/Berlin (weekend)"),
-    case("freeze-dst-autumn-at-end", reviews=APPROVED, now=MON_AUTUMN, status="approved",
+    case("freeze-dst-autumn-at-end", **IN_TIME_AUTUMN, now=MON_AUTUMN, status="approved",
          approvers=("alice", "bob"), reason="approved by alice and bob"),
     case("freeze-on-the-rule", policy=HOLIDAYS, reviews=APPROVED,
          now=datetime(2026, 12, 25, 12, 0, tzinfo=UTC), status="frozen",
@@ -349,9 +365,12 @@ TABLE = [
     case("timeout-before-freeze", now=FRI + timedelta(hours=1),
          opened=FRI - timedelta(days=8), status="expired", missing=MISSING_BOTH,
          reason="expired: no approval within 7 days"),
-    case("timeout-even-when-approved", reviews=APPROVED, opened=NOW - timedelta(days=30),
-         status="expired", approvers=("alice", "bob"),
+    case("timeout-approvals-after-deadline-do-not-count", reviews=APPROVED,
+         opened=NOW - timedelta(days=30), status="expired", missing=MISSING_BOTH,
          reason="expired: no approval within 7 days"),
+    case("timeout-approved-in-time-survives-the-deadline", reviews=APPROVED,
+         opened=REVIEWED - timedelta(days=6, hours=23), status="approved",
+         approvers=("alice", "bob"), reason="approved by alice and bob"),
     case("timeout-unset-never-expires", policy=NO_TIMEOUT, opened=NOW - timedelta(days=365),
          missing=MISSING_BOTH,
          reason="missing 1 approval from ops-team and 1 approval from security-team"),

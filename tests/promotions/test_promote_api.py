@@ -131,6 +131,24 @@ class TestChainOnRegistration:
             ("registered", "dev"),
         ]
 
+    def test_digest_image_pins_the_digest(
+        self,
+        client: FlaskClient,
+        tokens: dict[str, str],
+        remote: Path,
+        kubectl: str,
+        tmp_path: Path,
+    ) -> None:
+        digest = "sha256:" + "ab" * 32
+        _register(
+            client, tokens["ci"], version="2.5.0", image=f"registry.example.com/acme/web@{digest}"
+        )
+        overlay = show(remote, OVERLAY.format(env="dev"))
+        assert f"digest: {digest} # pinned by Ritmo" in overlay
+        assert "newTag:" not in overlay
+        rendered = _render(kubectl, remote, tmp_path, "dev")
+        assert f"image: registry.example.com/acme/web@{digest}" in rendered
+
     def test_no_image_no_pin(
         self, client: FlaskClient, tokens: dict[str, str], remote: Path
     ) -> None:
