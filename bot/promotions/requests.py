@@ -157,12 +157,6 @@ class RequestService:
             if pushed.status is not PushStatus.PUSHED:
                 raise WriteUnavailable(f"could not push {branch}: {pushed.detail}")
         request_id = "req-" + head[:16]
-        if older is not None:
-            # The branch already holds the new request: only the record of the old one ends.
-            self.close(
-                older["id"], "superseded", f"superseded by {request_id}",
-                superseded_by=request_id, drop_branch=False,
-            )  # fmt: skip
         after = edit.files.get(pin.path, before or b"")
         body = self._templates.render(
             "pr/request.md",
@@ -204,6 +198,14 @@ class RequestService:
         view = self._view(row, body)
         row["forge_ref"] = self._forge.opened(view)
         self._requests.save(row)
+        if older is not None:
+            # The branch already holds the new request: only the old one's record ends,
+            # with a pointer to the new one (its pull request, on GitHub).
+            where = f" (#{row['forge_ref']})" if row["forge_ref"] else ""
+            self.close(
+                older["id"], "superseded", f"superseded by {request_id}{where}",
+                superseded_by=request_id, drop_branch=False,
+            )  # fmt: skip
         return self.describe(request_id, fresh=True)
 
     # -- review ------------------------------------------------------------------
@@ -369,7 +371,10 @@ class RequestService:
             correlation_id=request["id"],
         )
         result = self._writer.write(MergeRequest(replace(pin, message=message), request["tip"]))
-        self._drop_branch(request)
+        if self._forge.kind == "local":
+            # On GitHub the pull request must see its head reach the default branch first;
+            # the repository's "delete head branches" setting tidies up after that.
+            self._drop_branch(request)
         self._requests.save(
             {**request, "status": "merged", "merge_commit": result.commit,
              "closed_at": _stamp(self._clock()), "reason": decision.reason}
