@@ -141,6 +141,9 @@ def generate_key(home: Path) -> str:
     return fingerprints[0]
 
 
+RECORDS_ONLY_POLICY = "environments: [{name: dev}, {name: staging}, {name: production}]\n"
+
+
 def make_remote(root: Path, name: str, hook_ms: int) -> tuple[Path, str]:
     """A bare remote seeded with one commit, then a slow pre-receive hook; (path, seed sha)."""
     bare = root / f"{name}.git"
@@ -150,6 +153,10 @@ def make_remote(root: Path, name: str, hook_ms: int) -> tuple[Path, str]:
     seed = root / f"{name}-seed"
     git(root, "init", "--quiet", f"--initial-branch={BRANCH}", str(seed))
     (seed / "README.md").write_text("Manifests (benchmark remote).\n")
+    # Registration alone is measured: no environment auto-promotes, so each artifact is one
+    # commit, as in the naive loop. (Pins chained by policy add one signed commit each.)
+    (seed / ".ritmo").mkdir()
+    (seed / ".ritmo" / "policy.yaml").write_text(RECORDS_ONLY_POLICY)
     git(seed, "add", "-A")
     git(seed, "-c", "user.name=Platform Team", "-c", "user.email=platform@example.com",
         "commit", "--quiet", "-m", "Initial commit")  # fmt: skip
