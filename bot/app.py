@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from bot.api import artifacts, health, promotions
+from bot.api import artifacts, health, promotions, webhooks
 from bot.api.errors import register_error_handlers
 from bot.config import ConfigError, Settings, load_settings
 from bot.runtime import Runtime, build_runtime
@@ -24,6 +24,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
     app.register_blueprint(health.blueprint)
     app.register_blueprint(artifacts.blueprint)
     app.register_blueprint(promotions.blueprint)
+    app.register_blueprint(webhooks.blueprint)
     return app
 
 
@@ -47,4 +48,5 @@ def create_app_from_env() -> Flask:
         # 3 is gunicorn's "worker failed to boot": the master stops instead of respawning.
         sys.exit(3)
     start_scheduler(app.extensions["ritmo"], settings.scheduler_interval)
+    app.extensions["ritmo"].webhooks.notify()  # deliveries queued before a restart
     return app

@@ -113,6 +113,7 @@ class GitHubSettings(_Section):
     api_url: str = "https://api.github.com"  # GitHub Enterprise Server: https://HOST/api/v3
     membership_ttl: int = Field(default=300, ge=0)
     bot_login: str | None = None  # None: the app's slug + "[bot]", read once from GET /app
+    webhook_secret: str | None = Field(default=None, repr=False)  # the GitHub App's secret
 
     @field_validator("repository")
     @classmethod

@@ -27,9 +27,13 @@ from bot.policy.source import PolicySource
 from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionService
 from bot.registry import ArtifactRegistry
+from bot.store.deliveries import DeliveryQueue
 from bot.store.index import ArtifactIndex, RequestIndex, make_engine
 from bot.store.reindex import follow
 from bot.templates import Templates
+from bot.webhooks.router import Router
+from bot.webhooks.routes import build_router
+from bot.webhooks.worker import DeliveryWorker
 
 
 @dataclass
@@ -46,6 +50,9 @@ class Runtime:
     promotions: PromotionService
     requests: RequestService
     requests_index: RequestIndex
+    router: Router
+    deliveries: DeliveryQueue
+    webhooks: DeliveryWorker
 
     def close(self) -> None:
         self.mirror.close()
@@ -161,7 +168,12 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         writer, index, verifier, templates, settings.signing.require_artifact_signatures,
         chain=promotions.chain, policy=policy,
     )  # fmt: skip
-    return Runtime(
+    router = build_router()
+    deliveries = DeliveryQueue(index.engine)
+    # Handlers act through this runtime; the worker asks for it when it runs.
+    webhooks = DeliveryWorker(deliveries, router, lambda: runtime)
+    runtime = Runtime(
         settings, signer, mirror, index, tokens, writer, registry, templates, policy, promotions,
-        requests, requests_index,
+        requests, requests_index, router, deliveries, webhooks,
     )  # fmt: skip
+    return runtime

@@ -35,6 +35,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         configure_logging()
         app = create_app(self._settings)
         start_scheduler(app.extensions["ritmo"], self._settings.scheduler_interval)
+        app.extensions["ritmo"].webhooks.notify()  # deliveries queued before a restart
         return app
 
 

@@ -449,6 +449,9 @@ def github_forge(settings: Settings, policy: Callable[[], Policy]) -> GitHubForg
         )
     if gh.repository is None:
         raise _missing("repository", "owner/name of the manifests repository on GitHub")
+    if not gh.webhook_secret:
+        # Without it no delivery can be verified: refuse rather than accept unsigned ones.
+        raise _missing("webhook_secret", "the webhook secret configured on the GitHub App")
     return GitHubForge(
         app_id=gh.app_id,
         private_key=key,

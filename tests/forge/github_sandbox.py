@@ -27,6 +27,7 @@ RECORDED_API = "https://api.github.com"  # the base the samples were recorded ag
 APP_ID = 4242
 INSTALLATION_ID = 77
 REPOSITORY = "acme/manifests"
+WEBHOOK_SECRET = "It's a Secret to Everybody"  # the example in GitHub's webhook docs
 PRIVATE_KEY = (SAMPLES / "app-key.pem").read_text()
 PUBLIC_KEY = (SAMPLES / "app-key.pub.pem").read_text()
 

@@ -33,6 +33,7 @@ from tests.forge.github_sandbox import (
     PUBLIC_KEY,
     REPOSITORY,
     SAMPLES,
+    WEBHOOK_SECRET,
     GitHubSandbox,
     forge,
     policy,
@@ -373,6 +374,7 @@ class TestConfig:
             "private_key_file": str(SAMPLES / "app-key.pem"),
             "installation_id": INSTALLATION_ID,
             "repository": REPOSITORY,
+            "webhook_secret": WEBHOOK_SECRET,
         }
         full.update(github)
         return load_settings(None, forge={"kind": "github", "github": full})
@@ -383,6 +385,7 @@ class TestConfig:
             ("app_id", "RITMO_FORGE__GITHUB__APP_ID"),
             ("private_key_file", "RITMO_FORGE__GITHUB__PRIVATE_KEY"),
             ("installation_id", "RITMO_FORGE__GITHUB__INSTALLATION_ID"),
+            ("webhook_secret", "RITMO_FORGE__GITHUB__WEBHOOK_SECRET"),
             ("repository", "RITMO_FORGE__GITHUB__REPOSITORY"),
         ],
     )
@@ -465,6 +468,7 @@ def github_runtime(settings: Settings) -> Iterator[Runtime]:
                     private_key_file=SAMPLES / "app-key.pem",
                     installation_id=INSTALLATION_ID,
                     repository=REPOSITORY,
+                    webhook_secret=WEBHOOK_SECRET,
                 ),
             )
         }

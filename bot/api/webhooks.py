@@ -1,0 +1,43 @@
+"""POST /webhooks/github: verify, de-duplicate, queue, answer at once; the work happens later."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from bot.api.errors import ApiError
+from bot.runtime import Runtime
+from bot.webhooks.router import Event
+from bot.webhooks.verify import valid_signature
+
+blueprint = Blueprint("webhooks", __name__)
+
+
+@blueprint.post("/webhooks/github")
+def receive_github() -> tuple[Response, int]:
+    runtime: Runtime = current_app.extensions["ritmo"]
+    secret = runtime.settings.forge.github.webhook_secret
+    if runtime.settings.forge.kind != "github" or not secret:
+        raise ApiError(404, "GitHub webhooks need forge.kind github (and its webhook_secret)")
+    body = request.get_data(cache=False)  # 413 past max_body_bytes
+    if not valid_signature(secret, body, request.headers.get("X-Hub-Signature-256")):
+        raise ApiError(401, "X-Hub-Signature-256 is missing or does not match the body")
+    name = request.headers.get("X-GitHub-Event", "")
+    delivery = request.headers.get("X-GitHub-Delivery", "")
+    if not name or not delivery or len(delivery) > 128:
+        raise ApiError(400, "X-GitHub-Event and X-GitHub-Delivery headers are required")
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ApiError(400, "body must be a JSON object")
+    if name == "ping":
+        return jsonify({"status": "pong", "zen": payload.get("zen")}), 200
+    if not runtime.router.handles(Event(name, delivery, payload)):
+        return jsonify({"status": "ignored", "event": name, "action": payload.get("action")}), 202
+    if not runtime.deliveries.accept(delivery, name, body.decode()):
+        return jsonify({"status": "duplicate", "delivery": delivery}), 200
+    runtime.webhooks.notify()
+    return jsonify({"status": "queued", "delivery": delivery}), 202

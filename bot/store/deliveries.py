@@ -1,0 +1,98 @@
+"""Webhook deliveries: de-duplicated by delivery id, queued durably until handled."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from bot.store.index import metadata
+
+deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    sa.Column("delivery_id", sa.String(128), primary_key=True),
+    sa.Column("event", sa.String(64), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # queued, done, failed
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.Text),
+    sa.Column("received_at", sa.String(32), nullable=False),
+    sa.Column("not_before", sa.Float, nullable=False, default=0.0),  # retry backoff
+    sa.Column("seq", sa.Integer, nullable=False),
+)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class DeliveryQueue:
+    """Survives a restart: what was acknowledged is handled, once, by whoever runs next."""
+
+    def __init__(self, engine: Engine, max_attempts: int = 5) -> None:
+        self._engine = engine
+        self.max_attempts = max_attempts
+        metadata.create_all(engine)
+
+    def accept(self, delivery_id: str, event: str, payload: str) -> bool:
+        """Queue a delivery; False when this delivery id was seen before."""
+        try:
+            with self._engine.begin() as conn:
+                top = conn.execute(sa.select(sa.func.coalesce(sa.func.max(deliveries.c.seq), 0)))
+                conn.execute(
+                    deliveries.insert().values(
+                        delivery_id=delivery_id,
+                        event=event,
+                        payload=payload,
+                        status="queued",
+                        attempts=0,
+                        received_at=_now(),
+                        not_before=0.0,
+                        seq=int(top.scalar_one()) + 1,
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def due(self, now: float, limit: int = 50) -> list[dict[str, Any]]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(deliveries)
+                .where(deliveries.c.status == "queued", deliveries.c.not_before <= now)
+                .order_by(deliveries.c.seq)
+                .limit(limit)
+            ).all()
+        return [dict(r._mapping) for r in rows]
+
+    def done(self, delivery_id: str) -> None:
+        self._set(delivery_id, status="done")
+
+    def failed(self, delivery_id: str, error: str, attempts: int, retry_at: float) -> None:
+        """Count a failed attempt; give up (status failed) after max_attempts."""
+        status = "failed" if attempts >= self.max_attempts else "queued"
+        self._set(
+            delivery_id, status=status, attempts=attempts, last_error=error, not_before=retry_at
+        )
+
+    def depth(self) -> int:
+        with self._engine.connect() as conn:
+            count = sa.select(sa.func.count()).where(deliveries.c.status == "queued")
+            return int(conn.execute(count).scalar_one())
+
+    def get(self, delivery_id: str) -> dict[str, Any] | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(deliveries).where(deliveries.c.delivery_id == delivery_id)
+            ).first()
+        return dict(row._mapping) if row else None
+
+    def _set(self, delivery_id: str, **values: Any) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                deliveries.update().where(deliveries.c.delivery_id == delivery_id).values(**values)
+            )

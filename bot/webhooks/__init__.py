@@ -1,0 +1,1 @@
+"""GitHub webhooks: verify, de-duplicate, queue durably, route to one module per behaviour."""
