@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from bot.auth import Scope
-from bot.cli import main, status_data
+from bot.cli import main
+from bot.promotions.status import status_data
 from bot.runtime import Runtime
 from tests.helpers import artifact_body, git, remote_refs, trailers
 

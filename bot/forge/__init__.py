@@ -54,3 +54,7 @@ class Forge(Protocol):
     def closed(self, request: RequestView, status: str, comment: str) -> None:
         """The request ended without a merge (superseded, expired, rejected)."""
         ...
+
+    def flagged(self, sha: str, why: str) -> None:
+        """Mark a commit Ritmo did not allow (a tampered head, a merge without the policy)."""
+        ...

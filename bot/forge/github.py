@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
 from github.InstallationAuthorization import InstallationAuthorization
+from github.Issue import Issue
 from github.Repository import Repository
 from urllib3.connectionpool import ConnectionPool
 from urllib3.response import BaseHTTPResponse
@@ -38,6 +39,10 @@ log = logging.getLogger(__name__)
 STATUS_CONTEXT = "ritmo/approval"
 STATUS_LIMIT = 140  # GitHub truncates nothing: a longer description is a 422
 PER_PAGE = 100  # the most GitHub serves per page: fewer requests for reviews and members
+# Marks Ritmo's one status comment per issue or pull request; only counts on the bot's own.
+STATUS_MARKER = "<!-- ritmo:status -->"
+# GET .../collaborators/{user}/permission maps maintain to write and triage to read.
+WRITE_PERMISSIONS = frozenset({"admin", "write"})
 
 # PyGithub's pacing: GitHub asks for a second between mutating requests, or it answers with
 # secondary rate limits. Tests set these to 0.
@@ -155,6 +160,8 @@ class GitHubForge:
         self._login_lock = threading.Lock()
         self._teams: dict[str, tuple[float, frozenset[str]]] = {}
         self._teams_lock = threading.Lock()
+        self._status_comments: dict[int, int] = {}  # issue number -> Ritmo's comment id
+        self._comments_lock = threading.Lock()
         retry = _CountedRetry(
             self._count,
             total=retries,
@@ -316,6 +323,63 @@ class GitHubForge:
                     "could not close %s#%s: %s %s", self._repository, number, exc.status,
                     _message(exc),
                 )  # fmt: skip
+
+    def flagged(self, sha: str, why: str) -> None:
+        """The `ritmo/approval` status turns red on a commit Ritmo did not allow."""
+        with self._operation("flagged"):
+            try:
+                self._status(sha, "failure", why)
+            except GithubException as exc:
+                log.warning(
+                    "could not set %s on %s: %s %s", STATUS_CONTEXT, sha[:12], exc.status,
+                    _message(exc),
+                )  # fmt: skip
+
+    # -- comments and permissions ----------------------------------------------------
+    def can_write(self, login: str) -> bool:
+        """Whether `login` may push to the repository: admin, maintain or write access."""
+        with self._operation("permission"):
+            try:
+                permission = self._repo().get_collaborator_permission(login)
+            except GithubException as exc:
+                if exc.status != 404:
+                    raise
+                return False  # no such user: no access
+            return permission in WRITE_PERMISSIONS
+
+    def upsert_comment(self, number: int, body: str) -> int:
+        """Ritmo's one status comment on issue or pull request `number`: edited in place when
+        it exists, posted otherwise. Returns the comment's id."""
+        text = f"{STATUS_MARKER}\n{body}"
+        with self._operation("comment"):
+            issue = self._repo().get_issue(number)
+            with self._comments_lock:
+                known = self._status_comments.get(number)
+            if known is None:
+                known = self._find_status_comment(issue)
+            if known is not None:
+                try:
+                    issue.get_comment(known).edit(text)
+                except GithubException as exc:
+                    if exc.status != 404:
+                        raise
+                    # Deleted by someone since: a fresh one takes its place.
+                    known = None
+            if known is None:
+                known = int(issue.create_comment(text).id)
+            with self._comments_lock:
+                self._status_comments[number] = known
+            return known
+
+    def _find_status_comment(self, issue: Issue) -> int | None:
+        """The oldest comment by Ritmo's bot carrying the marker: anyone can paste the
+        marker, and a write-access app could edit their comment, so the author decides."""
+        me = self.author()
+        for comment in issue.get_comments():
+            user = comment.user
+            if user is not None and user.login == me and STATUS_MARKER in (comment.body or ""):
+                return int(comment.id)
+        return None
 
     # -- helpers -------------------------------------------------------------------
     def _existing_pull(self, repo: Repository, request: RequestView) -> Any:

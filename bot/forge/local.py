@@ -35,3 +35,6 @@ class LocalForge:
 
     def closed(self, request: RequestView, status: str, comment: str) -> None:
         return None
+
+    def flagged(self, sha: str, why: str) -> None:
+        return None  # no commit statuses here: the closing commit and the log say it

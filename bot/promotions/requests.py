@@ -74,6 +74,16 @@ class CloseRequest:
         return Edit({}, self.message)
 
 
+@dataclass(frozen=True)
+class RecordMerge:
+    """An empty signed commit recording a merge made on the forge, outside Ritmo."""
+
+    message: str
+
+    def plan(self, read: Reader) -> Edit | Unchanged:
+        return Edit({}, self.message)
+
+
 class RequestService:
     def __init__(
         self,
@@ -297,7 +307,8 @@ class RequestService:
             opened_at=_parse(request["opened_at"]),
         )
 
-    def decide(self, request: Mapping[str, Any]) -> Decision:
+    def decide(self, request: Mapping[str, Any], at: datetime | None = None) -> Decision:
+        """The policy's decision now (or `at`, e.g. when a person merged on the forge)."""
         policy = self._policy()
         rule = policy.rule(request["app"], request["from_env"], request["to_env"])
         groups = rule.groups if rule else ()
@@ -312,12 +323,14 @@ class RequestService:
                 )
                 for r in self._requests.reviews_of(request["id"])
             ]
+        if at is not None:  # what reviewers said by then; a later approval does not count
+            reviews = [r for r in reviews if r.submitted_at <= at]
         return evaluate(
             policy,
             self._as_request(request),
             reviews,
             self._forge.memberships(policy, groups),
-            self._clock(),
+            at or self._clock(),
         )
 
     def settle(self, request_id: str) -> str:
@@ -387,9 +400,11 @@ class RequestService:
         reason: str,
         superseded_by: str | None = None,
         drop_branch: bool = True,
+        tell_forge: bool = True,
     ) -> None:
         """End a pending request (expired, rejected, superseded) with a signed closing
-        commit on the default branch: the audit trail keeps requests that never merged."""
+        commit on the default branch: the audit trail keeps requests that never merged.
+        `tell_forge=False` when the forge ended it already (a person closed the PR)."""
         request = self._requests.get(request_id)
         if request is None or request["status"] != "pending":
             return
@@ -409,13 +424,78 @@ class RequestService:
             reviews=self._requests.reviews_of(request_id),
         )
         self._writer.write(CloseRequest(message))
-        self._forge.closed(self._view(request), status, reason)
+        if tell_forge:
+            self._forge.closed(self._view(request), status, reason)
         if drop_branch:
             self._drop_branch(request)
         self._requests.save(
             {**request, "status": status, "closed_at": _stamp(self._clock()), "reason": reason,
              "superseded_by": superseded_by}
         )  # fmt: skip
+
+    # -- outside Ritmo ------------------------------------------------------------
+    def tampered(self, request_id: str, by: str, sha: str) -> bool:
+        """Someone else pushed `sha` to the request branch: flag it and reject the request,
+        so it is never merged. False when `sha` is Ritmo's own tip or the request ended."""
+        request = self._requests.get(request_id)
+        if request is None or request["status"] != "pending" or sha == request["tip"]:
+            return False
+        reason = (
+            f"tampered: {by} pushed {sha[:12]} to {request['branch']}, which only Ritmo "
+            "writes; Ritmo will never merge it. Ask for the promotion again to get a clean "
+            "request"
+        )
+        self._forge.flagged(sha, reason)
+        # The branch stays: it holds the foreign commit, the evidence.
+        self.close(request_id, "rejected", reason, drop_branch=False)
+        log.warning("%s: %s", request_id, reason)
+        return True
+
+    def merged_on_forge(
+        self, request_id: str, merge_commit: str, by: str, merged_head: str, merged_at: datetime
+    ) -> bool | None:
+        """A person merged the request on the forge: record the promotion with a signed
+        commit on the default branch, judged by the policy at `merged_at`. Returns whether
+        the policy held (None when the request is not pending any more)."""
+        request = self._requests.get(request_id)
+        if request is None or request["status"] != "pending":
+            return None
+        decision = self.decide(request, at=merged_at)
+        held = decision.status == "approved" and merged_head == request["tip"]
+        if merged_head != request["tip"]:
+            reason = (
+                f"the merged head {merged_head[:12]} is not the request's {request['tip'][:12]}"
+            )
+        else:
+            reason = decision.reason
+        message = self._templates.render(
+            "commit/forge-merge.txt",
+            request=request,
+            number=request["forge_ref"],
+            merge_commit=merge_commit,
+            merged_by=by,
+            merged_at=_stamp(merged_at),
+            held=held,
+            reason=reason,
+            approvers=list(decision.approvers),
+        )
+        self._writer.sync()  # the forge's merge commit first: ours goes on top of it
+        self._writer.write(RecordMerge(message))
+        self._requests.save(
+            {**request, "status": "merged", "merge_commit": merge_commit,
+             "closed_at": _stamp(self._clock()),
+             "reason": f"merged by {by} on {self._forge.kind}; policy held: "
+                       f"{'yes' if held else 'no'} ({reason})"}
+        )  # fmt: skip
+        if not held:
+            self._forge.flagged(merge_commit, f"merged by {by} without the policy: {reason}")
+            log.error(
+                "ALERT: %s (%s %s to %s) was merged by %s in %s although the policy did not "
+                "hold: %s",
+                request_id, request["app"], request["version"], request["to_env"], by,
+                merge_commit[:12], reason,
+            )  # fmt: skip
+        return held
 
     def _drop_branch(self, request: Mapping[str, Any]) -> None:
         with self._mirror.locked():

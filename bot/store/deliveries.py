@@ -17,7 +17,7 @@ deliveries = sa.Table(
     sa.Column("delivery_id", sa.String(128), primary_key=True),
     sa.Column("event", sa.String(64), nullable=False),
     sa.Column("payload", sa.Text, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, index=True),  # queued, done, failed
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # queued running done failed
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("last_error", sa.Text),
     sa.Column("received_at", sa.String(32), nullable=False),
@@ -37,6 +37,12 @@ class DeliveryQueue:
         self._engine = engine
         self.max_attempts = max_attempts
         metadata.create_all(engine)
+        # A delivery being handled when the process died is handled again. (Several
+        # processes sharing one database need a lease here instead: the scale-out issue.)
+        with engine.begin() as conn:
+            conn.execute(
+                deliveries.update().where(deliveries.c.status == "running").values(status="queued")
+            )
 
     def accept(self, delivery_id: str, event: str, payload: str) -> bool:
         """Queue a delivery; False when this delivery id was seen before."""
@@ -68,6 +74,16 @@ class DeliveryQueue:
                 .limit(limit)
             ).all()
         return [dict(r._mapping) for r in rows]
+
+    def claim(self, delivery_id: str) -> bool:
+        """Take a queued delivery for handling; False when someone else took it first."""
+        with self._engine.begin() as conn:
+            taken = conn.execute(
+                deliveries.update()
+                .where(deliveries.c.delivery_id == delivery_id, deliveries.c.status == "queued")
+                .values(status="running")
+            )
+        return taken.rowcount == 1
 
     def done(self, delivery_id: str) -> None:
         self._set(delivery_id, status="done")

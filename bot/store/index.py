@@ -360,6 +360,27 @@ class RequestIndex:
             ).first()
         return dict(row._mapping) if row else None
 
+    def by_forge_ref(self, ref: str) -> dict[str, Any] | None:
+        """The request shown as `ref` on the forge (a pull request number): the pending one,
+        else the latest (GitHub may keep a pull request across requests, e.g. after a crash)."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(requests)
+                .where(requests.c.forge_ref == ref)
+                .order_by((requests.c.status == "pending").desc(), requests.c.seq.desc())
+            ).first()
+        return dict(row._mapping) if row else None
+
+    def by_commit(self, sha: str) -> dict[str, Any] | None:
+        """The request whose head or branch tip is `sha`."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(requests)
+                .where(sa.or_(requests.c.head == sha, requests.c.tip == sha))
+                .order_by(requests.c.seq.desc())
+            ).first()
+        return dict(row._mapping) if row else None
+
     def reviews_of(self, request_id: str) -> list[dict[str, Any]]:
         with self._engine.connect() as conn:
             rows = conn.execute(

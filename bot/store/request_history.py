@@ -109,11 +109,20 @@ def rebuild_requests(
             if head is not None:
                 add(head, "merged", commit.parents[1], reviews)
                 rows.get(request_id, {}).update(merge_commit=commit.sha, closed_at=commit.at)
+        elif commit.one("Ritmo-Promotion") and commit.one("Ritmo-Merge-Commit"):
+            # Merged by a person on the forge; Ritmo's record names the forge's merge commit.
+            merged = _log(mirror, "-n", "1", str(commit.one("Ritmo-Merge-Commit")))
+            if merged and len(merged[0].parents) == 2:
+                head, reviews = _branch_history(mirror, merged[0].parents[1])
+                if head is not None:
+                    add(head, "merged", merged[0].parents[1], reviews)
+                    rows.get(request_id, {}).update(merge_commit=merged[0].sha, closed_at=commit.at)
         elif commit.one("Ritmo-Request-Closed"):
             ended.append(commit)
     for branch_tip in mirror.fetch_branches(BRANCH_PREFIX).values():
         head, reviews = _branch_history(mirror, branch_tip)
-        if head is not None:
+        # A branch the forge keeps after a merge is history, not an open request.
+        if head is not None and "req-" + head.sha[:16] not in rows:
             add(head, "pending", branch_tip, reviews)
     for commit in ended:
         head_sha = commit.one("Ritmo-Request-Head")

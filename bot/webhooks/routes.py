@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from bot.webhooks import comments, installations, pull_requests, pushes, reviews
 from bot.webhooks.router import Router
 
 
 def build_router() -> Router:
-    return Router()
+    return Router(
+        reviews.router,
+        pull_requests.router,
+        installations.router,
+        pushes.router,
+        comments.router,
+    )

@@ -53,6 +53,8 @@ class DeliveryWorker:
         """Handle every due delivery; returns how many were handled."""
         handled = 0
         for row in self._queue.due(self._clock()):
+            if not self._queue.claim(row["delivery_id"]):
+                continue  # another drain has it
             handled += 1
             event = Event(row["event"], row["delivery_id"], json.loads(row["payload"]))
             try:

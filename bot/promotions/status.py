@@ -1,0 +1,69 @@
+"""Which version each environment holds, per app, and the open requests (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+
+def _env_order(seen: Iterable[tuple[str, str]]) -> list[str]:
+    """Environments in promotion order (dev, staging, production), from the edges seen."""
+    edges = {(a, b) for a, b in seen if a != b}
+    nodes = sorted({n for edge in edges for n in edge})
+    order: list[str] = []
+    while nodes:
+        ready = [n for n in nodes if not any(b == n and a in nodes for a, b in edges)]
+        step = ready[:1] or nodes[:1]  # a cycle: take one and go on
+        order += step
+        nodes.remove(step[0])
+    return [n for n in order if n != "registered"]
+
+
+def status_data(
+    artifacts: list[dict[str, Any]],
+    promoted: list[dict[str, Any]],
+    merged: list[dict[str, Any]],
+    pending: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Per app, the version each environment holds (its newest promotion), and open requests.
+
+    `promoted` comes newest first (the API's order); a merged request counts from its
+    `closed_at`. A direct promotion has no time of its own: when a cell has both kinds, the
+    direct one wins only if its artifact was registered after the request merged.
+    """
+    created = {a["id"]: a["created_at"] for a in artifacts}
+    cells: dict[tuple[str, str], dict[str, Any]] = {}
+    for p in promoted:
+        cells.setdefault(
+            (p["app"], p["to"]),
+            {"version": p["version"], "artifact_id": p["artifact_id"], "commit": p["commit"],
+             "promotion": p["id"], "promoted_by": p["promoted_by"], "at": None},
+        )  # fmt: skip
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in merged:
+        key = (r["app"], r["to"])
+        if key not in latest or str(r["closed_at"] or "") > str(latest[key]["closed_at"] or ""):
+            latest[key] = r
+    for key, r in latest.items():
+        direct = cells.get(key)
+        if direct and str(created.get(direct["artifact_id"], "")) > str(r["closed_at"] or ""):
+            continue
+        cells[key] = {
+            "version": r["version"], "artifact_id": r["artifact_id"],
+            "commit": r["merge_commit"], "promotion": r["id"],
+            "promoted_by": r["requested_by"], "at": r["closed_at"],
+        }  # fmt: skip
+    edges = [(p["from"], p["to"]) for p in [*promoted, *merged, *pending]]
+    envs = _env_order(edges)
+    envs += sorted({env for _, env in cells} - set(envs))
+    apps = sorted({a["name"] for a in artifacts} | {app for app, _ in cells})
+    keep = ("id", "app", "version", "from", "to", "progress", "missing", "decision", "reason",
+            "requested_by", "approval_ticket", "opened_at", "head")  # fmt: skip
+    return {
+        "environments": envs,
+        "apps": [
+            {"app": app, "environments": {env: cells.get((app, env)) for env in envs}}
+            for app in apps
+        ],
+        "open_requests": [{k: r.get(k) for k in keep} for r in pending],
+    }
