@@ -159,7 +159,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     workers: int = Field(default=1, ge=1, le=64)
     threads: int = Field(default=64, ge=1, le=1024)
-    scheduler_interval: int = Field(default=60, ge=1)  # seconds between approval-timeout runs
+    # Seconds between runs that re-evaluate every open request (expiry, and reconciliation:
+    # a lost webhook delays a promotion by at most one interval).
+    scheduler_interval: int = Field(default=300, ge=1)
     manifests: ManifestsSettings = Field(default_factory=ManifestsSettings)
     signing: SigningSettings = Field(default_factory=SigningSettings)
     forge: ForgeSettings = Field(default_factory=ForgeSettings)

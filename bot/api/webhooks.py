@@ -35,7 +35,13 @@ def receive_github() -> tuple[Response, int]:
         raise ApiError(400, "body must be a JSON object")
     if name == "ping":
         return jsonify({"status": "pong", "zen": payload.get("zen")}), 200
-    if not runtime.router.handles(Event(name, delivery, payload)):
+    event = Event(name, delivery, payload)
+    installation = runtime.settings.forge.github.installation_id
+    tracked = name in ("installation", "installation_repositories")  # every installation
+    if not tracked and event.installation_id not in (None, installation):
+        # Another installation of the same app: not the manifests repository Ritmo serves.
+        return jsonify({"status": "ignored", "installation": event.installation_id}), 202
+    if not runtime.router.handles(event):
         return jsonify({"status": "ignored", "event": name, "action": payload.get("action")}), 202
     if not runtime.deliveries.accept(delivery, name, body.decode()):
         return jsonify({"status": "duplicate", "delivery": delivery}), 200

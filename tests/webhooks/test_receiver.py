@@ -223,3 +223,20 @@ class TestQueue:
             )
         finally:
             restarted.close()
+
+
+class TestInstallation:
+    """Deliveries for another installation of the app are not this Ritmo's to act on."""
+
+    def test_other_installation_ignored(self, hook: FlaskClient, rt: Runtime) -> None:
+        seen: list[str] = []
+
+        @rt.router.register("check_run")
+        def record(event: Event, runtime: Any) -> None:
+            seen.append(event.delivery_id)
+
+        other = {**CHECK_RUN, "installation": {"id": INSTALLATION_ID + 1}}
+        resp = _post(hook, "check_run", other, delivery="d-other")
+        assert resp.status_code == 202
+        assert resp.json == {"status": "ignored", "installation": INSTALLATION_ID + 1}
+        assert rt.deliveries.get("d-other") is None
