@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 
 from bot.config import Settings
 from bot.runtime import Runtime
+from bot.store.reindex import reindex
 from tests.forge.github_sandbox import REPOSITORY, GitHubSandbox, review
 from tests.helpers import git, remote_refs, trailers, verify_commit
 from tests.webhooks import hooks
@@ -215,6 +216,13 @@ class TestMergedByAPerson:
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
         promoted, _ = rt.index.search_promotions(app="web", env="production")
         assert [p["request_id"] for p in promoted] == [request["id"]]
+        assert rt.index.get(request["artifact_id"]).promotion_status == "production"  # type: ignore[union-attr]
+
+        # Rebuilt from git alone, the request is merged, though GitHub kept its branch.
+        reindex(rt.index, rt.mirror, rt.requests_index)
+        rebuilt = rt.requests_index.get(request["id"])
+        assert rebuilt is not None and rebuilt["status"] == "merged"
+        assert rebuilt["merge_commit"] == merge
         assert rt.index.get(request["artifact_id"]).promotion_status == "production"  # type: ignore[union-attr]
 
     def test_policy_did_not_hold(
