@@ -272,17 +272,20 @@ class Mirror:
 
     def commit_messages(
         self, since: str | None, until: str, grep: str | None = None
-    ) -> list[tuple[str, str]]:
-        """(sha, message) for commits in since..until, oldest first; optionally --grep'd."""
+    ) -> list[tuple[str, int, str]]:
+        """(sha, commit time, message) for commits in since..until, oldest first;
+        optionally --grep'd."""
         rev = f"{since}..{until}" if since else until
-        args = ["log", "--reverse", "--format=%x00%H%x00%B"]
+        args = ["log", "--reverse", "--format=%x00%H%x00%ct%x00%B"]
         if grep:
             args += ["-E", f"--grep={grep}"]
         proc = self._git(*args, rev)
         if proc.returncode != 0:
             raise OSError(f"git log failed: {proc.stderr.strip()}")
         parts = proc.stdout.split("\0")[1:]
-        return [(parts[i].strip(), parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
+        return [
+            (parts[i].strip(), int(parts[i + 1]), parts[i + 2]) for i in range(0, len(parts) - 2, 3)
+        ]
 
     def log(self, *args: str) -> str:
         """`git log ARGS` in the mirror; its output."""

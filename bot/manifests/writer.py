@@ -28,6 +28,7 @@ class WrittenCommit:
     sha: str
     files: dict[str, bytes]
     message: str
+    when: int = 0  # commit time, seconds since the epoch
 
 
 Written = list[WrittenCommit]  # oldest first
@@ -264,6 +265,7 @@ class ManifestWriter:
                 outcomes.append("")
                 continue
             tree = write_tree(self._mirror, tree, plan.files)
+            when = int(self._clock())
             head = signed_commit(
                 self._mirror,
                 self._sign,
@@ -271,11 +273,11 @@ class ManifestWriter:
                 ([head] if head else []) + ([plan.merge] if plan.merge else []),
                 self._identity,
                 self._identity,
-                int(self._clock()),
+                when,
                 plan.message,
             )
             outcomes.append(head)
-            written.append(WrittenCommit(head, plan.files, plan.message))
+            written.append(WrittenCommit(head, plan.files, plan.message, when))
         return _Segment(base, head, batch, outcomes, written)
 
     @staticmethod

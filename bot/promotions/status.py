@@ -28,8 +28,8 @@ def status_data(
     """Per app, the version each environment holds (its newest promotion), and open requests.
 
     `promoted` comes newest first (the API's order); a merged request counts from its
-    `closed_at`. A direct promotion has no time of its own: when a cell has both kinds, the
-    direct one wins only if its artifact was registered after the request merged.
+    `closed_at`, a direct promotion from its `promoted_at` (or, from an older server
+    without it, its artifact's registration).
     """
     created = {a["id"]: a["created_at"] for a in artifacts}
     cells: dict[tuple[str, str], dict[str, Any]] = {}
@@ -37,7 +37,8 @@ def status_data(
         cells.setdefault(
             (p["app"], p["to"]),
             {"version": p["version"], "artifact_id": p["artifact_id"], "commit": p["commit"],
-             "promotion": p["id"], "promoted_by": p["promoted_by"], "at": None},
+             "promotion": p["id"], "promoted_by": p["promoted_by"],
+             "at": p.get("promoted_at")},
         )  # fmt: skip
     latest: dict[tuple[str, str], dict[str, Any]] = {}
     for r in merged:
@@ -46,7 +47,8 @@ def status_data(
             latest[key] = r
     for key, r in latest.items():
         direct = cells.get(key)
-        if direct and str(created.get(direct["artifact_id"], "")) > str(r["closed_at"] or ""):
+        direct_at = direct and (direct["at"] or created.get(direct["artifact_id"], ""))
+        if direct and str(direct_at) > str(r["closed_at"] or ""):
             continue
         cells[key] = {
             "version": r["version"], "artifact_id": r["artifact_id"],

@@ -42,6 +42,7 @@ promotions = sa.Table(
     sa.Column("approved_by", sa.Text),
     sa.Column("correlation_id", sa.String(128)),
     sa.Column("request_id", sa.String(64)),
+    sa.Column("promoted_at", sa.String(32)),
     sa.Column("seq", sa.Integer, nullable=False),
 )
 
@@ -112,6 +113,7 @@ class PromotionFact:
     approved_by: str | None = None
     correlation_id: str | None = None
     request_id: str | None = None  # set when a merged request made this promotion
+    promoted_at: str | None = None  # the commit's time
 
     @property
     def id(self) -> str:
@@ -131,6 +133,7 @@ class PromotionFact:
             "approval_ticket": self.approval_ticket,
             "approved_by": self.approved_by.split(", ") if self.approved_by else [],
             "request_id": self.request_id,
+            "promoted_at": self.promoted_at,
         }
 
 
@@ -257,6 +260,7 @@ class ArtifactIndex:
                     approved_by=fact.approved_by,
                     correlation_id=fact.correlation_id,
                     request_id=fact.request_id,
+                    promoted_at=fact.promoted_at,
                     seq=next_seq,
                 )
             )
@@ -427,5 +431,6 @@ def _promotion_json(row: sa.Row[Any]) -> dict[str, Any]:
         approved_by=row.approved_by,
         correlation_id=row.correlation_id,
         request_id=row.request_id,
+        promoted_at=row.promoted_at,
     )
     return fact.as_json(row.app, row.version)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.manifests.mirror import Mirror
@@ -43,7 +44,9 @@ def follow(
             for path, data in c.files.items()
             if (record := _parse(path, data)) is not None
         ]
-        promoted = [f for c in written if (f := promotion_fact(c.sha, c.message)) is not None]
+        promoted = [
+            f for c in written if (f := promotion_fact(c.sha, c.message, c.when)) is not None
+        ]
     elif indexed and mirror.is_ancestor(indexed, tip):
         records = _read_each(mirror, mirror.added_files(indexed, tip, RECORDS_DIR + "/"))
         promoted = _promotions(mirror, indexed, tip)
@@ -68,7 +71,7 @@ def reindex(index: ArtifactIndex, mirror: Mirror, requests: RequestIndex | None 
     return added
 
 
-def promotion_fact(commit: str, message: str) -> PromotionFact | None:
+def promotion_fact(commit: str, message: str, when: int = 0) -> PromotionFact | None:
     trailers = parse_trailers(message)
     hop = promotion_hop(trailers)
     artifact = trailers.get("Ritmo-Artifact")
@@ -89,12 +92,15 @@ def promotion_fact(commit: str, message: str) -> PromotionFact | None:
         approved_by=one("Ritmo-Approved-By"),
         correlation_id=one("Ritmo-Correlation-Id"),
         request_id=one("Ritmo-Request"),
+        promoted_at=datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
 
 
 def _promotions(mirror: Mirror, since: str | None, tip: str) -> list[PromotionFact]:
     found = mirror.commit_messages(since, tip, grep=_PROMOTION_GREP)
-    return [f for sha, message in found if (f := promotion_fact(sha, message)) is not None]
+    return [
+        f for sha, when, message in found if (f := promotion_fact(sha, message, when)) is not None
+    ]
 
 
 def _read_each(mirror: Mirror, pairs: list[tuple[str, str]]) -> list[tuple[dict[str, Any], str]]:
