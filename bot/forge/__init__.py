@@ -58,3 +58,7 @@ class Forge(Protocol):
     def flagged(self, sha: str, why: str) -> None:
         """Mark a commit Ritmo did not allow (a tampered head, a merge without the policy)."""
         ...
+
+    def alert(self, sha: str, text: str, number: str | None = None) -> None:
+        """Tell people: on pull request `number`, else on commit `sha` (the forge notifies)."""
+        ...

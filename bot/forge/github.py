@@ -335,6 +335,21 @@ class GitHubForge:
                     _message(exc),
                 )  # fmt: skip
 
+    def alert(self, sha: str, text: str, number: str | None = None) -> None:
+        """A comment GitHub notifies people of: on the pull request, else on the commit."""
+        body = f"**Ritmo alert:** {text}"
+        with self._operation("alert"):
+            try:
+                if number is not None:
+                    self._repo().get_issue(int(number)).create_comment(body)
+                else:
+                    self._repo().get_commit(sha).create_comment(body)
+            except GithubException as exc:
+                log.warning(
+                    "could not post the alert on %s: %s %s", number or sha[:12], exc.status,
+                    _message(exc),
+                )  # fmt: skip
+
     # -- comments and permissions ----------------------------------------------------
     def can_write(self, login: str) -> bool:
         """Whether `login` may push to the repository: admin, maintain or write access."""

@@ -38,3 +38,6 @@ class LocalForge:
 
     def flagged(self, sha: str, why: str) -> None:
         return None  # no commit statuses here: the closing commit and the log say it
+
+    def alert(self, sha: str, text: str, number: str | None = None) -> None:
+        return None  # the ALERT log line is the local forge's notification

@@ -489,6 +489,13 @@ class RequestService:
         )  # fmt: skip
         if not held:
             self._forge.flagged(merge_commit, f"merged by {by} without the policy: {reason}")
+            self._forge.alert(
+                merge_commit,
+                f"this promotion of {request['app']} {request['version']} to "
+                f"{request['to_env']} was merged by @{by} although the policy did not hold "
+                f"({reason}). Ritmo recorded it with `Ritmo-Policy-Held: no`.",
+                request.get("forge_ref"),
+            )
             log.error(
                 "ALERT: %s (%s %s to %s) was merged by %s in %s although the policy did not "
                 "hold: %s",

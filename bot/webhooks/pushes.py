@@ -54,6 +54,11 @@ def follow_default_branch(event: Event, runtime: Runtime) -> None:
             bypass.path, bypass.app, bypass.env, bypass.after, bypass.before,
             bypass.commit[:12], bypass.author,
         )  # fmt: skip
+        runtime.requests.forge.alert(
+            bypass.commit,
+            f"this commit pins {bypass.app} {bypass.after} in {bypass.env} ({bypass.path}, "
+            f"was {bypass.before}) without a Ritmo promotion; the policy was not applied.",
+        )
 
 
 def bypasses(payload: dict[str, Any], runtime: Runtime) -> list[Bypass]:

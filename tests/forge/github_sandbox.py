@@ -140,6 +140,9 @@ class GitHubSandbox:
     def comment(self, number: int = 7) -> None:
         self.add("POST", f"/repos/{REPOSITORY}/issues/{number}/comments", "comment-created")
 
+    def commit_comment(self, sha: str = "{sha}") -> None:
+        self.add("POST", f"/repos/{REPOSITORY}/commits/{sha}/comments", "commit-comment-created")
+
     def close(self, number: int = 7) -> None:
         self.add("PATCH", f"/repos/{REPOSITORY}/pulls/{number}", "pull-closed")
 

@@ -248,6 +248,13 @@ class TestMergedByAPerson:
         assert description.startswith("merged by alice without the policy: missing 1 approval")
         (alert,) = [r for r in caplog.records if r.levelno == logging.ERROR]
         assert "ALERT" in alert.getMessage() and request["id"] in alert.getMessage()
+        # People hear of it where they work: a comment on the pull request.
+        (told,) = [
+            c["body"]
+            for c in gh.sent("POST", f"/repos/{REPOSITORY}/issues/7/comments")
+            if c["body"].startswith("**Ritmo alert:**")
+        ]
+        assert "merged by @alice although the policy did not hold" in told
         saved = rt.requests_index.get(request["id"])
         assert saved is not None and saved["status"] == "merged"
         assert "policy held: no" in saved["reason"]

@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 
 from bot.auth import Scope
 from bot.runtime import Runtime
-from tests.forge.github_sandbox import GitHubSandbox
+from tests.forge.github_sandbox import REPOSITORY, GitHubSandbox
 from tests.helpers import artifact_body, bearer, git
 from tests.webhooks import hooks
 from tests.webhooks.hooks import (
@@ -112,6 +112,8 @@ class TestBypass:
         caplog: pytest.LogCaptureFixture,
     ) -> None:  # fmt: skip
         gh.app()  # the bot's login, to tell Ritmo's pushes from others'
+        gh.token()
+        gh.commit_comment()  # the alert, on the commit
         _register(hook, rt)
         work = clone(remote, tmp_path / "work")
         before = head_of(remote)
@@ -126,6 +128,8 @@ class TestBypass:
         assert OVERLAY in alert and "9.9.9" in alert and "0.1.0" in alert
         assert "mallory" in alert and "without a Ritmo promotion" in alert
         assert rt.index.tip() == head_of(remote)
+        (told,) = gh.sent("POST", f"/repos/{REPOSITORY}/commits/{head_of(remote)}/comments")
+        assert told["body"].startswith("**Ritmo alert:** this commit pins web 9.9.9 in production")
 
     def test_overlay_edit_keeping_the_version(
         self, hook: FlaskClient, rt: Runtime, gh: GitHubSandbox, remote: Path, tmp_path: Path,
