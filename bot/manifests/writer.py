@@ -105,7 +105,7 @@ class ManifestWriter:
         identity: Identity,
         on_advance: OnAdvance = lambda old, new, written: None,
         attempts: int = 6,
-        batch_limit: int = 500,
+        batch_limit: int = 64,  # bounded: a burst's early requests land before its last
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._mirror = mirror
