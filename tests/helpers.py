@@ -8,6 +8,25 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+# dev and staging by themselves; production needs one from ops-team and one from
+# security-team (local groups: token groups), within 7 days.
+TWO_APPROVERS_POLICY = """\
+environments:
+  - {name: dev, auto_promote: true}
+  - {name: staging}
+  - {name: production}
+promotion_rules:
+  - {from: dev, to: staging, auto_promote: true}
+  - from: staging
+    to: production
+    requires_approval: true
+    approvals: [{group: ops-team, count: 1}, {group: security-team, count: 1}]
+    approval_timeout: 7d
+groups:
+  ops-team: {kind: local}
+  security-team: {kind: local}
+"""
+
 
 def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:
     proc = subprocess.run(

@@ -15,24 +15,9 @@ from bot.auth import Scope
 from bot.cli import main
 from bot.promotions.status import status_data
 from bot.runtime import Runtime
-from tests.helpers import artifact_body, git, remote_refs, trailers
+from tests.helpers import TWO_APPROVERS_POLICY, artifact_body, git, remote_refs, trailers
 
-POLICY = """\
-environments:
-  - {name: dev, auto_promote: true}
-  - {name: staging}
-  - {name: production}
-promotion_rules:
-  - {from: dev, to: staging, auto_promote: true}
-  - from: staging
-    to: production
-    requires_approval: true
-    approvals: [{group: ops-team, count: 1}, {group: security-team, count: 1}]
-    approval_timeout: 7d
-groups:
-  ops-team: {kind: local}
-  security-team: {kind: local}
-"""
+POLICY = TWO_APPROVERS_POLICY
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import responses
 
+from bot.config import ForgeSettings, GitHubSettings, Settings
 from bot.forge.github import GitHubForge
 from bot.policy.load import load_policy
 from bot.policy.model import Policy
@@ -212,3 +213,21 @@ def forge(api: str = RECORDED_API, **options: Any) -> GitHubForge:
 def sandbox(api: str = RECORDED_API) -> Iterator[GitHubSandbox]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         yield GitHubSandbox(rsps, api)
+
+
+def with_github(settings: Settings) -> Settings:
+    """`settings` with forge.kind github: the sandbox's app, installation and repository."""
+    return settings.model_copy(
+        update={
+            "forge": ForgeSettings(
+                kind="github",
+                github=GitHubSettings(
+                    app_id=APP_ID,
+                    private_key_file=SAMPLES / "app-key.pem",
+                    installation_id=INSTALLATION_ID,
+                    repository=REPOSITORY,
+                    webhook_secret=WEBHOOK_SECRET,
+                ),
+            )
+        }
+    )

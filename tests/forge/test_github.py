@@ -40,6 +40,7 @@ from tests.forge.github_sandbox import (
     review,
     sample,
     sandbox,
+    with_github,
 )
 from tests.helpers import artifact_body, bearer, git, kill_gpg_agent, trailers, verify_commit
 
@@ -459,20 +460,7 @@ def remote_policy() -> str:
 
 @pytest.fixture
 def github_runtime(settings: Settings) -> Iterator[Runtime]:
-    configured = settings.model_copy(
-        update={
-            "forge": ForgeSettings(
-                kind="github",
-                github=GitHubSettings(
-                    app_id=APP_ID,
-                    private_key_file=SAMPLES / "app-key.pem",
-                    installation_id=INSTALLATION_ID,
-                    repository=REPOSITORY,
-                    webhook_secret=WEBHOOK_SECRET,
-                ),
-            )
-        }
-    )
+    configured = with_github(settings)
     rt = build_runtime(configured)
     yield rt
     rt.close()

@@ -13,24 +13,18 @@ from flask.testing import FlaskClient
 from bot.auth import Scope
 from bot.config import Settings
 from bot.runtime import Runtime
-from tests.helpers import artifact_body, bearer, git, remote_refs, show, trailers, verify_commit
+from tests.helpers import (
+    TWO_APPROVERS_POLICY,
+    artifact_body,
+    bearer,
+    git,
+    remote_refs,
+    show,
+    trailers,
+    verify_commit,
+)
 
-POLICY = """\
-environments:
-  - {name: dev, auto_promote: true}
-  - {name: staging}
-  - {name: production}
-promotion_rules:
-  - {from: dev, to: staging, auto_promote: true}
-  - from: staging
-    to: production
-    requires_approval: true
-    approvals: [{group: ops-team, count: 1}, {group: security-team, count: 1}]
-    approval_timeout: 7d
-groups:
-  ops-team: {kind: local}
-  security-team: {kind: local}
-"""
+POLICY = TWO_APPROVERS_POLICY
 BRANCH = "refs/heads/ritmo/promote/web/production"
 PRODUCTION = "apps/web/overlays/production/kustomization.yaml"
 

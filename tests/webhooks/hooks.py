@@ -20,18 +20,17 @@ from flask.testing import FlaskClient
 import bot.forge.github as github_forge_module
 from bot.app import create_app
 from bot.auth import Scope
-from bot.config import ForgeSettings, GitHubSettings, Settings
+from bot.config import Settings
 from bot.runtime import Runtime, build_runtime
 from bot.webhooks.verify import signature_for
 from tests.forge.github_sandbox import (
-    APP_ID,
-    INSTALLATION_ID,
     POLICY,
     REPOSITORY,
     SAMPLES,
     WEBHOOK_SECRET,
     GitHubSandbox,
     sandbox,
+    with_github,
 )
 from tests.helpers import artifact_body, bearer, git, kill_gpg_agent
 
@@ -71,20 +70,7 @@ class Clock:
 @pytest.fixture
 def rt(settings: Settings) -> Iterator[Runtime]:
     """forge.kind github; deliveries wait in the queue until the test drains it."""
-    configured = settings.model_copy(
-        update={
-            "forge": ForgeSettings(
-                kind="github",
-                github=GitHubSettings(
-                    app_id=APP_ID,
-                    private_key_file=SAMPLES / "app-key.pem",
-                    installation_id=INSTALLATION_ID,
-                    repository=REPOSITORY,
-                    webhook_secret=WEBHOOK_SECRET,
-                ),
-            )
-        }
-    )
+    configured = with_github(settings)
     runtime = build_runtime(configured)
     runtime.webhooks.notify = lambda: None  # type: ignore[method-assign]  # no background worker
     runtime.webhooks._clock = Clock()

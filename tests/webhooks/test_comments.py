@@ -14,20 +14,19 @@ from flask.testing import FlaskClient
 import bot.forge.github as github_forge_module
 from bot.app import create_app
 from bot.auth import Scope
-from bot.config import ForgeSettings, GitHubSettings, Settings
+from bot.config import Settings
 from bot.forge.github import STATUS_MARKER
 from bot.runtime import Runtime, build_runtime
 from bot.webhooks.comments import Help, Promote, Status, find_command
 from bot.webhooks.verify import signature_for
 from tests.forge.github_sandbox import (
-    APP_ID,
-    INSTALLATION_ID,
     REPOSITORY,
     SAMPLES,
     WEBHOOK_SECRET,
     GitHubSandbox,
     forge,
     sandbox,
+    with_github,
 )
 from tests.helpers import artifact_body, bearer, git, kill_gpg_agent, remote_refs, show, trailers
 
@@ -86,20 +85,7 @@ def remote_policy() -> str:
 
 @pytest.fixture
 def rt(settings: Settings) -> Iterator[Runtime]:
-    configured = settings.model_copy(
-        update={
-            "forge": ForgeSettings(
-                kind="github",
-                github=GitHubSettings(
-                    app_id=APP_ID,
-                    private_key_file=SAMPLES / "app-key.pem",
-                    installation_id=INSTALLATION_ID,
-                    repository=REPOSITORY,
-                    webhook_secret=WEBHOOK_SECRET,
-                ),
-            )
-        }
-    )
+    configured = with_github(settings)
     runtime = build_runtime(configured)
     # The test drains the queue itself, so no background worker races it.
     runtime.webhooks.notify = lambda: None  # type: ignore[method-assign]

@@ -14,34 +14,17 @@ import pytest
 from flask.testing import FlaskClient
 
 from bot.app import create_app
-from bot.config import ForgeSettings, GitHubSettings, Settings
+from bot.config import Settings
 from bot.runtime import Runtime, build_runtime
 from bot.webhooks.router import Event
 from bot.webhooks.verify import signature_for, valid_signature
-from tests.forge.github_sandbox import APP_ID, INSTALLATION_ID, REPOSITORY, SAMPLES, WEBHOOK_SECRET
+from tests.forge.github_sandbox import INSTALLATION_ID, WEBHOOK_SECRET, with_github
 from tests.helpers import kill_gpg_agent
-
-
-def _github(settings: Settings) -> Settings:
-    return settings.model_copy(
-        update={
-            "forge": ForgeSettings(
-                kind="github",
-                github=GitHubSettings(
-                    app_id=APP_ID,
-                    private_key_file=SAMPLES / "app-key.pem",
-                    installation_id=INSTALLATION_ID,
-                    repository=REPOSITORY,
-                    webhook_secret=WEBHOOK_SECRET,
-                ),
-            )
-        }
-    )
 
 
 @pytest.fixture
 def github_settings(settings: Settings) -> Settings:
-    return _github(settings)
+    return with_github(settings)
 
 
 @pytest.fixture
