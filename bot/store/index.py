@@ -173,20 +173,13 @@ class ArtifactIndex:
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[IndexedArtifact], int]:
-        where = []
-        if name is not None:
-            where.append(artifacts.c.name == name)
-        if version is not None:
-            where.append(artifacts.c.version == version)
-        if promotion_status is not None:
-            where.append(artifacts.c.promotion_status == promotion_status)
-        query = sa.select(artifacts).where(*where)
-        count = sa.select(sa.func.count()).select_from(artifacts).where(*where)
-        with self._engine.connect() as conn:
-            total = conn.execute(count).scalar_one()
-            rows = conn.execute(
-                query.order_by(artifacts.c.seq.desc()).offset(offset).limit(limit)
-            ).all()
+        rows, total = _page(
+            self._engine,
+            artifacts,
+            {"name": name, "version": version, "promotion_status": promotion_status},
+            offset,
+            limit,
+        )
         return [_to_artifact(r) for r in rows], total
 
     def add(
@@ -283,18 +276,13 @@ class ArtifactIndex:
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[dict[str, Any]], int]:
-        where = []
-        if app is not None:
-            where.append(promotions.c.app == app)
-        if env is not None:
-            where.append(promotions.c.to_env == env)
-        if artifact_id is not None:
-            where.append(promotions.c.artifact_id == artifact_id)
-        count = sa.select(sa.func.count()).select_from(promotions).where(*where)
-        query = sa.select(promotions).where(*where).order_by(promotions.c.seq.desc())
-        with self._engine.connect() as conn:
-            total = conn.execute(count).scalar_one()
-            rows = conn.execute(query.offset(offset).limit(limit)).all()
+        rows, total = _page(
+            self._engine,
+            promotions,
+            {"app": app, "to_env": env, "artifact_id": artifact_id},
+            offset,
+            limit,
+        )
         return [_promotion_json(r) for r in rows], total
 
     def tip(self) -> str | None:
@@ -402,22 +390,30 @@ class RequestIndex:
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[dict[str, Any]], int]:
-        where = []
-        if app is not None:
-            where.append(requests.c.app == app)
-        if env is not None:
-            where.append(requests.c.to_env == env)
-        if status is not None:
-            where.append(requests.c.status == status)
-        count = sa.select(sa.func.count()).select_from(requests).where(*where)
-        query = sa.select(requests).where(*where).order_by(requests.c.seq.desc())
-        with self._engine.connect() as conn:
-            total = conn.execute(count).scalar_one()
-            rows = conn.execute(query.offset(offset).limit(limit)).all()
+        rows, total = _page(
+            self._engine,
+            requests,
+            {"app": app, "to_env": env, "status": status},
+            offset,
+            limit,
+        )
         return [dict(r._mapping) for r in rows], total
 
     def pending(self) -> list[dict[str, Any]]:
         return self.search(status="pending", limit=10_000)[0]
+
+
+def _page(
+    engine: Engine, table: sa.Table, equal: dict[str, Any], offset: int, limit: int
+) -> tuple[list[sa.Row[Any]], int]:
+    """Rows whose columns equal the given values (None: any), newest first, and the count."""
+    where = [table.c[column] == value for column, value in equal.items() if value is not None]
+    count = sa.select(sa.func.count()).select_from(table).where(*where)
+    query = sa.select(table).where(*where).order_by(table.c.seq.desc())
+    with engine.connect() as conn:
+        total = int(conn.execute(count).scalar_one())
+        rows = list(conn.execute(query.offset(offset).limit(limit)).all())
+    return rows, total
 
 
 def _promotion_json(row: sa.Row[Any]) -> dict[str, Any]:
