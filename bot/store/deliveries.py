@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from bot.store.index import metadata
+from bot.store.index import last_seq, metadata
 
 deliveries = sa.Table(
     "webhook_deliveries",
@@ -48,7 +48,6 @@ class DeliveryQueue:
         """Queue a delivery; False when this delivery id was seen before."""
         try:
             with self._engine.begin() as conn:
-                top = conn.execute(sa.select(sa.func.coalesce(sa.func.max(deliveries.c.seq), 0)))
                 conn.execute(
                     deliveries.insert().values(
                         delivery_id=delivery_id,
@@ -58,7 +57,7 @@ class DeliveryQueue:
                         attempts=0,
                         received_at=_now(),
                         not_before=0.0,
-                        seq=int(top.scalar_one()) + 1,
+                        seq=last_seq(conn, deliveries) + 1,
                     )
                 )
         except IntegrityError:

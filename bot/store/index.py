@@ -194,8 +194,7 @@ class ArtifactIndex:
         for record, commit in entries:
             fresh.setdefault(record["id"], (record, commit))
         with self._engine.begin() as conn:
-            seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(artifacts.c.seq), 0)))
-            next_seq = int(seq.scalar_one())
+            next_seq = last_seq(conn, artifacts)
             ids = list(fresh)
             for start in range(0, len(ids), 500):  # stay under SQLite's variable limit
                 chunk = ids[start : start + 500]
@@ -225,8 +224,7 @@ class ArtifactIndex:
 
     @staticmethod
     def _add_promotions(conn: sa.Connection, promoted: Iterable[PromotionFact]) -> None:
-        seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(promotions.c.seq), 0)))
-        next_seq = int(seq.scalar_one())
+        next_seq = last_seq(conn, promotions)
         for fact in promoted:
             row = conn.execute(
                 sa.select(artifacts.c.name, artifacts.c.version).where(
@@ -327,8 +325,7 @@ class RequestIndex:
             exists = conn.execute(sa.select(requests.c.seq).where(requests.c.id == row["id"]))
             seq = exists.scalar_one_or_none()
             if seq is None:
-                top = conn.execute(sa.select(sa.func.coalesce(sa.func.max(requests.c.seq), 0)))
-                conn.execute(requests.insert().values(**row, seq=int(top.scalar_one()) + 1))
+                conn.execute(requests.insert().values(**row, seq=last_seq(conn, requests) + 1))
             else:
                 conn.execute(requests.update().where(requests.c.id == row["id"]).values(**row))
 
@@ -401,6 +398,11 @@ class RequestIndex:
 
     def pending(self) -> list[dict[str, Any]]:
         return self.search(status="pending", limit=10_000)[0]
+
+
+def last_seq(conn: sa.Connection, table: sa.Table) -> int:
+    """The highest `seq` in `table` (0 when empty): rows are ordered by appearance."""
+    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.seq), 0))).scalar_one())
 
 
 def _page(
