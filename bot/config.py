@@ -146,6 +146,26 @@ class AuthSettings(_Section):
     tokens_file: Path | None = None  # None: data_dir/tokens.json
 
 
+class CdSettings(_Section):
+    """How ArgoCD and Flux report back (bot/deploy/). An unset secret turns its endpoint off."""
+
+    # ArgoCD's notifications webhook cannot sign, so it sends this in X-Ritmo-Token.
+    argocd_token: str | None = Field(default=None, repr=False, min_length=16)
+    # The secret of Flux's generic-hmac provider: X-Signature: sha256=HMAC(body).
+    flux_secret: str | None = Field(default=None, repr=False, min_length=16)
+    argocd_url: str | None = None  # e.g. https://argocd.example.com: deployment log links
+
+
+class NotifySettings(_Section):
+    """The outbox that delivers the policy's integrations (bot/notify/)."""
+
+    # Credentials the policy names but never holds: `secret: NAME` -> this map
+    # (RITMO_NOTIFY__SECRETS__NAME=...).
+    secrets: dict[str, str] = Field(default_factory=dict, repr=False)
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    timeout: float = Field(default=10.0, gt=0, le=120)
+
+
 class Settings(BaseSettings):
     """Everything Ritmo reads from its environment, once, at start-up."""
 
@@ -166,6 +186,8 @@ class Settings(BaseSettings):
     signing: SigningSettings = Field(default_factory=SigningSettings)
     forge: ForgeSettings = Field(default_factory=ForgeSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    cd: CdSettings = Field(default_factory=CdSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
 
     @field_validator("listen")
     @classmethod

@@ -127,12 +127,24 @@ class Freeze(_Model):
         return value
 
 
+class Rollback(_Model):
+    """What Ritmo does when a deployment into the environment fails or degrades."""
+
+    on_failure: Literal["automatic", "manual"] = "manual"
+    strategy: Literal["previous_version"] = "previous_version"
+    requires_approval: bool = Field(
+        default=False,
+        description="A manual rollback opens a request judged by the rule into the environment.",
+    )
+
+
 class Environment(_Model):
     name: str = Field(pattern=_SLUG)
     auto_promote: bool = Field(
         default=False, description="On the first environment: pin every new artifact here."
     )
     freeze: tuple[Freeze, ...] = ()
+    rollback: Rollback = Field(default_factory=Rollback)
 
 
 class PromotionRule(_Model):
@@ -147,10 +159,21 @@ class PromotionRule(_Model):
     approver_groups: tuple[str, ...] = Field(default=(), description="... from any of these.")
     approval_timeout: timedelta | None = None
     freeze: tuple[Freeze, ...] = ()
+    requires_deployment: bool = Field(
+        default=False,
+        description="The artifact must have a succeeded deployment in the source environment.",
+    )
+    soak: timedelta | None = Field(
+        default=None, description="... that succeeded at least this long ago (implies it)."
+    )
 
-    _timeout = field_validator("approval_timeout", mode="before")(
+    _timeout = field_validator("approval_timeout", "soak", mode="before")(
         lambda v: None if v is None else parse_duration(v)
     )
+
+    @property
+    def gated_on_deployment(self) -> bool:
+        return self.requires_deployment or self.soak is not None
 
     @model_validator(mode="after")
     def _consistent(self) -> PromotionRule:
@@ -219,6 +242,21 @@ class AppPolicy(AppTarget):
     promotion_rules: tuple[PromotionRule, ...] | None = Field(
         default=None, description="Replaces the top-level rules for this app."
     )
+    deploy_name: str = Field(
+        default="{app}-{env}",
+        description="The ArgoCD Application or Flux object that deploys the app in {env}.",
+    )
+    rollback: dict[str, Rollback] = Field(
+        default_factory=dict, description="environment -> rollback, over the environment's."
+    )
+
+    @field_validator("deploy_name")
+    @classmethod
+    def _deploy_name(cls, value: str) -> str:
+        probe = value.replace("{app}", "a").replace("{env}", "e")
+        if "{" in probe or "}" in probe or "{env}" not in value:
+            raise ValueError("must name the environment with {env}, e.g. {app}-{env}")
+        return value
 
 
 class Policy(_Model):
@@ -263,7 +301,22 @@ class Policy(_Model):
 
     def target(self, app: str) -> AppTarget:
         own = self.apps.get(app)
-        return AppTarget(**own.model_dump(exclude={"promotion_rules"})) if own else AppTarget()
+        if own is None:
+            return AppTarget()
+        return AppTarget(**own.model_dump(exclude={"promotion_rules", "deploy_name", "rollback"}))
+
+    def deploy_name(self, app: str, env: str) -> str:
+        """The CD object (ArgoCD Application, Flux Kustomization) for `app` in `env`."""
+        own = self.apps.get(app)
+        pattern = own.deploy_name if own else "{app}-{env}"
+        return pattern.replace("{app}", app).replace("{env}", env)
+
+    def rollback(self, app: str, env: str) -> Rollback:
+        own = self.apps.get(app)
+        if own is not None and env in own.rollback:
+            return own.rollback[env]
+        found = self.environment(env)
+        return found.rollback if found else Rollback()
 
     def group(self, name: str) -> Group:
         """A group named in a rule; undeclared names are local groups."""
