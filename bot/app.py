@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from bot.api import artifacts, health, promotions, webhooks
+from bot.api import artifacts, cd, deployments, health, promotions, webhooks
 from bot.api.errors import register_error_handlers
 from bot.config import ConfigError, Settings, load_settings
 from bot.runtime import Runtime, build_runtime
@@ -25,6 +25,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
     app.register_blueprint(artifacts.blueprint)
     app.register_blueprint(promotions.blueprint)
     app.register_blueprint(webhooks.blueprint)
+    app.register_blueprint(deployments.blueprint)
+    app.register_blueprint(cd.blueprint)
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -10,6 +11,10 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.auth import TokenStore
 from bot.config import ConfigError, Settings
+from bot.deploy.gate import deployment_gate
+from bot.deploy.ledger import follow_ledger
+from bot.deploy.records import LEDGER_BRANCH
+from bot.deploy.service import DeploymentService
 from bot.environments import environment_names
 from bot.forge.github import github_forge
 from bot.forge.local import LocalForge
@@ -23,12 +28,14 @@ from bot.manifests.signing import (
 )
 from bot.manifests.writer import ManifestWriter, Written
 from bot.policy.load import PolicyError, policy_from_branch
+from bot.policy.model import PromotionRule
 from bot.policy.source import PolicySource
 from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionService
 from bot.registry import ArtifactRegistry
 from bot.store.deliveries import DeliveryQueue
-from bot.store.index import ArtifactIndex, RequestIndex, make_engine
+from bot.store.deployments import DeploymentIndex
+from bot.store.index import ArtifactIndex, IndexedArtifact, RequestIndex, make_engine
 from bot.store.reindex import follow
 from bot.templates import Templates
 from bot.webhooks.router import Router
@@ -53,9 +60,12 @@ class Runtime:
     router: Router
     deliveries: DeliveryQueue
     webhooks: DeliveryWorker
+    deployments: DeploymentService
+    ledger: ManifestWriter
 
     def close(self) -> None:
         self.mirror.close()
+        self.ledger.mirror.close()
         forge_close = getattr(self.requests.forge, "close", None)
         if forge_close is not None:
             forge_close()
@@ -103,11 +113,11 @@ def artifact_verifier(settings: Settings) -> ArtifactVerifier:
     return ArtifactVerifier(gpg, settings.signing.trusted_keys)
 
 
-def open_mirror(settings: Settings) -> Mirror:
+def open_mirror(settings: Settings, branch: str | None = None) -> Mirror:
     return Mirror(
         (settings.data_dir / "mirrors").resolve(),
         settings.remote_url,
-        settings.manifests.branch,
+        branch or settings.manifests.branch,
         settings.manifests.token,
     )
 
@@ -156,7 +166,14 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
             f"the policy on {settings.manifests.branch} is invalid, so Ritmo will not start; "
             f"fix it (ritmo policy check): {' | '.join(str(p) for p in exc.problems)}"
         ) from None
-    promotions = PromotionService(writer, index, templates, policy)
+    deployment_index = DeploymentIndex(index.engine)
+
+    def gate(artifact: IndexedArtifact, rule: PromotionRule, now: datetime) -> str | None:
+        latest = deployment_index.latest_of(artifact.record["id"], rule.from_env)
+        label = f"{artifact.record['name']} {artifact.record['version']}"
+        return deployment_gate(rule, label, latest, now)
+
+    promotions = PromotionService(writer, index, templates, policy, gate=gate)
     tokens = TokenStore(settings.tokens_file)
     identity = Identity(settings.manifests.author_name, settings.manifests.author_email)
     requests = RequestService(
@@ -168,12 +185,29 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         writer, index, verifier, templates, settings.signing.require_artifact_signatures,
         chain=promotions.chain, policy=policy,
     )  # fmt: skip
+    # Deployments go on a branch of their own: a commit on the default branch would make
+    # ArgoCD and Flux sync again, and report again.
+    ledger_mirror = open_mirror(settings, LEDGER_BRANCH)
+    ledger = ManifestWriter(
+        ledger_mirror,
+        signer.sign,
+        identity,
+        on_advance=partial(follow_ledger, deployment_index, ledger_mirror),
+        attempts=settings.manifests.push_attempts,
+    )
+    ledger.sync()
+    argocd = (settings.cd.argocd_url or "").rstrip("/")
+    deployments = DeploymentService(
+        mirror, writer, ledger, index, deployment_index, promotions, templates, policy,
+        requests.forge,
+        log_url=lambda name: f"{argocd}/applications/{name}" if argocd else None,
+    )  # fmt: skip
     router = build_router()
     deliveries = DeliveryQueue(index.engine)
     # Handlers act through this runtime; the worker asks for it when it runs.
     webhooks = DeliveryWorker(deliveries, router, lambda: runtime)
     runtime = Runtime(
         settings, signer, mirror, index, tokens, writer, registry, templates, policy, promotions,
-        requests, requests_index, router, deliveries, webhooks,
+        requests, requests_index, router, deliveries, webhooks, deployments, ledger,
     )  # fmt: skip
     return runtime

@@ -16,11 +16,13 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ritmo"'}
 R = TypeVar("R")
 
 
-def require_scope(scope: Scope) -> Callable[[Callable[P, R]], Callable[P, R]]:
+def require_scope(scope: Scope, *others: Scope) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """The view needs a token with `scope` (or any of `others`)."""
+
     def decorate(view: Callable[P, R]) -> Callable[P, R]:
         @wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            g.principal = authenticate(scope)
+            g.principal = authenticate(scope, *others)
             return view(*args, **kwargs)
 
         return wrapper
@@ -28,7 +30,7 @@ def require_scope(scope: Scope) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return decorate
 
 
-def authenticate(scope: Scope) -> Principal:
+def authenticate(scope: Scope, *others: Scope) -> Principal:
     header = request.headers.get("Authorization", "")
     kind, _, token = header.partition(" ")
     if kind.lower() != "bearer" or not token.strip():
@@ -41,6 +43,7 @@ def authenticate(scope: Scope) -> Principal:
         raise ApiError(
             401, "unknown token; create one with `ritmo token create`", headers=_CHALLENGE
         )
-    if not principal.allows(scope):
-        raise ApiError(403, f"token {principal.name!r} lacks the scope {scope.value}")
+    if not any(principal.allows(s) for s in (scope, *others)):
+        wanted = " or ".join(s.value for s in (scope, *others))
+        raise ApiError(403, f"token {principal.name!r} lacks the scope {wanted}")
     return principal

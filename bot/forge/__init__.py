@@ -28,6 +28,21 @@ class RequestView:
     forge_ref: str | None = None  # e.g. the pull request number
 
 
+@dataclass(frozen=True)
+class DeploymentView:
+    """What a forge needs to know to mirror one of Ritmo's deployments."""
+
+    id: str  # Ritmo's deployment id, e.g. dep-0123abcd...
+    repository: str | None  # owner/name of the artifact's source repository; None: no mirror
+    environment: str  # e.g. staging
+    ref: str  # the source commit sha when known, else the version tag
+    status: str  # progressing | succeeded | failed | degraded | inactive
+    description: str  # e.g. "web 1.2.3 to staging" (GitHub caps it at 140 characters)
+    log_url: str | None  # a link to the CD app (ArgoCD), if any
+    environment_url: str | None = None
+    forge_ref: str | None = None  # the forge's id for it once created (Ritmo stores it)
+
+
 class Forge(Protocol):
     kind: str
 
@@ -61,4 +76,10 @@ class Forge(Protocol):
 
     def alert(self, sha: str, text: str, number: str | None = None) -> None:
         """Tell people: on pull request `number`, else on commit `sha` (the forge notifies)."""
+        ...
+
+    def deployed(self, deployment: DeploymentView) -> str | None:
+        """Mirror a deployment's state; returns the forge's id for it (create once, then add
+        statuses). Best effort: None when it could not be mirrored; the forge's refusals
+        are logged, not raised (Ritmo's record is in git)."""
         ...

@@ -30,7 +30,7 @@ from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
 from bot.config import ConfigError, Settings
-from bot.forge import RequestView
+from bot.forge import DeploymentView, RequestView
 from bot.policy.evaluate import Decision, Review, ReviewState
 from bot.policy.model import Policy
 
@@ -43,6 +43,15 @@ PER_PAGE = 100  # the most GitHub serves per page: fewer requests for reviews an
 STATUS_MARKER = "<!-- ritmo:status -->"
 # GET .../collaborators/{user}/permission maps maintain to write and triage to read.
 WRITE_PERMISSIONS = frozenset({"admin", "write"})
+# Ritmo's deployment states as GitHub deployment status states.
+DEPLOYMENT_STATES: dict[str, str] = {
+    "progressing": "in_progress",
+    "succeeded": "success",
+    "failed": "failure",
+    "degraded": "failure",  # GitHub has no "degraded": the description says it
+    "inactive": "inactive",
+}
+PRODUCTION_ENVIRONMENTS = frozenset({"production", "prod"})
 
 # PyGithub's pacing: GitHub asks for a second between mutating requests, or it answers with
 # secondary rate limits. Tests set these to 0.
@@ -349,6 +358,90 @@ class GitHubForge:
                     "could not post the alert on %s: %s %s", number or sha[:12], exc.status,
                     _message(exc),
                 )  # fmt: skip
+
+    def deployed(self, deployment: DeploymentView) -> str | None:
+        """Mirror a deployment as a GitHub Deployment in the artifact's source repository.
+
+        Without `forge_ref`: create the deployment, then add its status (two requests);
+        with it, only add the status (one). Returns the GitHub deployment id, or None when
+        nothing could be mirrored: the repository may be outside the installation, or the
+        ref unknown there. Best effort: GitHub's refusals are logged, never raised, since
+        Ritmo's own record is in git."""
+        if deployment.repository is None:
+            return None
+        state = DEPLOYMENT_STATES.get(deployment.status)
+        if state is None:
+            log.warning(
+                "deployment %s: no GitHub deployment state for status %r; not mirrored",
+                deployment.id, deployment.status,
+            )  # fmt: skip
+            return deployment.forge_ref
+        repository = deployment.repository
+        with self._operation("deployed"):
+            forge_ref = deployment.forge_ref
+            if forge_ref is None:
+                try:
+                    created = self._github.get_repo(repository).create_deployment(
+                        ref=deployment.ref,
+                        auto_merge=False,  # never merge the default branch into the ref
+                        required_contexts=[],  # CI already ran: the artifact exists
+                        payload={"ritmo_deployment": deployment.id},
+                        environment=deployment.environment,
+                        description=_clip(deployment.description),
+                        transient_environment=False,
+                        production_environment=(
+                            deployment.environment.casefold() in PRODUCTION_ENVIRONMENTS
+                        ),
+                    )
+                except GithubException as exc:
+                    # 404/403: not in this installation; 422: the ref is not in the repository.
+                    log.warning(
+                        "could not create a GitHub deployment of %s in %s for %s (%s): %s %s",
+                        deployment.ref[:40], repository, deployment.id, deployment.environment,
+                        exc.status, _message(exc),
+                    )  # fmt: skip
+                    return None
+                if created.id is None:  # a 202 "Auto-merged": not with auto_merge False
+                    log.warning(
+                        "GitHub created no deployment in %s for %s", repository, deployment.id
+                    )
+                    return None
+                forge_ref = str(created.id)
+            try:
+                self._deployment_status(repository, forge_ref, state, deployment)
+            except GithubException as exc:
+                log.warning(
+                    "could not set the status of GitHub deployment %s in %s (%s, %s): %s %s",
+                    forge_ref, repository, deployment.id, state, exc.status, _message(exc),
+                )  # fmt: skip
+                if deployment.forge_ref is not None and exc.status in (403, 404):
+                    return None  # gone, or no longer accessible
+            return forge_ref
+
+    def _deployment_status(
+        self, repository: str, forge_ref: str, state: str, deployment: DeploymentView
+    ) -> None:
+        """POST .../deployments/{id}/statuses: PyGithub's create_status has no log_url."""
+        description = deployment.description
+        if deployment.status == "degraded":
+            description = f"degraded: {description}"
+        body: dict[str, Any] = {
+            "state": state,
+            "description": _clip(description),
+            # Only a success retires the environment's earlier deployments: a failed
+            # rollout leaves the previous one live (GitHub's default would be true).
+            "auto_inactive": state == "success",
+        }
+        if deployment.log_url is not None:
+            body["log_url"] = deployment.log_url
+        if deployment.environment_url is not None:
+            body["environment_url"] = deployment.environment_url
+        self._github.requester.requestJsonAndCheck(
+            "POST",
+            f"/repos/{repository}/deployments/{forge_ref}/statuses",
+            input=body,
+            headers={"Accept": "application/vnd.github+json"},
+        )
 
     # -- comments and permissions ----------------------------------------------------
     def can_write(self, login: str) -> bool:

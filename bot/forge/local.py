@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
-from bot.forge import RequestView
+from bot.forge import DeploymentView, RequestView
 from bot.policy.evaluate import Decision, Review
 from bot.policy.model import Policy
 
@@ -41,3 +41,6 @@ class LocalForge:
 
     def alert(self, sha: str, text: str, number: str | None = None) -> None:
         return None  # the ALERT log line is the local forge's notification
+
+    def deployed(self, deployment: DeploymentView) -> str | None:
+        return None  # Ritmo's deployment record in git is the whole of it

@@ -251,6 +251,10 @@ class Mirror:
         return data[5:45].decode()
 
     # -- history ---------------------------------------------------------------
+    def has_commit(self, sha: str) -> bool:
+        self.flush()
+        return self._git("cat-file", "-e", f"{sha}^{{commit}}").returncode == 0
+
     def is_ancestor(self, older: str, newer: str) -> bool:
         self.flush()
         return self._git("merge-base", "--is-ancestor", older, newer).returncode == 0

@@ -109,6 +109,7 @@ class ManifestWriter:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._mirror = mirror
+        self.mirror = mirror
         self._sign = sign
         self._identity = identity
         self._on_advance = on_advance

@@ -85,6 +85,10 @@ def frozen(policy: Policy, rule: PromotionRule, now: datetime) -> tuple[datetime
     return frozen_until(tuple(rule.freeze) + (env.freeze if env else ()), now)
 
 
+Gate = Callable[[IndexedArtifact, PromotionRule, datetime], str | None]
+"""Why the artifact's deployment in the rule's source environment holds it back, or None."""
+
+
 class PromotionService:
     def __init__(
         self,
@@ -93,12 +97,14 @@ class PromotionService:
         templates: Templates,
         policy: Callable[[], Policy],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        gate: Gate | None = None,
     ) -> None:
         self._writer = writer
         self._index = index
         self._templates = templates
         self._policy = policy
         self._clock = clock
+        self._gate = gate
 
     def check(self, artifact: IndexedArtifact, ask: PromotionInput) -> PromotionRule:
         """The rule that governs this promotion; PromotionRefused when there is none or it
@@ -132,10 +138,17 @@ class PromotionService:
             raise PromotionRefused(
                 f"{ask.to_env} is frozen until {until.isoformat()}{why}; try again after that"
             )
+        if self._gate is not None and (held := self._gate(artifact, rule, now)):
+            raise PromotionRefused(held)
         return rule
 
     def promote(
-        self, artifact: IndexedArtifact, ask: PromotionInput, by: str, correlation_id: str
+        self,
+        artifact: IndexedArtifact,
+        ask: PromotionInput,
+        by: str,
+        correlation_id: str,
+        auto: bool = False,
     ) -> dict[str, Any]:
         """Pin `artifact` in `ask.to_env` directly; only for rules without approval."""
         rule = self.check(artifact, ask)
@@ -145,7 +158,7 @@ class PromotionService:
             )
         now = self._clock()
         record = artifact.record
-        change = self.pin_change(record, ask, by, correlation_id, auto=False)
+        change = self.pin_change(record, ask, by, correlation_id, auto=auto)
         result = self._writer.write(change)
         return {
             "status": "promoted" if result.commit else "unchanged",
@@ -180,6 +193,8 @@ class PromotionService:
             rule = policy.rule(record["name"], hop.to_env, nxt) if nxt else None
             if rule is None or not rule.auto_promote or frozen(policy, rule, now):
                 return changes
+            if rule.gated_on_deployment:
+                return changes  # goes on when the deployment succeeds (bot/deploy)
             hop = PromotionInput(hop.to_env, rule.to_env)
 
     def pin_change(

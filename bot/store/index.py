@@ -43,6 +43,7 @@ promotions = sa.Table(
     sa.Column("correlation_id", sa.String(128)),
     sa.Column("request_id", sa.String(64)),
     sa.Column("promoted_at", sa.String(32)),
+    sa.Column("automatic", sa.Boolean, nullable=False, default=False),
     sa.Column("seq", sa.Integer, nullable=False),
 )
 
@@ -82,6 +83,31 @@ reviews = sa.Table(
     sa.Column("submitted_at", sa.String(32), nullable=False),
 )
 
+rollbacks = sa.Table(
+    "rollbacks",
+    metadata,
+    sa.Column("commit", sa.String(64), primary_key=True),
+    sa.Column("environment", sa.String(64), nullable=False, index=True),
+    sa.Column("restored_artifact", sa.String(64), nullable=False),
+    sa.Column("failed_artifact", sa.String(64), nullable=False, index=True),
+    sa.Column("deployment_id", sa.String(64)),
+    sa.Column("rolled_back_by", sa.String(128), nullable=False),
+    sa.Column("correlation_id", sa.String(128)),
+    sa.Column("rolled_back_at", sa.String(32)),
+    sa.Column("seq", sa.Integer, nullable=False),
+)
+
+holds = sa.Table(
+    "holds",
+    metadata,
+    # A rolled-back artifact is kept out of the environment's auto-promotion until an
+    # explicit promotion into it releases the hold.
+    sa.Column("artifact_id", sa.String(64), primary_key=True),
+    sa.Column("environment", sa.String(64), primary_key=True),
+    sa.Column("rollback_commit", sa.String(64), primary_key=True),
+    sa.Column("released_by", sa.String(64)),
+)
+
 index_state = sa.Table(
     "index_state",
     metadata,
@@ -114,6 +140,7 @@ class PromotionFact:
     correlation_id: str | None = None
     request_id: str | None = None  # set when a merged request made this promotion
     promoted_at: str | None = None  # the commit's time
+    automatic: bool = False  # made by policy, not asked for: it releases no hold
 
     @property
     def id(self) -> str:
@@ -134,7 +161,37 @@ class PromotionFact:
             "approved_by": self.approved_by.split(", ") if self.approved_by else [],
             "request_id": self.request_id,
             "promoted_at": self.promoted_at,
+            "automatic": self.automatic,
         }
+
+
+@dataclass(frozen=True)
+class RollbackFact:
+    """A rollback as its commit's trailers tell it: `failed` out, `restored` back in."""
+
+    commit: str
+    environment: str
+    restored: str
+    failed: str
+    returned_to: str | None  # where the failed artifact stands now (the previous environment)
+    rolled_back_by: str
+    deployment_id: str | None = None
+    correlation_id: str | None = None
+    rolled_back_at: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit,
+            "environment": self.environment,
+            "restored_artifact": self.restored,
+            "failed_artifact": self.failed,
+            "deployment_id": self.deployment_id,
+            "rolled_back_by": self.rolled_back_by,
+            "rolled_back_at": self.rolled_back_at,
+        }
+
+
+HistoryFact = PromotionFact | RollbackFact
 
 
 def make_engine(url: str) -> Engine:
@@ -165,6 +222,12 @@ class ArtifactIndex:
             row = conn.execute(sa.select(artifacts).where(artifacts.c.id == artifact_id)).first()
         return _to_artifact(row) if row else None
 
+    def names(self) -> list[str]:
+        """Every app an artifact was recorded for."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(artifacts.c.name).distinct()).all()
+        return sorted(r.name for r in rows)
+
     def search(
         self,
         name: str | None = None,
@@ -173,7 +236,7 @@ class ArtifactIndex:
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[IndexedArtifact], int]:
-        rows, total = _page(
+        rows, total = page_rows(
             self._engine,
             artifacts,
             {"name": name, "version": version, "promotion_status": promotion_status},
@@ -186,10 +249,10 @@ class ArtifactIndex:
         self,
         entries: Iterable[tuple[dict[str, Any], str]],
         tip: str,
-        promoted: Iterable[PromotionFact] = (),
+        promoted: Iterable[HistoryFact] = (),
     ) -> int:
-        """Insert (record, commit) pairs not yet indexed, then the promotions, in order, and
-        remember `tip`; one transaction."""
+        """Insert (record, commit) pairs not yet indexed, then the promotions and rollbacks,
+        in order, and remember `tip`; one transaction."""
         fresh: dict[str, tuple[dict[str, Any], str]] = {}
         for record, commit in entries:
             fresh.setdefault(record["id"], (record, commit))
@@ -223,9 +286,12 @@ class ArtifactIndex:
         return len(rows)
 
     @staticmethod
-    def _add_promotions(conn: sa.Connection, promoted: Iterable[PromotionFact]) -> None:
+    def _add_promotions(conn: sa.Connection, promoted: Iterable[HistoryFact]) -> None:
         next_seq = last_seq(conn, promotions)
         for fact in promoted:
+            if isinstance(fact, RollbackFact):
+                _add_rollback(conn, fact)
+                continue
             row = conn.execute(
                 sa.select(artifacts.c.name, artifacts.c.version).where(
                     artifacts.c.id == fact.artifact_id
@@ -252,6 +318,7 @@ class ArtifactIndex:
                     correlation_id=fact.correlation_id,
                     request_id=fact.request_id,
                     promoted_at=fact.promoted_at,
+                    automatic=fact.automatic,
                     seq=next_seq,
                 )
             )
@@ -260,6 +327,16 @@ class ArtifactIndex:
                 .where(artifacts.c.id == fact.artifact_id)
                 .values(promotion_status=fact.to_env)
             )
+            if not fact.automatic:
+                conn.execute(
+                    holds.update()
+                    .where(
+                        holds.c.artifact_id == fact.artifact_id,
+                        holds.c.environment == fact.to_env,
+                        holds.c.released_by.is_(None),
+                    )
+                    .values(released_by=fact.commit)
+                )
 
     def promotion(self, promotion_id: str) -> dict[str, Any] | None:
         with self._engine.connect() as conn:
@@ -274,7 +351,7 @@ class ArtifactIndex:
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[dict[str, Any]], int]:
-        rows, total = _page(
+        rows, total = page_rows(
             self._engine,
             promotions,
             {"app": app, "to_env": env, "artifact_id": artifact_id},
@@ -282,6 +359,40 @@ class ArtifactIndex:
             limit,
         )
         return [_promotion_json(r) for r in rows], total
+
+    def held(self, artifact_id: str, environment: str) -> bool:
+        """Whether a rollback keeps the artifact out of the environment's auto-promotion."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(holds.c.rollback_commit).where(
+                    holds.c.artifact_id == artifact_id,
+                    holds.c.environment == environment,
+                    holds.c.released_by.is_(None),
+                )
+            ).first()
+        return row is not None
+
+    def holds_of(self, artifact_id: str) -> list[str]:
+        """The environments the artifact is held out of."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(holds.c.environment)
+                .where(holds.c.artifact_id == artifact_id, holds.c.released_by.is_(None))
+                .distinct()
+            ).all()
+        return sorted(r.environment for r in rows)
+
+    def rollbacks(
+        self, environment: str | None = None, failed_artifact: str | None = None
+    ) -> list[dict[str, Any]]:
+        rows, _ = page_rows(
+            self._engine,
+            rollbacks,
+            {"environment": environment, "failed_artifact": failed_artifact},
+            0,
+            500,
+        )
+        return [dict(r._mapping) for r in rows]
 
     def tip(self) -> str | None:
         with self._engine.connect() as conn:
@@ -292,6 +403,8 @@ class ArtifactIndex:
 
     def clear(self) -> None:
         with self._engine.begin() as conn:
+            conn.execute(holds.delete())
+            conn.execute(rollbacks.delete())
             conn.execute(reviews.delete())
             conn.execute(requests.delete())
             conn.execute(promotions.delete())
@@ -305,6 +418,36 @@ class ArtifactIndex:
         )
         if updated.rowcount == 0:
             conn.execute(index_state.insert().values(key="tip", value=tip))
+
+
+def _add_rollback(conn: sa.Connection, fact: RollbackFact) -> None:
+    known = conn.execute(sa.select(rollbacks.c.commit).where(rollbacks.c.commit == fact.commit))
+    if known.first():
+        return
+    conn.execute(
+        rollbacks.insert().values(
+            commit=fact.commit,
+            environment=fact.environment,
+            restored_artifact=fact.restored,
+            failed_artifact=fact.failed,
+            deployment_id=fact.deployment_id,
+            rolled_back_by=fact.rolled_back_by,
+            correlation_id=fact.correlation_id,
+            rolled_back_at=fact.rolled_back_at,
+            seq=last_seq(conn, rollbacks) + 1,
+        )
+    )
+    conn.execute(
+        holds.insert().values(
+            artifact_id=fact.failed, environment=fact.environment, rollback_commit=fact.commit
+        )
+    )
+    if fact.returned_to:
+        conn.execute(
+            artifacts.update()
+            .where(artifacts.c.id == fact.failed)
+            .values(promotion_status=fact.returned_to)
+        )
 
 
 def _to_artifact(row: sa.Row[Any]) -> IndexedArtifact:
@@ -387,7 +530,7 @@ class RequestIndex:
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[dict[str, Any]], int]:
-        rows, total = _page(
+        rows, total = page_rows(
             self._engine,
             requests,
             {"app": app, "to_env": env, "status": status},
@@ -405,7 +548,7 @@ def last_seq(conn: sa.Connection, table: sa.Table) -> int:
     return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.seq), 0))).scalar_one())
 
 
-def _page(
+def page_rows(
     engine: Engine, table: sa.Table, equal: dict[str, Any], offset: int, limit: int
 ) -> tuple[list[sa.Row[Any]], int]:
     """Rows whose columns equal the given values (None: any), newest first, and the count."""
@@ -430,5 +573,6 @@ def _promotion_json(row: sa.Row[Any]) -> dict[str, Any]:
         correlation_id=row.correlation_id,
         request_id=row.request_id,
         promoted_at=row.promoted_at,
+        automatic=bool(row.automatic),
     )
     return fact.as_json(row.app, row.version)

@@ -12,13 +12,13 @@ from bot.manifests.objects import read_path
 from bot.manifests.records import RECORDS_DIR, parse_record
 from bot.manifests.trailers import parse_trailers, promotion_hop
 from bot.manifests.writer import Written
-from bot.store.index import ArtifactIndex, PromotionFact, RequestIndex
+from bot.store.index import ArtifactIndex, HistoryFact, PromotionFact, RequestIndex, RollbackFact
 from bot.store.request_history import rebuild_requests
 
 log = logging.getLogger(__name__)
 
 _RECORD_PATH = re.compile(rf"^{RECORDS_DIR}/([^/]+)/([^/]+)\.yaml$")
-_PROMOTION_GREP = "^Ritmo-Promotion: "
+_HISTORY_GREP = "^Ritmo-(Promotion|Rollback): "
 
 
 def follow(
@@ -44,9 +44,7 @@ def follow(
             for path, data in c.files.items()
             if (record := _parse(path, data)) is not None
         ]
-        promoted = [
-            f for c in written if (f := promotion_fact(c.sha, c.message, c.when)) is not None
-        ]
+        promoted = [f for c in written if (f := history_fact(c.sha, c.message, c.when)) is not None]
     elif indexed and mirror.is_ancestor(indexed, tip):
         records = _read_each(mirror, mirror.added_files(indexed, tip, RECORDS_DIR + "/"))
         promoted = _promotions(mirror, indexed, tip)
@@ -92,14 +90,47 @@ def promotion_fact(commit: str, message: str, when: int = 0) -> PromotionFact | 
         approved_by=one("Ritmo-Approved-By"),
         correlation_id=one("Ritmo-Correlation-Id"),
         request_id=one("Ritmo-Request"),
-        promoted_at=datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        promoted_at=_time(when),
+        automatic=bool(one("Ritmo-Automatic")),
     )
 
 
-def _promotions(mirror: Mirror, since: str | None, tip: str) -> list[PromotionFact]:
-    found = mirror.commit_messages(since, tip, grep=_PROMOTION_GREP)
+def rollback_fact(commit: str, message: str, when: int = 0) -> RollbackFact | None:
+    trailers = parse_trailers(message)
+
+    def one(key: str) -> str | None:
+        values = trailers.get(key)
+        return values[0] if values else None
+
+    env, restored, failed = one("Ritmo-Rollback"), one("Ritmo-Artifact"), one("Ritmo-Rolled-Back")
+    if not (env and restored and failed):
+        return None
+    return RollbackFact(
+        commit=commit,
+        environment=env,
+        restored=restored,
+        failed=failed,
+        returned_to=one("Ritmo-Returned-To"),
+        rolled_back_by=one("Ritmo-Rolled-Back-By") or "unknown",
+        deployment_id=one("Ritmo-Deployment"),
+        correlation_id=one("Ritmo-Correlation-Id"),
+        rolled_back_at=_time(when),
+    )
+
+
+def history_fact(commit: str, message: str, when: int = 0) -> HistoryFact | None:
+    """The promotion or rollback a commit records, if any."""
+    return promotion_fact(commit, message, when) or rollback_fact(commit, message, when)
+
+
+def _time(when: int) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _promotions(mirror: Mirror, since: str | None, tip: str) -> list[HistoryFact]:
+    found = mirror.commit_messages(since, tip, grep=_HISTORY_GREP)
     return [
-        f for sha, when, message in found if (f := promotion_fact(sha, message, when)) is not None
+        f for sha, when, message in found if (f := history_fact(sha, message, when)) is not None
     ]
 
 

@@ -28,6 +28,8 @@ RECORDED_API = "https://api.github.com"  # the base the samples were recorded ag
 APP_ID = 4242
 INSTALLATION_ID = 77
 REPOSITORY = "acme/manifests"
+SOURCE_REPOSITORY = "acme/web"  # an artifact's source repository, where deployments show
+DEPLOYMENT_ID = 1880000042  # the GitHub deployment in deployment-created.json
 WEBHOOK_SECRET = "It's a Secret to Everybody"  # the example in GitHub's webhook docs
 PRIVATE_KEY = (SAMPLES / "app-key.pem").read_text()
 PUBLIC_KEY = (SAMPLES / "app-key.pub.pem").read_text()
@@ -147,6 +149,28 @@ class GitHubSandbox:
     def close(self, number: int = 7) -> None:
         self.add("PATCH", f"/repos/{REPOSITORY}/pulls/{number}", "pull-closed")
 
+    def create_deployment(
+        self, repository: str = SOURCE_REPOSITORY, deployment_id: int = DEPLOYMENT_ID,
+        name: str = "deployment-created",
+    ) -> None:  # fmt: skip
+        """POST /repos/{repository}/deployments: 201 with deployment `deployment_id`, or the
+        sample `name` as is (repository-not-found, deployment-ref-not-found)."""
+        body = None
+        if name == "deployment-created":
+            body = self._deployment(name, repository, deployment_id)
+        self.add("POST", f"/repos/{repository}/deployments", name, body)
+
+    def deployment_status(
+        self, repository: str = SOURCE_REPOSITORY, deployment_id: int = DEPLOYMENT_ID,
+        name: str = "deployment-status-created",
+    ) -> None:  # fmt: skip
+        """POST /repos/{repository}/deployments/{deployment_id}/statuses."""
+        body = None
+        if name == "deployment-status-created":
+            body = self._deployment(name, repository, deployment_id)
+        path = f"/repos/{repository}/deployments/{deployment_id}/statuses"
+        self.add("POST", path, name, body)
+
     def opening(self, head: str = "{sha}", number: int = 7) -> None:
         """Everything opening a promotion pull request takes."""
         self.token()
@@ -174,6 +198,15 @@ class GitHubSandbox:
         pull = json.loads(text)
         pull["number"] = number
         return pull
+
+    def _deployment(self, name: str, repository: str, deployment_id: int) -> Any:
+        _, _, body = sample(name, self.api)
+        text = json.dumps(body).replace(f"/repos/{SOURCE_REPOSITORY}", f"/repos/{repository}")
+        text = text.replace(f"/deployments/{DEPLOYMENT_ID}", f"/deployments/{deployment_id}")
+        data = json.loads(text)
+        if name == "deployment-created":
+            data["id"] = deployment_id
+        return data
 
 
 def _with_port(url: str) -> str:

@@ -1,0 +1,170 @@
+"""The brief's deployment API: CD systems report deployments; anyone may roll one back.
+
+POST /api/v1/deployments needs `deployments:write`, the CD credential that can do nothing
+else. Reading needs `artifacts:read` or `deployments:write`. A rollback is a change to an
+environment, so it takes `deployments:write` or `promotions:write`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from bot.api.artifacts import correlation_id, json_body
+from bot.api.auth import require_scope
+from bot.api.errors import ApiError, invalid_fields
+from bot.auth import Scope
+from bot.deploy.records import Observation
+from bot.deploy.rollback import RollbackRefused
+from bot.deploy.service import DeploymentRefused, DeploymentService
+from bot.manifests.records import NAME_PATTERN
+from bot.manifests.writer import WriteUnavailable
+
+blueprint = Blueprint("deployments", __name__, url_prefix="/api/v1/deployments")
+
+Line = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[\x20-\x7e]*$")]
+Url = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[\x21-\x7e]+$")]
+
+
+class DeploymentBody(BaseModel):
+    """The brief's body, plus what a CD system knows about the outcome."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    artifact_id: str = Field(pattern=r"^art-[0-9a-f]{20}$")
+    environment: str = Field(pattern=NAME_PATTERN)
+    target_type: Line | None = None
+    target_url: Url | None = None
+    deployed_by: Line | None = None
+    status: Literal["progressing", "succeeded", "failed", "degraded"] = "succeeded"
+    revision: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{40}$",
+        description="The manifests commit deployed; default: the default branch's tip.",
+    )
+    log_url: Url | None = None
+    message: Annotated[str, StringConstraints(max_length=1000)] = ""
+
+
+class DeploymentQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    app: str | None = Field(default=None, pattern=NAME_PATTERN)
+    env: str | None = Field(default=None, pattern=NAME_PATTERN)
+    status: Literal["progressing", "succeeded", "failed", "degraded"] | None = None
+    artifact_id: str | None = Field(default=None, pattern=r"^art-[0-9a-f]{20}$")
+    page: int = Field(default=1, ge=1)
+    per_page: int = Field(default=50, ge=1, le=500)
+
+
+class RollbackBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: (
+        Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[\x20-\x7e]*$")]
+        | None
+    ) = None
+
+
+def _service() -> DeploymentService:
+    service: DeploymentService = current_app.extensions["ritmo"].deployments
+    return service
+
+
+def _refused(exc: DeploymentRefused) -> ApiError:
+    fields = [{"field": exc.field, "message": exc.message}] if exc.field else None
+    return ApiError(exc.status, exc.message, fields)
+
+
+@blueprint.post("")
+@require_scope(Scope.DEPLOYMENTS_WRITE)
+def create_deployment() -> tuple[Response, int]:
+    cid = correlation_id()
+    raw = json_body()
+    if not isinstance(raw, dict):
+        raise ApiError(422, "body must be a JSON object with artifact_id and environment")
+    try:
+        body = DeploymentBody.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid_fields(exc) from None
+    seen = Observation(
+        status=body.status,
+        source="api",
+        trigger=f"api:{body.status}",
+        revision=body.revision or "",
+        at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        message=" ".join(body.message.split()),
+        deployed_by=body.deployed_by or g.principal.name,
+        log_url=body.log_url,
+        target_type=body.target_type,
+        target_url=body.target_url,
+    )
+    try:
+        outcome = _service().create(body.artifact_id, body.environment, seen, cid)
+    except DeploymentRefused as exc:
+        raise _refused(exc) from None
+    except WriteUnavailable as exc:
+        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
+    response = jsonify(outcome.as_json())
+    response.headers["X-Correlation-ID"] = cid
+    return response, 201 if outcome.created else 200
+
+
+@blueprint.get("")
+@require_scope(Scope.ARTIFACTS_READ, Scope.DEPLOYMENTS_WRITE)
+def list_deployments() -> Response:
+    try:
+        query = DeploymentQuery.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise invalid_fields(exc, 400) from None
+    items, total = _service().index.search(
+        app=query.app,
+        env=query.env,
+        status=query.status,
+        artifact_id=query.artifact_id,
+        offset=(query.page - 1) * query.per_page,
+        limit=query.per_page,
+    )
+    return jsonify(
+        {
+            "items": items,
+            "page": query.page,
+            "per_page": query.per_page,
+            "total": total,
+            "has_next": query.page * query.per_page < total,
+        }
+    )
+
+
+@blueprint.get("/<deployment_id>")
+@require_scope(Scope.ARTIFACTS_READ, Scope.DEPLOYMENTS_WRITE)
+def show_deployment(deployment_id: str) -> Response:
+    record = _service().index.get(deployment_id)
+    if record is None:
+        raise ApiError(404, f"no deployment {deployment_id!r}; list them at /api/v1/deployments")
+    return jsonify(record)
+
+
+@blueprint.post("/<deployment_id>/rollback")
+@require_scope(Scope.DEPLOYMENTS_WRITE, Scope.PROMOTIONS_WRITE)
+def rollback_deployment(deployment_id: str) -> tuple[Response, int]:
+    cid = correlation_id()
+    raw = json_body() if request.get_data(cache=True) else {}
+    try:
+        body = RollbackBody.model_validate(raw if isinstance(raw, dict) else {"": raw})
+    except ValidationError as exc:
+        raise invalid_fields(exc) from None
+    try:
+        done = _service().rollback(deployment_id, g.principal.name, cid, body.reason)
+    except DeploymentRefused as exc:
+        raise _refused(exc) from None
+    except RollbackRefused as exc:
+        raise ApiError(409, str(exc)) from None
+    except WriteUnavailable as exc:
+        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
+    response = jsonify(done)
+    response.headers["X-Correlation-ID"] = cid
+    return response, 201

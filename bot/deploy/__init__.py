@@ -1,0 +1,1 @@
+"""Deployments: ArgoCD/Flux intake, deployment records, rollback."""

@@ -1,0 +1,42 @@
+"""Whether an artifact's deployment in the source environment lets it move on (pure)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.policy.model import PromotionRule
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def deployment_gate(
+    rule: PromotionRule, label: str, latest: dict[str, Any] | None, now: datetime
+) -> str | None:
+    """Why `rule` does not let the artifact (`label`, e.g. "web 1.2.3") go yet, or None.
+
+    `latest` is the artifact's newest deployment in the rule's source environment.
+    """
+    if not rule.gated_on_deployment:
+        return None
+    source = rule.from_env
+    if latest is None:
+        return (
+            f"{label} has no deployment in {source} yet, and {source} -> {rule.to_env} needs "
+            f"a succeeded one; wait until ArgoCD or Flux reports it"
+        )
+    if latest["status"] != "succeeded":
+        return (
+            f"{label}'s deployment in {source} is {latest['status']}, and {source} -> "
+            f"{rule.to_env} needs a succeeded one"
+        )
+    if rule.soak is not None and latest.get("succeeded_at"):
+        until = parse_time(str(latest["succeeded_at"])) + rule.soak
+        if now < until:
+            return (
+                f"{label} soaks in {source} until {until.strftime('%Y-%m-%dT%H:%M:%SZ')} "
+                f"(policy soak {rule.soak}); promote it after that"
+            )
+    return None

@@ -1,0 +1,392 @@
+"""What ArgoCD and Flux send about a sync: parse, validate and authenticate it (pure).
+
+ArgoCD has no fixed body: Ritmo ships the notification template
+(templates/argocd/argocd-notifications-cm.yaml), so `parse_argocd` reads exactly what
+that template renders, authenticated by a shared token header (`check_token`). Flux's
+notification-controller posts its `Event` JSON through a `generic-hmac` Provider
+(templates/flux/ritmo-alert.yaml), authenticated by the `X-Signature` HMAC of the raw
+body (`check_flux_signature`).
+
+Everything here comes from outside and may be hostile: bodies are capped, identifiers are
+checked against what Kubernetes and git allow, and the free-text message loses its
+control characters and is cut to MESSAGE_LIMIT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import unicodedata
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, NoReturn
+
+Status = Literal["progressing", "succeeded", "failed", "degraded"]
+Source = Literal["argocd", "flux"]
+
+BODY_LIMIT = 256 * 1024  # Flux caps an event's message at 39,000 characters
+MESSAGE_LIMIT = 1_000
+NAME_LIMIT = 253  # a Kubernetes object name (DNS subdomain)
+NAMESPACE_LIMIT = 63  # a DNS label
+URL_LIMIT = 2_048
+REVISION_LIMIT = 512  # "<branch or tag>@sha1:<sha>"; git refs are rarely longer
+TOKEN_LIMIT = 128  # phase, health, severity, reason, kind
+
+# The triggers the shipped ArgoCD ConfigMap defines, each sending its own template whose
+# body names the trigger literally.
+ARGOCD_TRIGGERS = frozenset(
+    {"on-sync-succeeded", "on-sync-failed", "on-health-degraded", "on-deployed", "on-sync-running"}
+)
+# Flux objects whose events are deployments; any other kind is not Ritmo's business.
+FLUX_KINDS = frozenset({"Kustomization", "HelmRelease"})
+FLUX_SUCCESS_REASONS = frozenset(
+    {"ReconciliationSucceeded", "InstallSucceeded", "UpgradeSucceeded"}
+)
+# The metadata keys a Flux event may carry a revision under, in the order Flux itself
+# reads them (eventv1.Event.GetRevision). Controllers prefix them with their API group
+# ("kustomize.toolkit.fluxcd.io/revision"); notification-controller versions differ on
+# whether the prefix survives forwarding, so both spellings are read.
+FLUX_REVISION_KEYS = ("commit", "originRevision", "revision")
+# HMAC algorithms an `X-Signature: <algo>=<hex>` header may name.
+HMAC_ALGORITHMS = {
+    "sha1": hashlib.sha1,
+    "sha224": hashlib.sha224,
+    "sha256": hashlib.sha256,
+    "sha384": hashlib.sha384,
+    "sha512": hashlib.sha512,
+}
+
+SHA = re.compile(r"[0-9a-fA-F]{40}")
+# A 40-hex commit, bare or as Flux writes it: "main@sha1:<sha>", "sha1:<sha>", or the
+# pre-2.0 "main/<sha>" (the branch itself may hold slashes).
+FLUX_REVISION = re.compile(r"(?:(?:.*@)?sha1:|.*/)?(?P<sha>[0-9a-fA-F]{40})", re.DOTALL)
+NAME = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?")
+NAMESPACE = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
+TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+HEX = re.compile(r"[0-9a-fA-F]+")
+# Bidirectional overrides and isolates can make a message read differently from what it
+# says (CVE-2021-42574); they go with the control characters.
+BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+
+
+@dataclass(frozen=True)
+class Report:
+    """One sync outcome as a CD engine reported it."""
+
+    source: Source
+    name: str  # the ArgoCD Application / Flux Kustomization or HelmRelease name
+    revision: str  # the 40-hex git commit sha that was synced (lowercase)
+    trigger: str  # argocd: the notification trigger; flux: the event reason
+    status: Status
+    message: str  # short human text, at most MESSAGE_LIMIT characters
+    log_url: str | None  # a link to the CD app when the payload has one
+    namespace: str | None = None
+
+
+class IntakeError(ValueError):
+    """A body Ritmo cannot accept: which field, and what to fix.
+
+    The HTTP layer turns it into a 400/422 body."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class NotADeployment(IntakeError):
+    """A well-formed event about something that is not a deployment (a GitRepository, a
+    HelmChart...). The caller answers 202 and ignores it."""
+
+
+# ---------------------------------------------------------------------------------------
+# Authentication
+
+
+def check_token(given: str | None, expected: str) -> bool:
+    """Whether the shared token matches, in constant time. No token, or no token
+    configured, never matches."""
+    if given is None or not expected:
+        return False
+    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
+
+
+def check_flux_signature(body: bytes, header: str | None, secret: str) -> bool:
+    """Whether `header` ("sha256=<hex>"; sha1, sha224, sha384 and sha512 too) is the HMAC
+    of the raw `body` under `secret`, compared in constant time."""
+    if header is None or not secret:
+        return False
+    algorithm, sep, given = header.strip().partition("=")
+    digest = HMAC_ALGORITHMS.get(algorithm.strip().lower())
+    given = given.strip()
+    if not sep or digest is None or not HEX.fullmatch(given):
+        return False
+    expected = hmac.new(secret.encode("utf-8"), body, digest).hexdigest()
+    return hmac.compare_digest(expected.encode("ascii"), given.lower().encode("ascii"))
+
+
+# ---------------------------------------------------------------------------------------
+# ArgoCD
+
+
+def parse_argocd(body: bytes) -> Report:
+    """The report the shipped `template.ritmo-<trigger>` renders:
+
+    {"trigger": "on-deployed", "app": "web-production", "namespace": "argocd",
+     "revision": "<40 hex>", "phase": "Succeeded", "health": "Healthy",
+     "message": "successfully synced (all tasks run)",
+     "url": "https://argocd.example.com/applications/web-production"}
+    """
+    data = _load(body)
+    trigger = _string(data, "trigger", TOKEN_LIMIT)
+    if trigger not in ARGOCD_TRIGGERS:
+        _fail(
+            "trigger",
+            f"unknown trigger {trigger!r}: expected one of {', '.join(sorted(ARGOCD_TRIGGERS))}; "
+            "install Ritmo's argocd-notifications-cm templates unchanged",
+        )
+    name = _name(data, "app")
+    namespace = _namespace(data, "namespace")
+    revision = _string(data, "revision", REVISION_LIMIT)
+    if not SHA.fullmatch(revision):
+        _fail(
+            "revision",
+            f"{_show(revision)} is not a 40-hex git commit sha; the Application must sync "
+            "a git source (the manifests repository), not a Helm chart or OCI artifact",
+        )
+    phase = _token(data, "phase")
+    health = _token(data, "health")
+    return Report(
+        source="argocd",
+        name=name,
+        revision=revision.lower(),
+        trigger=trigger,
+        status=argocd_status(trigger, phase, health),
+        message=_message(data),
+        log_url=_url(data, "url"),
+        namespace=namespace,
+    )
+
+
+def argocd_status(trigger: str, phase: str, health: str) -> Status:
+    """An ArgoCD notification's outcome; the first rule that holds wins."""
+    if trigger == "on-sync-failed" or phase in ("Failed", "Error"):
+        return "failed"
+    if trigger == "on-health-degraded" or health == "Degraded":
+        return "degraded"
+    if trigger == "on-deployed" or (phase == "Succeeded" and health == "Healthy"):
+        return "succeeded"
+    # on-sync-running, phase Running, health Progressing/Missing, and anything not yet
+    # settled (a sync that succeeded while the app is still rolling out).
+    return "progressing"
+
+
+# ---------------------------------------------------------------------------------------
+# Flux
+
+
+def parse_flux(body: bytes) -> Report:
+    """A notification-controller `Event` about a Kustomization or HelmRelease.
+
+    Raises NotADeployment for events about other kinds (sources, image automation)."""
+    data = _load(body)
+    involved = data.get("involvedObject")
+    if not isinstance(involved, dict):
+        _fail("involvedObject", "missing: send the Flux Event JSON of a generic-hmac Provider")
+    kind = _token(involved, "kind", field="involvedObject.kind")
+    if not kind:
+        _fail("involvedObject.kind", "missing: a Flux event names the kind of its object")
+    if kind not in FLUX_KINDS:
+        raise NotADeployment(
+            "involvedObject.kind",
+            f"{_show(kind)} is not a deployment: Ritmo reads Kustomization and HelmRelease "
+            "events; narrow the Alert's eventSources to those kinds",
+        )
+    name = _name(involved, "name", field="involvedObject.name")
+    namespace = _namespace(involved, "namespace", field="involvedObject.namespace")
+    severity = _string(data, "severity", TOKEN_LIMIT)
+    if severity not in ("info", "error", "trace"):
+        _fail("severity", f"{_show(severity)} is not a Flux severity (info, error)")
+    reason = _token(data, "reason")
+    if not reason:
+        _fail("reason", "missing: a Flux event names its reason (ReconciliationSucceeded...)")
+    metadata = data.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        _fail("metadata", "must be an object of strings")
+    revision = flux_revision(metadata or {})
+    return Report(
+        source="flux",
+        name=name,
+        revision=revision,
+        trigger=reason,
+        status=flux_status(severity, reason),
+        message=_message(data),
+        log_url=None,
+        namespace=namespace,
+    )
+
+
+def flux_status(severity: str, reason: str) -> Status:
+    if severity == "error":
+        return "degraded" if reason == "HealthCheckFailed" else "failed"
+    if reason in FLUX_SUCCESS_REASONS:
+        return "succeeded"
+    return "progressing"
+
+
+def flux_revision(metadata: Mapping[str, Any]) -> str:
+    """The git commit a Flux event's metadata names, lowercase.
+
+    Kustomizations carry "revision" ("main@sha1:<sha>", or "main/<sha>" before Flux 2.0);
+    HelmReleases carry the chart version there and the commit, when the chart came from a
+    git or OCI source built from git, as "originRevision"."""
+    values: dict[str, list[str]] = {key: [] for key in FLUX_REVISION_KEYS}
+    for key, value in metadata.items():
+        short = str(key).rpartition("/")[2]
+        if short in values and isinstance(value, str):
+            values[short].append(value)
+    for key in FLUX_REVISION_KEYS:
+        for value in values[key]:
+            if len(value) > REVISION_LIMIT:
+                _fail("metadata.revision", f"longer than {REVISION_LIMIT} characters")
+            found = FLUX_REVISION.fullmatch(value.strip())
+            if found:
+                return found["sha"].lower()
+    seen = "; ".join(f"{k}={_show(v)}" for k in FLUX_REVISION_KEYS for v in values[k]) or "none"
+    _fail(
+        "metadata.revision",
+        f"no git commit sha in the event's metadata ({seen}): the Kustomization or "
+        "HelmRelease must come from a GitRepository (or an OCI artifact that records its "
+        "origin revision)",
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Reading hostile JSON
+
+
+def _fail(field: str, message: str) -> NoReturn:
+    raise IntakeError(field, message)
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            _fail(key, "appears twice in the object; send each field once")
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> NoReturn:
+    _fail("body", f"{name} is not JSON")
+
+
+def _load(body: bytes) -> dict[str, Any]:
+    if len(body) > BODY_LIMIT:
+        _fail("body", f"larger than {BODY_LIMIT} bytes")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        _fail("body", "not UTF-8: send JSON with Content-Type application/json")
+    try:
+        data = json.loads(
+            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+        )
+    except json.JSONDecodeError as exc:
+        _fail("body", f"not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
+    except RecursionError:
+        _fail("body", "nested too deeply")
+    if not isinstance(data, dict):
+        _fail("body", "must be a JSON object")
+    return data
+
+
+def _string(data: Mapping[str, Any], key: str, limit: int, *, field: str | None = None) -> str:
+    """A string field, "" when absent or null; another type or an oversize value is an
+    error."""
+    field = field or key
+    value = data.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        _fail(field, f"must be a string, not {type(value).__name__}")
+    if len(value) > limit:
+        _fail(field, f"longer than {limit} characters")
+    return value
+
+
+def _token(data: Mapping[str, Any], key: str, *, field: str | None = None) -> str:
+    """A machine word (a phase, a health status, a reason, a kind), or ""."""
+    value = _string(data, key, TOKEN_LIMIT, field=field)
+    if value and not TOKEN.fullmatch(value):
+        _fail(field or key, f"{_show(value)} is not a single word of letters and digits")
+    return value
+
+
+def _name(data: Mapping[str, Any], key: str, *, field: str | None = None) -> str:
+    field = field or key
+    value = _string(data, key, NAME_LIMIT, field=field)
+    if not value:
+        _fail(field, "missing: the Application, Kustomization or HelmRelease name is required")
+    if not NAME.fullmatch(value):
+        _fail(field, f"{_show(value)} is not a Kubernetes object name")
+    return value
+
+
+def _namespace(data: Mapping[str, Any], key: str, *, field: str | None = None) -> str | None:
+    field = field or key
+    value = _string(data, key, NAMESPACE_LIMIT, field=field)
+    if not value:
+        return None
+    if not NAMESPACE.fullmatch(value):
+        _fail(field, f"{_show(value)} is not a Kubernetes namespace")
+    return value
+
+
+def _url(data: Mapping[str, Any], key: str) -> str | None:
+    """An http(s) link, or None: a link that is not one (ArgoCD renders "<no value>" when
+    `context.argocdUrl` is unset) is dropped rather than refused."""
+    value = _string(data, key, URL_LIMIT).strip()
+    if not re.fullmatch(r"https?://[^\s<>\"'\\]+", value):
+        return None
+    if any(unicodedata.category(ch)[0] == "C" for ch in value):
+        return None
+    return value
+
+
+def _message(data: Mapping[str, Any]) -> str:
+    """The free-text message, cleaned: control characters go (newlines and tabs become
+    spaces), runs of blanks collapse, and it is cut to MESSAGE_LIMIT characters. An
+    oversize message is cut, not refused: it is the least important field."""
+    value = data.get("message")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        _fail("message", f"must be a string, not {type(value).__name__}")
+    return clean_message(value[: MESSAGE_LIMIT * 8])
+
+
+def clean_message(text: str) -> str:
+    kept = []
+    for ch in text:
+        if ch in "\n\t\r":
+            kept.append(" ")
+        elif ch in BIDI or unicodedata.category(ch) in ("Cc", "Cs", "Co"):
+            continue
+        else:
+            kept.append(ch)
+    cleaned = " ".join("".join(kept).split())
+    if len(cleaned) > MESSAGE_LIMIT:
+        cleaned = cleaned[: MESSAGE_LIMIT - 1].rstrip() + "…"
+    return cleaned
+
+
+def _show(value: str, limit: int = 80) -> str:
+    """A value quoted for an error message, cut and made printable."""
+    shown = clean_message(value)
+    if len(shown) > limit:
+        shown = shown[: limit - 1] + "…"
+    return repr(shown)

@@ -1,0 +1,150 @@
+"""Deployment records: what the CD engines said about a pin, kept on the ledger branch (pure).
+
+A deployment is one pin of an app's overlay (the commit on the default branch that set
+the version an environment runs) as the CD engine realised it. Its id comes from
+(app, environment, pin commit), so ArgoCD's retries, Flux's re-sends and a CD system's
+own `POST /api/v1/deployments` all land on the same record.
+
+Records live on a branch of their own (LEDGER_BRANCH) rather than the default branch: a
+commit on the default branch makes ArgoCD and Flux sync again, and a sync reported back
+would write again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ruamel.yaml import YAML
+
+from bot.manifests.records import API_VERSION, render_record
+
+LEDGER_BRANCH = "ritmo/deployments"
+DEPLOYMENTS_DIR = "deployments"
+STATUSES = ("progressing", "succeeded", "failed", "degraded")
+FAILED = frozenset({"failed", "degraded"})
+Status = Literal["progressing", "succeeded", "failed", "degraded"]
+HISTORY_LIMIT = 50  # a flapping app must not grow its record without bound
+
+
+def deployment_id(app: str, environment: str, pin_commit: str) -> str:
+    return "dep-" + hashlib.sha256(f"{app}\0{environment}\0{pin_commit}".encode()).hexdigest()[:20]
+
+
+def deployment_path(app: str, environment: str, dep_id: str) -> str:
+    return f"{DEPLOYMENTS_DIR}/{app}/{environment}/{dep_id}.yaml"
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What an environment runs at a revision: the pinned artifact and the commit that pinned it."""
+
+    app: str
+    environment: str
+    artifact_id: str
+    version: str
+    pin_commit: str
+    revision: str
+    path: str  # the overlay
+
+    @property
+    def deployment_id(self) -> str:
+        return deployment_id(self.app, self.environment, self.pin_commit)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One report: a CD engine's event, or a CD system's API call."""
+
+    status: Status
+    source: str  # argocd, flux, api
+    trigger: str
+    revision: str
+    at: str  # UTC, 2026-11-26T01:02:03Z
+    message: str = ""
+    deployed_by: str | None = None
+    log_url: str | None = None
+    target_type: str | None = None
+    target_url: str | None = None
+
+
+def new_record(place: Placement, seen: Observation) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Deployment",
+        "id": place.deployment_id,
+        "app": place.app,
+        "environment": place.environment,
+        "artifact_id": place.artifact_id,
+        "version": place.version,
+        "pin_commit": place.pin_commit,
+        "overlay": place.path,
+        "status": seen.status,
+        "revision": seen.revision,
+        "deployed_by": seen.deployed_by or seen.source,
+        "target_type": seen.target_type,
+        "target_url": seen.target_url,
+        "log_url": seen.log_url,
+        "created_at": seen.at,
+        "updated_at": seen.at,
+        "succeeded_at": seen.at if seen.status == "succeeded" else None,
+        "history": [],
+    }
+
+
+def observe(
+    record: dict[str, Any] | None, place: Placement, seen: Observation
+) -> dict[str, Any] | None:
+    """The record after `seen`, or None when it adds nothing (a re-sent report).
+
+    Once a deployment has an outcome, a late `progressing` does not take it back: ArgoCD
+    and Flux retry, so reports arrive out of order. Outcomes replace each other (a
+    succeeded deployment can degrade, a degraded one recover).
+    """
+    entry = {
+        "at": seen.at,
+        "status": seen.status,
+        "source": seen.source,
+        "trigger": seen.trigger,
+        "revision": seen.revision,
+    }
+    if seen.message:
+        entry["message"] = seen.message
+    if record is None:
+        fresh = new_record(place, seen)
+        fresh["history"] = [entry]
+        return fresh
+    same = {k: v for k, v in entry.items() if k != "at"}
+    if any({k: v for k, v in old.items() if k != "at"} == same for old in record["history"]):
+        return None
+    updated = dict(record)
+    updated["history"] = [*record["history"], entry][-HISTORY_LIMIT:]
+    if not (seen.status == "progressing" and record["status"] != "progressing"):
+        updated["status"] = seen.status
+        updated["revision"] = seen.revision
+        updated["updated_at"] = seen.at
+        if seen.status == "succeeded" and not record.get("succeeded_at"):
+            updated["succeeded_at"] = seen.at
+    for key in ("log_url", "target_type", "target_url"):
+        value = getattr(seen, key)
+        if value:
+            updated[key] = value
+    if seen.deployed_by:
+        updated["deployed_by"] = seen.deployed_by
+    return updated
+
+
+def mark_rolled_back(record: dict[str, Any], commit: str, at: str) -> dict[str, Any]:
+    return {**record, "rolled_back_by": commit, "updated_at": at}
+
+
+def render_deployment(record: dict[str, Any]) -> bytes:
+    return render_record(record)
+
+
+def parse_deployment(data: bytes) -> dict[str, Any]:
+    loaded = YAML(typ="safe").load(data)
+    if not isinstance(loaded, dict) or loaded.get("kind") != "Deployment":
+        raise ValueError("not a Deployment record")
+    return loaded

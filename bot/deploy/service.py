@@ -1,0 +1,469 @@
+"""DeploymentService: record what the CD engines report, and act on it.
+
+A report is placed (which artifact the environment runs at the revision), recorded as a
+signed commit on the ledger branch, mirrored to the forge, and followed up: a failure
+rolls back when policy says so, a success lets deployment-gated auto-promotion go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from bot.deploy.gate import deployment_gate
+from bot.deploy.intake import Report
+from bot.deploy.placement import PlacementError, app_environment, place
+from bot.deploy.records import (
+    FAILED,
+    Observation,
+    Placement,
+    deployment_path,
+    mark_rolled_back,
+    observe,
+    parse_deployment,
+    render_deployment,
+)
+from bot.deploy.rollback import RollbackChange, RollbackRefused
+from bot.forge import DeploymentView, Forge
+from bot.manifests.mirror import Mirror
+from bot.manifests.writer import Conflict, Edit, ManifestWriter, Reader, Unchanged
+from bot.policy.model import Policy
+from bot.promotions.service import PromotionInput, PromotionRefused, PromotionService, frozen
+from bot.store.deployments import DeploymentIndex
+from bot.store.index import ArtifactIndex, IndexedArtifact
+from bot.templates import Templates
+
+log = logging.getLogger(__name__)
+
+AUTOMATIC = "ritmo (automatic)"
+
+
+class Emit(Protocol):
+    """Hand an event to the outbox (bot/notify): never raises for a delivery problem."""
+
+    def __call__(
+        self,
+        event: str,
+        record: dict[str, Any],
+        environment: str | None,
+        correlation_id: str,
+        extra: dict[str, Any],
+    ) -> None: ...
+
+
+class DeploymentRefused(Exception):
+    """The request cannot be taken as sent; `status` is the HTTP status, `field` the culprit."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+@dataclass
+class Outcome:
+    record: dict[str, Any]
+    created: bool = False
+    duplicate: bool = False
+    rollback: dict[str, Any] | None = None
+    promoted: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {**self.record}
+        if self.duplicate:
+            out["duplicate"] = True
+        if self.rollback is not None:
+            out["rollback"] = self.rollback
+        if self.promoted:
+            out["promoted"] = self.promoted
+        return out
+
+
+@dataclass(frozen=True)
+class _Observe:
+    """Add one observation to a deployment's ledger file (re-planned after a rebase)."""
+
+    place: Placement
+    seen: Observation
+    message: Callable[[dict[str, Any]], str]
+
+    def plan(self, read: Reader) -> Edit | Unchanged:
+        path = deployment_path(self.place.app, self.place.environment, self.place.deployment_id)
+        data = read(path)
+        updated = observe(parse_deployment(data) if data else None, self.place, self.seen)
+        if updated is None:
+            return Unchanged()
+        return Edit({path: render_deployment(updated)}, self.message(updated))
+
+
+@dataclass(frozen=True)
+class _MarkRolledBack:
+    record: dict[str, Any]
+    commit: str
+    at: str
+    message: str
+
+    def plan(self, read: Reader) -> Edit | Unchanged:
+        path = deployment_path(self.record["app"], self.record["environment"], self.record["id"])
+        data = read(path)
+        if data is None:
+            raise Conflict(f"no deployment record at {path}")
+        current = parse_deployment(data)
+        if current.get("rolled_back_by"):
+            return Unchanged()
+        updated = mark_rolled_back(current, self.commit, self.at)
+        return Edit({path: render_deployment(updated)}, self.message)
+
+
+def report_key(report: Report) -> str:
+    text = "\0".join((report.source, report.name, report.revision, report.trigger))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _now_text(now: datetime) -> str:
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class DeploymentService:
+    def __init__(
+        self,
+        mirror: Mirror,
+        writer: ManifestWriter,
+        ledger: ManifestWriter,
+        index: ArtifactIndex,
+        deployments: DeploymentIndex,
+        promotions: PromotionService,
+        templates: Templates,
+        policy: Callable[[], Policy],
+        forge: Forge,
+        emit: Emit | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        log_url: Callable[[str], str | None] = lambda name: None,
+    ) -> None:
+        self._mirror = mirror
+        self._writer = writer
+        self._ledger = ledger
+        self._index = index
+        self.index = deployments
+        self._promotions = promotions
+        self._templates = templates
+        self._policy = policy
+        self._forge = forge
+        self._emit = emit
+        self._clock = clock
+        self._log_url = log_url
+
+    # -- intake -------------------------------------------------------------------
+    def report(self, report: Report, correlation_id: str) -> Outcome:
+        """A CD engine's report; the same report again is a duplicate that changes nothing."""
+        key = report_key(report)
+        known = self.index.reported(key)
+        if known is not None and (record := self.index.get(known)) is not None:
+            return Outcome(record, duplicate=True)
+        policy = self._policy()
+        try:
+            app, env = app_environment(policy, report.name, self._apps())
+        except PlacementError as exc:
+            raise DeploymentRefused(422, exc.message, exc.field) from None
+        seen = Observation(
+            status=report.status,
+            source=report.source,
+            trigger=report.trigger,
+            revision=report.revision,
+            at=_now_text(self._clock()),
+            message=report.message,
+            deployed_by=report.source,
+            log_url=report.log_url or self._log_url(report.name),
+        )
+        outcome = self._observe(app, env, report.revision, seen, correlation_id)
+        self.index.remember_report(key, outcome.record["id"])
+        return outcome
+
+    def create(
+        self,
+        artifact_id: str,
+        environment: str,
+        seen: Observation,
+        correlation_id: str,
+    ) -> Outcome:
+        """`POST /api/v1/deployments`: a CD system says it deployed the artifact."""
+        artifact = self._index.get(artifact_id)
+        if artifact is None:
+            raise DeploymentRefused(404, f"no artifact {artifact_id!r}", "artifact_id")
+        if environment not in self._policy().environment_names:
+            names = ", ".join(self._policy().environment_names)
+            raise DeploymentRefused(
+                422, f"unknown environment {environment!r}; environments: {names}", "environment"
+            )
+        revision = seen.revision
+        if not revision:
+            with self._mirror.locked():
+                revision = self._mirror.fetch() or ""
+            seen = Observation(**{**seen.__dict__, "revision": revision})
+        outcome = self._observe(
+            artifact.record["name"], environment, revision, seen, correlation_id, artifact_id
+        )
+        return outcome
+
+    def _observe(
+        self,
+        app: str,
+        env: str,
+        revision: str,
+        seen: Observation,
+        correlation_id: str,
+        expected: str | None = None,
+    ) -> Outcome:
+        policy = self._policy()
+        with self._mirror.locked():
+            try:
+                placed = place(
+                    self._mirror, policy, app, env, revision, self._index.get, self._artifacts_of
+                )
+            except PlacementError as exc:
+                raise DeploymentRefused(422, exc.message, exc.field) from None
+        if expected is not None and placed.artifact_id != expected:
+            raise DeploymentRefused(
+                409,
+                f"{env} runs {app} {placed.version} ({placed.artifact_id}) at {revision[:12]}, "
+                f"not {expected}; promote it to {env} first",
+                "artifact_id",
+            )
+        before = self.index.get(placed.deployment_id)
+
+        def message(record: dict[str, Any]) -> str:
+            return self._templates.render(
+                "commit/deployment.txt", record=record, seen=seen, correlation_id=correlation_id
+            )
+
+        result = self._ledger.write(_Observe(placed, seen, message))
+        record = self.index.get(placed.deployment_id)
+        if record is None:  # the ledger already said so (another process wrote it)
+            raise DeploymentRefused(503, "the deployment ledger is behind; retry")
+        outcome = Outcome(record, created=before is None, duplicate=result.commit is None)
+        if outcome.duplicate or (before is not None and before["status"] == record["status"]):
+            return outcome
+        self._mirror_to_forge(record)
+        self._follow_up(outcome, correlation_id)
+        return outcome
+
+    def _apps(self) -> list[str]:
+        return self._index.names()
+
+    def _artifacts_of(self, app: str) -> list[IndexedArtifact]:
+        return self._index.search(name=app, limit=10_000)[0]
+
+    # -- what follows a new status ----------------------------------------------------
+    def _follow_up(self, outcome: Outcome, correlation_id: str) -> None:
+        record = outcome.record
+        artifact = self._index.get(record["artifact_id"])
+        data = artifact.record if artifact else {"id": record["artifact_id"]}
+        extra = {"deployment_id": record["id"], "status": record["status"]}
+        if record["status"] == "succeeded":
+            self._notify("deployed", data, record["environment"], correlation_id, extra)
+            outcome.promoted = self.promote_after(record, correlation_id)
+        elif record["status"] in FAILED:
+            self._notify("deployment_failed", data, record["environment"], correlation_id, extra)
+            rule = self._policy().rollback(record["app"], record["environment"])
+            if rule.on_failure == "automatic" and not record.get("rolled_back_by"):
+                try:
+                    outcome.rollback = self.rollback(
+                        record["id"], AUTOMATIC, correlation_id, reason=None
+                    )
+                    outcome.record = self.index.get(record["id"]) or record
+                except (RollbackRefused, DeploymentRefused) as exc:
+                    log.warning("ALERT no automatic rollback of %s: %s", record["id"], exc)
+
+    def _notify(
+        self,
+        event: str,
+        record: dict[str, Any],
+        env: str | None,
+        correlation_id: str,
+        extra: dict[str, Any],
+    ) -> None:
+        if self._emit is not None:
+            self._emit(event, record, env, correlation_id, extra)
+
+    def _mirror_to_forge(self, record: dict[str, Any]) -> None:
+        artifact = self._index.get(record["artifact_id"])
+        meta = dict(artifact.record.get("metadata") or {}) if artifact else {}
+        repository = meta.get("repository")
+        view = DeploymentView(
+            id=record["id"],
+            repository=str(repository) if repository else None,
+            environment=record["environment"],
+            ref=str(meta.get("commit") or record["version"]),
+            status="failed" if record.get("rolled_back_by") else record["status"],
+            description=f"{record['app']} {record['version']} in {record['environment']}: "
+            f"{record['status']}",
+            log_url=record.get("log_url"),
+            forge_ref=self.index.forge_ref(record["id"]),
+        )
+        try:
+            ref = self._forge.deployed(view)
+        except Exception as exc:  # mirroring is best effort: the ledger is the record
+            log.warning("could not mirror %s to the forge: %s", record["id"], exc)
+            return
+        if ref:
+            self.index.set_forge_ref(record["id"], ref)
+
+    # -- rollback -----------------------------------------------------------------
+    def rollback(
+        self, deployment_id: str, by: str, correlation_id: str, reason: str | None
+    ) -> dict[str, Any]:
+        """Pin the environment's previous version again, as a signed commit; a hold keeps
+        the failed artifact out of the environment's auto-promotion."""
+        record = self.index.get(deployment_id)
+        if record is None:
+            raise DeploymentRefused(404, f"no deployment {deployment_id!r}")
+        if record.get("rolled_back_by"):
+            raise RollbackRefused(
+                f"{deployment_id} was rolled back already by {record['rolled_back_by']}"
+            )
+        failed = self._index.get(record["artifact_id"])
+        restored = self._previous(record)
+        if failed is None or restored is None:
+            raise RollbackRefused(
+                f"no earlier version of {record['app']} ran in {record['environment']}; "
+                "promote a fixed version instead"
+            )
+        policy = self._policy()
+        app, env = record["app"], record["environment"]
+        names = policy.environment_names
+        position = names.index(env) if env in names else 0
+        returned_to = names[position - 1] if position > 0 else None
+        target = policy.target(app)
+        path = target.path(app, env)
+        status = record["status"]
+        why = f"{status} in {env}" if status in FAILED else f"is rolled back in {env} by {by}"
+        message = self._templates.render(
+            "commit/rollback.txt",
+            app=app,
+            environment=env,
+            failed=failed.record,
+            restored=restored.record,
+            why=why,
+            path=path,
+            returned_to=returned_to,
+            reason=reason,
+            deployment_id=deployment_id,
+            rolled_back_by=by,
+            correlation_id=correlation_id,
+        )
+        change = RollbackChange(target, path, env, failed.record, restored.record, message)
+        try:
+            result = self._writer.write(change)
+        except Conflict as exc:
+            raise RollbackRefused(str(exc)) from None
+        commit = result.commit or result.tip
+        at = _now_text(self._clock())
+        self._ledger.write(
+            _MarkRolledBack(
+                record,
+                commit,
+                at,
+                self._templates.render(
+                    "commit/deployment.txt",
+                    record={**record, "status": "rolled-back"},
+                    seen=Observation(
+                        status=record["status"],
+                        source="ritmo",
+                        trigger="rollback",
+                        revision=commit,
+                        at=at,
+                        deployed_by=by,
+                    ),  # fmt: skip
+                    correlation_id=correlation_id,
+                ),
+            )
+        )
+        done = {
+            "commit": commit,
+            "environment": env,
+            "failed_artifact": failed.record["id"],
+            "restored_artifact": restored.record["id"],
+            "restored_version": restored.record["version"],
+            "held": True,
+            "returned_to": returned_to,
+            "rolled_back_by": by,
+        }
+        self._notify(
+            "rolled_back", restored.record, env, correlation_id, {"deployment_id": deployment_id}
+        )
+        log.info("rolled back %s in %s to %s (%s)", app, env, restored.record["version"], commit)
+        return done
+
+    def _previous(self, record: dict[str, Any]) -> IndexedArtifact | None:
+        """The last version that ran well in the environment, else the one pinned before."""
+        good = self.index.last_succeeded(
+            record["app"], record["environment"], other_than=record["artifact_id"]
+        )
+        if good is not None:
+            return self._index.get(good["artifact_id"])
+        with self._mirror.locked():
+            parent = self._mirror.log("-1", "--format=%P", record["pin_commit"]).split()
+            if not parent:
+                return None
+            try:
+                before = place(
+                    self._mirror, self._policy(), record["app"], record["environment"],
+                    parent[0], self._index.get, self._artifacts_of,
+                )  # fmt: skip
+            except PlacementError:
+                return None
+        if before.artifact_id == record["artifact_id"]:
+            return None
+        return self._index.get(before.artifact_id)
+
+    # -- deployment-gated auto-promotion ------------------------------------------------
+    def promote_after(self, record: dict[str, Any], correlation_id: str) -> list[dict[str, Any]]:
+        """Auto-promote the artifact out of an environment where it now runs well, when
+        the next rule auto-promotes on a deployment (and its soak is over)."""
+        done: list[dict[str, Any]] = []
+        policy = self._policy()
+        app, env = record["app"], record["environment"]
+        nxt = policy.next_environment(env) if env in policy.environment_names else None
+        rule = policy.rule(app, env, nxt) if nxt else None
+        if rule is None or not rule.auto_promote or not rule.gated_on_deployment:
+            return done
+        artifact = self._index.get(record["artifact_id"])
+        if artifact is None or artifact.promotion_status != env or record.get("rolled_back_by"):
+            return done
+        if self._index.held(artifact.record["id"], rule.to_env):
+            log.info("%s is held out of %s by a rollback", artifact.record["id"], rule.to_env)
+            return done
+        now = self._clock()
+        label = f"{app} {artifact.record['version']}"
+        if deployment_gate(rule, label, record, now) or frozen(policy, rule, now):
+            return done  # the scheduler tries again
+        try:
+            done.append(
+                self._promotions.promote(
+                    artifact,
+                    PromotionInput(env, rule.to_env),
+                    AUTOMATIC,
+                    correlation_id,
+                    auto=True,
+                )  # fmt: skip
+            )
+        except (PromotionRefused, Conflict) as exc:
+            log.info("no auto-promotion of %s: %s", label, exc)
+        return done
+
+    def promote_due(self, correlation_id: str) -> int:
+        """The scheduler's pass: promotions whose soak or freeze ended since the report."""
+        seen: set[tuple[str, str]] = set()
+        promoted = 0
+        for record in self.index.search(status="succeeded", limit=1000)[0]:
+            where = (record["app"], record["environment"])
+            if where in seen:
+                continue
+            seen.add(where)
+            promoted += len(self.promote_after(record, correlation_id))
+        return promoted

@@ -1,0 +1,171 @@
+"""Deployments as the ledger branch records them, and the CD reports already taken."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from bot.store.index import index_state, last_seq, metadata, page_rows
+
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("app", sa.String(64), nullable=False, index=True),
+    sa.Column("environment", sa.String(64), nullable=False, index=True),
+    sa.Column("artifact_id", sa.String(64), nullable=False, index=True),
+    sa.Column("status", sa.String(32), nullable=False, index=True),
+    sa.Column("pin_commit", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.String(32), nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False),
+)
+
+cd_reports = sa.Table(
+    "cd_reports",
+    metadata,
+    # (source, name, revision, trigger): ArgoCD retries and Flux re-sends the same event.
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("deployment_id", sa.String(64), nullable=False),
+)
+
+forge_refs = sa.Table(
+    "deployment_forge_refs",
+    metadata,
+    # The GitHub deployment mirroring a Ritmo deployment. A cache: losing it makes the next
+    # status start a new GitHub deployment, nothing worse.
+    sa.Column("deployment_id", sa.String(64), primary_key=True),
+    sa.Column("forge_ref", sa.String(64), nullable=False),
+)
+
+_LEDGER_TIP = "ledger_tip"
+
+
+class DeploymentIndex:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        metadata.create_all(engine)
+
+    def save(self, records: Iterable[dict[str, Any]], ledger_tip: str | None = None) -> None:
+        with self._engine.begin() as conn:
+            for record in records:
+                values = {
+                    "app": record["app"],
+                    "environment": record["environment"],
+                    "artifact_id": record["artifact_id"],
+                    "status": record["status"],
+                    "pin_commit": record["pin_commit"],
+                    "created_at": record["created_at"],
+                    "record": json.dumps(record, sort_keys=True),
+                }
+                known = conn.execute(
+                    sa.select(deployments.c.seq).where(deployments.c.id == record["id"])
+                ).first()
+                if known is None:
+                    seq = last_seq(conn, deployments) + 1
+                    conn.execute(deployments.insert().values(id=record["id"], seq=seq, **values))
+                else:
+                    conn.execute(
+                        deployments.update()
+                        .where(deployments.c.id == record["id"])
+                        .values(**values)
+                    )
+            if ledger_tip is not None:
+                _set_state(conn, _LEDGER_TIP, ledger_tip)
+
+    def get(self, deployment_id: str) -> dict[str, Any] | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(deployments.c.record).where(deployments.c.id == deployment_id)
+            ).first()
+        return json.loads(row.record) if row else None
+
+    def search(
+        self,
+        app: str | None = None,
+        env: str | None = None,
+        status: str | None = None,
+        artifact_id: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> tuple[list[dict[str, Any]], int]:
+        rows, total = page_rows(
+            self._engine,
+            deployments,
+            {"app": app, "environment": env, "status": status, "artifact_id": artifact_id},
+            offset,
+            limit,
+        )
+        return [json.loads(r.record) for r in rows], total
+
+    def last_succeeded(
+        self, app: str, env: str, other_than: str | None = None
+    ) -> dict[str, Any] | None:
+        """The newest succeeded deployment in the environment, optionally of another artifact."""
+        where = [
+            deployments.c.app == app,
+            deployments.c.environment == env,
+            deployments.c.status == "succeeded",
+        ]
+        if other_than is not None:
+            where.append(deployments.c.artifact_id != other_than)
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(deployments.c.record).where(*where).order_by(deployments.c.seq.desc())
+            ).first()
+        return json.loads(row.record) if row else None
+
+    def latest_of(self, artifact_id: str, env: str) -> dict[str, Any] | None:
+        """The artifact's newest deployment in the environment."""
+        found, _ = self.search(artifact_id=artifact_id, env=env, limit=1)
+        return found[0] if found else None
+
+    def clear(self) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(deployments.delete())
+            conn.execute(cd_reports.delete())
+            conn.execute(index_state.delete().where(index_state.c.key == _LEDGER_TIP))
+
+    def ledger_tip(self) -> str | None:
+        with self._engine.connect() as conn:
+            return conn.execute(
+                sa.select(index_state.c.value).where(index_state.c.key == _LEDGER_TIP)
+            ).scalar_one_or_none()
+
+    # -- reports already taken ----------------------------------------------------
+    def reported(self, key: str) -> str | None:
+        """The deployment a report with this key went to, when it was taken before."""
+        with self._engine.connect() as conn:
+            return conn.execute(
+                sa.select(cd_reports.c.deployment_id).where(cd_reports.c.key == key)
+            ).scalar_one_or_none()
+
+    def remember_report(self, key: str, deployment_id: str) -> None:
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(cd_reports.insert().values(key=key, deployment_id=deployment_id))
+        except IntegrityError:
+            pass  # a concurrent copy of the same report: it is taken once either way
+
+    # -- the forge's mirror -------------------------------------------------------
+    def forge_ref(self, deployment_id: str) -> str | None:
+        with self._engine.connect() as conn:
+            return conn.execute(
+                sa.select(forge_refs.c.forge_ref).where(forge_refs.c.deployment_id == deployment_id)
+            ).scalar_one_or_none()
+
+    def set_forge_ref(self, deployment_id: str, ref: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(forge_refs.delete().where(forge_refs.c.deployment_id == deployment_id))
+            conn.execute(forge_refs.insert().values(deployment_id=deployment_id, forge_ref=ref))
+
+
+def _set_state(conn: sa.Connection, key: str, value: str) -> None:
+    updated = conn.execute(index_state.update().where(index_state.c.key == key).values(value=value))
+    if updated.rowcount == 0:
+        conn.execute(index_state.insert().values(key=key, value=value))

@@ -1,0 +1,246 @@
+"""Ritmo's deployments mirrored as GitHub Deployments in the artifact's source repository."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+import bot.forge.github as github_forge_module
+from bot.forge import DeploymentView
+from bot.forge.local import LocalForge
+from tests.forge.github_sandbox import (
+    DEPLOYMENT_ID,
+    GitHubSandbox,
+    forge,
+    sandbox,
+)
+
+SOURCE = "acme/web"
+OTHER = "elsewhere/api"  # a repository outside the app's installation
+SHA = "a84d88e7554fc1fa21bcbc4efae3c782a70d2b9d"
+ARGOCD = "https://argocd.example.com/applications/web-staging"
+CREATED = f"/repos/{SOURCE}/deployments"
+STATUSES = f"/repos/{SOURCE}/deployments/{DEPLOYMENT_ID}/statuses"
+
+
+@pytest.fixture(autouse=True)
+def no_pacing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyGithub's one-second pause between writes is for GitHub, not for `responses`."""
+    monkeypatch.setattr(github_forge_module, "READ_INTERVAL", None)
+    monkeypatch.setattr(github_forge_module, "WRITE_INTERVAL", None)
+
+
+@pytest.fixture
+def gh() -> Iterator[GitHubSandbox]:
+    with sandbox() as box:
+        yield box
+
+
+def _view(**changes: Any) -> DeploymentView:
+    view = DeploymentView(
+        id="dep-0123abcd4567ef89",
+        repository=SOURCE,
+        environment="staging",
+        ref=SHA,
+        status="progressing",
+        description="web 1.2.3 to staging",
+        log_url=ARGOCD,
+    )
+    return replace(view, **changes)
+
+
+class TestCreate:
+    def test_create_then_status(self, gh: GitHubSandbox) -> None:
+        gh.token()
+        gh.create_deployment()
+        gh.deployment_status()
+        github = forge()
+        assert github.deployed(_view()) == str(DEPLOYMENT_ID)
+        assert gh.sent("POST", CREATED) == [
+            {
+                "ref": SHA,
+                "auto_merge": False,
+                "required_contexts": [],
+                "payload": {"ritmo_deployment": "dep-0123abcd4567ef89"},
+                "environment": "staging",
+                "description": "web 1.2.3 to staging",
+                "transient_environment": False,
+                "production_environment": False,
+            }
+        ]
+        assert gh.sent("POST", STATUSES) == [
+            {
+                "state": "in_progress",
+                "description": "web 1.2.3 to staging",
+                "auto_inactive": False,
+                "log_url": ARGOCD,
+            }
+        ]
+        assert github.calls == {"deployed": 3}  # token exchange, create, status
+
+    @pytest.mark.parametrize("environment", ["production", "prod", "Production"])
+    def test_production_environment(self, gh: GitHubSandbox, environment: str) -> None:
+        gh.token()
+        gh.create_deployment()
+        gh.deployment_status()
+        forge().deployed(_view(environment=environment))
+        (sent,) = gh.sent("POST", CREATED)
+        assert sent["environment"] == environment
+        assert sent["production_environment"] is True
+
+    def test_version_tag_as_ref_and_long_description(self, gh: GitHubSandbox) -> None:
+        gh.token()
+        gh.create_deployment()
+        gh.deployment_status()
+        forge().deployed(_view(ref="v1.2.3", description="web 1.2.3 to staging " * 20))
+        (created,) = gh.sent("POST", CREATED)
+        (status,) = gh.sent("POST", STATUSES)
+        assert created["ref"] == "v1.2.3"
+        for sent in (created, status):
+            assert len(sent["description"]) == 140 and sent["description"].endswith("…")
+
+    def test_status_refused_keeps_the_created_id(
+        self, gh: GitHubSandbox, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The deployment exists on GitHub: losing its id would create a duplicate later."""
+        gh.token()
+        gh.create_deployment()
+        gh.deployment_status(name="repository-not-found")
+        with caplog.at_level(logging.WARNING, "bot.forge.github"):
+            assert forge().deployed(_view()) == str(DEPLOYMENT_ID)
+        assert "could not set the status" in caplog.text
+
+
+class TestStatuses:
+    @pytest.mark.parametrize(
+        ("status", "state", "description", "auto_inactive"),
+        [
+            ("progressing", "in_progress", "web 1.2.3 to staging", False),
+            ("succeeded", "success", "web 1.2.3 to staging", True),
+            ("failed", "failure", "web 1.2.3 to staging", False),
+            ("degraded", "failure", "degraded: web 1.2.3 to staging", False),
+            ("inactive", "inactive", "web 1.2.3 to staging", False),
+        ],
+    )
+    def test_mapping(
+        self, gh: GitHubSandbox, status: str, state: str, description: str, auto_inactive: bool
+    ) -> None:
+        gh.token()
+        gh.deployment_status()
+        github = forge()
+        ref = github.deployed(_view(status=status, forge_ref=str(DEPLOYMENT_ID)))
+        assert ref == str(DEPLOYMENT_ID)
+        assert gh.sent("POST", STATUSES) == [
+            {
+                "state": state,
+                "description": description,
+                "auto_inactive": auto_inactive,
+                "log_url": ARGOCD,
+            }
+        ]
+        assert gh.sent("POST", CREATED) == []  # created before: never again
+        assert github.calls == {"deployed": 2}  # token exchange, status
+
+    def test_transitions_on_one_forge(self, gh: GitHubSandbox) -> None:
+        """Create once, then one request per status: the token is reused."""
+        gh.token()
+        gh.create_deployment()
+        gh.deployment_status()
+        github = forge()
+        ref = github.deployed(_view())
+        assert github.calls == {"deployed": 3}
+        url = "https://web.staging.example.com"
+        assert github.deployed(_view(status="succeeded", forge_ref=ref,
+                                     environment_url=url)) == ref  # fmt: skip
+        assert github.calls == {"deployed": 4}
+        assert github.deployed(_view(status="degraded", forge_ref=ref, log_url=None)) == ref
+        assert github.calls == {"deployed": 5}
+        assert len(gh.sent("POST", CREATED)) == 1
+        assert [s["state"] for s in gh.sent("POST", STATUSES)] == [
+            "in_progress",
+            "success",
+            "failure",
+        ]
+        _, succeeded, degraded = gh.sent("POST", STATUSES)
+        assert succeeded["environment_url"] == url and succeeded["auto_inactive"] is True
+        assert "log_url" not in degraded and "environment_url" not in degraded
+        assert degraded["description"].startswith("degraded: ")
+
+    def test_deleted_deployment(self, gh: GitHubSandbox, caplog: pytest.LogCaptureFixture) -> None:
+        """Gone (or the repository no longer accessible): None, so the next one is new."""
+        gh.token()
+        gh.deployment_status(name="repository-not-found")
+        github = forge()
+        with caplog.at_level(logging.WARNING, "bot.forge.github"):
+            assert github.deployed(_view(forge_ref=str(DEPLOYMENT_ID))) is None
+        assert "404" in caplog.text
+        assert github.calls == {"deployed": 2}
+
+
+class TestBestEffort:
+    def test_inaccessible_repository(
+        self, gh: GitHubSandbox, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        gh.token()
+        gh.create_deployment(OTHER, name="repository-not-found")
+        github = forge()
+        with caplog.at_level(logging.WARNING, "bot.forge.github"):
+            assert github.deployed(_view(repository=OTHER)) is None
+        assert f"in {OTHER}" in caplog.text and "404 Not Found" in caplog.text
+        assert gh.sent("POST", f"/repos/{OTHER}/deployments/{DEPLOYMENT_ID}/statuses") == []
+        assert github.calls == {"deployed": 2}  # token exchange, the refused create
+
+    def test_forbidden(self, gh: GitHubSandbox) -> None:
+        gh.token()
+        gh.add("POST", f"/repos/{SOURCE}/deployments", "repository-not-found", status=403,
+               body={"message": "Resource not accessible by integration"})  # fmt: skip
+        assert forge().deployed(_view()) is None
+
+    def test_ref_not_in_repository(
+        self, gh: GitHubSandbox, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """No retry on another ref: what was deployed is not on GitHub, so say nothing."""
+        gh.token()
+        gh.create_deployment(name="deployment-ref-not-found")
+        github = forge()
+        with caplog.at_level(logging.WARNING, "bot.forge.github"):
+            assert github.deployed(_view()) is None
+        assert "422 No ref found" in caplog.text
+        assert len(gh.sent("POST", CREATED)) == 1
+        assert github.calls == {"deployed": 2}
+
+    def test_no_repository_no_calls(self, gh: GitHubSandbox) -> None:
+        github = forge()
+        assert github.deployed(_view(repository=None)) is None
+        assert github.deployed(_view(repository=None, forge_ref="5")) is None
+        assert gh.requests() == []
+        assert github.calls == {}
+
+    def test_unknown_status_no_calls(
+        self, gh: GitHubSandbox, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        github = forge()
+        with caplog.at_level(logging.WARNING, "bot.forge.github"):
+            assert github.deployed(_view(status="exploded", forge_ref="5")) == "5"
+        assert "exploded" in caplog.text
+        assert gh.requests() == []
+
+
+def test_local_forge_mirrors_nothing() -> None:
+    local = LocalForge(dict)
+    assert local.deployed(_view()) is None
+
+
+def test_enterprise_server_api_url() -> None:
+    """The status is a raw request: it must keep GHES's /api/v3 prefix too."""
+    api = "https://ghe.example.com/api/v3"
+    with sandbox(api) as ghes:
+        ghes.token()
+        ghes.create_deployment()
+        ghes.deployment_status()
+        assert forge(api).deployed(_view()) == str(DEPLOYMENT_ID)
+        assert ("POST", f"/api/v3{STATUSES}") in ghes.requests()
