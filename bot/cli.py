@@ -391,7 +391,10 @@ def status(server: str, token_value: str, app_name: str | None, as_json: bool) -
 @click.pass_context
 def reindex(ctx: click.Context) -> None:
     """Rebuild the index from the manifests repository's history alone."""
+    from bot.deploy.ledger import rebuild_ledger
+    from bot.deploy.records import LEDGER_BRANCH
     from bot.runtime import open_index, open_mirror
+    from bot.store.deployments import DeploymentIndex
     from bot.store.index import RequestIndex
     from bot.store.reindex import reindex as rebuild
 
@@ -401,9 +404,79 @@ def reindex(ctx: click.Context) -> None:
         mirror.check_reachable()
         index = open_index(settings)
         count = rebuild(index, mirror, RequestIndex(index.engine))
+        deployed = rebuild_ledger(
+            DeploymentIndex(index.engine), open_mirror(settings, LEDGER_BRANCH)
+        )
     except ConfigError as exc:
         _fail(str(exc))
     click.echo(f"Indexed {count} artifact records from {settings.remote_url}")
+    click.echo(f"Indexed {deployed} deployments from its {LEDGER_BRANCH} branch")
+
+
+@main.group("deployments")
+def deployment_commands() -> None:
+    """Deployments ArgoCD, Flux or a CD system reported."""
+
+
+@deployment_commands.command("list")
+@_server_option
+@_token_option
+@click.option("--app")
+@click.option("--env")
+@click.option("--status", type=click.Choice(["progressing", "succeeded", "failed", "degraded"]))
+@click.option("--page", type=int, default=1)
+@click.option("--json", "as_json", is_flag=True)
+def deployments_list(
+    server: str,
+    token_value: str,
+    app: str | None,
+    env: str | None,
+    status: str | None,
+    page: int,
+    as_json: bool,
+) -> None:
+    """List deployments, newest first."""
+    client = _client(server, token_value)
+    resp = _checked(
+        server, lambda: client.list_deployments(app=app, env=env, status=status, page=page)
+    )
+    if as_json:
+        click.echo(json.dumps(resp.body, indent=2))
+        return
+    click.echo(f"{'ID':25} {'APP':16} {'ENV':12} {'VERSION':16} {'STATUS':12} UPDATED")
+    for item in resp.body["items"]:
+        status_text = item["status"] + (" (rolled back)" if item.get("rolled_back_by") else "")
+        click.echo(
+            f"{item['id']:25} {item['app']:16} {item['environment']:12} "
+            f"{item['version']:16} {status_text:12} {item['updated_at']}"
+        )
+    click.echo(f"({len(resp.body['items'])} of {resp.body['total']})")
+
+
+@main.command()
+@_server_option
+@_token_option
+@click.argument("deployment_id")
+@click.option("--reason", help="Recorded in the rollback commit.")
+@click.option("--correlation-id")
+def rollback(
+    server: str,
+    token_value: str,
+    deployment_id: str,
+    reason: str | None,
+    correlation_id: str | None,
+) -> None:
+    """Pin the version that ran before DEPLOYMENT_ID again, as a signed rollback commit.
+
+    Exit 0: rolled back; 1: refused; 3: retry later.
+    """
+    client = _client(server, token_value)
+    resp = _checked(server, lambda: client.rollback(deployment_id, reason, correlation_id))
+    body = resp.body
+    click.echo(
+        f"rolled back: {body['environment']} runs {body['restored_version']} again "
+        f"(commit {body['commit']}); {body['failed_artifact']} is held out of it"
+    )
 
 
 @main.group("policy")
@@ -443,6 +516,50 @@ def policy_check(file: Path | None) -> None:
         f"{file}: ok ({envs} environment{'s' * (envs != 1)}, "
         f"{rules} promotion rule{'s' * (rules != 1)})"
     )
+
+
+@main.group("outbox")
+def outbox_commands() -> None:
+    """Outbound notifications: list them, retry dead letters (admin token)."""
+
+
+@outbox_commands.command("list")
+@_server_option
+@_token_option
+@click.option(
+    "--status",
+    type=click.Choice(["queued", "delivering", "delivered", "dead"]),
+    help="Only these, e.g. dead for the dead letters.",
+)
+@click.option("--page", type=int, default=1)
+@click.option("--json", "as_json", is_flag=True)
+def outbox_list(
+    server: str, token_value: str, status: str | None, page: int, as_json: bool
+) -> None:
+    """List notifications, newest first."""
+    resp = _checked(server, lambda: _client(server, token_value).list_outbox(status, page))
+    if as_json:
+        click.echo(json.dumps(resp.body, indent=2))
+        return
+    click.echo(f"{'ID':>6} {'STATUS':10} {'TRIES':>5} {'EVENT':17} {'APP':16} {'TARGET':19} ERROR")
+    for item in resp.body["items"]:
+        error = " ".join(str(item.get("last_error") or "").split())[:80]
+        click.echo(
+            f"{item['id']:>6} {item['status']:10} {item['attempts']:>5} {item['event']:17} "
+            f"{item['app']:16} {item['target']:19} {error}"
+        )
+    click.echo(f"({len(resp.body['items'])} of {resp.body['total']})")
+
+
+@outbox_commands.command("retry")
+@_server_option
+@_token_option
+@click.argument("row_id", metavar="ID", type=int)
+def outbox_retry(server: str, token_value: str, row_id: int) -> None:
+    """Requeue a dead letter: it is sent again, with fresh attempts."""
+    resp = _checked(server, lambda: _client(server, token_value).retry_outbox(row_id))
+    body = resp.body
+    click.echo(f"requeued: {body['id']} ({body['event']} {body['app']} -> {body['target']})")
 
 
 @main.group()

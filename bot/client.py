@@ -74,6 +74,29 @@ class RitmoClient:
     def get_promotion(self, promotion_id: str) -> ApiResponse:
         return self._call("GET", f"/api/v1/promotions/{promotion_id}")
 
+    def list_outbox(
+        self, status: str | None = None, page: int = 1, per_page: int = 50
+    ) -> ApiResponse:
+        params = {"status": status, "page": page, "per_page": per_page}
+        query = {k: v for k, v in params.items() if v is not None}
+        return self._call("GET", "/api/v1/outbox", params=query)
+
+    def retry_outbox(self, row_id: int) -> ApiResponse:
+        return self._call("POST", f"/api/v1/outbox/{row_id}/retry")
+
+    def list_deployments(self, **query: Any) -> ApiResponse:
+        params = {k: v for k, v in query.items() if v is not None}
+        return self._call("GET", "/api/v1/deployments", params=params)
+
+    def rollback(
+        self, deployment_id: str, reason: str | None, correlation_id: str | None = None
+    ) -> ApiResponse:
+        headers = {"X-Correlation-ID": correlation_id} if correlation_id else {}
+        body = {"reason": reason} if reason else {}
+        return self._call(
+            "POST", f"/api/v1/deployments/{deployment_id}/rollback", json=body, headers=headers
+        )
+
     def all_pages(self, path: str, **query: Any) -> ApiResponse:
         """Every item of a paged list: {"items": [...], "total": n}, or the first error."""
         params = {k: v for k, v in query.items() if v is not None}

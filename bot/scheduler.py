@@ -1,4 +1,4 @@
-"""The approval-timeout job: every interval, settle the pending promotion requests.
+"""The periodic job: settle the pending promotion requests, promote what soaked enough.
 
 Started where the app serves (gunicorn's worker, the WSGI factory), never by create_app:
 tests build many apps. A failing run is logged; the next run tries again.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import uuid
 from datetime import UTC
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -31,6 +32,21 @@ def expire_due(runtime: Runtime) -> list[str]:
     return expired
 
 
+def promote_due(runtime: Runtime) -> int:
+    """Deployment-gated auto-promotions whose soak (or freeze) ended since the report."""
+    try:
+        return runtime.deployments.promote_due(f"scheduler-{uuid.uuid4()}")
+    except Exception:
+        log.exception("the soak job failed; it runs again at the next interval")
+        return 0
+
+
+def run_due(runtime: Runtime) -> None:
+    """Every interval: requests that expired or were approved, soaks that ended."""
+    expire_due(runtime)
+    promote_due(runtime)
+
+
 def start_scheduler(runtime: Runtime, interval_seconds: int = 60) -> BackgroundScheduler:
     """Run `expire_due` every `interval_seconds` in a background thread; stopped at exit."""
     if interval_seconds < 1:
@@ -39,12 +55,12 @@ def start_scheduler(runtime: Runtime, interval_seconds: int = 60) -> BackgroundS
     logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
     scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_job(
-        expire_due,
+        run_due,
         "interval",
         args=[runtime],
         seconds=interval_seconds,
         id=JOB_ID,
-        name="expire due promotion requests",
+        name="settle due promotion requests and soaks",
         coalesce=True,  # runs missed while one was busy collapse into one
         max_instances=1,
         misfire_grace_time=interval_seconds,

@@ -28,6 +28,17 @@ def follow_ledger(
         return
     if index.ledger_tip() == new:
         return
+    _replace(index, mirror, new)
+
+
+def rebuild_ledger(index: DeploymentIndex, mirror: Mirror) -> int:
+    """Throw the deployments away and read them again from the ledger branch."""
+    index.clear()
+    tip = mirror.fetch()
+    return _replace(index, mirror, tip) if tip else 0
+
+
+def _replace(index: DeploymentIndex, mirror: Mirror, new: str) -> int:
     records = []
     for path, blob in mirror.blobs_under(new, DEPLOYMENTS_DIR + "/").items():
         try:
@@ -37,3 +48,4 @@ def follow_ledger(
     records.sort(key=lambda r: (str(r.get("created_at")), str(r.get("id"))))
     index.clear()
     index.save(records, new)
+    return len(records)

@@ -313,6 +313,11 @@ class DeploymentService:
         if ref:
             self.index.set_forge_ref(record["id"], ref)
 
+    def current(self, app: str, env: str) -> dict[str, Any] | None:
+        """The newest deployment of the app in the environment."""
+        found, _ = self.index.search(app=app, env=env, limit=1)
+        return found[0] if found else None
+
     # -- rollback -----------------------------------------------------------------
     def rollback(
         self, deployment_id: str, by: str, correlation_id: str, reason: str | None

@@ -1,4 +1,5 @@
-"""`/ritmo` commands in comments on the manifests repository: promote, status, help."""
+"""`/ritmo` commands in comments on the manifests repository: promote, rollback, status,
+help."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bot.deploy.rollback import RollbackRefused
+from bot.deploy.service import DeploymentRefused
 from bot.forge.github import GitHubForge
 from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN, artifact_id
 from bot.manifests.writer import Conflict
@@ -30,7 +33,9 @@ PROMOTE_ARGS = re.compile(r"^(?P<app>\S+)[ \t]+(?P<version>\S+)[ \t]+to[ \t]+(?P
 REPLY_LIMIT = 60_000  # GitHub refuses comments over 65,536 characters
 ALL = 10_000  # the API's own bound on "every" request or promotion
 
+ROLLBACK_ARGS = re.compile(r"^(?P<app>\S+)[ \t]+in[ \t]+(?P<env>\S+)$")
 PROMOTE_USAGE = "/ritmo promote <app> <version> to <env>"
+ROLLBACK_USAGE = "/ritmo rollback <app> in <env>"
 HELP = f"""\
 Ritmo answers one command per comment, at the start of a line:
 
@@ -38,11 +43,14 @@ Ritmo answers one command per comment, at the start of a line:
 |---|---|
 | `{PROMOTE_USAGE}` | Promote that artifact from the environment it is in to `<env>`; \
 when the policy wants approvals, open a promotion request instead. |
+| `{ROLLBACK_USAGE}` | Pin the version that ran before the environment's latest \
+deployment again (a signed rollback commit); the rolled-back version is held out of \
+automatic promotion there. |
 | `/ritmo status` | Which version each environment holds, per app, and the open promotion \
 requests. |
 | `/ritmo help` | This list. |
 
-`promote` and `status` need write access to this repository or membership of a group \
+`promote`, `rollback` and `status` need write access to this repository or membership of a group \
 in Ritmo's policy. Ritmo edits this one comment to answer each command."""
 
 
@@ -50,6 +58,12 @@ in Ritmo's policy. Ritmo edits this one comment to answer each command."""
 class Promote:
     app: str
     version: str
+    env: str
+
+
+@dataclass(frozen=True)
+class Rollback:
+    app: str
     env: str
 
 
@@ -63,7 +77,7 @@ class Help:
     problem: str | None = None  # why the command was not understood, if it was not
 
 
-Command = Promote | Status | Help
+Command = Promote | Rollback | Status | Help
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,14 @@ def parse_command(rest: str) -> Command:
         return Status()
     if verb == "help" or not verb:
         return Help()
+    if verb == "rollback":
+        rolled = ROLLBACK_ARGS.match(args)
+        if rolled is None:
+            return Help(f"`rollback` takes `{ROLLBACK_USAGE}`.")
+        for value in rolled.group("app", "env"):
+            if not re.match(NAME_PATTERN, value):
+                return Help(f"`{_quote(value)}` is not a valid app or environment name.")
+        return Rollback(rolled["app"], rolled["env"])
     if verb != "promote":
         return Help(f"`{_quote(verb)}` is not a Ritmo command.")
     found = PROMOTE_ARGS.match(args)
@@ -146,6 +168,9 @@ def answer_command(event: Event, runtime: Runtime) -> None:
         elif isinstance(command, Promote):
             link = str(comment.get("html_url") or f"{repository}#{number}")
             answer = _promote(runtime, command, login, link, event.delivery_id)
+        elif isinstance(command, Rollback):
+            link = str(comment.get("html_url") or f"{repository}#{number}")
+            answer = _rollback(runtime, command, login, link, event.delivery_id)
         else:
             answer = _status(runtime)
     forge.upsert_comment(number, _reply(login, invocation.line, answer))
@@ -226,6 +251,26 @@ def _promote(runtime: Runtime, command: Promote, login: str, link: str, delivery
     return (
         f"Promoted {app} {version} from {ask.from_env} to {env} "
         f"(commit {outcome['commit']}, pinned `{outcome['pinned']}`)."
+    )
+
+
+def _rollback(runtime: Runtime, command: Rollback, login: str, link: str, delivery: str) -> str:
+    latest = runtime.deployments.current(command.app, command.env)
+    if latest is None:
+        return (
+            f"Refused: no deployment of {command.app} in {command.env} is recorded; Ritmo "
+            "rolls back what ArgoCD, Flux or a CD system reported."
+        )
+    try:
+        done = runtime.deployments.rollback(
+            latest["id"], login, delivery, reason=f"Asked for by {login} in {link}"
+        )
+    except (RollbackRefused, DeploymentRefused) as exc:
+        return f"Refused: {exc}"
+    return (
+        f"Rolled {command.app} in {command.env} back from {latest['version']} to "
+        f"{done['restored_version']} (commit {done['commit']}). {latest['version']} is held "
+        f"out of {command.env}'s automatic promotion until someone promotes it there."
     )
 
 

@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from flask.testing import FlaskClient
 
 from bot.auth import Scope
+from bot.cli import main
 from bot.config import Settings, load_settings
 from bot.deploy.records import LEDGER_BRANCH
 from bot.runtime import Runtime
@@ -244,3 +246,27 @@ def test_the_cd_api_records_and_rolls_back(
     assert "bad config" in git(remote, "log", "-1", "--format=%B", "main")
     again = client.post(f"/api/v1/deployments/{failed['id']}/rollback", headers=bearer(cd))
     assert again.status_code == 409
+
+
+def test_the_cli_lists_deployments_and_rolls_back(
+    live_server: str, client: FlaskClient, runtime: Runtime, tokens: dict[str, str], remote: Path
+) -> None:
+    cd = runtime.tokens.create("cd-cli", [Scope.DEPLOYMENTS_WRITE])
+    env = {"RITMO_SERVER": live_server, "RITMO_TOKEN": cd}
+    for version, status in (("6.0.0", "succeeded"), ("6.1.0", "degraded")):
+        art = _register(client, tokens["ci"], version)
+        body = {"artifact_id": art, "environment": "dev", "status": status}
+        assert client.post("/api/v1/deployments", json=body, headers=bearer(cd)).status_code == 201
+    listed = CliRunner(env=env).invoke(main, ["deployments", "list", "--app", "web"])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert "degraded" in lines[1] and "6.1.0" in lines[1] and "succeeded" in lines[2]
+    failed = client.get("/api/v1/deployments?status=degraded", headers=bearer(cd)).get_json()
+    dep_id = failed["items"][0]["id"]
+
+    done = CliRunner(env=env).invoke(main, ["rollback", dep_id, "--reason", "pager went off"])
+    assert done.exit_code == 0, done.output
+    assert "dev runs 6.0.0 again" in done.output
+    assert _pinned(remote, "dev") == "6.0.0"
+    again = CliRunner(env=env).invoke(main, ["rollback", dep_id])
+    assert again.exit_code == 1 and "rolled back already" in again.output

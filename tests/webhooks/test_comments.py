@@ -17,7 +17,7 @@ from bot.auth import Scope
 from bot.config import Settings
 from bot.forge.github import STATUS_MARKER
 from bot.runtime import Runtime, build_runtime
-from bot.webhooks.comments import Help, Promote, Status, find_command
+from bot.webhooks.comments import Help, Promote, Rollback, Status, find_command
 from bot.webhooks.verify import signature_for
 from tests.forge.github_sandbox import (
     REPOSITORY,
@@ -180,6 +180,10 @@ class TestFindCommand:
              Help("`promote` takes `/ritmo promote <app> <version> to <env>`.")),
             ("/ritmo promote Web 1 to staging", Help("`Web` is not a valid app name.")),
             ("/ritmo promote web 1 to `x`", Help("`'x'` is not a valid environment name.")),
+            ("/ritmo rollback web in staging", Rollback("web", "staging")),
+            ("/ritmo rollback web", Help("`rollback` takes `/ritmo rollback <app> in <env>`.")),
+            ("/ritmo rollback web in Prod",
+             Help("`Prod` is not a valid app or environment name.")),
         ],
     )  # fmt: skip
     def test_commands(self, body: str, command: object) -> None:
@@ -383,9 +387,9 @@ class TestReplies:
     ) -> None:
         gh.token()
         _first_reply(gh)
-        _comment(client, rt, _payload(body="/ritmo rollback web production"))
+        _comment(client, rt, _payload(body="/ritmo deploy web production"))
         reply = _reply(gh)
-        assert "`rollback` is not a Ritmo command." in reply
+        assert "`deploy` is not a Ritmo command." in reply
         assert "| `/ritmo help` |" in reply
 
     def test_finds_its_earlier_comment_by_author_and_marker(self, gh: GitHubSandbox) -> None:
@@ -447,3 +451,36 @@ class TestIgnored:
             "X-GitHub-Event": "issue_comment", "X-GitHub-Delivery": "d-9",
             "X-Hub-Signature-256": signature_for(WEBHOOK_SECRET, body)})  # fmt: skip
         assert resp.status_code == 202 and resp.json["status"] == "ignored"
+
+
+class TestRollback:
+    """`/ritmo rollback <app> in <env>`: the latest deployment's previous version, pinned."""
+
+    def test_a_comment_rolls_back_the_latest_deployment(
+        self, client: FlaskClient, rt: Runtime, gh: GitHubSandbox, artifact: Any, remote: Path
+    ) -> None:
+        cd = rt.tokens.create("cd", [Scope.DEPLOYMENTS_WRITE])
+        ci = rt.tokens.create("ci-2", [Scope.ARTIFACTS_WRITE])
+        gh.token()
+        for _ in range(2):  # each deployment is mirrored to acme/web's Deployments
+            gh.create_deployment()
+            gh.deployment_status()
+        deployed = {"artifact_id": artifact["id"], "environment": "dev"}
+        assert client.post("/api/v1/deployments", json=deployed,
+                           headers=bearer(cd)).status_code == 201  # fmt: skip
+        newer = client.post("/api/v1/artifacts", json=artifact_body(version="2.1.0"),
+                            headers=bearer(ci)).json  # fmt: skip
+        deployed = {"artifact_id": newer["id"], "environment": "dev", "status": "degraded"}
+        assert client.post("/api/v1/deployments", json=deployed,
+                           headers=bearer(cd)).status_code == 201  # fmt: skip
+        assert gh.sent("POST", "/repos/acme/web/deployments")[0]["environment"] == "dev"
+
+        _permission(gh, "alice", "collaborator-permission-write")
+        _first_reply(gh)
+        _comment(client, rt, _payload(body="/ritmo rollback web in dev"))
+        reply = _reply(gh)
+        assert "Rolled web in dev back from 2.1.0 to 2.0.0" in reply
+        assert 'newTag: "2.0.0"' in show(remote, OVERLAY.format(env="dev"))
+        said = trailers(remote, "main")
+        assert said["Ritmo-Rollback"] == "dev" and said["Ritmo-Rolled-Back-By"] == "alice"
+        assert rt.index.held(newer["id"], "dev")
