@@ -23,7 +23,7 @@ environments:
     rollback: {on_failure: automatic}
   - {name: production}
 promotion_rules:
-  - {from: dev, to: staging, auto_promote: true, soak: 1s}
+  - {from: dev, to: staging, auto_promote: true, soak: 2s}
   - {from: staging, to: production, requires_deployment: true}
 """
 
@@ -59,7 +59,7 @@ def test_soak_then_the_scheduler_promotes_and_a_deployment_gates_the_next(
     assert soaking.status_code == 409 and "soaks in dev until" in soaking.get_json()["error"]
     assert promote_due(runtime) == 0
 
-    time.sleep(1.1)
+    time.sleep(2.1)  # timestamps are whole seconds: the soak ends within 2-3 s
     assert promote_due(runtime) == 1
     assert runtime.index.get(art).promotion_status == "staging"  # type: ignore[union-attr]
     assert promote_due(runtime) == 0  # once
@@ -93,7 +93,7 @@ def test_deployments_and_holds_come_back_from_git_alone(
                            headers=bearer(tokens["ci"]))  # fmt: skip
         ids.append(resp.get_json()["id"])
         _deploy(client, cd, ids[-1], "dev", "succeeded")
-        time.sleep(1.1)
+        time.sleep(2.1)  # timestamps are whole seconds: the soak ends within 2-3 s
         promote_due(runtime)
         _deploy(client, cd, ids[-1], "staging", "succeeded" if version == "5.0.0" else "degraded")
     assert runtime.index.held(ids[1], "staging")
