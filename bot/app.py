@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from bot.api import artifacts, cd, deployments, health, promotions, webhooks
+from bot.api import artifacts, cd, deployments, health, outbox, promotions, webhooks
 from bot.api.errors import register_error_handlers
 from bot.config import ConfigError, Settings, load_settings
 from bot.runtime import Runtime, build_runtime
@@ -27,6 +27,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
     app.register_blueprint(webhooks.blueprint)
     app.register_blueprint(deployments.blueprint)
     app.register_blueprint(cd.blueprint)
+    app.register_blueprint(outbox.blueprint)
     return app
 
 
@@ -51,4 +52,5 @@ def create_app_from_env() -> Flask:
         sys.exit(3)
     start_scheduler(app.extensions["ritmo"], settings.scheduler_interval)
     app.extensions["ritmo"].webhooks.notify()  # deliveries queued before a restart
+    app.extensions["ritmo"].outbox.start()  # and notifications
     return app

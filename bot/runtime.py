@@ -16,7 +16,7 @@ from bot.deploy.ledger import follow_ledger
 from bot.deploy.records import LEDGER_BRANCH
 from bot.deploy.service import DeploymentService
 from bot.environments import environment_names
-from bot.forge.github import github_forge
+from bot.forge.github import GitHubForge, github_forge
 from bot.forge.local import LocalForge
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import Identity, read_path
@@ -27,6 +27,8 @@ from bot.manifests.signing import (
     open_gnupg,
 )
 from bot.manifests.writer import ManifestWriter, Written
+from bot.notify.events import announce, emitter
+from bot.notify.outbox import Outbox
 from bot.policy.load import PolicyError, policy_from_branch
 from bot.policy.model import PromotionRule
 from bot.policy.source import PolicySource
@@ -62,8 +64,10 @@ class Runtime:
     webhooks: DeliveryWorker
     deployments: DeploymentService
     ledger: ManifestWriter
+    outbox: Outbox
 
     def close(self) -> None:
+        self.outbox.stop()
         self.mirror.close()
         self.ledger.mirror.close()
         forge_close = getattr(self.requests.forge, "close", None)
@@ -145,10 +149,25 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     policy = PolicySource(policy_from_branch)
     requests_index = RequestIndex(index.engine)
 
+    def github_token() -> str:
+        # The forge is built below; dispatches only run once the runtime is up.
+        forge = requests.forge
+        if not isinstance(forge, GitHubForge):
+            raise RuntimeError("GitHub dispatches need forge.kind github, or a named secret")
+        return forge.installation_token()
+
+    outbox = Outbox(
+        index.engine, policy, settings.notify,
+        github_token=github_token if settings.forge.kind == "github" else None,
+        api_url=settings.forge.github.api_url,
+    )  # fmt: skip
+
     def advance(old: str | None, new: str, written: Written | None) -> None:
         # Runs in the writer thread, the one thread that reads the mirror.
         follow(index, mirror, new, old, written, requests_index)
         policy.refresh(partial(read_path, mirror, mirror.tree_of(new)))
+        if written:  # what this process pushed: recorded, promoted, rolled back
+            announce(outbox, index, written)
 
     writer = ManifestWriter(
         mirror,
@@ -199,7 +218,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     argocd = (settings.cd.argocd_url or "").rstrip("/")
     deployments = DeploymentService(
         mirror, writer, ledger, index, deployment_index, promotions, templates, policy,
-        requests.forge,
+        requests.forge, emit=emitter(outbox),
         log_url=lambda name: f"{argocd}/applications/{name}" if argocd else None,
     )  # fmt: skip
     router = build_router()
@@ -208,6 +227,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     webhooks = DeliveryWorker(deliveries, router, lambda: runtime)
     runtime = Runtime(
         settings, signer, mirror, index, tokens, writer, registry, templates, policy, promotions,
-        requests, requests_index, router, deliveries, webhooks, deployments, ledger,
+        requests, requests_index, router, deliveries, webhooks, deployments, ledger, outbox,
     )  # fmt: skip
+
     return runtime

@@ -36,6 +36,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         app = create_app(self._settings)
         start_scheduler(app.extensions["ritmo"], self._settings.scheduler_interval)
         app.extensions["ritmo"].webhooks.notify()  # deliveries queued before a restart
+        app.extensions["ritmo"].outbox.start()  # and notifications
         return app
 
 

@@ -402,9 +402,9 @@ class TestReindex:
         result = invoke(["reindex"], settings_env(settings))
         assert result.exit_code == 0, result.output
         assert result.stdout.splitlines() == [
-        f"Indexed 3 artifact records from {settings.remote_url}",
-        "Indexed 0 deployments from its ritmo/deployments branch",
-    ]
+            f"Indexed 3 artifact records from {settings.remote_url}",
+            "Indexed 0 deployments from its ritmo/deployments branch",
+        ]
         # The rebuilt index answers before any app start-up (which would sync it) runs.
         rebuilt = open_index(settings).get(ids[1])
         assert rebuilt is not None and rebuilt.as_json() == before["show"][ids[1]]

@@ -39,13 +39,18 @@ def rebuild_ledger(index: DeploymentIndex, mirror: Mirror) -> int:
 
 
 def _replace(index: DeploymentIndex, mirror: Mirror, new: str) -> int:
+    # In the order the ledger first wrote them: the API lists newest first.
+    added = mirror.added_files(None, new, DEPLOYMENTS_DIR + "/")
+    order = {path: i for i, (_commit, path) in enumerate(added)}
     records = []
-    for path, blob in mirror.blobs_under(new, DEPLOYMENTS_DIR + "/").items():
+    for path, blob in sorted(
+        mirror.blobs_under(new, DEPLOYMENTS_DIR + "/").items(),
+        key=lambda item: order.get(item[0], len(order)),
+    ):
         try:
             records.append(parse_deployment(mirror.read(blob)[1]))
         except ValueError:
             log.warning("skipping %s on the ledger: not a deployment record", path)
-    records.sort(key=lambda r: (str(r.get("created_at")), str(r.get("id"))))
     index.clear()
     index.save(records, new)
     return len(records)

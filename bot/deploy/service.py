@@ -398,9 +398,6 @@ class DeploymentService:
             "returned_to": returned_to,
             "rolled_back_by": by,
         }
-        self._notify(
-            "rolled_back", restored.record, env, correlation_id, {"deployment_id": deployment_id}
-        )
         log.info("rolled back %s in %s to %s (%s)", app, env, restored.record["version"], commit)
         return done
 

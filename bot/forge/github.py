@@ -194,6 +194,12 @@ class GitHubForge:
         )  # fmt: skip
         # lazy: objects are URLs until read, so writing to a PR costs no GET of the PR first.
         self._github = Github(auth=installation, lazy=True, **options)
+        self._installation = installation
+
+    def installation_token(self) -> str:
+        """The installation token (PyGithub refreshes it), for the outbox's dispatches."""
+        self._count()
+        return str(self._installation.token)
 
     def close(self) -> None:
         self._github.close()

@@ -23,6 +23,8 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from bot.notify.model import Integration
+
 _DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 _SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 DEFAULT_OVERLAY = "apps/{app}/overlays/{env}/kustomization.yaml"
@@ -266,6 +268,7 @@ class Policy(_Model):
     apps: dict[str, AppPolicy] = Field(default_factory=dict)
     require_artifact_signatures: bool = False
     trusted_keys: tuple[str, ...] = ()
+    integrations: tuple[Integration, ...] = ()
 
     @model_validator(mode="after")
     def _coherent(self) -> Policy:

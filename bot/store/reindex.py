@@ -160,6 +160,11 @@ def _read_at_tip(mirror: Mirror, tip: str) -> list[tuple[dict[str, Any], str]]:
     return entries
 
 
+def record_in(path: str, data: bytes | None) -> dict[str, Any] | None:
+    """The artifact record a file of the branch holds, if it is one."""
+    return _parse(path, data)
+
+
 def _parse(path: str, data: bytes | None) -> dict[str, Any] | None:
     match = _RECORD_PATH.match(path)
     if data is None or not match:

@@ -1,0 +1,77 @@
+"""GET /api/v1/outbox and POST /api/v1/outbox/<id>/retry: notifications, for admins.
+
+The list is newest first, paged like the other lists (items, total, page, per_page and a
+Link rel="next" header); `status` narrows it, e.g. `?status=dead` for the dead letters.
+Retrying requeues a dead letter with fresh attempts, due at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bot.api.auth import require_scope
+from bot.api.errors import ApiError, invalid_fields
+from bot.auth import Scope
+from bot.notify.outbox import Outbox
+from bot.store.outbox import NotDead
+
+blueprint = Blueprint("outbox", __name__, url_prefix="/api/v1/outbox")
+
+
+class OutboxQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["queued", "delivering", "delivered", "dead"] | None = None
+    page: int = Field(default=1, ge=1)
+    per_page: int = Field(default=50, ge=1, le=500)
+
+
+def _outbox() -> Outbox:
+    outbox: Outbox = current_app.extensions["ritmo"].outbox
+    return outbox
+
+
+@blueprint.get("")
+@require_scope(Scope.ADMIN)
+def list_outbox() -> Response:
+    try:
+        query = OutboxQuery.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        raise invalid_fields(exc, status=400) from None
+    items, total = _outbox().search(query.status, query.page, query.per_page)
+    body: dict[str, Any] = {
+        "items": [row.as_json() for row in items],
+        "total": total,
+        "page": query.page,
+        "per_page": query.per_page,
+    }
+    response = jsonify(body)
+    if query.page * query.per_page < total:
+        args = {**request.args.to_dict(), "page": str(query.page + 1)}
+        next_url = url_for(".list_outbox", **args)  # type: ignore[arg-type]
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return response
+
+
+@blueprint.get("/<int:row_id>")
+@require_scope(Scope.ADMIN)
+def show_outbox(row_id: int) -> Response:
+    row = _outbox().get(row_id)
+    if row is None:
+        raise ApiError(404, f"no notification {row_id}; list them with GET /api/v1/outbox")
+    return jsonify(row.as_json())
+
+
+@blueprint.post("/<int:row_id>/retry")
+@require_scope(Scope.ADMIN)
+def retry_outbox(row_id: int) -> Response:
+    try:
+        row = _outbox().retry(row_id)
+    except NotDead as exc:
+        raise ApiError(409, str(exc)) from None
+    if row is None:
+        raise ApiError(404, f"no notification {row_id}; list them with GET /api/v1/outbox")
+    return jsonify(row.as_json())

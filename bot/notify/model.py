@@ -1,0 +1,403 @@
+"""Policy `integrations`: which other systems Ritmo tells, about which events, and how.
+
+```yaml
+integrations:
+  - on: [promoted, deployed]          # required: events (one event may be a plain string)
+    apps: [web]                       # optional: only these apps (default: every app)
+    environments: [staging]           # optional: only events in these environments
+    name: staging-deploys             # optional: a label shown by `ritmo outbox list`
+    slack: {secret: slack_deploys, text: "${APP} ${VERSION} is in ${ENVIRONMENT}"}
+  - on: [artifact_recorded]
+    webhook:
+      url: https://cd.example.com/api/v1/deployments
+      method: POST                    # POST (default), PUT or PATCH
+      secret: cd_token                # sent as Authorization: Bearer <secret>
+      headers: {X-Team: web}          # optional, no credentials here
+      body: {artifact_id: "${ARTIFACT_ID}", environment: staging, version: "${VERSION}"}
+  - on: [promoted]
+    github_workflow:                  # POST /repos/{o}/{r}/actions/workflows/{w}/dispatches
+      repository: acme/web
+      workflow: deploy.yml            # the file name, or the numeric workflow id
+      ref: main                       # default main
+      inputs: {version: "${VERSION}"}
+      # secret: NAME (a token); default: Ritmo's GitHub App installation token
+  - on: [promoted]
+    repository_dispatch:              # POST /repos/{o}/{r}/dispatches
+      repository: acme/web
+      event_type: deploy
+      client_payload: {version: "${VERSION}"}
+  - on: [deployed]
+    spinnaker:                        # a Gate webhook trigger
+      url: https://gate.example.com/webhooks/webhook/ritmo
+      secret: gate_token              # optional; sent in the header `secret_header`
+      secret_header: X-Ritmo-Token    # default X-Ritmo-Token
+      parameters: {version: "${VERSION}"}
+```
+
+Events: artifact_recorded (no environment), promoted, deployed, deployment_failed,
+rolled_back. An entry with `environments` never matches an event without one.
+
+Exactly one target key per entry. A webhook without `body` sends the event document
+(event, id, app, environment, artifact record, correlation id, extra); Spinnaker gets
+`{"parameters": ..., "artifacts": [...], "ritmo": <event document>}`.
+
+Every string value of the target (recursively in mappings and lists; not the keys) may
+use `${VAR}`, one of `VARIABLES`; `$${` writes a literal `${`. A value missing for the
+event (no environment, no git tag) is the empty string. An unknown variable is an
+error at load time, placed at the value.
+
+Credentials never live in the policy: `secret: NAME` names the setting
+`notify.secrets.NAME` (RITMO_NOTIFY__SECRETS__NAME; '-' in the name is '_' there).
+For slack it is the incoming-webhook URL; for webhook and the GitHub targets a bearer
+token; for spinnaker the value of `secret_header`.
+
+This module is pure (pydantic only). It must not import bot.policy at module level:
+bot.policy.model imports it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+EVENTS = ("artifact_recorded", "promoted", "deployed", "deployment_failed", "rolled_back")
+
+VARIABLES = (
+    "APP",
+    "EVENT",
+    "ARTIFACT_ID",
+    "ARTIFACT_URL",
+    "VERSION",
+    "IMAGE",
+    "GIT_COMMIT",
+    "GIT_TAG",
+    "BUILD_ID",
+    "BUILD_NUMBER",
+    "ENVIRONMENT",
+    "FROM_ENVIRONMENT",
+    "MANIFEST_COMMIT",
+    "CORRELATION_ID",
+)
+"""What `${...}` may name. See bot.notify.render.variables for where each comes from."""
+
+TargetKind = Literal["slack", "webhook", "github_workflow", "repository_dispatch", "spinnaker"]
+TARGET_KINDS: tuple[TargetKind, ...] = (
+    "slack",
+    "webhook",
+    "github_workflow",
+    "repository_dispatch",
+    "spinnaker",
+)
+
+RULE_ERROR = "policy_rule"  # the same pydantic error type bot.policy.model uses
+
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_SECRET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+_WORKFLOW = re.compile(r"^(?:\d+|[A-Za-z0-9._-]+\.ya?ml)$")
+_HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+_RESERVED_HEADERS = {
+    "authorization",
+    "content-length",
+    "content-type",
+    "host",
+    "idempotency-key",
+    "user-agent",
+}
+
+TOKEN = re.compile(r"\$\$\{|\$\{(?P<name>[^}]*)(?P<close>\})?")
+"""`$${` (a literal `${`), `${NAME}`, or an unterminated `${...` (no `close`)."""
+
+Loc = tuple[str | int, ...]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def located_error(title: str, problems: Sequence[tuple[Loc, str]]) -> ValidationError:
+    """One ValidationError with each (path, message) at its own path (relative to the
+    model raising it; pydantic prefixes where the model sits), for the policy loader."""
+    details: list[InitErrorDetails] = [
+        {
+            "type": PydanticCustomError(RULE_ERROR, "{message}", {"message": message}),
+            "loc": loc,
+            "input": None,
+        }
+        for loc, message in problems
+    ]
+    return ValidationError.from_exception_data(title, details)
+
+
+def secret_env_name(name: str) -> str:
+    """The variable of a named secret: slack-deploys -> RITMO_NOTIFY__SECRETS__SLACK_DEPLOYS."""
+    return "RITMO_NOTIFY__SECRETS__" + name.upper().replace("-", "_")
+
+
+# -- ${VAR} placeholders ----------------------------------------------------------------
+
+
+def placeholder_problems(text: str) -> list[str]:
+    """What is wrong with the `${...}` in `text` (empty when nothing is)."""
+    problems: list[str] = []
+    for match in TOKEN.finditer(text):
+        name = match.group("name")
+        if name is None:
+            continue  # `$${`: a literal
+        if match.group("close") is None:
+            problems.append(
+                f"unterminated ${{ in {text!r}; close it with }} or write $${{ for a literal ${{"
+            )
+        elif name not in VARIABLES:
+            if name.upper() in VARIABLES:
+                problems.append(f"unknown variable ${{{name}}}; did you mean ${{{name.upper()}}}?")
+            else:
+                known = ", ".join(VARIABLES)
+                problems.append(f"unknown variable ${{{name}}}; the variables are {known}")
+    return problems
+
+
+def _probe(text: str) -> str:
+    """`text` with every placeholder replaced by `x`: for checking the shape of a value."""
+    return TOKEN.sub(lambda m: "x" if m.group("name") is not None else "$", text)
+
+
+def _strings(value: Any, loc: Loc) -> Iterator[tuple[Loc, str, bool]]:
+    """(path, text, is_key) for every string in a value, keys included."""
+    if isinstance(value, str):
+        yield loc, value, False
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str):
+                yield (*loc, key), key, True
+            yield from _strings(item, (*loc, key))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _strings(item, (*loc, i))
+
+
+# -- field types ------------------------------------------------------------------------
+
+
+def _event(value: str) -> str:
+    if value not in EVENTS:
+        raise ValueError(f"unknown event {value!r}; the events are {', '.join(EVENTS)}")
+    return value
+
+
+def _slug(what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid {what} name; use lowercase letters, digits and '-' "
+                "(at most 63, starting and ending with a letter or digit)"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+def _secret(value: str) -> str:
+    if not _SECRET.match(value):
+        raise ValueError(
+            f"{value!r} is not a secret name; use letters, digits, '_' and '-' (the secret "
+            "itself goes in RITMO_NOTIFY__SECRETS__<NAME>, never in the policy)"
+        )
+    return value
+
+
+def _url(value: str) -> str:
+    probe = _probe(value)
+    if not re.match(r"^https?://[^\s/?#]+", probe) or any(c.isspace() for c in probe):
+        raise ValueError(f"{value!r} is not an http(s) URL; write e.g. https://cd.example.com/hook")
+    if "@" in probe.split("://", 1)[1].split("/", 1)[0]:
+        raise ValueError("must not carry credentials; name a secret with `secret: NAME` instead")
+    return value
+
+
+def _repository(value: str) -> str:
+    if not _REPOSITORY.match(_probe(value)):
+        raise ValueError(f"{value!r} is not a repository; write owner/name, e.g. acme/web")
+    return value
+
+
+def _workflow(value: str) -> str:
+    if not _WORKFLOW.match(_probe(value)):
+        raise ValueError(
+            f"{value!r} is not a workflow; give its file name (deploy.yml) or numeric id"
+        )
+    return value
+
+
+def _one_or_many(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+EventName = Annotated[str, AfterValidator(_event)]
+SecretName = Annotated[str, AfterValidator(_secret)]
+Url = Annotated[str, AfterValidator(_url)]
+Repository = Annotated[str, AfterValidator(_repository)]
+Payload = dict[str, JsonValue]
+
+
+# -- targets ----------------------------------------------------------------------------
+
+
+class Target(_Model):
+    """A target's fields; every string value may use `${VAR}` (checked here)."""
+
+    @model_validator(mode="after")
+    def _checked(self) -> Self:
+        problems: list[tuple[Loc, str]] = []
+        for field, value in self:
+            for loc, text, is_key in _strings(value, (field,)):
+                if is_key:
+                    if "${" in text:
+                        problems.append((loc, "keys are not substituted; use ${VAR} in values"))
+                    continue
+                problems += [(loc, message) for message in placeholder_problems(text)]
+        problems += self._problems()
+        if problems:
+            raise located_error(type(self).__name__, problems)
+        return self
+
+    def _problems(self) -> list[tuple[Loc, str]]:
+        """A kind's own cross-field checks."""
+        return []
+
+
+class SlackTarget(Target):
+    """An incoming webhook; `secret` names the webhook URL (it is the credential)."""
+
+    secret: SecretName
+    text: str = Field(min_length=1)
+
+
+class WebhookTarget(Target):
+    url: Url
+    method: Literal["POST", "PUT", "PATCH"] = "POST"
+    secret: SecretName | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Payload | None = None
+
+    def _problems(self) -> list[tuple[Loc, str]]:
+        problems: list[tuple[Loc, str]] = []
+        for name in self.headers:
+            if not _HEADER.match(name):
+                problems.append((("headers", name), f"{name!r} is not an HTTP header name"))
+            elif name.lower() in _RESERVED_HEADERS:
+                problems.append(
+                    (
+                        ("headers", name),
+                        f"{name} is set by Ritmo; credentials go in `secret: NAME`",
+                    )
+                )
+        return problems
+
+
+class GitHubWorkflowTarget(Target):
+    """workflow_dispatch; `secret` names a token, default: Ritmo's installation token."""
+
+    repository: Repository
+    workflow: Annotated[str, AfterValidator(_workflow)]
+    ref: str = Field(default="main", min_length=1)
+    inputs: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    secret: SecretName | None = None
+
+
+class RepositoryDispatchTarget(Target):
+    """repository_dispatch; `secret` names a token, default: Ritmo's installation token."""
+
+    repository: Repository
+    event_type: str = Field(min_length=1, max_length=100)
+    client_payload: Payload = Field(
+        default_factory=dict, description="GitHub allows at most 10 top-level keys."
+    )
+    secret: SecretName | None = None
+
+    def _problems(self) -> list[tuple[Loc, str]]:
+        if len(self.client_payload) > 10:
+            message = "GitHub accepts at most 10 top-level keys; nest the rest"
+            return [(("client_payload",), message)]
+        return []
+
+
+class SpinnakerTarget(Target):
+    """A Gate webhook trigger: POST {url} (…/webhooks/webhook/<source>)."""
+
+    url: Url
+    secret: SecretName | None = None
+    secret_header: str = Field(default="X-Ritmo-Token", pattern=_HEADER.pattern)
+    parameters: Payload = Field(default_factory=dict)
+    artifacts: tuple[Payload, ...] = ()
+
+
+AnyTarget = (
+    SlackTarget | WebhookTarget | GitHubWorkflowTarget | RepositoryDispatchTarget | SpinnakerTarget
+)
+
+
+class Integration(_Model):
+    """On `on` events (for `apps`, in `environments`), tell one target."""
+
+    on: Annotated[tuple[EventName, ...], BeforeValidator(_one_or_many)] = Field(min_length=1)
+    apps: Annotated[tuple[Annotated[str, _slug("app")], ...], BeforeValidator(_one_or_many)] = ()
+    environments: Annotated[
+        tuple[Annotated[str, _slug("environment")], ...], BeforeValidator(_one_or_many)
+    ] = ()
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    slack: SlackTarget | None = None
+    webhook: WebhookTarget | None = None
+    github_workflow: GitHubWorkflowTarget | None = None
+    repository_dispatch: RepositoryDispatchTarget | None = None
+    spinnaker: SpinnakerTarget | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        given = [kind for kind in TARGET_KINDS if getattr(self, kind) is not None]
+        if not given:
+            raise located_error(
+                "Integration",
+                [((), "give one target: " + ", ".join(TARGET_KINDS))],
+            )
+        if len(given) > 1:
+            raise located_error(
+                "Integration",
+                [
+                    (
+                        (kind,),
+                        f"one target per entry, but {' and '.join(given)} are set; "
+                        "split them into separate entries",
+                    )
+                    for kind in given[1:]
+                ],
+            )
+        return self
+
+    @property
+    def target(self) -> tuple[TargetKind, AnyTarget]:
+        for kind in TARGET_KINDS:
+            found: AnyTarget | None = getattr(self, kind)
+            if found is not None:
+                return kind, found
+        raise AssertionError("validated: exactly one target")  # pragma: no cover
+
+    def matches(self, event: str, app: str, environment: str | None) -> bool:
+        if event not in self.on:
+            return False
+        if self.apps and app not in self.apps:
+            return False
+        return not self.environments or environment in self.environments
