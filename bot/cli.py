@@ -473,6 +473,9 @@ def rollback(
     client = _client(server, token_value)
     resp = _checked(server, lambda: client.rollback(deployment_id, reason, correlation_id))
     body = resp.body
+    if body["status"] == "pending":
+        click.echo(_request_line(body["request"]))
+        return
     click.echo(
         f"rolled back: {body['environment']} runs {body['restored_version']} again "
         f"(commit {body['commit']}); {body['failed_artifact']} is held out of it"

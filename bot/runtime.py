@@ -217,7 +217,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     ledger.sync()
     argocd = (settings.cd.argocd_url or "").rstrip("/")
     deployments = DeploymentService(
-        mirror, writer, ledger, index, deployment_index, promotions, templates, policy,
+        mirror, writer, ledger, index, deployment_index, promotions, requests, templates, policy,
         requests.forge, emit=emitter(outbox),
         log_url=lambda name: f"{argocd}/applications/{name}" if argocd else None,
     )  # fmt: skip

@@ -167,4 +167,4 @@ def rollback_deployment(deployment_id: str) -> tuple[Response, int]:
         raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
     response = jsonify(done)
     response.headers["X-Correlation-ID"] = cid
-    return response, 201
+    return response, 202 if done["status"] == "pending" else 201

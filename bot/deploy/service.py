@@ -32,6 +32,7 @@ from bot.forge import DeploymentView, Forge
 from bot.manifests.mirror import Mirror
 from bot.manifests.writer import Conflict, Edit, ManifestWriter, Reader, Unchanged
 from bot.policy.model import Policy
+from bot.promotions.requests import RequestService, RollbackAsk
 from bot.promotions.service import PromotionInput, PromotionRefused, PromotionService, frozen
 from bot.store.deployments import DeploymentIndex
 from bot.store.index import ArtifactIndex, IndexedArtifact
@@ -138,6 +139,7 @@ class DeploymentService:
         index: ArtifactIndex,
         deployments: DeploymentIndex,
         promotions: PromotionService,
+        requests: RequestService,
         templates: Templates,
         policy: Callable[[], Policy],
         forge: Forge,
@@ -151,6 +153,7 @@ class DeploymentService:
         self._index = index
         self.index = deployments
         self._promotions = promotions
+        self._requests = requests
         self._templates = templates
         self._policy = policy
         self._forge = forge
@@ -273,7 +276,7 @@ class DeploymentService:
             if rule.on_failure == "automatic" and not record.get("rolled_back_by"):
                 try:
                     outcome.rollback = self.rollback(
-                        record["id"], AUTOMATIC, correlation_id, reason=None
+                        record["id"], AUTOMATIC, correlation_id, reason=None, automatic=True
                     )
                     outcome.record = self.index.get(record["id"]) or record
                 except (RollbackRefused, DeploymentRefused) as exc:
@@ -320,10 +323,18 @@ class DeploymentService:
 
     # -- rollback -----------------------------------------------------------------
     def rollback(
-        self, deployment_id: str, by: str, correlation_id: str, reason: str | None
+        self,
+        deployment_id: str,
+        by: str,
+        correlation_id: str,
+        reason: str | None,
+        automatic: bool = False,
     ) -> dict[str, Any]:
         """Pin the environment's previous version again, as a signed commit; a hold keeps
-        the failed artifact out of the environment's auto-promotion."""
+        the failed artifact out of the environment's auto-promotion.
+
+        A manual rollback into an environment whose policy says `requires_approval` opens
+        a request instead (status "pending"), judged by the rule into the environment."""
         record = self.index.get(deployment_id)
         if record is None:
             raise DeploymentRefused(404, f"no deployment {deployment_id!r}")
@@ -343,6 +354,28 @@ class DeploymentService:
         names = policy.environment_names
         position = names.index(env) if env in names else 0
         returned_to = names[position - 1] if position > 0 else None
+        if not automatic and policy.rollback(app, env).requires_approval:
+            rule = policy.rule(app, returned_to, env) if returned_to else None
+            if rule is None or not rule.requires_approval:
+                raise RollbackRefused(
+                    f"rollback.requires_approval in {env} needs a promotion rule into {env} "
+                    "that requires approval; fix the policy"
+                )
+            why = reason or f"Rollback of {failed.record['version']} asked for by {by}"
+            ask = PromotionInput(returned_to or env, env, notes=why)
+            asked = RollbackAsk(failed.record["id"], deployment_id, returned_to)
+            try:
+                opened = self._requests.open(restored, ask, rule, by, correlation_id, asked)
+            except PromotionRefused as exc:
+                raise RollbackRefused(str(exc)) from None
+            return {
+                "status": "pending",
+                "request": opened,
+                "environment": env,
+                "failed_artifact": failed.record["id"],
+                "restored_artifact": restored.record["id"],
+                "restored_version": restored.record["version"],
+            }
         target = policy.target(app)
         path = target.path(app, env)
         status = record["status"]
@@ -389,6 +422,7 @@ class DeploymentService:
             )
         )
         done = {
+            "status": "rolled-back",
             "commit": commit,
             "environment": env,
             "failed_artifact": failed.record["id"],

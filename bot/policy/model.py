@@ -370,6 +370,7 @@ def coherence_problems(policy: Policy | Mapping[str, Any]) -> list[tuple[Loc, st
         first_from: dict[str, int] = {}
         for i, rule in enumerate(_items(rules)):
             problems += _rule_problems(where, i, _mapping(rule), list(index), groups, first_from)
+    problems += _rollback_problems(data, list(index))
     if data.get("require_artifact_signatures") is True and not _items(data.get("trusted_keys")):
         problems.append(
             (
@@ -377,6 +378,42 @@ def coherence_problems(policy: Policy | Mapping[str, Any]) -> list[tuple[Loc, st
                 "needs trusted_keys: the fingerprints of the keys CI signs artifacts with",
             )
         )
+    return problems
+
+
+def _rollback_problems(data: Mapping[str, Any], names: list[str]) -> list[tuple[Loc, str]]:
+    """A rollback request is judged by the rule into its environment: there must be one
+    that asks for approval. Per-app rollbacks name environments that exist."""
+    problems: list[tuple[Loc, str]] = []
+    rules = [_mapping(r) for r in _items(data.get("promotion_rules"))]
+    for i, env in enumerate(_items(data.get("environments"))):
+        env = _mapping(env)
+        if _mapping(env.get("rollback")).get("requires_approval") is not True:
+            continue
+        loc: Loc = ("environments", i, "rollback", "requires_approval")
+        into = [r for r in rules if r.get("to", r.get("to_env")) == env.get("name")]
+        if i == 0:
+            problems.append(
+                (
+                    loc,
+                    "the first environment has no rule into it to judge a "
+                    "rollback request; remove requires_approval here",
+                )
+            )
+        elif not any(r.get("requires_approval") is True for r in into):
+            problems.append(
+                (
+                    loc,
+                    f"needs a promotion rule into {env.get('name')} with "
+                    "requires_approval: true, whose approvals judge the request",
+                )
+            )
+    for app, own in _mapping(data.get("apps")).items():
+        for env_name in _mapping(_mapping(own).get("rollback")):
+            if names and env_name not in names:
+                problems.append((("apps", app, "rollback", env_name),
+                                 f"unknown environment {env_name!r}; the environments are "
+                                 + ", ".join(names)))  # fmt: skip
     return problems
 
 

@@ -20,6 +20,7 @@ from bot.forge import Forge, RequestView
 from bot.manifests.mirror import Mirror, PushStatus
 from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
 from bot.manifests.records import split_image
+from bot.manifests.trailers import parse_trailers
 from bot.manifests.writer import Edit, ManifestWriter, Reader, Unchanged, WriteUnavailable
 from bot.policy.evaluate import Decision, PromotionRequest, Review, evaluate
 from bot.policy.model import Policy, PromotionRule
@@ -30,6 +31,15 @@ from bot.templates import Templates
 
 BRANCH_PREFIX = "ritmo/promote/"
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RollbackAsk:
+    """A request that rolls `failed` back out of the environment (bot/deploy)."""
+
+    failed: str
+    deployment: str | None
+    returned_to: str | None
 
 
 class ReviewRefused(Exception):
@@ -120,8 +130,12 @@ class RequestService:
         rule: PromotionRule,
         by: str,
         correlation_id: str,
+        rollback: RollbackAsk | None = None,
     ) -> dict[str, Any]:
-        """Open the request for app+env; an open older one is superseded by it."""
+        """Open the request for app+env; an open older one is superseded by it.
+
+        With `rollback`, the request pins an earlier artifact again, and its merge is a
+        rollback (a hold on the failed artifact) instead of a promotion."""
         record = artifact.record
         app, env = record["name"], ask.to_env
         now = self._clock()
@@ -143,6 +157,7 @@ class RequestService:
             approval_ticket=ask.approval_ticket,
             supersedes=older["id"] if older else None,
             correlation_id=correlation_id,
+            rollback=rollback,
         )
         branch = branch_for(app, env)
         with self._mirror.locked():
@@ -360,6 +375,19 @@ class RequestService:
                 log.exception("could not settle %s", request["id"])
         return expired
 
+    def _rollback_of(self, request: Mapping[str, Any]) -> RollbackAsk | None:
+        """What a rollback request rolls back, as its signed head commit says."""
+        with self._mirror.locked():
+            said = parse_trailers(self._mirror.log("-1", "--format=%B", request["head"]))
+        failed = said.get("Ritmo-Rolled-Back")
+        if not said.get("Ritmo-Rollback-Request") or not failed:
+            return None
+        returned = said.get("Ritmo-Returned-To")
+        deployment = said.get("Ritmo-Deployment")
+        return RollbackAsk(
+            failed[0], deployment[0] if deployment else None, returned[0] if returned else None
+        )
+
     def _merge(self, request: Mapping[str, Any], decision: Decision) -> None:
         artifact = self._artifact(request["artifact_id"])
         if artifact is None:
@@ -382,6 +410,7 @@ class RequestService:
             path=pin.path,
             approval_ticket=request["approval_ticket"],
             correlation_id=request["id"],
+            rollback=self._rollback_of(request),
         )
         result = self._writer.write(MergeRequest(replace(pin, message=message), request["tip"]))
         if self._forge.kind == "local":
@@ -478,6 +507,7 @@ class RequestService:
             held=held,
             reason=reason,
             approvers=list(decision.approvers),
+            rollback=self._rollback_of(request),
         )
         self._writer.sync()  # the forge's merge commit first: ours goes on top of it
         self._writer.write(RecordMerge(message))

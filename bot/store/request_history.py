@@ -101,22 +101,26 @@ def rebuild_requests(
 
     ended: list[_Commit] = []
     for commit in _log(mirror, "--first-parent", "--grep=^Ritmo-Request: ", tip):
+        # A merge records a promotion, or (a rollback request's) a rollback.
         request_id = commit.one("Ritmo-Request")
         if request_id is None or commit.one("Ritmo-Review"):
             continue
-        if commit.one("Ritmo-Promotion") and len(commit.parents) == 2:
+        merged = commit.one("Ritmo-Promotion") or commit.one("Ritmo-Rollback")
+        if merged and len(commit.parents) == 2:
             head, reviews = _branch_history(mirror, commit.parents[1])
             if head is not None:
                 add(head, "merged", commit.parents[1], reviews)
                 rows.get(request_id, {}).update(merge_commit=commit.sha, closed_at=commit.at)
-        elif commit.one("Ritmo-Promotion") and commit.one("Ritmo-Merge-Commit"):
+        elif merged and commit.one("Ritmo-Merge-Commit"):
             # Merged by a person on the forge; Ritmo's record names the forge's merge commit.
-            merged = _log(mirror, "-n", "1", str(commit.one("Ritmo-Merge-Commit")))
-            if merged and len(merged[0].parents) == 2:
-                head, reviews = _branch_history(mirror, merged[0].parents[1])
+            by_forge = _log(mirror, "-n", "1", str(commit.one("Ritmo-Merge-Commit")))
+            if by_forge and len(by_forge[0].parents) == 2:
+                head, reviews = _branch_history(mirror, by_forge[0].parents[1])
                 if head is not None:
-                    add(head, "merged", merged[0].parents[1], reviews)
-                    rows.get(request_id, {}).update(merge_commit=merged[0].sha, closed_at=commit.at)
+                    add(head, "merged", by_forge[0].parents[1], reviews)
+                    rows.get(request_id, {}).update(
+                        merge_commit=by_forge[0].sha, closed_at=commit.at
+                    )
         elif commit.one("Ritmo-Request-Closed"):
             ended.append(commit)
     for branch_tip in mirror.fetch_branches(BRANCH_PREFIX).values():

@@ -267,6 +267,8 @@ def _rollback(runtime: Runtime, command: Rollback, login: str, link: str, delive
         )
     except (RollbackRefused, DeploymentRefused) as exc:
         return f"Refused: {exc}"
+    if done["status"] == "pending":
+        return "The policy wants approvals for this rollback. " + _opened(done["request"])
     return (
         f"Rolled {command.app} in {command.env} back from {latest['version']} to "
         f"{done['restored_version']} (commit {done['commit']}). {latest['version']} is held "
