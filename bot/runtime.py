@@ -37,8 +37,14 @@ from bot.promotions.service import PromotionService
 from bot.registry import ArtifactRegistry
 from bot.store.deliveries import DeliveryQueue
 from bot.store.deployments import DeploymentIndex
-from bot.store.index import ArtifactIndex, IndexedArtifact, RequestIndex, make_engine
-from bot.store.reindex import follow
+from bot.store.index import (
+    ArtifactIndex,
+    IndexedArtifact,
+    RequestIndex,
+    RollbackFact,
+    make_engine,
+)
+from bot.store.reindex import follow, history_fact
 from bot.templates import Templates
 from bot.webhooks.router import Router
 from bot.webhooks.routes import build_router
@@ -168,6 +174,10 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         policy.refresh(partial(read_path, mirror, mirror.tree_of(new)))
         if written:  # what this process pushed: recorded, promoted, rolled back
             announce(outbox, index, written)
+            rolled = [
+                f for c in written if isinstance(f := history_fact(c.sha, c.message), RollbackFact)
+            ]
+            deployments.rolled_back_on_main(rolled)
 
     writer = ManifestWriter(
         mirror,

@@ -35,7 +35,7 @@ from bot.policy.model import Policy
 from bot.promotions.requests import RequestService, RollbackAsk
 from bot.promotions.service import PromotionInput, PromotionRefused, PromotionService, frozen
 from bot.store.deployments import DeploymentIndex
-from bot.store.index import ArtifactIndex, IndexedArtifact
+from bot.store.index import ArtifactIndex, IndexedArtifact, RollbackFact
 from bot.templates import Templates
 
 log = logging.getLogger(__name__)
@@ -434,6 +434,29 @@ class DeploymentService:
         }
         log.info("rolled back %s in %s to %s (%s)", app, env, restored.record["version"], commit)
         return done
+
+    def rolled_back_on_main(self, facts: list[RollbackFact]) -> None:
+        """Mark deployments rolled back by commits that reached main another way (a merged
+        rollback request). Runs in the main writer's thread: it only queues the writes."""
+        for fact in facts:
+            record = self.index.get(fact.deployment_id) if fact.deployment_id else None
+            if record is None or record.get("rolled_back_by"):
+                continue
+            at = fact.rolled_back_at or _now_text(self._clock())
+            message = self._templates.render(
+                "commit/deployment.txt",
+                record={**record, "status": "rolled-back"},
+                seen=Observation(
+                    status=record["status"],
+                    source="ritmo",
+                    trigger="rollback",
+                    revision=fact.commit,
+                    at=at,
+                    deployed_by=fact.rolled_back_by,
+                ),  # fmt: skip
+                correlation_id=fact.correlation_id or fact.commit,
+            )
+            self._ledger.submit(_MarkRolledBack(record, fact.commit, at, message))
 
     def _previous(self, record: dict[str, Any]) -> IndexedArtifact | None:
         """The last version that ran well in the environment, else the one pinned before."""

@@ -10,6 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from bot.auth import Scope
+from bot.manifests.writer import Unchanged
 from bot.runtime import Runtime
 from tests.helpers import artifact_body, bearer, remote_refs, show, trailers, verify_commit
 
@@ -29,6 +30,11 @@ promotion_rules:
 @pytest.fixture
 def remote_policy() -> str:
     return POLICY
+
+
+class _Nothing:
+    def plan(self, read: Any) -> Unchanged:
+        return Unchanged()
 
 
 def _pinned(remote: Path) -> str:
@@ -87,5 +93,8 @@ def test_a_rollback_request_merges_as_a_rollback(
     assert "Ritmo-Promotion" not in said
     verify_commit(remote, remote_refs(remote)["refs/heads/main"], signing_key[0])
     assert runtime.index.held(ids[1], "production")
+    runtime.ledger.write(_Nothing())  # the mark is queued behind the merge: let it land
+    marked = client.get(f"/api/v1/deployments/{dep['id']}", headers=bearer(cd)).get_json()
+    assert marked["rolled_back_by"] == remote_refs(remote)["refs/heads/main"]
     shown = client.get(f"/api/v1/artifacts/{ids[1]}", headers=bearer(tokens["reader"]))
     assert shown.get_json()["promotion_status"] == "dev"
