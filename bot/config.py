@@ -164,6 +164,8 @@ class NotifySettings(_Section):
     secrets: dict[str, str] = Field(default_factory=dict, repr=False)
     max_attempts: int = Field(default=8, ge=1, le=100)
     timeout: float = Field(default=10.0, gt=0, le=120)
+    # update_gitops_repo into a path or file:// URL on this host (tests, single-host set-ups)
+    allow_local_repositories: bool = False
 
 
 class Settings(BaseSettings):

@@ -28,6 +28,7 @@ from bot.manifests.signing import (
 )
 from bot.manifests.writer import ManifestWriter, Written
 from bot.notify.events import announce, emitter
+from bot.notify.gitops import GitopsUpdater
 from bot.notify.outbox import Outbox
 from bot.policy.load import PolicyError, policy_from_branch
 from bot.policy.model import PromotionRule
@@ -166,6 +167,11 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         index.engine, policy, settings.notify,
         github_token=github_token if settings.forge.kind == "github" else None,
         api_url=settings.forge.github.api_url,
+        gitops=GitopsUpdater(
+            (settings.data_dir / "gitops-mirrors").resolve(), signer.sign,
+            Identity(settings.manifests.author_name, settings.manifests.author_email),
+            allow_local=settings.notify.allow_local_repositories,
+        ),
     )  # fmt: skip
 
     def advance(old: str | None, new: str, written: Written | None) -> None:

@@ -26,7 +26,7 @@ from bot.auth import Scope, TokenStore
 from bot.cli import main
 from bot.config import Settings
 from bot.manifests.records import artifact_id
-from bot.runtime import open_index
+from bot.runtime import Runtime, build_runtime, open_index
 from tests.helpers import (
     artifact_body,
     bearer,
@@ -590,3 +590,29 @@ class TestEmbeddedServe:
             capture_output=True, text=True, check=False,
         )  # fmt: skip
         assert secret.stdout.count("\nsec:") + secret.stdout.startswith("sec:") == 1
+
+
+def test_an_index_of_an_older_shape_is_rebuilt_from_git(
+    settings: Settings, runtime: Runtime, client: FlaskClient, tokens: dict[str, str]
+) -> None:
+    """An index written by an earlier Ritmo (no schema mark, a column missing) is dropped
+    and rebuilt from git at start-up; the API answers as before."""
+    import sqlite3
+
+    body = artifact_body(version="9.0.0")
+    created = client.post("/api/v1/artifacts", json=body, headers=bearer(tokens["ci"]))
+    assert created.status_code == 201
+    runtime.close()
+    database = settings.data_dir / "index.sqlite3"
+    with sqlite3.connect(database) as conn:
+        conn.execute("ALTER TABLE promotions DROP COLUMN automatic")
+        conn.execute("DELETE FROM index_state WHERE key = 'schema'")
+    fresh = build_runtime(settings)
+    try:
+        found = fresh.index.get(created.json["id"])
+        assert found is not None and found.record["version"] == "9.0.0"
+        with sqlite3.connect(database) as conn:
+            columns = [row[1] for row in conn.execute("PRAGMA table_info(promotions)")]
+        assert "automatic" in columns
+    finally:
+        fresh.close()

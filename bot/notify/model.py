@@ -32,7 +32,36 @@ integrations:
       secret: gate_token              # optional; sent in the header `secret_header`
       secret_header: X-Ritmo-Token    # default X-Ritmo-Token
       parameters: {version: "${VERSION}"}
+  - on: [promoted]
+    environments: [staging]
+    update_gitops_repo:               # a signed commit in another repo, e.g. ArgoCD's
+      repository: acme/gitops-manifests   # owner/name on GitHub: where the PR opens
+      url: https://github.com/acme/gitops-manifests.git  # optional, see below
+      branch: main                    # the branch to change, or the PR's base; default main
+      path: apps/web/overlays/staging/kustomization.yaml
+      image: registry.example.com/acme/web  # optional: kustomize images[].name
+      set: {newTag: "${VERSION}"}     # or {digest: ...}; or, for Helm values, instead:
+      # key: image.tag
+      # value: "${VERSION}"
+      commit_message: "Update web to ${VERSION}"   # default "Update ${APP} to ${VERSION}"
+      create_pr: true                 # default true; false pushes straight to `branch`
+      # secret: NAME (a token); default: Ritmo's GitHub App installation token
 ```
+
+update_gitops_repo (bot.notify.gitops) edits one file of another git repository, for
+GitOps set-ups where ArgoCD or Flux watch a repo other than Ritmo's: with `set`, the
+images[] entry named `image` of a kustomization (default: the artifact image's
+repository, without tag); with `key` + `value`, a dotted key of a Helm values file.
+The entry or key must already be there (a typo must not add a new one). `url` is any git
+URL: https://, ssh://, user@host:path, file:// or an absolute path; by default the
+repository on GitHub (GitHub Enterprise: the host of forge.github.api_url). The token
+(the named secret, else Ritmo's installation token) reaches git over https through the
+environment only, and authenticates the pull request. The commit is signed with Ritmo's
+key. With `create_pr` the commit goes on `ritmo/update/<app>/<version>-<id>` made from
+`branch`'s tip, and a pull request into `branch` is opened; without it, the commit
+fast-forwards `branch` (a branch that moved meanwhile is fetched and the commit rebuilt
+on the next attempt; never forced). A file that already holds the value is not touched.
+`path`, `branch` and `url` may use `${VAR}` too (e.g. overlays/${ENVIRONMENT}/...).
 
 Events: artifact_recorded (no environment), promoted, deployed, deployment_failed,
 rolled_back. An entry with `environments` never matches an event without one.
@@ -48,8 +77,8 @@ error at load time, placed at the value.
 
 Credentials never live in the policy: `secret: NAME` names the setting
 `notify.secrets.NAME` (RITMO_NOTIFY__SECRETS__NAME; '-' in the name is '_' there).
-For slack it is the incoming-webhook URL; for webhook and the GitHub targets a bearer
-token; for spinnaker the value of `secret_header`.
+For slack it is the incoming-webhook URL; for webhook and the GitHub targets (and
+update_gitops_repo) a bearer token; for spinnaker the value of `secret_header`.
 
 This module is pure (pydantic only). It must not import bot.policy at module level:
 bot.policy.model imports it.
@@ -93,13 +122,21 @@ VARIABLES = (
 )
 """What `${...}` may name. See bot.notify.render.variables for where each comes from."""
 
-TargetKind = Literal["slack", "webhook", "github_workflow", "repository_dispatch", "spinnaker"]
+TargetKind = Literal[
+    "slack",
+    "webhook",
+    "github_workflow",
+    "repository_dispatch",
+    "spinnaker",
+    "update_gitops_repo",
+]
 TARGET_KINDS: tuple[TargetKind, ...] = (
     "slack",
     "webhook",
     "github_workflow",
     "repository_dispatch",
     "spinnaker",
+    "update_gitops_repo",
 )
 
 RULE_ERROR = "policy_rule"  # the same pydantic error type bot.policy.model uses
@@ -242,6 +279,74 @@ def _workflow(value: str) -> str:
     return value
 
 
+def _repo_path(value: str) -> str:
+    probe = _probe(value)
+    parts = probe.split("/")
+    if (
+        any(part in ("", ".", "..") for part in parts)
+        or "\\" in probe
+        or any(c.isspace() or not c.isprintable() for c in probe)
+    ):
+        raise ValueError(
+            f"{value!r} is not a path in the repository; write it relative to the "
+            "repository's root, without '..', e.g. apps/web/overlays/staging/kustomization.yaml"
+        )
+    return value
+
+
+_BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/+-]{0,199}$")
+
+
+def branch_problem(name: str) -> str | None:
+    """Why `name` cannot be a branch Ritmo writes, or None."""
+    if (
+        not _BRANCH.match(name)
+        or ".." in name
+        or "//" in name
+        or "@{" in name
+        or name.endswith(("/", ".", ".lock"))
+        or "/." in name
+    ):
+        return f"{name!r} is not a branch name; write e.g. main"
+    return None
+
+
+def _branch(value: str) -> str:
+    problem = branch_problem(_probe(value))
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$")
+
+
+def _git_url(value: str) -> str:
+    probe = _probe(value)
+    if any(c.isspace() for c in probe) or probe.startswith("-"):
+        raise ValueError(f"{value!r} is not a git URL")
+    if probe.startswith("https://"):
+        if not re.match(r"^https://[^\s/?#]+/", probe):
+            raise ValueError(f"{value!r} is not a git URL; write e.g. https://github.com/o/r.git")
+        if "@" in probe.split("://", 1)[1].split("/", 1)[0]:
+            raise ValueError(
+                "must not carry credentials; name a secret with `secret: NAME` instead"
+            )
+        return value
+    if probe.startswith(("ssh://", "file:///", "/")) or _SCP_LIKE.match(probe):
+        return value
+    raise ValueError(
+        f"{value!r} is not a git URL Ritmo pushes to; use https://, ssh://, user@host:path, "
+        "file:// or an absolute path"
+    )
+
+
+def _key_path(value: str) -> str:
+    if not all(part.strip() for part in value.split(".")):
+        raise ValueError(f"{value!r} is not a key path; write dotted keys, e.g. image.tag")
+    return value
+
+
 def _one_or_many(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
@@ -250,6 +355,10 @@ EventName = Annotated[str, AfterValidator(_event)]
 SecretName = Annotated[str, AfterValidator(_secret)]
 Url = Annotated[str, AfterValidator(_url)]
 Repository = Annotated[str, AfterValidator(_repository)]
+RepoPath = Annotated[str, AfterValidator(_repo_path)]
+GitBranch = Annotated[str, AfterValidator(_branch)]
+GitUrl = Annotated[str, AfterValidator(_git_url)]
+KeyPath = Annotated[str, AfterValidator(_key_path)]
 Payload = dict[str, JsonValue]
 
 
@@ -345,8 +454,74 @@ class SpinnakerTarget(Target):
     artifacts: tuple[Payload, ...] = ()
 
 
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+class ImagePin(Target):
+    """What to pin on a kustomization's images[] entry: exactly one of newTag, digest."""
+
+    newTag: str | None = Field(default=None, min_length=1, max_length=128)  # noqa: N815
+    digest: str | None = Field(default=None, min_length=1, max_length=200)
+
+    def _problems(self) -> list[tuple[Loc, str]]:
+        if (self.newTag is None) == (self.digest is None):
+            return [((), 'give exactly one of newTag or digest, e.g. {newTag: "${VERSION}"}')]
+        if self.digest is not None and "${" not in self.digest:
+            if not _DIGEST.match(self.digest):
+                return [(("digest",), f"{self.digest!r} is not sha256:<64 hex digits>")]
+        return []
+
+
+class GitopsRepoTarget(Target):
+    """A signed commit editing one file in another git repository (bot.notify.gitops)."""
+
+    repository: Repository
+    url: GitUrl | None = None
+    branch: GitBranch = "main"
+    path: RepoPath
+    image: str | None = Field(default=None, min_length=1, max_length=255)
+    set: ImagePin | None = None
+    key: KeyPath | None = None
+    value: str | None = None
+    commit_message: str = Field(default="Update ${APP} to ${VERSION}", min_length=1)
+    create_pr: bool = True
+    secret: SecretName | None = None
+
+    def _problems(self) -> list[tuple[Loc, str]]:
+        if self.set is not None and (self.key is not None or self.value is not None):
+            both = "key" if self.key is not None else "value"
+            return [
+                (
+                    (both,),
+                    "one edit per entry: `set` pins a kustomization image, `key` + `value` "
+                    "set a Helm values key; split them into separate entries",
+                )
+            ]
+        if self.set is None and self.key is None and self.value is None:
+            return [
+                (
+                    (),
+                    'give the edit: set: {newTag: "${VERSION}"} (a kustomization) or '
+                    'key: image.tag with value: "${VERSION}" (Helm values)',
+                )
+            ]
+        if self.set is None:
+            if self.key is None:
+                return [(("value",), "`value` needs `key`, the dotted key it sets")]
+            if self.value is None:
+                return [(("key",), '`key` needs `value`, e.g. value: "${VERSION}"')]
+            if self.image is not None:
+                return [(("image",), "`image` names a kustomization entry; it goes with `set`")]
+        return []
+
+
 AnyTarget = (
-    SlackTarget | WebhookTarget | GitHubWorkflowTarget | RepositoryDispatchTarget | SpinnakerTarget
+    SlackTarget
+    | WebhookTarget
+    | GitHubWorkflowTarget
+    | RepositoryDispatchTarget
+    | SpinnakerTarget
+    | GitopsRepoTarget
 )
 
 
@@ -364,6 +539,7 @@ class Integration(_Model):
     github_workflow: GitHubWorkflowTarget | None = None
     repository_dispatch: RepositoryDispatchTarget | None = None
     spinnaker: SpinnakerTarget | None = None
+    update_gitops_repo: GitopsRepoTarget | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> Self:

@@ -32,6 +32,7 @@ from bot.store.outbox import (
 )
 
 if TYPE_CHECKING:
+    from bot.notify.gitops import GitopsUpdater
     from bot.policy.model import Policy
 
 __all__ = ["EventContext", "Outbox"]
@@ -47,7 +48,8 @@ class Outbox:
     `policy` returns the policy in force (e.g. the runtime's PolicySource); it is read
     at each emit, and what it renders is stored, so a later edit changes no queued work.
     `github_token` supplies Ritmo's installation token for GitHub targets that name no
-    secret. `clock`, `random` and the backoff bounds are there for tests.
+    secret. `gitops` delivers update_gitops_repo (without it those are dead letters).
+    `clock`, `random` and the backoff bounds are there for tests.
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class Outbox:
         idle_wait: float = 30.0,
         batch: int = 50,
         session: Callable[[], requests.Session] = requests.Session,
+        gitops: GitopsUpdater | None = None,
     ) -> None:
         self._policy = policy
         self._clock = clock
@@ -84,6 +87,7 @@ class Outbox:
             api_url=api_url,
             session=session,
             clock=clock,
+            gitops=gitops,
         )
         recovered = self.store.recover()
         if recovered:

@@ -11,14 +11,18 @@ One class per kind (`SlackHttp`, `WebhookHttp`, `GitHubWorkflowHttp`,
 - any other status (other 4xx, 3xx: redirects are not followed), a URL that cannot be
   sent to, a secret that is not set: dead at once; retrying cannot help.
 
+update_gitops_repo is no single request: `Sender` hands it to a `GitopsUpdater`
+(bot.notify.gitops), with the token below, when the outbox has one; else it is dead.
+
 Every request carries `User-Agent: ritmo` and `Idempotency-Key: <key>`, the same key
 on every attempt of one delivery, so a receiver can drop a repeat.
 
 Credentials:
 - slack: the secret is the incoming-webhook URL itself.
 - webhook: `Authorization: Bearer <secret>` when a secret is named.
-- github_workflow, repository_dispatch: `Authorization: Bearer <token>`, the named secret
-  or else Ritmo's GitHub App installation token (`github_token`).
+- github_workflow, repository_dispatch, update_gitops_repo: `Authorization: Bearer
+  <token>`, the named secret or else Ritmo's GitHub App installation token
+  (`github_token`); update_gitops_repo also hands it to git for https URLs.
 - spinnaker: the secret, when named, in the header `secret_header` (default
   X-Ritmo-Token); Gate itself does not check it, a proxy in front of Gate may. Behind a
   bearer-token proxy set `secret_header: Authorization` and the secret to `Bearer ...`.
@@ -33,12 +37,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from urllib.parse import quote, urlsplit
 
 import requests
 
 from bot.notify.model import secret_env_name
+
+if TYPE_CHECKING:
+    from bot.notify.gitops import GitopsUpdater
 
 USER_AGENT = "ritmo"
 GITHUB_API = "https://api.github.com"
@@ -67,6 +74,17 @@ class Outcome:
     status: Literal["delivered", "retry", "dead"]
     detail: str
     retry_after: float | None = None  # seconds: wait at least this long
+
+
+@dataclass(frozen=True)
+class GitHubAccess:
+    """How update_gitops_repo reaches GitHub's REST API for one delivery."""
+
+    api_url: str = GITHUB_API
+    token: str | None = None  # the named secret or the installation token; None: none
+    session: Callable[[], requests.Session] = requests.Session
+    timeout: float = 10.0
+    clock: Callable[[], float] = time.time
 
 
 class MissingSecret(Exception):
@@ -171,14 +189,21 @@ class _GitHub(_Secrets):
         self._api = api_url.rstrip("/")
 
     def _token(self, target: Mapping[str, Any]) -> str:
-        named = self.optional(target.get("secret"))
-        if named is not None:
-            return named
-        if self._github_token is None:
+        token = self.token_if_any(target)
+        if token is None:
             raise Unsendable(
                 "no GitHub token: name one with `secret: NAME` (RITMO_NOTIFY__SECRETS__NAME) "
                 "or run Ritmo as a GitHub App"
             )
+        return token
+
+    def token_if_any(self, target: Mapping[str, Any]) -> str | None:
+        """The named secret, else the installation token, else None (no GitHub App)."""
+        named = self.optional(target.get("secret"))
+        if named is not None:
+            return named
+        if self._github_token is None:
+            return None
         try:
             return self._github_token()
         except Exception as exc:
@@ -312,10 +337,14 @@ class Sender:
         api_url: str = GITHUB_API,
         session: Callable[[], requests.Session] = requests.Session,
         clock: Callable[[], float] = time.time,
+        gitops: GitopsUpdater | None = None,
     ) -> None:
         self._timeout = timeout
         self._session = session
         self._clock = clock
+        self._api_url = api_url
+        self._gitops = gitops
+        self._github = _GitHub(secrets, github_token, api_url)
         self.targets: dict[str, HttpTarget] = {
             "slack": SlackHttp(secrets),
             "webhook": WebhookHttp(secrets),
@@ -336,6 +365,8 @@ class Sender:
     def send(
         self, kind: str, target: Mapping[str, Any], event: Mapping[str, Any], key: str
     ) -> Outcome:
+        if kind == "update_gitops_repo":
+            return self._update_gitops_repo(target, event, key)
         try:
             req = self.build(kind, target, event, key)
         except (MissingSecret, Unsendable) as exc:
@@ -359,3 +390,21 @@ class Sender:
         except requests.RequestException as exc:  # an invalid URL, too many redirects, ...
             return Outcome("dead", req.hide(f"{type(exc).__name__}: {exc}"))
         return Outcome(outcome.status, req.hide(outcome.detail), outcome.retry_after)
+
+    def _update_gitops_repo(
+        self, target: Mapping[str, Any], event: Mapping[str, Any], key: str
+    ) -> Outcome:
+        if self._gitops is None:
+            return Outcome(
+                "dead",
+                "update_gitops_repo needs the GitOps updater (Ritmo's signing key and a "
+                "data directory for the mirrors); this outbox was built without one",
+            )
+        try:
+            token = self._github.token_if_any(target)
+        except MissingSecret as exc:
+            return Outcome("dead", str(exc))
+        except Unavailable as exc:
+            return Outcome("retry", str(exc))
+        access = GitHubAccess(self._api_url, token, self._session, self._timeout, self._clock)
+        return self._gitops.update(target, event, key, access)

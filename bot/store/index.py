@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 metadata = sa.MetaData()
 
@@ -210,11 +211,40 @@ def make_engine(url: str) -> Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
+# Bumped when a table that git rebuilds changes shape. An index of another version is
+# dropped and rebuilt from git; queues (webhook deliveries, the outbox) are kept.
+SCHEMA_VERSION = "2"
+GIT_DERIVED = (
+    "artifacts", "promotions", "promotion_requests", "promotion_reviews", "rollbacks",
+    "holds", "deployments", "cd_reports", "deployment_forge_refs", "index_state",
+)  # fmt: skip
+
+
+def _ensure_schema(engine: Engine) -> None:
+    if "index_state" in sa.inspect(engine).get_table_names():
+        with engine.connect() as conn:
+            version = conn.execute(
+                sa.select(index_state.c.value).where(index_state.c.key == "schema")
+            ).scalar_one_or_none()
+        if version == SCHEMA_VERSION:
+            return
+        with engine.begin() as conn:
+            for name in GIT_DERIVED:
+                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"')
+    metadata.create_all(engine)
+    try:
+        with engine.begin() as conn:
+            conn.execute(index_state.insert().values(key="schema", value=SCHEMA_VERSION))
+    except IntegrityError:
+        pass  # another process on the same database got there first
+
+
 class ArtifactIndex:
     def __init__(self, engine: Engine, initial_environment: str = "dev") -> None:
         self._engine = engine
         self.engine = engine
         self.initial_environment = initial_environment
+        _ensure_schema(engine)
         metadata.create_all(engine)
 
     def get(self, artifact_id: str) -> IndexedArtifact | None:
@@ -409,7 +439,7 @@ class ArtifactIndex:
             conn.execute(requests.delete())
             conn.execute(promotions.delete())
             conn.execute(artifacts.delete())
-            conn.execute(index_state.delete())
+            conn.execute(index_state.delete().where(index_state.c.key != "schema"))
 
     @staticmethod
     def _set_tip(conn: sa.Connection, tip: str) -> None:

@@ -125,7 +125,7 @@ def test_no_target_at_all() -> None:
     found = problems("  - on: [promoted]\n    apps: [web]\n")
     assert [str(p) for p in found] == [
         "policy.yaml:5:5: integrations[0]: give one target: slack, webhook, github_workflow, "
-        "repository_dispatch, spinnaker"
+        "repository_dispatch, spinnaker, update_gitops_repo"
     ]
 
 

@@ -1,0 +1,484 @@
+"""update_gitops_repo: pin a version in another git repository with one signed commit.
+
+For GitOps set-ups where ArgoCD or Flux watch a repository other than Ritmo's. One
+delivery of a rendered target (see bot.notify.model):
+
+1. Fetch `branch` into a bare mirror of its own under `root` (bot.manifests.mirror; one
+   per (url, branch), shared safely across threads and processes by `Mirror.locked`).
+2. Read `path` at the tip. A file that already holds the value: delivered, no commit,
+   so a second delivery (the outbox delivers at least once) changes nothing.
+3. Edit it round-trip (bot.manifests.overlays: the user's comments and layout stay) and
+   build one GPG-signed commit on the tip, in process, as the manifests writer does.
+4. Without create_pr: fast-forward `branch`. A branch that moved meanwhile refuses the
+   push; that is a retry, and the next attempt fetches and rebuilds on the new tip.
+   With create_pr: push `ritmo/update/<app>/<version>-<id>` (id: from the delivery's
+   idempotency key, so every attempt of one delivery uses the same branch). A branch
+   already there that holds the value is reused, never pushed again. Then open the
+   pull request into `branch`; "A pull request already exists" counts as delivered.
+
+Pushes are never forced. Outcomes: git unreachable, a refused or failed push, a GitHub
+5xx or rate limit: retry. A missing branch, file, images[] entry or key, a repository
+or credentials git or GitHub refuse (401/403/404), invalid YAML: dead, with what to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote, urlsplit
+
+import requests
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from bot.manifests.mirror import Mirror, PushResult, PushStatus
+from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
+from bot.manifests.overlays import OverlayError, pin_kustomize_image, set_key_path
+from bot.manifests.records import split_image
+from bot.notify.model import branch_problem
+from bot.notify.targets import (
+    GITHUB_API_VERSION,
+    USER_AGENT,
+    GitHubAccess,
+    HttpRequest,
+    Outcome,
+    classify,
+)
+
+BRANCH_PREFIX = "ritmo/update/"
+_REPOSITORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
+# What git says when retrying cannot help: no such repository, no access, a protected branch.
+_GIT_REFUSED = re.compile(
+    r"repository not found|repository '[^']*' not found|does not appear to be a git repository"
+    r"|authentication failed|could not read (?:username|password)|permission denied"
+    r"|returned error: 40[134]|terminal prompts disabled|protected branch|\bGH0\d\d\b",
+    re.IGNORECASE,
+)
+
+
+class _Stop(Exception):
+    """Ends a delivery with an outcome."""
+
+    def __init__(self, status: Literal["retry", "dead"], detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def _dead(detail: str) -> _Stop:
+    return _Stop("dead", detail)
+
+
+def _retry(detail: str) -> _Stop:
+    return _Stop("retry", detail)
+
+
+def default_git_url(api_url: str, repository: str) -> str:
+    """https://github.com/o/r.git, or the GitHub Enterprise host's (api at /api/v3)."""
+    parts = urlsplit(api_url)
+    host = parts.netloc
+    if host == "api.github.com":
+        host = "github.com"
+    return f"{parts.scheme or 'https'}://{host}/{repository}.git"
+
+
+def _is_path(path: str) -> bool:
+    parts = path.split("/")
+    return not any(p in ("", ".", "..") for p in parts) and not any(
+        c.isspace() or not c.isprintable() or c == "\\" for c in path
+    )
+
+
+def _safe(text: str) -> str:
+    """A version as a branch name component."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", text)
+    cleaned = re.sub(r"\.{2,}", ".", cleaned).strip(".-")
+    return cleaned[:80]
+
+
+def update_branch(app: str, version: str, key: str) -> str:
+    """ritmo/update/<app>/<version>-<8 hex of the key>, or <16 hex of the key>."""
+    digest = key.removeprefix("ritmo-")
+    name = _safe(app) or "app"
+    version = _safe(version)
+    leaf = f"{version}-{digest[:8]}" if version else digest[:16]
+    return f"{BRANCH_PREFIX}{name}/{leaf}"
+
+
+# -- the edit -----------------------------------------------------------------------
+
+
+_SAFE_YAML = YAML(typ="safe")
+
+
+def _load(text: str, path: str) -> Any:
+    try:
+        return _SAFE_YAML.load(text)
+    except YAMLError as exc:
+        raise _dead(f"{path} is not valid YAML: {' '.join(str(exc).split())[:300]}") from None
+
+
+@dataclass(frozen=True)
+class _Edit:
+    path: str
+    value: str
+    image: str | None = None  # kustomize: the images[] entry's name
+    field: str = "newTag"  # kustomize: newTag or digest
+    key: str | None = None  # helm values: the dotted key
+
+    def describe(self) -> str:
+        if self.key is not None:
+            return f"{self.key}: {self.value}"
+        return f"images[name={self.image}].{self.field}: {self.value}"
+
+    def done(self, text: str) -> bool:
+        """Whether `text` already holds the value; _Stop(dead) when it has no place for it."""
+        doc = _load(text, self.path)
+        if self.key is not None:
+            node = doc
+            for part in self.key.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    raise _dead(
+                        f"{self.path} has no key {self.key}; add it (Ritmo changes a key, it "
+                        "does not add one) or fix `key`"
+                    )
+                node = node[part]
+            return node is not None and str(node) == self.value
+        images = doc.get("images") if isinstance(doc, dict) else None
+        entry = next(
+            (e for e in images or [] if isinstance(e, dict) and e.get("name") == self.image),
+            None,
+        )
+        if entry is None:
+            raise _dead(
+                f"{self.path} has no images[] entry named {self.image}; add one "
+                f"(- name: {self.image}) or name the entry with `image:`"
+            )
+        other = "digest" if self.field == "newTag" else "newTag"
+        current = entry.get(self.field)
+        return current is not None and str(current) == self.value and other not in entry
+
+    def apply(self, text: str) -> str:
+        try:
+            if self.key is not None:
+                return set_key_path(text, self.key, self.value)
+            assert self.image is not None
+            if self.field == "digest":
+                return pin_kustomize_image(text, self.image, digest=self.value)
+            return pin_kustomize_image(text, self.image, tag=self.value)
+        except OverlayError as exc:
+            raise _dead(f"{self.path}: {exc}") from None
+
+
+def _edit(target: Mapping[str, Any], event: Mapping[str, Any]) -> _Edit:
+    path = str(target.get("path") or "")
+    if not _is_path(path):
+        raise _dead(f"path {path!r} is not a path in the repository (after substitution)")
+    pin = target.get("set")
+    if isinstance(pin, Mapping):
+        field = "digest" if pin.get("digest") is not None else "newTag"
+        value = str(pin.get(field) or "")
+        image = target.get("image")
+        if not image:
+            artifact = event.get("artifact")
+            reference = artifact.get("image") if isinstance(artifact, Mapping) else None
+            if not reference:
+                raise _dead(
+                    "the artifact has no image, so the images[] entry is unknown; "
+                    "name it with `image:`"
+                )
+            try:
+                image = split_image(str(reference))[0]
+            except ValueError:
+                raise _dead(f"{reference!r} is not an image reference; set `image:`") from None
+        edit = _Edit(path, value, image=str(image), field=field)
+    else:
+        edit = _Edit(path, str(target.get("value") or ""), key=str(target.get("key")))
+    if not edit.value:
+        raise _dead(f"the value for {edit.describe()} is empty for this event; nothing to pin")
+    if any(c in edit.value for c in "\r\n"):
+        raise _dead("the value spans lines; a pinned version is one line")
+    return edit
+
+
+# -- delivery -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Landed:
+    sha: str | None  # the commit pushed (or found on the request branch); None: unchanged
+    detail: str
+
+
+class GitopsUpdater:
+    """Delivers update_gitops_repo: one signed commit (and maybe a PR) per event.
+
+    `root` holds the bare mirrors (one per url and branch); `sign` and `identity` make
+    every commit a signed one, as everything Ritmo commits is.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        sign: Callable[[bytes], str],
+        identity: Identity,
+        *,
+        clock: Callable[[], float] = time.time,
+        git_timeout: float = 120.0,
+        allow_local: bool = False,
+    ) -> None:
+        self.root = root
+        # A policy must not make Ritmo push into repositories on its own host (its mirrors,
+        # the embedded remote): local paths and file:// only when the operator says so.
+        self._allow_local = allow_local
+        self._sign = sign
+        self._identity = identity
+        self._clock = clock
+        self._git_timeout = git_timeout
+
+    def update(
+        self,
+        target: Mapping[str, Any],
+        event: Mapping[str, Any],
+        key: str,
+        github: GitHubAccess,
+    ) -> Outcome:
+        """Deliver once; never raises for what git or GitHub do."""
+        secrets = (github.token,) if github.token else ()
+        try:
+            return self._update(target, event, key, github)
+        except _Stop as stop:
+            return Outcome(stop.status, HttpRequest("", "", {}, None, secrets).hide(stop.detail))
+
+    def _update(
+        self,
+        target: Mapping[str, Any],
+        event: Mapping[str, Any],
+        key: str,
+        github: GitHubAccess,
+    ) -> Outcome:
+        repository = str(target.get("repository") or "")
+        if not _REPOSITORY.match(repository):
+            raise _dead(f"{repository!r} is not a repository; write owner/name")
+        branch = str(target.get("branch") or "main")
+        problem = branch_problem(branch)
+        if problem:
+            raise _dead(f"branch: {problem}")
+        edit = _edit(target, event)
+        create_pr = bool(target.get("create_pr", True))
+        if create_pr and not github.token:
+            raise _dead(
+                "update_gitops_repo with create_pr needs a GitHub token to open the pull "
+                "request: name one with `secret: NAME` (RITMO_NOTIFY__SECRETS__NAME) or run "
+                "Ritmo as a GitHub App"
+            )
+        url = str(target.get("url") or default_git_url(github.api_url, repository))
+        if not self._allow_local and (url.startswith(("/", "file:"))):
+            raise _dead(
+                f"update_gitops_repo url {url} is on Ritmo's own host; use an https or ssh "
+                "URL, or set notify.allow_local_repositories "
+                "(RITMO_NOTIFY__ALLOW_LOCAL_REPOSITORIES)"
+            )
+        app = str(event.get("app") or "")
+        artifact = event.get("artifact") if isinstance(event.get("artifact"), Mapping) else {}
+        assert isinstance(artifact, Mapping)
+        version = str(artifact.get("version") or "")
+        message = _message(str(target.get("commit_message") or ""), edit, event, key)
+        head = update_branch(app, version, key) if create_pr else None
+        landed = self._land(url, branch, repository, edit, message, head, github.token)
+        if head is None or landed.sha is None:
+            return Outcome("delivered", landed.detail)
+        title = message.split("\n", 1)[0]
+        body = _pr_body(edit, branch, event, landed.sha)
+        return _open_pull(github, repository, title, head, branch, body, key, landed.detail)
+
+    def _land(
+        self,
+        url: str,
+        branch: str,
+        repository: str,
+        edit: _Edit,
+        message: str,
+        head: str | None,
+        token: str | None,
+    ) -> _Landed:
+        """Under the mirror's lock: the commit on `branch` (head None) or on `head`."""
+        where = f"{branch} of {repository}"
+        try:
+            mirror = Mirror(self.root, url, branch, token, timeout=self._git_timeout)
+        except OSError as exc:
+            raise _retry(f"cannot open the mirror of {url}: {exc}") from None
+        try:
+            with mirror.locked():
+                tip = _git(mirror.fetch, url)
+                if tip is None:
+                    raise _dead(f"{url} has no branch {branch}; fix `branch`")
+                tree = mirror.tree_of(tip)
+                data = read_path(mirror, tree, edit.path)
+                if data is None:
+                    raise _dead(f"{edit.path} does not exist on {where}; fix `path`")
+                text = _text(data, edit.path)
+                if edit.done(text):
+                    return _Landed(None, f"{edit.path} on {where} already has {edit.describe()}")
+                if head is not None:
+                    prefix = head.rsplit("/", 1)[0] + "/"
+                    existing = _git(lambda: mirror.fetch_branches(prefix), url).get(head)
+                    if existing is not None:
+                        there = read_path(mirror, mirror.tree_of(existing), edit.path)
+                        if there is not None and edit.done(_text(there, edit.path)):
+                            return _Landed(existing, f"{head} is already pushed ({existing[:12]})")
+                        raise _dead(
+                            f"{head} exists in {repository} but does not set {edit.describe()} "
+                            f"in {edit.path}; delete that branch, then retry the dead letter"
+                        )
+                new = edit.apply(text).encode()
+                written = write_tree(mirror, tree, {edit.path: new})
+                sha = signed_commit(
+                    mirror, self._sign, written, [tip], self._identity, self._identity,
+                    int(self._clock()), message,
+                )  # fmt: skip
+                mirror.flush()
+                if head is not None:
+                    _pushed(_push(lambda: mirror.push_branch(sha, head)), head, url)
+                    return _Landed(sha, f"pushed {sha[:12]} to {head}")
+                _pushed(_push(lambda: mirror.push(sha)), branch, url)
+                return _Landed(sha, f"pushed {sha[:12]} to {where}")
+        finally:
+            mirror.close()
+
+
+def _git(call: Callable[[], Any], url: str) -> Any:
+    """A fetch: its result, or _Stop (dead when git says retrying cannot help)."""
+    try:
+        return call()
+    except subprocess.TimeoutExpired:
+        raise _retry(f"git fetch from {url} timed out") from None
+    except OSError as exc:
+        text = " ".join(str(exc).split())[:400]
+        if _GIT_REFUSED.search(text):
+            raise _dead(f"{text}; check `url`/`repository` and the token's access") from None
+        raise _retry(text) from None
+
+
+def _push(call: Callable[[], PushResult]) -> PushResult:
+    try:
+        return call()
+    except OSError as exc:
+        return PushResult(PushStatus.FAILED, str(exc))
+
+
+def _pushed(result: PushResult, branch: str, url: str) -> None:
+    if result.status is PushStatus.PUSHED:
+        return
+    if result.status is PushStatus.REJECTED:
+        raise _retry(
+            f"{branch} of {url} moved while Ritmo pushed (not a fast-forward); the next "
+            "attempt fetches it and rebuilds the commit on its new tip"
+        )
+    detail = " ".join(result.detail.split())[:400]
+    if _GIT_REFUSED.search(detail):
+        hint = " (a protected branch takes changes by pull request: set create_pr: true)"
+        protected = "protected branch" in detail.lower() or "GH006" in detail
+        raise _dead(f"{url} refused the push to {branch}: {detail}" + (hint if protected else ""))
+    raise _retry(f"the push of {branch} to {url} failed: {detail}")
+
+
+def _text(data: bytes, path: str) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _dead(f"{path} is not UTF-8 text") from None
+
+
+def _message(template: str, edit: _Edit, event: Mapping[str, Any], key: str) -> str:
+    subject = template.strip() or f"Update {edit.describe()}"
+    artifact = event.get("artifact")
+    artifact_id = artifact.get("id") if isinstance(artifact, Mapping) else None
+    trailers = [f"Ritmo-Gitops-Event: {event.get('event')} {event.get('id')}"]
+    if artifact_id:
+        trailers.append(f"Ritmo-Gitops-Artifact: {artifact_id}")
+    trailers.append(f"Ritmo-Gitops-Delivery: {key}")
+    return f"{subject}\n\n" + "\n".join(trailers) + "\n"
+
+
+def _pr_body(edit: _Edit, base: str, event: Mapping[str, Any], sha: str) -> str:
+    artifact = event.get("artifact") if isinstance(event.get("artifact"), Mapping) else {}
+    assert isinstance(artifact, Mapping)
+    lines = [
+        f"Ritmo sets `{edit.describe()}` in `{edit.path}` on `{base}`.",
+        "",
+        f"- App: {event.get('app')}",
+        f"- Version: {artifact.get('version', '')}",
+        f"- Artifact: {artifact.get('id', '')}",
+        f"- Event: {event.get('event')}"
+        + (f" in {event['environment']}" if event.get("environment") else "")
+        + f" ({event.get('id')})",
+        f"- Commit: {sha} (signed by Ritmo)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _open_pull(
+    github: GitHubAccess,
+    repository: str,
+    title: str,
+    head: str,
+    base: str,
+    body: str,
+    key: str,
+    pushed: str,
+) -> Outcome:
+    """POST /repos/{o}/{r}/pulls -> 201; 422 "already exists" is as good."""
+    owner, _, name = repository.partition("/")
+    token = github.token or ""
+    req = HttpRequest(
+        "POST",
+        f"{github.api_url.rstrip('/')}/repos/{quote(owner, safe='')}/{quote(name, safe='')}/pulls",
+        {
+            "User-Agent": USER_AGENT,
+            "Idempotency-Key": key,
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": GITHUB_API_VERSION,
+            "Authorization": f"Bearer {token}",
+        },
+        {"title": title, "head": head, "base": base, "body": body},
+        (token,),
+    )
+    try:
+        with github.session() as session:
+            resp = session.request(
+                req.method, req.url, headers=req.headers, json=req.json,
+                timeout=github.timeout, allow_redirects=False,
+            )  # fmt: skip
+            with resp:
+                status, headers, text = resp.status_code, resp.headers, resp.text
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        return Outcome("retry", req.hide(f"{pushed}; opening the pull request: {exc}"))
+    except requests.RequestException as exc:
+        return Outcome("dead", req.hide(f"{pushed}; opening the pull request: {exc}"))
+    if status == 201:
+        try:
+            found = json.loads(text)
+        except ValueError:
+            found = {}
+        where = found.get("html_url") or f"#{found.get('number', '?')}"
+        return Outcome("delivered", f"{pushed}; opened pull request {where}")
+    if status == 422 and "pull request already exists" in text.lower():
+        return Outcome("delivered", f"{pushed}; a pull request from {head} is already open")
+    outcome = classify(status, headers, text, github.clock())
+    detail = outcome.detail
+    if outcome.status == "dead" and status in (403, 404):
+        detail += (
+            f" ({repository}: no such repository, or the token may not open pull requests "
+            "there; check `repository` and the token's access)"
+        )
+    elif outcome.status == "dead" and status == 401:
+        detail += " (GitHub rejected the token)"
+    detail = req.hide(f"{pushed}; opening the pull request: {detail}")
+    return Outcome(outcome.status, detail, outcome.retry_after)
