@@ -41,9 +41,20 @@ def promote_due(runtime: Runtime) -> int:
         return 0
 
 
+def rollback_due(runtime: Runtime) -> int:
+    """Automatic rollbacks that failed when the failure was reported."""
+    try:
+        return runtime.deployments.rollback_due(f"scheduler-{uuid.uuid4()}")
+    except Exception:
+        log.exception("the rollback job failed; it runs again at the next interval")
+        return 0
+
+
 def run_due(runtime: Runtime) -> None:
-    """Every interval: requests that expired or were approved, soaks that ended."""
+    """Every interval: requests that expired or were approved, soaks that ended, rollbacks
+    still owed."""
     expire_due(runtime)
+    rollback_due(runtime)
     promote_due(runtime)
 
 

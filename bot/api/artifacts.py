@@ -96,7 +96,8 @@ def show_artifact(artifact_id: str) -> Response:
     found = _runtime().index.get(artifact_id)
     if found is None:
         raise ApiError(404, f"no artifact {artifact_id!r}; list them with GET /api/v1/artifacts")
-    return jsonify(found.as_json())
+    # Environments a rollback keeps it out of, until someone promotes it there explicitly.
+    return jsonify({**found.as_json(), "held_in": _runtime().index.holds_of(artifact_id)})
 
 
 @blueprint.get("")

@@ -30,7 +30,14 @@ from bot.deploy.records import (
 from bot.deploy.rollback import RollbackChange, RollbackRefused
 from bot.forge import DeploymentView, Forge
 from bot.manifests.mirror import Mirror
-from bot.manifests.writer import Conflict, Edit, ManifestWriter, Reader, Unchanged
+from bot.manifests.writer import (
+    Conflict,
+    Edit,
+    ManifestWriter,
+    Reader,
+    Unchanged,
+    WriteUnavailable,
+)
 from bot.policy.model import Policy
 from bot.promotions.requests import RequestService, RollbackAsk
 from bot.promotions.service import PromotionInput, PromotionRefused, PromotionService, frozen
@@ -279,7 +286,8 @@ class DeploymentService:
                         record["id"], AUTOMATIC, correlation_id, reason=None, automatic=True
                     )
                     outcome.record = self.index.get(record["id"]) or record
-                except (RollbackRefused, DeploymentRefused) as exc:
+                except (RollbackRefused, DeploymentRefused, WriteUnavailable) as exc:
+                    # The scheduler tries again (rollback_due).
                     log.warning("ALERT no automatic rollback of %s: %s", record["id"], exc)
 
     def _notify(
@@ -526,3 +534,24 @@ class DeploymentService:
             seen.add(where)
             promoted += len(self.promote_after(record, correlation_id))
         return promoted
+
+    def rollback_due(self, correlation_id: str) -> int:
+        """The scheduler's pass: automatic rollbacks that did not happen when the failure
+        was reported (the remote was down, say). Only an environment's newest deployment
+        counts, and the rollback change itself refuses once the overlay moved on."""
+        rolled = 0
+        for app in self._apps():
+            for env in self._policy().environment_names:
+                latest = self.current(app, env)
+                if latest is None or latest["status"] not in FAILED:
+                    continue
+                if latest.get("rolled_back_by"):
+                    continue
+                if self._policy().rollback(app, env).on_failure != "automatic":
+                    continue
+                try:
+                    self.rollback(latest["id"], AUTOMATIC, correlation_id, None, automatic=True)
+                    rolled += 1
+                except (RollbackRefused, DeploymentRefused, WriteUnavailable) as exc:
+                    log.warning("ALERT no automatic rollback of %s: %s", latest["id"], exc)
+        return rolled

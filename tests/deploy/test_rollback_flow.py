@@ -270,3 +270,34 @@ def test_the_cli_lists_deployments_and_rolls_back(
     assert _pinned(remote, "dev") == "6.0.0"
     again = CliRunner(env=env).invoke(main, ["rollback", dep_id])
     assert again.exit_code == 1 and "rolled back already" in again.output
+
+
+def test_a_rollback_the_remote_refused_is_made_by_the_scheduler(
+    client: FlaskClient, runtime: Runtime, tokens: dict[str, str], remote: Path
+) -> None:
+    from bot.scheduler import rollback_due
+
+    for version in ("10.0.0", "10.1.0"):
+        _register(client, tokens["ci"], version)
+        assert _report(client, "on-deployed", "web-dev", _tip(remote)).status_code == 201
+    assert _report(client, "on-deployed", "web-staging", _tip(remote)).status_code == 201
+    pinned = _tip(remote)
+    # The remote refuses updates of main for a while (a protected branch, an outage).
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\ngrep -q ' refs/heads/main$' && exit 1\nexit 0\n")
+    hook.chmod(0o755)
+    runtime.writer._attempts = 1  # type: ignore[attr-defined]  # fail fast in the test
+    resp = _report(client, "on-health-degraded", "web-staging", pinned)
+    assert resp.status_code == 201, resp.get_json()
+    failed = resp.get_json()
+    assert failed["status"] == "degraded" and "rollback" not in failed
+    assert _tip(remote) == pinned and _pinned(remote, "staging") == "10.1.0"
+
+    hook.unlink()
+    assert rollback_due(runtime) == 1
+    assert _pinned(remote, "staging") == "10.0.0"
+    shown = client.get(
+        f"/api/v1/artifacts/{failed['artifact_id']}", headers=bearer(tokens["reader"])
+    )
+    assert shown.get_json()["held_in"] == ["staging"]
+    assert rollback_due(runtime) == 0  # once
