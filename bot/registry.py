@@ -148,7 +148,13 @@ class ArtifactRegistry:
                 break
             if outcome.commit:
                 promotions.append({"environment": pin.environment, "commit": outcome.commit})
-        indexed = self._index.get(record["id"])
+        if result.commit is not None:
+            # What the index now says, without asking it: the record as written, standing
+            # in the last environment its pins reached.
+            reached = [p["environment"] for p in promotions if p.get("commit")]
+            status = reached[-1] if reached else self._index.initial_environment
+            return Registration(True, IndexedArtifact(record, result.commit, status), promotions)
+        indexed = self._index.get(record["id"])  # someone else's identical record landed first
         if indexed is None:  # the index follows every push; absence means a bug, not a user error
             raise RuntimeError(f"record {record['id']} was pushed but is not in the index")
-        return Registration(result.commit is not None, indexed, promotions)
+        return Registration(False, indexed, promotions)

@@ -67,6 +67,8 @@ class Mirror:
         # New objects wait in memory and reach disk as one pack before they are needed
         # there: a file (or a `git hash-object`) per object costs more than the commit.
         self._pending: dict[str, tuple[str, bytes]] = {}
+        # Detached for the pusher to write: readable from memory until they are on disk.
+        self._storing: dict[str, tuple[str, bytes]] = {}
         self._trees: dict[str, bytes] = {}
         with self.repo.config_writer() as cfg:
             # The URL is stored, a token never is (it comes through the environment).
@@ -202,7 +204,7 @@ class Mirror:
         tree = self._trees.get(sha)
         if tree is not None:
             return "tree", tree
-        pending = self._pending.get(sha)
+        pending = self._pending.get(sha) or self._storing.get(sha)
         if pending is not None:
             return pending
         info = self.repo.odb.stream(bytes.fromhex(sha))
@@ -222,17 +224,40 @@ class Mirror:
         """Write the objects made since the last flush as one pack."""
         if not self._pending:
             return
+        self._write_pack(self._pending)
+        self._pending.clear()
+
+    def detach(self) -> dict[str, tuple[str, bytes]]:
+        """Hand the objects made since the last flush to `store_and_push` in another thread;
+        they stay readable here until they are on disk."""
+        objects, self._pending = self._pending, {}
+        self._storing.update(objects)
+        return objects
+
+    def store_and_push(self, objects: dict[str, tuple[str, bytes]], sha: str) -> PushResult:
+        """Write detached objects as one pack, then push: the pack is off the path of the
+        thread that builds the next batch."""
+        try:
+            if objects:
+                self._write_pack(objects)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return PushResult(PushStatus.FAILED, f"could not store the objects: {exc}")
+        finally:
+            for key in objects:  # on disk now (or lost with the push that needed them)
+                self._storing.pop(key, None)
+        return self.push(sha)
+
+    def _write_pack(self, objects: dict[str, tuple[str, bytes]]) -> None:
         proc = subprocess.run(
             ["git", "index-pack", "--stdin"],
             cwd=self.path,
-            input=pack(list(self._pending.values())),
+            input=pack(list(objects.values())),
             capture_output=True,
             timeout=self.timeout,
             check=False,
         )
         if proc.returncode != 0:
             raise OSError(f"git index-pack failed: {proc.stderr.decode(errors='replace')}")
-        self._pending.clear()
 
     def _remember_tree(self, sha: str, data: bytes) -> None:
         # Objects never change, so a tree read once stays right; the bound keeps memory flat.

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
+import queue
 import re
+import threading
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -128,18 +132,62 @@ def build_record(
     return record
 
 
+# A YAML object is not thread-safe, and building one costs more than the record (it scans
+# its plug-in directory every time): request threads borrow them from these pools.
+_dumpers: queue.SimpleQueue[YAML] = queue.SimpleQueue()
+_loaders: queue.SimpleQueue[YAML] = queue.SimpleQueue()
+
+
+def _dumper() -> YAML:
+    try:
+        return _dumpers.get_nowait()
+    except queue.Empty:
+        dumper = YAML(typ="safe", pure=False)  # the C emitter when ruamel.yaml.clib is there
+        dumper.default_flow_style = False
+        dumper.width = 4096  # a checksum stays on its key's line
+        dumper.representer.sort_base_mapping_type_on_output = False  # apiVersion, kind first
+        return dumper
+
+
+def _loader() -> YAML:
+    try:
+        return _loaders.get_nowait()
+    except queue.Empty:
+        return YAML(typ="safe")
+
+
+# Records rendered lately, by their bytes: the index and the outbox read back what was
+# just written, and parsing YAML costs several times what rendering it does.
+_RENDERED: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+_RENDERED_LIMIT = 1024
+_rendered_lock = threading.Lock()
+
+
 def render_record(record: dict[str, Any]) -> bytes:
-    yaml = YAML(typ="safe", pure=False)  # the C emitter when ruamel.yaml.clib is there
-    yaml.default_flow_style = False
-    yaml.width = 4096  # a checksum stays on its key's line
-    yaml.representer.sort_base_mapping_type_on_output = False  # keep apiVersion, kind first
     buf = io.StringIO()
-    yaml.dump(record, buf)
-    return buf.getvalue().encode()
+    dumper = _dumper()
+    try:
+        dumper.dump(record, buf)
+    finally:
+        _dumpers.put(dumper)
+    data = buf.getvalue().encode()
+    with _rendered_lock:
+        _RENDERED[data] = copy.deepcopy(record)
+        if len(_RENDERED) > _RENDERED_LIMIT:
+            _RENDERED.popitem(last=False)
+    return data
 
 
 def parse_record(data: bytes) -> dict[str, Any]:
-    loaded = YAML(typ="safe").load(data)
+    with _rendered_lock:
+        known = _RENDERED.get(data)
+    if known is not None:
+        return copy.deepcopy(known)
+    loader = _loader()
+    try:
+        loaded = loader.load(data)
+    finally:
+        _loaders.put(loader)
     if not isinstance(loaded, dict) or loaded.get("kind") != "Artifact":
         raise ValueError("not an Artifact record")
     return loaded

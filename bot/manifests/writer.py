@@ -186,9 +186,11 @@ class ManifestWriter:
                     if segment.head == segment.base:
                         self._resolve(segment.jobs, segment.outcomes, segment.head)
                     else:
-                        self._mirror.flush()
                         self.push_attempts += 1
-                        segment.push = self._pusher.submit(self._mirror.push, str(segment.head))
+                        objects = self._mirror.detach()
+                        segment.push = self._pusher.submit(
+                            self._mirror.store_and_push, objects, str(segment.head)
+                        )
                         in_flight = segment
                 batch = self._drain()
             self._taken = []
