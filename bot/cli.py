@@ -63,7 +63,10 @@ def serve(ctx: click.Context) -> None:
     try:
         notes = prepare_embedded(settings)
         runtime = build_runtime(settings)
-        seed_embedded(runtime)
+        try:
+            seed_embedded(runtime)
+        finally:
+            runtime.close()  # each worker builds its own after the fork
         notes += create_first_tokens(settings)
     except ConfigError as exc:
         _fail(str(exc))

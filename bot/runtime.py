@@ -23,6 +23,7 @@ from bot.manifests.objects import Identity, read_path
 from bot.manifests.signing import (
     ArtifactVerifier,
     CommitSigner,
+    PipelinedSigner,
     find_embedded_key,
     open_gnupg,
 )
@@ -72,8 +73,10 @@ class Runtime:
     deployments: DeploymentService
     ledger: ManifestWriter
     outbox: Outbox
+    chain_signer: PipelinedSigner
 
     def close(self) -> None:
+        self.chain_signer.close()
         self.outbox.stop()
         self.mirror.close()
         self.ledger.mirror.close()
@@ -185,9 +188,11 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
             ]
             deployments.rolled_back_on_main(rolled)
 
+    # The writers sign chains of commits: the next gpg starts while one signs.
+    chain_signer = PipelinedSigner(signer)
     writer = ManifestWriter(
         mirror,
-        signer.sign,
+        chain_signer.sign,
         Identity(settings.manifests.author_name, settings.manifests.author_email),
         on_advance=advance,
         attempts=settings.manifests.push_attempts,
@@ -225,7 +230,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     ledger_mirror = open_mirror(settings, LEDGER_BRANCH)
     ledger = ManifestWriter(
         ledger_mirror,
-        signer.sign,
+        chain_signer.sign,
         identity,
         on_advance=partial(follow_ledger, deployment_index, ledger_mirror),
         attempts=settings.manifests.push_attempts,
@@ -244,6 +249,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     runtime = Runtime(
         settings, signer, mirror, index, tokens, writer, registry, templates, policy, promotions,
         requests, requests_index, router, deliveries, webhooks, deployments, ledger, outbox,
+        chain_signer,
     )  # fmt: skip
 
     return runtime
