@@ -7,6 +7,7 @@ rolls back when policy says so, a success lets deployment-gated auto-promotion g
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable
@@ -214,7 +215,7 @@ class DeploymentService:
         if not revision:
             with self._mirror.locked():
                 revision = self._mirror.fetch() or ""
-            seen = Observation(**{**seen.__dict__, "revision": revision})
+            seen = dataclasses.replace(seen, revision=revision)
         outcome = self._observe(
             artifact.record["name"], environment, revision, seen, correlation_id, artifact_id
         )
