@@ -184,7 +184,9 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         if written:  # what this process pushed: recorded, promoted, rolled back
             announce(outbox, index, written)
             rolled = [
-                f for c in written if isinstance(f := history_fact(c.sha, c.message), RollbackFact)
+                f
+                for c in written
+                if isinstance(f := history_fact(c.sha, c.message, c.when), RollbackFact)
             ]
             deployments.rolled_back_on_main(rolled)
 

@@ -96,5 +96,6 @@ def test_a_rollback_request_merges_as_a_rollback(
     runtime.ledger.write(_Nothing())  # the mark is queued behind the merge: let it land
     marked = client.get(f"/api/v1/deployments/{dep['id']}", headers=bearer(cd)).get_json()
     assert marked["rolled_back_by"] == remote_refs(remote)["refs/heads/main"]
+    assert marked["updated_at"] >= marked["created_at"]  # the merge's time, not the epoch
     shown = client.get(f"/api/v1/artifacts/{ids[1]}", headers=bearer(tokens["reader"]))
     assert shown.get_json()["promotion_status"] == "dev"
