@@ -10,9 +10,15 @@ from pathlib import Path
 from flask import Flask
 
 from bot.api import artifacts, cd, deployments, health, outbox, promotions, webhooks
+from bot.api import audit as audit_api
+from bot.api.dashboard import blueprint as dashboard_blueprint
 from bot.api.errors import register_error_handlers
+from bot.api.openapi import blueprint as openapi_blueprint
 from bot.config import ConfigError, Settings, load_settings
 from bot.runtime import Runtime, build_runtime
+from bot.telemetry import logs
+from bot.telemetry.metrics import instrument
+from bot.telemetry.tracing import setup_tracing
 
 
 def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
@@ -28,13 +34,18 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
     app.register_blueprint(deployments.blueprint)
     app.register_blueprint(cd.blueprint)
     app.register_blueprint(outbox.blueprint)
+    app.register_blueprint(audit_api.blueprint)
+    app.register_blueprint(openapi_blueprint)
+    app.register_blueprint(dashboard_blueprint)
+    instrument(app, app.extensions["ritmo"])  # /metrics, request metrics, log correlation ids
     return app
 
 
-def configure_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+def configure_logging(settings: Settings | None = None) -> None:
+    """JSON lines on stderr (settings.log_format), secrets masked (bot/telemetry/logs.py)."""
+    logs.configure_logging(settings.log_format if settings else "json", logging.INFO)
+    if settings is not None:
+        logs.add_secrets(logs.secrets_of(settings))
 
 
 def create_app_from_env() -> Flask:
@@ -42,9 +53,11 @@ def create_app_from_env() -> Flask:
     from bot.scheduler import start_scheduler
 
     configure_logging()
+    setup_tracing()  # only if the OTEL_* variables ask for it
     config = os.environ.get("RITMO_CONFIG")
     try:
         settings = load_settings(Path(config) if config else None)
+        configure_logging(settings)
         app = create_app(settings)
     except ConfigError as exc:
         print(f"ritmo: {exc}", file=sys.stderr)

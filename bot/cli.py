@@ -583,3 +583,159 @@ def keys_export(ctx: click.Context) -> None:
         click.echo(signing_key(_settings(ctx)).export_public_key(), nl=False)
     except ConfigError as exc:
         _fail(str(exc))
+
+
+@main.command("audit")
+@_server_option
+@_token_option
+@click.option("--app", help="Only this app.")
+@click.option("--env", help="Only this environment.")
+@click.option(
+    "--kind",
+    type=click.Choice(
+        ["registered", "promoted", "approved", "rolled_back", "request_closed",
+         "merged_outside_policy"]
+    ),
+    help="Only events of this kind.",
+)  # fmt: skip
+@click.option("--since", help="From this ISO date or date-time, or after this commit.")
+@click.option("--until", help="Up to this ISO date or date-time (a date: all of it), or commit.")
+@click.option("--page", type=int, default=1)
+@click.option("--per-page", type=int, default=50)
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+def audit(
+    server: str,
+    token_value: str,
+    app: str | None,
+    env: str | None,
+    kind: str | None,
+    since: str | None,
+    until: str | None,
+    page: int,
+    per_page: int,
+    as_json: bool,
+) -> None:
+    """Who registered, promoted, approved and rolled back what, newest first (from git).
+
+    Exit 0: listed; 1: refused (a bad filter, the token); 3: retry later.
+    """
+    client = _client(server, token_value)
+    query = {"app": app, "env": env, "kind": kind, "since": since, "until": until}
+    resp = _checked(server, lambda: client.list_audit(**query, page=page, per_page=per_page))
+    if as_json:
+        click.echo(json.dumps(resp.body, indent=2))
+        return
+    heads = ["AT", "KIND", "APP", "ENV", "VERSION", "ACTOR", "TICKET", "REQUEST", "COMMIT"]
+    rows = [heads]
+    for e in resp.body["items"]:
+        env_text = e["environment"] or "-"
+        if e.get("from_environment") and e["kind"] == "promoted":
+            env_text = f"{e['from_environment']}->{e['environment']}"
+        actor = (e["actor"] or "-") + (" (automatic)" * bool(e.get("automatic")))
+        cells = [e["at"], e["kind"], e["app"], env_text, e["version"], actor, e["ticket"],
+                 e["request_id"], (e["commit"] or "")[:12]]  # fmt: skip
+        rows.append([str(c) if c else "-" for c in cells])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(heads))]
+    for row in rows:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    click.echo(f"({len(resp.body['items'])} of {resp.body['total']})")
+
+
+@main.command("verify")
+@click.option("--since", metavar="REV", help="Check the commits after REV only (default: all).")
+@click.option(
+    "--repo",
+    "--remote",
+    "repo",
+    metavar="PATH|URL",
+    help="The manifests repository to check (default: manifests.url of the settings).",
+)
+@click.option("--branch", help="Its default branch (default: manifests.branch).")
+@click.option(
+    "--trusted-key",
+    "trusted_keys",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file of armoured public keys also trusted to sign; repeat for several.",
+)
+@click.pass_context
+def verify(
+    ctx: click.Context,
+    since: str | None,
+    repo: str | None,
+    branch: str | None,
+    trusted_keys: tuple[Path, ...],
+) -> None:
+    """Check the default branch's history as an audit trail, from git alone.
+
+    Reports each problem as `<sha> <kind>: <message>`: a commit with Ritmo- trailers
+    not signed by a trusted key (untrusted-signature); a pin changed by an unsigned commit
+    without Ritmo trailers (unsigned-pin); a merge of a pin change that Ritmo neither made
+    nor recorded (unrecorded-merge), or recorded as merged before its policy held
+    (policy-not-held); a pinned version no artifact record has (unknown-version); a version
+    pinned in an environment it never reached the one before (skipped-environment).
+    Trusted keys: Ritmo's signing key (signing.key) and each --trusted-key.
+
+    Exit 0: no problem; 1: problems; 2: a usage or configuration error.
+    """
+    import tempfile
+
+    from bot.audit.log import resolve
+    from bot.audit.repo import TrustedKeyError, trusted_gnupg, verify_repository
+    from bot.manifests.mirror import Mirror
+    from bot.runtime import signing_key
+
+    settings = _settings(ctx)
+    armoured = []
+    for path in trusted_keys:
+        try:
+            armoured.append(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"--trusted-key {path}: {exc}")
+    if repo is None or settings.signing.key is not None:
+        try:
+            armoured.append(signing_key(settings).export_public_key())
+        except ConfigError as exc:
+            if repo is None or not armoured:
+                _fail(str(exc))
+    if not armoured:
+        _fail("no trusted key: give --trusted-key FILE (`ritmo keys export` prints Ritmo's)")
+    branch = branch or settings.manifests.branch
+    with tempfile.TemporaryDirectory(prefix="ritmo-verify-") as scratch:
+        if repo is None:
+            url, token = settings.remote_url, settings.manifests.token
+            root = (settings.data_dir / "verify-mirrors").resolve()
+        else:
+            local = Path(repo)
+            url = str(local.resolve()) if local.exists() else repo
+            token = settings.manifests.token if url == settings.remote_url else None
+            root = Path(scratch)
+        mirror = Mirror(root, url, branch, token)
+        try:
+            with mirror.locked(), trusted_gnupg(armoured) as (home, fingerprints):
+                try:
+                    tip = mirror.fetch()
+                except OSError as exc:
+                    _fail(f"cannot read {branch} of {url}: {exc}")
+                if tip is None:
+                    _fail(f"{url} has no branch {branch}")
+                base = None
+                if since is not None and since.strip("0"):
+                    base = resolve(mirror, since)
+                    if base is None:
+                        _fail(f"--since {since}: no such commit in {url} ({branch})")
+                problems, checked = verify_repository(mirror, tip, base, home)
+        except TrustedKeyError as exc:
+            _fail(f"trusted keys: {exc}")
+        finally:
+            mirror.close()
+    for problem in problems:
+        click.echo(str(problem))
+    where = f"{checked} commit{'s' * (checked != 1)} of {branch}" + (
+        f" after {since}" if base else ""
+    )
+    keys_text = f"{len(fingerprints)} trusted key{'s' * (len(fingerprints) != 1)}"
+    if problems:
+        click.echo(f"ritmo verify: {len(problems)} problem(s) in {where}", err=True)
+        sys.exit(EXIT_REFUSED)
+    click.echo(f"ritmo verify: ok, {where} checked against {keys_text}", err=True)

@@ -88,6 +88,11 @@ class RitmoClient:
         params = {k: v for k, v in query.items() if v is not None}
         return self._call("GET", "/api/v1/deployments", params=params)
 
+    def list_audit(self, **query: Any) -> ApiResponse:
+        """GET /api/v1/audit: app, env, kind, since, until, page, per_page."""
+        params = {k: v for k, v in query.items() if v is not None}
+        return self._call("GET", "/api/v1/audit", params=params)
+
     def rollback(
         self, deployment_id: str, reason: str | None, correlation_id: str | None = None
     ) -> ApiResponse:

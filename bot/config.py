@@ -184,6 +184,7 @@ class Settings(BaseSettings):
     # Seconds between runs that re-evaluate every open request (expiry, and reconciliation:
     # a lost webhook delays a promotion by at most one interval).
     scheduler_interval: int = Field(default=300, ge=1)
+    log_format: Literal["json", "text"] = "json"  # JSON lines, or text for a terminal
     manifests: ManifestsSettings = Field(default_factory=ManifestsSettings)
     signing: SigningSettings = Field(default_factory=SigningSettings)
     forge: ForgeSettings = Field(default_factory=ForgeSettings)

@@ -21,6 +21,7 @@ from bot.manifests.records import (
 from bot.manifests.signing import ArtifactVerifier
 from bot.manifests.writer import Conflict, Edit, ManifestWriter, Reader, Unchanged
 from bot.store.index import ArtifactIndex, IndexedArtifact
+from bot.telemetry.tracing import traced
 from bot.templates import Templates
 
 if TYPE_CHECKING:
@@ -98,6 +99,7 @@ class ArtifactRegistry:
         self._require_signatures = require_signatures
         self._clock = clock
 
+    @traced("ritmo.record")
     def register(self, spec: ArtifactSpec, registered_by: str, correlation_id: str) -> Registration:
         version = spec.resolved_version()
         fields = spec.fields()

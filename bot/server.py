@@ -31,8 +31,10 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         # Built in each worker after the fork, so git processes and threads are its own.
         from bot.app import configure_logging, create_app
         from bot.scheduler import start_scheduler
+        from bot.telemetry.tracing import setup_tracing
 
-        configure_logging()
+        configure_logging(self._settings)
+        setup_tracing()  # only if the OTEL_* variables ask for it
         app = create_app(self._settings)
         start_scheduler(app.extensions["ritmo"], self._settings.scheduler_interval)
         app.extensions["ritmo"].webhooks.notify()  # deliveries queued before a restart

@@ -44,6 +44,7 @@ from bot.promotions.requests import RequestService, RollbackAsk
 from bot.promotions.service import PromotionInput, PromotionRefused, PromotionService, frozen
 from bot.store.deployments import DeploymentIndex
 from bot.store.index import ArtifactIndex, IndexedArtifact, RollbackFact
+from bot.telemetry.tracing import traced
 from bot.templates import Templates
 
 log = logging.getLogger(__name__)
@@ -170,6 +171,7 @@ class DeploymentService:
         self._log_url = log_url
 
     # -- intake -------------------------------------------------------------------
+    @traced("ritmo.deploy")
     def report(self, report: Report, correlation_id: str) -> Outcome:
         """A CD engine's report; the same report again is a duplicate that changes nothing."""
         key = report_key(report)
@@ -195,6 +197,7 @@ class DeploymentService:
         self.index.remember_report(key, outcome.record["id"])
         return outcome
 
+    @traced("ritmo.deploy")
     def create(
         self,
         artifact_id: str,
@@ -331,6 +334,7 @@ class DeploymentService:
         return found[0] if found else None
 
     # -- rollback -----------------------------------------------------------------
+    @traced("ritmo.rollback")
     def rollback(
         self,
         deployment_id: str,

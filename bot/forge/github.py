@@ -205,6 +205,12 @@ class GitHubForge:
         self._github.close()
         self._app.close()
 
+    def rate_limit(self) -> tuple[int, int] | None:
+        """(remaining, limit) as the last installation response said; None before one.
+        Never asks GitHub (Github.rate_limiting would, when nothing is known yet)."""
+        remaining, limit = self._github.requester.rate_limiting
+        return None if limit < 0 else (remaining, limit)
+
     # -- counting ------------------------------------------------------------------
     def _count(self) -> None:
         with self._calls_lock:

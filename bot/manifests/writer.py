@@ -125,6 +125,7 @@ class ManifestWriter:
         self._pusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ritmo-push")
         self.pushes = 0
         self.push_attempts = 0
+        self.push_retries = 0  # rebuilds on the remote's new tip after a refused push
 
     def submit(self, change: Change) -> Future[WriteResult]:
         self._ensure_thread()
@@ -223,6 +224,7 @@ class ManifestWriter:
         """After a refused push: fetch, rebuild on the new tip, push; bounded, with jitter."""
         for attempt in range(1, self._attempts):
             time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
+            self.push_retries += 1
             try:
                 self._fetch()
             except OSError as exc:

@@ -27,6 +27,7 @@ from bot.policy.model import Policy, PromotionRule
 from bot.promotions.pin import current_value, pinned_value
 from bot.promotions.service import PinChange, PromotionInput, PromotionRefused, PromotionService
 from bot.store.index import IndexedArtifact, RequestIndex
+from bot.telemetry.tracing import traced
 from bot.templates import Templates
 
 BRANCH_PREFIX = "ritmo/promote/"
@@ -123,6 +124,7 @@ class RequestService:
         self._clock = clock
 
     # -- open --------------------------------------------------------------------
+    @traced("ritmo.promote.request")
     def open(
         self,
         artifact: IndexedArtifact,
@@ -198,6 +200,7 @@ class RequestService:
             notes=ask.notes,
             approved_by_note=ask.approved_by_note,
             request_id=request_id,
+            correlation_id=correlation_id,
         )
         row = {
             "id": request_id,
@@ -388,6 +391,7 @@ class RequestService:
             failed[0], deployment[0] if deployment else None, returned[0] if returned else None
         )
 
+    @traced("ritmo.promote")
     def _merge(self, request: Mapping[str, Any], decision: Decision) -> None:
         artifact = self._artifact(request["artifact_id"])
         if artifact is None:

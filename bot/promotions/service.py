@@ -13,6 +13,7 @@ from bot.policy.freeze import frozen_until
 from bot.policy.model import AppTarget, Policy, PromotionRule
 from bot.promotions.pin import PinError, current_value, pin, pinned_value
 from bot.store.index import ArtifactIndex, IndexedArtifact
+from bot.telemetry.tracing import traced
 from bot.templates import Templates
 
 REGISTERED = "registered"  # the "from" of the first pin, made when an artifact is recorded
@@ -142,6 +143,7 @@ class PromotionService:
             raise PromotionRefused(held)
         return rule
 
+    @traced("ritmo.promote")
     def promote(
         self,
         artifact: IndexedArtifact,

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bot.store.deliveries import DeliveryQueue
+from bot.telemetry.logs import bound
 from bot.webhooks.router import Event, Router
 
 log = logging.getLogger(__name__)
@@ -57,13 +58,14 @@ class DeliveryWorker:
                 continue  # another drain has it
             handled += 1
             event = Event(row["event"], row["delivery_id"], json.loads(row["payload"]))
-            try:
-                self._router.dispatch(event, self._context())
-            except Exception as exc:
-                attempts = int(row["attempts"]) + 1
-                log.exception("delivery %s (%s) failed", event.delivery_id, event.name)
-                retry_at = self._clock() + min(300.0, 2.0**attempts)
-                self._queue.failed(event.delivery_id, str(exc)[:500], attempts, retry_at)
-            else:
-                self._queue.done(event.delivery_id)
+            with bound(delivery=event.delivery_id):  # log lines carry the delivery id
+                try:
+                    self._router.dispatch(event, self._context())
+                except Exception as exc:
+                    attempts = int(row["attempts"]) + 1
+                    log.exception("delivery %s (%s) failed", event.delivery_id, event.name)
+                    retry_at = self._clock() + min(300.0, 2.0**attempts)
+                    self._queue.failed(event.delivery_id, str(exc)[:500], attempts, retry_at)
+                else:
+                    self._queue.done(event.delivery_id)
         return handled

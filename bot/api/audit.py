@@ -1,0 +1,110 @@
+"""GET /api/v1/audit: who registered, promoted, approved and rolled back what, from git.
+
+The events are read from the default branch's commit trailers (bot/audit/history.py),
+never from the index: the history is the audit trail.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bot.api.auth import require_scope
+from bot.api.errors import ApiError, invalid_fields
+from bot.audit.history import Window
+from bot.audit.log import REVISION_PATTERN, Range, read_audit, time_or_revision
+from bot.auth import Scope
+from bot.manifests.records import NAME_PATTERN
+from bot.runtime import Runtime
+
+blueprint = Blueprint("audit", __name__, url_prefix="/api/v1/audit")
+
+_WHEN = "an ISO 8601 date or date-time (2024-05-01, 2024-05-01T12:00:00Z) or a commit"
+
+
+class AuditQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    app: str | None = Field(default=None, pattern=NAME_PATTERN)
+    env: str | None = Field(default=None, pattern=NAME_PATTERN)
+    kind: (
+        Literal[
+            "registered",
+            "promoted",
+            "approved",
+            "rolled_back",
+            "request_closed",
+            "merged_outside_policy",
+        ]
+        | None
+    ) = None
+    # A date-time holds ':' and '+'; a revision ~ and ^: one pattern admits both.
+    since: str | None = Field(default=None, pattern=REVISION_PATTERN)
+    until: str | None = Field(default=None, pattern=REVISION_PATTERN)
+    page: int = Field(default=1, ge=1)
+    per_page: int = Field(default=50, ge=1, le=500)
+
+
+def _runtime() -> Runtime:
+    runtime: Runtime = current_app.extensions["ritmo"]
+    return runtime
+
+
+def _refuse(field: str, value: str) -> ApiError:
+    message = f"{value!r} is neither {_WHEN} on the default branch"
+    return ApiError(400, f"invalid request: {field}", [{"field": field, "message": message}])
+
+
+@blueprint.get("")
+@require_scope(Scope.ARTIFACTS_READ)
+def list_audit() -> Response:
+    try:
+        query = AuditQuery.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        error = invalid_fields(exc, 400)
+        for field in error.fields:
+            if field["field"] in ("since", "until"):
+                field["message"] = f"expected {_WHEN}"
+        raise error from None
+    runtime = _runtime()
+    try:
+        runtime.writer.sync()  # fetch: the log reads the branch as it is on the remote
+    except OSError as exc:
+        raise ApiError(503, f"the manifests remote is unavailable: {exc}", headers={
+            "Retry-After": "5"
+        }) from None  # fmt: skip
+    mirror = runtime.mirror
+    with mirror.locked():
+        tip = mirror.tip()
+        if tip is None:
+            items: list[Any] = []
+            total = 0
+        else:
+            since_at, since_rev, ok = time_or_revision(mirror, query.since, end=False)
+            if not ok:
+                raise _refuse("since", str(query.since))
+            until_at, until_rev, ok = time_or_revision(mirror, query.until, end=True)
+            if not ok:
+                raise _refuse("until", str(query.until))
+            window = Window(query.app, query.env, query.kind, since_at, until_at)
+            events, total = read_audit(
+                mirror, tip, window, Range(since_rev, until_rev), query.page, query.per_page
+            )
+            items = [e.as_json() for e in events]
+    has_next = query.page * query.per_page < total
+    response = jsonify(
+        {
+            "items": items,
+            "page": query.page,
+            "per_page": query.per_page,
+            "total": total,
+            "has_next": has_next,
+        }
+    )
+    if has_next:
+        args = {**request.args.to_dict(), "page": str(query.page + 1)}
+        next_url = url_for(".list_audit", **args)  # type: ignore[arg-type]
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return response

@@ -1,0 +1,271 @@
+"""GET /: a read-only dashboard of what runs where, open requests and recent deployments.
+
+Authentication: none, like /healthz. A browser cannot send Ritmo's bearer tokens, and the
+page shows only what anyone who can read the manifests repository already sees in its
+commits and trailers: versions per environment, who requested, approved and deployed
+them, deployment health, rollbacks and pull-request links. It shows no tokens, secrets,
+signatures, log or target URLs, or CD messages, and it changes nothing (GET only). Bind
+Ritmo to loopback or a trusted network as usual; when the server is reachable from
+further away and the names of people should not be, put an authenticating proxy in front
+of `/` (the API under /api/v1 keeps its own tokens).
+
+`dashboard_data(runtime)` assembles a plain dict from the indexes (no HTML);
+`templates/dashboard/index.html` renders it with autoescaping on (commit text and names
+are untrusted: `bot.templates.Templates` does not escape, it renders commit messages).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+from flask import Blueprint, Response, current_app
+
+from bot.promotions.status import status_data
+from bot.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+blueprint = Blueprint("dashboard", __name__)
+
+ALL = 10_000  # the API's own bound on "every" artifact or promotion
+RECENT = 20
+
+_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+def _parse(stamp: Any) -> datetime | None:
+    if not stamp:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(stamp))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def age(stamp: Any, now: datetime) -> str | None:
+    """How long ago, shortly: 42s, 5m, 3h, 2d (None when unknown)."""
+    then = _parse(stamp)
+    if then is None:
+        return None
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def pull_request_url(api_url: str, repository: str, number: str) -> str:
+    """The web address of a pull request; GitHub Enterprise's API lives at HOST/api/v3."""
+    parts = urlsplit(api_url)
+    host = "github.com" if parts.netloc == "api.github.com" else parts.netloc
+    return f"{parts.scheme or 'https'}://{host}/{repository}/pull/{number}"
+
+
+def _request_link(runtime: Runtime, forge_ref: Any) -> str | None:
+    forge = runtime.settings.forge
+    if forge.kind != "github" or not forge.github.repository or not str(forge_ref or "").isdigit():
+        return None
+    return pull_request_url(forge.github.api_url, forge.github.repository, str(forge_ref))
+
+
+def _environments(runtime: Runtime, seen: list[str]) -> list[str]:
+    try:
+        named = list(runtime.policy().environment_names)
+    except RuntimeError:  # not read from the branch yet
+        named = []
+    return list(dict.fromkeys([*named, *seen]))
+
+
+def _latest(record: dict[str, Any]) -> Any:
+    """When a deployment record last changed (ISO 8601 text compares in time order)."""
+    return max(str(record.get("created_at") or ""), str(record.get("updated_at") or "")) or None
+
+
+def _after_rollbacks(
+    runtime: Runtime, cells: dict[tuple[str, str], Any], rollbacks: list[dict[str, Any]]
+) -> None:
+    """A rollback pins the restored version without a promotion: newer than the newest
+    promotion into the environment, it says what the environment holds."""
+    for rb in reversed(rollbacks):  # oldest first: the newest one wins
+        restored = runtime.index.get(rb["restored_artifact"])
+        if restored is None:
+            continue
+        key = (str(restored.record["name"]), str(rb["environment"]))
+        pin = cells.get(key)
+        pinned_at, rolled_at = str((pin or {}).get("at") or ""), str(rb["rolled_back_at"] or "")
+        if pin and (pinned_at > rolled_at or (
+            pinned_at == rolled_at and pin["artifact_id"] != rb["failed_artifact"]
+        )):  # fmt: skip
+            continue  # promoted again since (within the second: unless it is the failed one)
+        cells[key] = {
+            "version": restored.record["version"],
+            "artifact_id": restored.record["id"],
+            "promoted_by": rb["rolled_back_by"],
+            "at": rb["rolled_back_at"],
+            "rolled_back_from": _version_of(runtime, rb["failed_artifact"]),
+        }
+
+
+def _cell(runtime: Runtime, app: str, env: str, pin: dict[str, Any] | None, now: datetime) -> Any:
+    deployment = runtime.deployments.current(app, env)
+    cell: dict[str, Any] = {
+        "env": env,
+        "version": pin["version"] if pin else None,
+        "artifact_id": pin["artifact_id"] if pin else None,
+        "promoted_by": pin["promoted_by"] if pin else None,
+        "promoted_at": pin["at"] if pin else None,
+        "age": age(pin["at"], now) if pin else None,
+        "rolled_back_from": pin.get("rolled_back_from") if pin else None,
+        "health": None,
+        "deployed_version": None,
+        "deployed_at": None,
+        "deployment_id": None,
+        "deployed_matches": False,
+    }
+    if deployment is not None:
+        cell.update(
+            health="rolled back" if deployment.get("rolled_back_by") else deployment["status"],
+            deployed_version=deployment.get("version"),
+            deployed_at=_latest(deployment),
+            deployment_id=deployment["id"],
+            deployed_matches=bool(pin) and deployment["artifact_id"] == cell["artifact_id"],
+        )
+    return cell
+
+
+def _describe(runtime: Runtime, row: dict[str, Any]) -> dict[str, Any]:
+    """The request with its approval progress (which may ask the forge for reviews)."""
+    try:
+        return runtime.requests.describe(row["id"])
+    except Exception as exc:  # the forge is down: show the request, without progress
+        log.warning("dashboard: could not describe %s: %s", row["id"], exc)
+        return {**row, "from": row["from_env"], "to": row["to_env"], "progress": None,
+                "decision": None, "reason": "approval state unavailable; see the log"}  # fmt: skip
+
+
+def _version_of(runtime: Runtime, artifact_id: str | None) -> str | None:
+    if not artifact_id:
+        return None
+    found = runtime.index.get(artifact_id)
+    return str(found.record["version"]) if found else None
+
+
+def dashboard_data(runtime: Runtime, now: datetime | None = None) -> dict[str, Any]:
+    """Everything the page shows, as plain data (pure assembly over the indexes)."""
+    now = now or datetime.now(UTC)
+    artifacts = [a.as_json() for a in runtime.index.search(limit=ALL)[0]]
+    direct = [p for p in runtime.index.search_promotions(limit=ALL)[0] if not p["request_id"]]
+    merged = runtime.requests_index.search(status="merged", limit=ALL)[0]
+    merged = [{**r, "from": r["from_env"], "to": r["to_env"]} for r in merged]
+    pending = [_describe(runtime, r) for r in runtime.requests_index.pending()]
+    status = status_data(artifacts, direct, merged, pending)
+    envs = _environments(runtime, status["environments"])
+    all_rollbacks = runtime.index.rollbacks()
+    pins = {
+        (entry["app"], env): cell
+        for entry in status["apps"]
+        for env, cell in entry["environments"].items()
+        if cell
+    }
+    _after_rollbacks(runtime, pins, all_rollbacks)
+    apps = [
+        {
+            "app": entry["app"],
+            "cells": [
+                _cell(runtime, entry["app"], env, pins.get((entry["app"], env)), now)
+                for env in envs
+            ],
+        }
+        for entry in status["apps"]
+    ]
+    requests = []
+    for r in pending:
+        requests.append(
+            {
+                "id": r["id"],
+                "app": r["app"],
+                "version": r["version"],
+                "from": r["from"],
+                "to": r["to"],
+                "progress": r.get("progress"),
+                "missing": r.get("missing") or [],
+                "approvers": r.get("approvers") or [],
+                "decision": r.get("decision"),
+                "reason": r.get("reason"),
+                "requested_by": r["requested_by"],
+                "opened_at": r["opened_at"],
+                "age": age(r["opened_at"], now),
+                "branch": r["branch"],
+                "forge_ref": r["forge_ref"],
+                "link": _request_link(runtime, r["forge_ref"]),
+            }
+        )
+    deployments = [
+        {
+            "id": d["id"],
+            "app": d["app"],
+            "environment": d["environment"],
+            "version": d.get("version"),
+            "status": d["status"],
+            "rolled_back": bool(d.get("rolled_back_by")),
+            "deployed_by": d.get("deployed_by"),
+            "at": _latest(d),
+            "age": age(_latest(d), now),
+        }
+        for d in runtime.deployments.index.search(limit=RECENT)[0]
+    ]
+    rollbacks = []
+    for rb in all_rollbacks[:RECENT]:
+        failed = runtime.index.get(rb["failed_artifact"])
+        rollbacks.append(
+            {
+                "commit": rb["commit"],
+                "app": failed.record["name"] if failed else None,
+                "environment": rb["environment"],
+                "failed_version": failed.record["version"] if failed else None,
+                "restored_version": _version_of(runtime, rb["restored_artifact"]),
+                "rolled_back_by": rb["rolled_back_by"],
+                "at": rb["rolled_back_at"],
+                "age": age(rb["rolled_back_at"], now),
+            }
+        )
+    return {
+        "generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "environments": envs,
+        "apps": apps,
+        "open_requests": requests,
+        "deployments": deployments,
+        "rollbacks": rollbacks,
+    }
+
+
+@cache
+def _jinja(root: str) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(root),
+        undefined=jinja2.StrictUndefined,
+        autoescape=True,  # HTML: names, versions and reasons are untrusted text
+    )
+
+
+def render_dashboard(runtime: Runtime, data: dict[str, Any]) -> str:
+    return _jinja(str(runtime.templates.root)).get_template("dashboard/index.html").render(**data)
+
+
+@blueprint.get("/")
+def dashboard() -> Response:
+    runtime: Runtime = current_app.extensions["ritmo"]
+    page = render_dashboard(runtime, dashboard_data(runtime))
+    return Response(page, mimetype="text/html", headers=_HEADERS)

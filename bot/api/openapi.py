@@ -1,0 +1,495 @@
+"""GET /api/v1/openapi.json: the REST API as OpenAPI 3.1, built from the request models.
+
+Request bodies and query strings are described by the same pydantic models that validate
+them (`Model.model_json_schema()`), so the description cannot drift from the validation.
+Each route is one `Route` entry in `ROUTES`; tests/api/test_openapi.py fails when a URL
+rule under /api/v1 has no entry, or an entry names a rule that does not exist.
+
+Scopes: a route that accepts any of several scopes lists one security requirement per
+scope (OpenAPI's "any of"); `admin` is accepted everywhere a bearer token is.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+from pydantic import BaseModel
+
+import bot
+from bot.api.artifacts import ArtifactQuery
+from bot.api.audit import AuditQuery
+from bot.api.deployments import DeploymentBody, DeploymentQuery, RollbackBody
+from bot.api.outbox import OutboxQuery
+from bot.api.promotions import PromoteBody, PromotionQuery, ReviewBody
+from bot.auth import Scope
+from bot.manifests.records import ArtifactSpec
+
+blueprint = Blueprint("openapi", __name__)
+
+REF = "#/components/schemas/{model}"
+BEARER = "bearer"
+
+_JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One operation. `path` uses OpenAPI's `{name}` for path parameters."""
+
+    method: str
+    path: str
+    summary: str
+    responses: dict[int, str]
+    scopes: tuple[Scope, ...] = ()  # empty with no `security`: no authentication
+    body: type[BaseModel] | None = None  # a JSON body validated by this model
+    query: type[BaseModel] | None = None  # query parameters validated by this model
+    security: tuple[str, ...] = ()  # other schemes (webhooks): any one of them
+    headers: dict[str, str] = field(default_factory=dict)  # required request headers
+    int_params: tuple[str, ...] = ()  # path parameters that are integers
+    correlation_id: bool = False  # takes (and echoes) X-Correlation-ID
+    tag: str = "api"
+    content_type: str = _JSON  # of the successful response
+
+
+_READ = (Scope.ARTIFACTS_READ,)
+_DEPLOY_READ = (Scope.ARTIFACTS_READ, Scope.DEPLOYMENTS_WRITE)
+
+# The registry: adding a route to the API is one entry here.
+ROUTES: tuple[Route, ...] = (
+    Route("get", "/healthz", "Liveness", {200: "The server is up"}, tag="health"),
+    Route("get", "/api/v1/openapi.json", "This document", {200: "OpenAPI 3.1"}, tag="meta"),
+    Route(
+        "get",
+        "/",
+        "Read-only dashboard (HTML)",
+        {200: "The dashboard page"},
+        tag="meta",
+        content_type="text/html",
+    ),
+    Route(
+        "post",
+        "/api/v1/artifacts",
+        "Register an artifact",
+        {
+            201: "Recorded and pushed",
+            200: "Already recorded with the same content",
+            409: "Name and version taken by other content",
+            503: "The remote is unavailable; retry",
+        },
+        (Scope.ARTIFACTS_WRITE,),
+        body=ArtifactSpec,
+        correlation_id=True,
+        tag="artifacts",
+    ),
+    Route(
+        "get",
+        "/api/v1/artifacts",
+        "List artifacts, newest first",
+        {200: "A page of artifacts; Link rel=next when there is more"},
+        _READ,
+        query=ArtifactQuery,
+        tag="artifacts",
+    ),
+    Route(
+        "get",
+        "/api/v1/artifacts/{artifact_id}",
+        "One artifact",
+        {200: "The record, its commit and promotion status", 404: "No such artifact"},
+        _READ,
+        tag="artifacts",
+    ),
+    Route(
+        "post",
+        "/api/v1/artifacts/{artifact_id}/promote",
+        "Promote an artifact",
+        {
+            201: "Promoted (pushed)",
+            202: "A promotion request was opened; approvals pending",
+            404: "No such artifact",
+            409: "Refused by policy or a conflict",
+            503: "The remote is unavailable; retry",
+        },
+        (Scope.PROMOTIONS_WRITE,),
+        body=PromoteBody,
+        correlation_id=True,
+        tag="promotions",
+    ),
+    Route(
+        "get",
+        "/api/v1/promotions",
+        "List promotions and promotion requests",
+        {200: "A page of promotions"},
+        _READ,
+        query=PromotionQuery,
+        tag="promotions",
+    ),
+    Route(
+        "get",
+        "/api/v1/promotions/{promotion_id}",
+        "One promotion or request",
+        {200: "The promotion or request", 404: "No such promotion"},
+        _READ,
+        tag="promotions",
+    ),
+    Route(
+        "post",
+        "/api/v1/promotions/{request_id}/approvals",
+        "Review a request (local forge)",
+        {
+            201: "Review recorded; the request as it stands",
+            404: "No such request",
+            409: "Refused or a conflict",
+            503: "The remote is unavailable; retry",
+        },
+        (Scope.PROMOTIONS_APPROVE,),
+        body=ReviewBody,
+        tag="promotions",
+    ),
+    Route(
+        "post",
+        "/api/v1/deployments",
+        "Report a deployment",
+        {
+            201: "Recorded",
+            200: "Already recorded",
+            404: "Unknown artifact or environment",
+            409: "Conflicts with what is recorded",
+            503: "The remote is unavailable; retry",
+        },
+        (Scope.DEPLOYMENTS_WRITE,),
+        body=DeploymentBody,
+        correlation_id=True,
+        tag="deployments",
+    ),
+    Route(
+        "get",
+        "/api/v1/deployments",
+        "List deployments, newest first",
+        {200: "A page of deployments"},
+        _DEPLOY_READ,
+        query=DeploymentQuery,
+        tag="deployments",
+    ),
+    Route(
+        "get",
+        "/api/v1/deployments/{deployment_id}",
+        "One deployment",
+        {200: "The deployment", 404: "No such deployment"},
+        _DEPLOY_READ,
+        tag="deployments",
+    ),
+    Route(
+        "post",
+        "/api/v1/deployments/{deployment_id}/rollback",
+        "Roll a deployment back",
+        {
+            201: "Rolled back (pushed)",
+            202: "A rollback request was opened",
+            404: "No such deployment",
+            409: "Nothing to roll back to",
+            503: "The remote is unavailable; retry",
+        },
+        (Scope.DEPLOYMENTS_WRITE, Scope.PROMOTIONS_WRITE),
+        body=RollbackBody,
+        correlation_id=True,
+        tag="deployments",
+    ),
+    Route(
+        "get",
+        "/api/v1/outbox",
+        "List notifications",
+        {200: "A page of notifications; Link rel=next when there is more"},
+        (Scope.ADMIN,),
+        query=OutboxQuery,
+        tag="outbox",
+    ),
+    Route(
+        "get",
+        "/api/v1/outbox/{row_id}",
+        "One notification",
+        {200: "The notification", 404: "No such notification"},
+        (Scope.ADMIN,),
+        int_params=("row_id",),
+        tag="outbox",
+    ),
+    Route(
+        "post",
+        "/api/v1/outbox/{row_id}/retry",
+        "Retry a dead letter",
+        {200: "Requeued", 404: "No such notification", 409: "Not a dead letter"},
+        (Scope.ADMIN,),
+        int_params=("row_id",),
+        tag="outbox",
+    ),
+    Route(
+        "get",
+        "/api/v1/audit",
+        "Audit events from the default branch's commit trailers, newest first",
+        {
+            200: "A page of events; Link rel=next when there is more",
+            503: "The manifests remote is unavailable; retry",
+        },
+        _READ,
+        query=AuditQuery,
+        tag="audit",
+    ),
+    Route(
+        "post",
+        "/webhooks/github",
+        "GitHub App webhook",
+        {
+            200: "Ping answered or a duplicate delivery",
+            202: "Queued or ignored",
+            400: "Missing event headers or not JSON",
+            401: "Bad signature",
+            404: "Off: forge.kind is not github or no webhook_secret",
+        },
+        security=("githubSignature",),
+        headers={
+            "X-GitHub-Event": "The event name",
+            "X-GitHub-Delivery": "The delivery id (at most 128 characters)",
+        },
+        tag="webhooks",
+    ),
+    Route(
+        "post",
+        "/webhooks/argocd",
+        "ArgoCD notifications webhook",
+        {
+            201: "Deployment recorded",
+            200: "Already recorded",
+            202: "Not a deployment; ignored",
+            401: "Wrong token",
+            404: "Off: set cd.argocd_token",
+            422: "Invalid report",
+            503: "The remote is unavailable; retry",
+        },
+        security=("argocdToken",),
+        correlation_id=True,
+        tag="webhooks",
+    ),
+    Route(
+        "post",
+        "/webhooks/flux",
+        "Flux notification-controller webhook",
+        {
+            201: "Deployment recorded",
+            200: "Already recorded",
+            202: "Not a deployment; ignored",
+            401: "Bad signature",
+            404: "Off: set cd.flux_secret",
+            422: "Invalid report",
+            503: "The remote is unavailable; retry",
+        },
+        security=("fluxSignature",),
+        correlation_id=True,
+        tag="webhooks",
+    ),
+)
+
+_SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    BEARER: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A Ritmo token (`ritmo token create`). Its scopes are listed per "
+        "operation; any one of them will do, and `admin` does for every one.",
+    },
+    "githubSignature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Hub-Signature-256",
+        "description": "sha256=<hex HMAC-SHA256 of the body under forge.github.webhook_secret>",
+    },
+    "argocdToken": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Ritmo-Token",
+        "description": "The shared token cd.argocd_token (ArgoCD's webhook cannot sign)",
+    },
+    "fluxSignature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Signature",
+        "description": "sha256=<hex HMAC-SHA256 of the body under cd.flux_secret> "
+        "(Flux's generic-hmac provider)",
+    },
+}
+
+_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Every refusal: what is wrong and, for bad input, each field and its fix.",
+    "properties": {
+        "error": {"type": "string"},
+        "fields": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                "required": ["field", "message"],
+            },
+        },
+    },
+    "required": ["error"],
+}
+
+_DEFAULT_ERRORS = {
+    400: "Bad query parameters or headers",
+    401: "No token, or an unknown one",
+    403: "The token lacks the scope",
+    413: "The body is larger than max_body_bytes",
+    415: "The body is not JSON",
+    422: "Invalid fields; `fields` names each one and the fix",
+}
+
+_PARAM = re.compile(r"\{([^}]+)\}")
+
+
+class SchemaClash(ValueError):
+    """Two models define a component of the same name differently."""
+
+
+def _add_schemas(components: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """Put the model (and its $defs) into components; return a $ref to it."""
+    schema = model.model_json_schema(ref_template=REF, by_alias=True, mode="validation")
+    defs = schema.pop("$defs", {})
+    for name, sub in [*defs.items(), (model.__name__, schema)]:
+        known = components.setdefault(name, sub)
+        if known != sub:
+            raise SchemaClash(f"two schemas named {name!r}; rename one of the models")
+    return {"$ref": REF.format(model=model.__name__)}
+
+
+def _not_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is absent or a string: drop the `null` branch and default."""
+    prop = {k: v for k, v in prop.items() if k != "title"}
+    branches = [b for b in prop.get("anyOf", ()) if b != {"type": "null"}]
+    if "anyOf" in prop and len(branches) == 1:
+        del prop["anyOf"]
+        prop = {**branches[0], **prop}
+    elif "anyOf" in prop:
+        prop["anyOf"] = branches
+    if prop.get("default", 0) is None:
+        del prop["default"]
+    return prop
+
+
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema(ref_template=REF, by_alias=True, mode="validation")
+    if "$defs" in schema:
+        raise SchemaClash(f"{model.__name__}: a query model must use plain fields only")
+    required = set(schema.get("required", ()))
+    params = []
+    for name, prop in schema.get("properties", {}).items():
+        prop = _not_null(prop)
+        param: dict[str, Any] = {"name": name, "in": "query", "required": name in required}
+        if "description" in prop:
+            param["description"] = prop.pop("description")
+        param["schema"] = prop
+        params.append(param)
+    return params
+
+
+def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": route.summary,
+        "operationId": f"{route.method}_{route.path}".replace("/", "_").strip("_"),
+        "tags": [route.tag],
+    }
+    params: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer" if name in route.int_params else "string"},
+        }
+        for name in _PARAM.findall(route.path)
+    ]
+    for name, text in route.headers.items():
+        params.append(
+            {"name": name, "in": "header", "required": True, "description": text,
+             "schema": {"type": "string"}}
+        )  # fmt: skip
+    if route.correlation_id:
+        params.append(
+            {"name": "X-Correlation-ID", "in": "header", "required": False,
+             "description": "Carried into commit trailers and echoed back; default: a new "
+             "UUID", "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$"}}
+        )  # fmt: skip
+    if route.query is not None:
+        params += _query_parameters(route.query)
+    if params:
+        op["parameters"] = params
+    if route.body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {_JSON: {"schema": _add_schemas(components, route.body)}},
+        }
+    if route.scopes:
+        op["security"] = [{BEARER: [s.value]} for s in route.scopes]
+    elif route.security:
+        op["security"] = [{name: []} for name in route.security]
+    else:
+        op["security"] = []  # no authentication
+
+    codes = dict(route.responses)
+    if route.scopes:
+        codes.setdefault(401, _DEFAULT_ERRORS[401])
+        codes.setdefault(403, _DEFAULT_ERRORS[403])
+    if route.query is not None:
+        codes.setdefault(400, _DEFAULT_ERRORS[400])
+    if route.correlation_id:
+        codes.setdefault(400, "Bad X-Correlation-ID header")
+    if route.body is not None:
+        for code in (413, 415, 422):
+            codes.setdefault(code, _DEFAULT_ERRORS[code])
+    responses: dict[str, Any] = {}
+    for code in sorted(codes):
+        entry: dict[str, Any] = {"description": codes[code]}
+        if code >= 400:
+            entry["content"] = {_JSON: {"schema": {"$ref": REF.format(model="Error")}}}
+        elif route.content_type == _JSON:
+            entry["content"] = {_JSON: {"schema": {"type": "object"}}}
+        else:
+            entry["content"] = {route.content_type: {"schema": {"type": "string"}}}
+        responses[str(code)] = entry
+    op["responses"] = responses
+    return op
+
+
+def build_document(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for `routes` (pure)."""
+    components: dict[str, Any] = {"Error": _ERROR_SCHEMA}
+    paths: dict[str, dict[str, Any]] = {}
+    for route in routes:
+        ops = paths.setdefault(route.path, {})
+        if route.method in ops:
+            raise ValueError(f"{route.method.upper()} {route.path} is described twice")
+        ops[route.method] = _operation(route, components)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Ritmo",
+            "version": bot.__version__,
+            "description": "GitOps promotion bot: CI registers artifacts, Ritmo records them "
+            "as signed commits in a Kubernetes manifests repository, promotes and tracks "
+            "deployments.",
+        },
+        "paths": paths,
+        "components": {"schemas": components, "securitySchemes": _SECURITY_SCHEMES},
+    }
+
+
+@cache
+def _document() -> dict[str, Any]:
+    return build_document()
+
+
+@blueprint.get("/api/v1/openapi.json")
+def openapi_json() -> Response:
+    response = jsonify(_document())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response

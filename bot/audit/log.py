@@ -1,0 +1,111 @@
+"""The audit log read from the manifests repository's default branch.
+
+Callers hold `mirror.locked()` and have fetched: this reads the branch as last fetched.
+Artifacts are named by their record paths (`artifacts/<app>/<version>.yaml`) at the tip,
+so the log needs git alone, never the index.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from bot.audit.history import (
+    AuditEvent,
+    Commit,
+    Window,
+    audit_events,
+    page_of,
+    parse_when,
+    select,
+)
+from bot.manifests.mirror import Mirror
+from bot.manifests.records import RECORDS_DIR, artifact_id
+from bot.manifests.trailers import parse_trailers
+
+# Commits that record an event; everything else on the branch (a person's edits,
+# deployments are on another branch) is left out by git already.
+_EVENT_GREP = "^Ritmo-(Registered-By|Promotion|Rollback|Request-Closed|Approved-By|Policy-Held): "
+_RECORD_PATH = re.compile(rf"^{RECORDS_DIR}/([^/]+)/([^/]+)\.yaml$")
+# What `since`/`until` may be: a date-time, a sha, a branch, `main~3`; never an option.
+REVISION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:+~^@{}-]{0,199}$"
+
+
+@dataclass(frozen=True)
+class Range:
+    """The part of the branch to read: after `since` (exclusive) up to `until` (inclusive),
+    both commits; None: from the start, up to the tip."""
+
+    since: str | None = None
+    until: str | None = None
+
+
+def branch_commits(mirror: Mirror, tip: str, span: Range = Range()) -> list[Commit]:
+    """The first-parent commits of the branch that record events, newest first."""
+    until = span.until or tip
+    rev = f"{span.since}..{until}" if span.since else until
+    out = mirror.log(
+        "--first-parent", "-E", f"--grep={_EVENT_GREP}",
+        "--format=%x00%H%x00%P%x00%ct%x00%B", rev, "--",
+    )  # fmt: skip
+    parts = out.split("\0")[1:]
+    commits = []
+    for i in range(0, len(parts) - 3, 4):
+        sha, parents, when, message = parts[i : i + 4]
+        commits.append(
+            Commit(sha.strip(), tuple(parents.split()), int(when), parse_trailers(message))
+        )
+    return commits
+
+
+def known_artifacts(mirror: Mirror, tip: str) -> dict[str, tuple[str, str]]:
+    """artifact id -> (app, version) for every record on the branch at `tip`."""
+    found = {}
+    for path in mirror.blobs_under(tip, RECORDS_DIR + "/"):
+        match = _RECORD_PATH.match(path)
+        if match:
+            app, version = match.groups()
+            found[artifact_id(app, version)] = (app, version)
+    return found
+
+
+def resolve(mirror: Mirror, revision: str) -> str | None:
+    """The commit `revision` names in the mirror (a sha, `main`, `main~2`), or None."""
+    if not re.match(REVISION_PATTERN, revision):
+        return None
+    for candidate in (revision, f"origin/{revision}"):
+        try:
+            sha = mirror.log("-1", "--format=%H", f"{candidate}^{{commit}}", "--").strip()
+        except OSError:
+            continue
+        if sha:
+            return sha
+    return None
+
+
+def read_audit(
+    mirror: Mirror,
+    tip: str,
+    window: Window,
+    span: Range = Range(),
+    page: int = 1,
+    per_page: int = 50,
+) -> tuple[list[AuditEvent], int]:
+    """One page of the events in `span` that `window` keeps, newest first; and the total."""
+    names = known_artifacts(mirror, tip)
+    events = audit_events(branch_commits(mirror, tip, span), names.get)
+    return page_of(select(events, window), page, per_page)
+
+
+def time_or_revision(
+    mirror: Mirror, text: str | None, end: bool
+) -> tuple[datetime | None, str | None, bool]:
+    """`since`/`until` as (time, commit, ok): an ISO date or date-time, else a revision."""
+    if text is None:
+        return None, None, True
+    when = parse_when(text, end=end)
+    if when is not None:
+        return when, None, True
+    sha = resolve(mirror, text)
+    return None, sha, sha is not None

@@ -1,0 +1,217 @@
+"""Read what `ritmo verify` judges from a mirror of the manifests repository.
+
+The default branch's first-parent line, oldest first, with the pins each commit changed
+(read per the policy in force when it landed: the one on its first parent) and the records
+it added; then each commit of the checked range with its signature status, as git reports
+it against a GnuPG home holding only the trusted public keys.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.audit.verify import PinChange, Problem, RecordFact, VerifyCommit, verify
+from bot.manifests.mirror import Mirror
+from bot.manifests.objects import read_path
+from bot.manifests.records import RECORDS_DIR, split_image
+from bot.manifests.signing import open_gnupg
+from bot.manifests.trailers import parse_trailers
+from bot.policy.load import BRANCH_POLICY_PATH, PolicyError, default_policy, load_policy_bytes
+from bot.policy.model import Policy
+from bot.promotions.pin import current_value
+from bot.store.reindex import record_in
+
+
+class TrustedKeyError(ValueError):
+    """A trusted key file holds no usable public key."""
+
+
+@contextmanager
+def trusted_gnupg(armoured_keys: list[str]) -> Iterator[tuple[Path, list[str]]]:
+    """A throw-away GnuPG home holding only these public keys; (home, fingerprints)."""
+    home = Path(tempfile.mkdtemp(prefix="ritmo-verify-"))
+    try:
+        gpg = open_gnupg(home)
+        # The keyring is the trust: every key in it is as trusted as the next.
+        (home / "gpg.conf").write_text("trust-model always\n")
+        fingerprints: list[str] = []
+        for i, armoured in enumerate(armoured_keys):
+            result = gpg.import_keys(armoured)
+            if not result.fingerprints:
+                raise TrustedKeyError(f"key {i + 1} holds no OpenPGP public key")
+            fingerprints += [str(f) for f in result.fingerprints]
+        yield home, fingerprints
+    finally:
+        subprocess.run(
+            ["gpgconf", "--homedir", str(home), "--kill", "all"],
+            capture_output=True,
+            check=False,
+        )
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@dataclass
+class _Walk:
+    mirror: Mirror
+    policies: dict[bytes, Policy]
+    last_policy: Policy
+    images: dict[str, str]  # app -> image name its overlays pin (the latest record's repo)
+
+    def policy_at(self, commit: str) -> Policy:
+        data = read_path(self.mirror, self.mirror.tree_of(commit), BRANCH_POLICY_PATH)
+        if data is None:
+            return default_policy()
+        if data not in self.policies:
+            try:
+                self.policies[data] = load_policy_bytes(data, BRANCH_POLICY_PATH)
+            except PolicyError:
+                # Ritmo would not have run with it: the last valid policy stays in force.
+                self.policies[data] = self.last_policy
+        self.last_policy = self.policies[data]
+        return self.policies[data]
+
+    def pinned(self, commit: str | None, path: str, app: str, policy: Policy) -> str | None:
+        if commit is None:
+            return None
+        data = read_path(self.mirror, self.mirror.tree_of(commit), path)
+        if data is None:
+            return None
+        target = policy.target(app)
+        try:
+            return current_value(target, data.decode(), target.image or self.images.get(app, app))
+        except Exception:  # an overlay someone broke: no value can be read from it
+            return None
+
+
+def _first_parent_line(mirror: Mirror, tip: str) -> list[tuple[str, tuple[str, ...], str, str]]:
+    """(sha, parents, message, name-status lines) of the first-parent line, oldest first."""
+    out = mirror.log(
+        "--first-parent", "--reverse", "--root", "--no-renames", "--diff-merges=first-parent",
+        "--name-status", "--format=%x00%x01%H%x00%P%x00%B%x00", tip, "--",
+    )  # fmt: skip
+    line = []
+    for chunk in out.split("\0\x01")[1:]:
+        sha, parents, message, changes = chunk.split("\0", 3)
+        line.append((sha.strip(), tuple(parents.split()), message, changes))
+    return line
+
+
+def _changes(text: str) -> list[tuple[str, str]]:
+    found = []
+    for row in text.splitlines():
+        status, _, path = row.partition("\t")
+        if path:
+            found.append((status.strip()[:1], path))
+    return found
+
+
+def _signatures(
+    mirror: Mirror, rev: str, gnupghome: Path
+) -> list[tuple[str, tuple[str, ...], str, str, str]]:
+    """(sha, parents, %G?, %GF, message) of every commit in `rev`, oldest first."""
+    proc = subprocess.run(
+        ["git", "log", "--reverse", "--topo-order",
+         "--format=%x00%H%x00%P%x00%G?%x00%GF%x00%B", rev, "--"],
+        cwd=mirror.path, capture_output=True, text=True, check=False,
+        env={**os.environ, "GNUPGHOME": str(gnupghome), "GIT_TERMINAL_PROMPT": "0"},
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise OSError(f"git log failed: {proc.stderr.strip()}")
+    parts = proc.stdout.split("\0")[1:]
+    found = []
+    for i in range(0, len(parts) - 4, 5):
+        sha, parents, status, signer, message = parts[i : i + 5]
+        found.append((sha.strip(), tuple(parents.split()), status.strip(), signer.strip(), message))
+    return found
+
+
+def read_history(
+    mirror: Mirror, tip: str, since: str | None, gnupghome: Path
+) -> tuple[list[VerifyCommit], list[str]]:
+    """The input of `verify`: the whole first-parent line (in range or not, for what was
+    recorded and pinned), then the range's other commits; each part oldest first. And the
+    range's commits in git's order (topological, oldest first)."""
+    line = _first_parent_line(mirror, tip)
+    ranged = _signatures(mirror, f"{since}..{tip}" if since else tip, gnupghome)
+    signed = {sha: (status, signer) for sha, _, status, signer, _ in ranged}
+    walk = _Walk(mirror, {}, default_policy(), {})
+    managed: set[str] = set()  # apps with a record so far
+    history: list[VerifyCommit] = []
+    for sha, parents, message, changes_text in line:
+        changes = _changes(changes_text)
+        parent = parents[0] if parents else None
+        policy = walk.policy_at(parent or sha)
+        records = []
+        for status, path in changes:
+            if status != "A" or not path.startswith(RECORDS_DIR + "/"):
+                continue
+            record = record_in(path, read_path(mirror, mirror.tree_of(sha), path))
+            if record is None:
+                continue
+            values: set[str] = set()
+            if record.get("image"):
+                repo, tag, digest = split_image(str(record["image"]))
+                walk.images[record["name"]] = repo
+                values = {v for v in (tag, digest) if v}
+            records.append(
+                RecordFact(record["id"], record["name"], str(record["version"]), frozenset(values))
+            )
+            managed.add(record["name"])
+        touched = {path for _, path in changes}
+        pins = []
+        for app in sorted(managed | set(policy.apps)):
+            for env in policy.environment_names:
+                path = policy.target(app).path(app, env)
+                if path not in touched:
+                    continue
+                before = walk.pinned(parent, path, app, policy)
+                after = walk.pinned(sha, path, app, policy)
+                if before != after:
+                    pins.append(PinChange(app, env, path, before, after))
+        status, signer = signed.get(sha, ("N", ""))
+        history.append(
+            VerifyCommit(
+                sha=sha,
+                parents=parents,
+                trailers=parse_trailers(message),
+                in_range=sha in signed,
+                signature=status,
+                signer=signer,
+                environments=tuple(policy.environment_names),
+                pins=tuple(pins),
+                records=tuple(records),
+            )
+        )
+    on_line = {c.sha for c in history}
+    for sha, parents, status, signer, message in ranged:
+        if sha not in on_line:
+            history.append(
+                VerifyCommit(
+                    sha=sha,
+                    parents=parents,
+                    trailers=parse_trailers(message),
+                    first_parent=False,
+                    signature=status,
+                    signer=signer,
+                )
+            )
+    return history, [sha for sha, *_ in ranged]
+
+
+def verify_repository(
+    mirror: Mirror, tip: str, since: str | None, gnupghome: Path
+) -> tuple[list[Problem], int]:
+    """The problems in since..tip (all history without `since`), in the order of the
+    range's history, oldest first; and how many commits the range holds."""
+    history, ranged = read_history(mirror, tip, since, gnupghome)
+    order = {sha: i for i, sha in enumerate(ranged)}
+    problems = verify(history)
+    problems.sort(key=lambda p: order.get(p.sha, len(order)))  # stable: a commit's in order
+    return problems, len(ranged)

@@ -1,0 +1,6 @@
+"""Telemetry: Prometheus metrics (metrics.py), OpenTelemetry spans (tracing.py), JSON logs
+with correlation and delivery ids and secrets masked (logs.py).
+
+Nothing here runs at import time: `instrument(app, runtime)` (bot/app.py create_app),
+`setup_tracing()` and `configure_logging()` (bot/app.py, bot/server.py) switch it on.
+"""

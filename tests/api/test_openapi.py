@@ -1,0 +1,191 @@
+"""GET /api/v1/openapi.json: a valid OpenAPI 3.1 document that describes every route."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from openapi_spec_validator import validate
+
+from bot.api.deployments import DeploymentBody
+from bot.api.openapi import ROUTES, Route, SchemaClash, build_document
+from bot.auth import Scope
+from bot.manifests.records import ArtifactSpec
+from bot.runtime import Runtime
+from tests.helpers import bearer
+
+
+@pytest.fixture
+def document(client: FlaskClient) -> dict[str, Any]:
+    resp = client.get("/api/v1/openapi.json")  # no token: the description is public
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.mimetype == "application/json"
+    body: dict[str, Any] = resp.get_json()
+    return body
+
+
+def _rules(app: Flask) -> set[tuple[str, str]]:
+    """(method, OpenAPI path) of every URL rule the app serves."""
+    found = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+            found.add((method.lower(), path))
+    return found
+
+
+def _described(document: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(method, path) for path, ops in document["paths"].items() for method in ops}
+
+
+def test_the_document_is_valid_openapi(document: dict[str, Any]) -> None:
+    validate(document)  # raises with the offending part on an invalid document
+    assert document["openapi"].startswith("3.1")
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearer"] == {**schemes["bearer"], "type": "http", "scheme": "bearer"}
+    assert {schemes[k]["name"] for k in ("githubSignature", "argocdToken", "fluxSignature")} == {
+        "X-Hub-Signature-256",
+        "X-Ritmo-Token",
+        "X-Signature",
+    }
+
+
+def _undescribed_api(app: Flask, document: dict[str, Any]) -> list[tuple[str, str]]:
+    api = {(m, p) for m, p in _rules(app) if p.startswith("/api/v1")}
+    assert api, "no /api/v1 rules found: is the app wired?"
+    return sorted(api - _described(document))
+
+
+def test_every_api_route_is_described(app: Flask, document: dict[str, Any]) -> None:
+    served = _rules(app)
+    described = _described(document)
+    missing = _undescribed_api(app, document)
+    assert not missing, f"routes without an entry in bot.api.openapi.ROUTES: {missing}"
+    stale = sorted(described - served)
+    assert not stale, f"entries in bot.api.openapi.ROUTES the app does not serve: {stale}"
+    for path in ("/webhooks/github", "/webhooks/argocd", "/webhooks/flux", "/healthz", "/"):
+        assert ("post" if "webhooks" in path else "get", path) in described
+
+
+def test_a_new_route_without_a_description_is_caught(app: Flask) -> None:
+    dropped = next(r for r in ROUTES if r.path == "/api/v1/outbox/{row_id}/retry")
+    fewer = tuple(r for r in ROUTES if r is not dropped)
+    assert _undescribed_api(app, build_document(fewer)) == [(dropped.method, dropped.path)]
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.body], ids=lambda r: r.path)
+def test_request_bodies_come_from_the_validating_models(
+    route: Route, document: dict[str, Any]
+) -> None:
+    assert route.body is not None
+    op = document["paths"][route.path][route.method]
+    ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    assert ref == f"#/components/schemas/{route.body.__name__}"
+    schema = document["components"]["schemas"][route.body.__name__]
+    fields = route.body.model_fields
+    required = {f.alias or name for name, f in fields.items() if f.is_required()}
+    assert set(schema.get("required", ())) == required
+    assert set(schema["properties"]) == {f.alias or name for name, f in fields.items()}
+    assert schema["additionalProperties"] is False  # extra="forbid", as the API refuses them
+    for code in ("413", "415", "422"):
+        assert op["responses"][code]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/Error"
+        }
+
+
+def test_required_fields_of_the_main_bodies(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    assert set(schemas["ArtifactSpec"]["required"]) == {"name", "build_id", "checksum"}
+    assert ArtifactSpec.model_fields["checksum"].is_required()
+    assert set(schemas["DeploymentBody"]["required"]) == {"artifact_id", "environment"}
+    assert DeploymentBody.model_fields["environment"].is_required()
+    assert "from" in schemas["PromoteBody"]["properties"]  # the alias the API takes
+    deploy = schemas["DeploymentBody"]["properties"]
+    assert deploy["status"]["enum"] == ["progressing", "succeeded", "failed", "degraded"]
+
+
+def test_the_error_body(document: dict[str, Any]) -> None:
+    error = document["components"]["schemas"]["Error"]
+    assert error["required"] == ["error"]
+    item = error["properties"]["fields"]["items"]
+    assert set(item["required"]) == {"field", "message"}
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.query], ids=lambda r: r.path)
+def test_query_parameters_come_from_the_validating_models(
+    route: Route, document: dict[str, Any]
+) -> None:
+    assert route.query is not None
+    params = document["paths"][route.path][route.method]["parameters"]
+    query = {p["name"]: p for p in params if p["in"] == "query"}
+    assert set(query) == set(route.query.model_fields)
+    assert query["per_page"]["schema"] == {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": 500,
+        "default": 50,
+    }
+
+
+def test_the_webhooks_name_their_headers(document: dict[str, Any]) -> None:
+    github = document["paths"]["/webhooks/github"]["post"]
+    assert github["security"] == [{"githubSignature": []}]
+    headers = {p["name"] for p in github["parameters"] if p["in"] == "header" and p["required"]}
+    assert headers == {"X-GitHub-Event", "X-GitHub-Delivery"}
+    assert document["paths"]["/webhooks/argocd"]["post"]["security"] == [{"argocdToken": []}]
+    assert document["paths"]["/webhooks/flux"]["post"]["security"] == [{"fluxSignature": []}]
+    assert document["paths"]["/api/v1/openapi.json"]["get"]["security"] == []
+
+
+def _call(client: FlaskClient, route: Route, headers: dict[str, str]) -> int:
+    path = route.path
+    for name in re.findall(r"\{([a-z_]+)\}", path):
+        path = path.replace(f"{{{name}}}", "1" if name in route.int_params else "x")
+    if route.method == "get":
+        return client.get(path, headers=headers).status_code
+    return client.post(path, json={}, headers=headers).status_code
+
+
+@pytest.mark.parametrize("route", [r for r in ROUTES if r.scopes], ids=lambda r: r.path)
+def test_described_scopes_are_the_enforced_ones(
+    route: Route, client: FlaskClient, runtime: Runtime, document: dict[str, Any]
+) -> None:
+    op = document["paths"][route.path][route.method]
+    assert op["security"] == [{"bearer": [s.value]} for s in route.scopes]
+    assert _call(client, route, {}) == 401
+    others = [s for s in Scope if s not in route.scopes and s is not Scope.ADMIN]
+    if others:
+        token = runtime.tokens.create("other-scopes", others)
+        assert _call(client, route, bearer(token)) == 403
+    for scope in route.scopes:
+        token = runtime.tokens.create(f"with-{scope.value.replace(':', '-')}", [scope])
+        assert _call(client, route, bearer(token)) not in (401, 403), scope
+
+
+def test_clashing_component_names_are_refused() -> None:
+    from pydantic import BaseModel
+
+    class Inner(BaseModel):
+        a: int
+
+    class One(BaseModel):
+        inner: Inner
+
+    class Two(BaseModel):
+        inner: Inner
+
+    Two.model_rebuild()
+    clash = type("Inner", (BaseModel,), {"__annotations__": {"b": str}})
+    Three = type("Three", (BaseModel,), {"__annotations__": {"inner": clash}})
+    routes = (
+        Route("post", "/a", "a", {200: "ok"}, body=One),
+        Route("post", "/b", "b", {200: "ok"}, body=Two),  # the same Inner: fine
+    )
+    validate(build_document(routes))
+    with pytest.raises(SchemaClash, match="Inner"):
+        build_document((*routes, Route("post", "/c", "c", {200: "ok"}, body=Three)))
