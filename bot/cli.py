@@ -361,6 +361,7 @@ def status(server: str, token_value: str, app_name: str | None, as_json: bool) -
         items("/api/v1/promotions", app=app_name, status="promoted"),
         items("/api/v1/promotions", app=app_name, status="merged"),
         items("/api/v1/promotions", app=app_name, status="pending"),
+        items("/api/v1/audit", app=app_name, kind="rolled_back"),
     )
     if as_json:
         click.echo(json.dumps(data, indent=2))

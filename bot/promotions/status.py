@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 
@@ -24,12 +24,16 @@ def status_data(
     promoted: list[dict[str, Any]],
     merged: list[dict[str, Any]],
     pending: list[dict[str, Any]],
+    rolled_back: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """Per app, the version each environment holds (its newest promotion), and open requests.
+    """Per app, the version each environment holds (its newest promotion or rollback),
+    and open requests.
 
     `promoted` comes newest first (the API's order); a merged request counts from its
     `closed_at`, a direct promotion from its `promoted_at` (or, from an older server
-    without it, its artifact's registration).
+    without it, its artifact's registration). `rolled_back` holds audit `rolled_back`
+    events (app, environment, version and artifact_id restored, at, actor, commit): a
+    rollback newer than the environment's promotion decides what it holds.
     """
     created = {a["id"]: a["created_at"] for a in artifacts}
     cells: dict[tuple[str, str], dict[str, Any]] = {}
@@ -55,6 +59,16 @@ def status_data(
             "commit": r["merge_commit"], "promotion": r["id"],
             "promoted_by": r["requested_by"], "at": r["closed_at"],
         }  # fmt: skip
+    for rb in rolled_back:
+        key = (rb["app"], rb["environment"])
+        cell = cells.get(key)
+        # Same second: the rollback came after the pin it undid.
+        if cell is None or str(rb["at"] or "") >= str(cell["at"] or ""):
+            cells[key] = {
+                "version": rb["version"], "artifact_id": rb["artifact_id"],
+                "commit": rb["commit"], "promotion": None, "promoted_by": rb["actor"],
+                "at": rb["at"], "rolled_back": True,
+            }  # fmt: skip
     edges = [(p["from"], p["to"]) for p in [*promoted, *merged, *pending]]
     envs = _env_order(edges)
     envs += sorted({env for _, env in cells} - set(envs))

@@ -298,7 +298,16 @@ def _status(runtime: Runtime) -> str:
         found = runtime.requests_index.search(status=status, limit=ALL)[0]
         return [runtime.requests.describe(r["id"]) for r in found]
 
-    data = status_data(artifacts, direct, described("merged"), described("pending"))
+    rolled_back = []
+    for rb in runtime.index.rollbacks():
+        restored = runtime.index.get(rb["restored_artifact"])
+        if restored is not None:
+            rolled_back.append({
+                "app": restored.record["name"], "environment": rb["environment"],
+                "version": restored.record["version"], "artifact_id": rb["restored_artifact"],
+                "commit": rb["commit"], "at": rb["rolled_back_at"], "actor": rb["rolled_back_by"],
+            })  # fmt: skip
+    data = status_data(artifacts, direct, described("merged"), described("pending"), rolled_back)
     envs = list(dict.fromkeys([*runtime.policy().environment_names, *data["environments"]]))
     lines = ["| App | " + " | ".join(envs) + " |", "|---" * (len(envs) + 1) + "|"]
     for entry in data["apps"]:

@@ -301,3 +301,22 @@ def test_a_rollback_the_remote_refused_is_made_by_the_scheduler(
     )
     assert shown.get_json()["held_in"] == ["staging"]
     assert rollback_due(runtime) == 0  # once
+
+
+def test_status_shows_what_a_rollback_restored(
+    live_server: str, client: FlaskClient, runtime: Runtime, tokens: dict[str, str]
+) -> None:
+    cd = runtime.tokens.create("cd-status", [Scope.DEPLOYMENTS_WRITE])
+    for version, status in (("11.0.0", "succeeded"), ("11.1.0", "degraded")):
+        art = _register(client, tokens["ci"], version)
+        body = {"artifact_id": art, "environment": "dev", "status": status}
+        resp = client.post("/api/v1/deployments", json=body, headers=bearer(cd))
+        assert resp.status_code == 201
+    dep = resp.get_json()["id"]
+    assert client.post(f"/api/v1/deployments/{dep}/rollback", headers=bearer(cd)).status_code == 201
+    env = {"RITMO_SERVER": live_server, "RITMO_TOKEN": tokens["reader"]}
+    shown = CliRunner(env=env).invoke(main, ["status", "--json"])
+    assert shown.exit_code == 0, shown.output
+    cells = json.loads(shown.output)["apps"][0]["environments"]
+    assert cells["dev"]["version"] == "11.0.0" and cells["dev"]["rolled_back"] is True
+    assert cells["staging"]["version"] == "11.0.0"  # promoted there once it ran well in dev
