@@ -17,6 +17,7 @@ from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN, ArtifactSpec
 from bot.manifests.writer import Conflict, WriteUnavailable
 from bot.registry import SignatureRefused
 from bot.runtime import Runtime
+from bot.telemetry import logs
 
 blueprint = Blueprint("artifacts", __name__, url_prefix="/api/v1/artifacts")
 
@@ -41,7 +42,9 @@ def _runtime() -> Runtime:
 def correlation_id() -> str:
     given = request.headers.get("X-Correlation-ID")
     if given is None:
-        return str(uuid.uuid4())
+        # The one the request's logs carry (bot/telemetry), so logs, trailers and the
+        # response agree.
+        return logs.correlation_id.get() or str(uuid.uuid4())
     if not _CORRELATION_ID.match(given):
         raise ApiError(
             400, "header X-Correlation-ID: use 1-128 letters, digits and . _ : - (or leave it out)"

@@ -120,10 +120,7 @@ def instrument(app: Flask, runtime: Runtime) -> Metrics:
         g.ritmo_started = time.perf_counter()
         given = request.headers.get("X-Correlation-ID")
         if given is None:
-            cid = str(uuid.uuid4())
-            # The API's correlation_id() reads the header: the id in the logs, the commit
-            # trailers and the response is the same one.
-            request.environ["HTTP_X_CORRELATION_ID"] = cid
+            cid = str(uuid.uuid4())  # the API's correlation_id() takes this one too
         elif _CORRELATION_ID.match(given):
             cid = given
         else:
