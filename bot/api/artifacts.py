@@ -30,7 +30,7 @@ class ArtifactQuery(BaseModel):
     name: str | None = Field(default=None, pattern=NAME_PATTERN)
     version: str | None = Field(default=None, pattern=VERSION_PATTERN)
     promotion_status: str | None = Field(default=None, pattern=NAME_PATTERN)
-    page: int = Field(default=1, ge=1)
+    page: int = Field(default=1, ge=1, le=1_000_000)  # past it, SQL offsets overflow
     per_page: int = Field(default=50, ge=1, le=500)
 
 
@@ -60,6 +60,8 @@ def json_body() -> Any:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "body is not valid JSON: nested too deeply") from None
 
 
 @blueprint.post("")

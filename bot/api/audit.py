@@ -43,7 +43,7 @@ class AuditQuery(BaseModel):
     # A date-time holds ':' and '+'; a revision ~ and ^: one pattern admits both.
     since: str | None = Field(default=None, pattern=REVISION_PATTERN)
     until: str | None = Field(default=None, pattern=REVISION_PATTERN)
-    page: int = Field(default=1, ge=1)
+    page: int = Field(default=1, ge=1, le=1_000_000)  # as the other lists
     per_page: int = Field(default=50, ge=1, le=500)
 
 

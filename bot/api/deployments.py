@@ -56,7 +56,7 @@ class DeploymentQuery(BaseModel):
     env: str | None = Field(default=None, pattern=NAME_PATTERN)
     status: Literal["progressing", "succeeded", "failed", "degraded"] | None = None
     artifact_id: str | None = Field(default=None, pattern=r"^art-[0-9a-f]{20}$")
-    page: int = Field(default=1, ge=1)
+    page: int = Field(default=1, ge=1, le=1_000_000)  # past it, SQL offsets overflow
     per_page: int = Field(default=50, ge=1, le=500)
 
 

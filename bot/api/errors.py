@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import requests
 from flask import Flask, Response, jsonify
+from github import GithubException
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
@@ -77,6 +79,19 @@ def register_error_handlers(app: Flask) -> None:
         }
         code = exc.code or 500
         return jsonify({"error": messages.get(code, exc.description or exc.name)}), code
+
+    @app.errorhandler(GithubException)
+    @app.errorhandler(requests.RequestException)
+    def _forge_unavailable(exc: Exception) -> tuple[Response, int]:
+        # GitHub down or out of rate limit after the client's own retries: say so, and
+        # when to come back; what Ritmo pushed stays and a retry picks it up.
+        status = getattr(exc, "status", None)
+        app.logger.warning("GitHub call failed: %s", exc)
+        body = {
+            "error": f"GitHub did not answer as expected ({status or type(exc).__name__}); "
+            "retry later"
+        }
+        return jsonify(body), 503, {"Retry-After": "30"}  # type: ignore[return-value]
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:

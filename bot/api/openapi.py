@@ -345,6 +345,9 @@ _DEFAULT_ERRORS = {
     422: "Invalid fields; `fields` names each one and the fix",
 }
 
+# gunicorn (`ritmo serve`) answers this itself, as HTML, for a request line past 4094 bytes.
+_URI_TOO_LONG = "The request line (path and query) is too long for the HTTP server"
+
 _PARAM = re.compile(r"\{([^}]+)\}")
 
 
@@ -444,12 +447,17 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
     if route.correlation_id:
         codes.setdefault(400, "Bad X-Correlation-ID header")
     if route.body is not None:
+        bad_json = "the body is not valid JSON"
+        codes[400] = f"{codes[400]}, or {bad_json}" if 400 in codes else bad_json.capitalize()
         for code in (413, 415, 422):
             codes.setdefault(code, _DEFAULT_ERRORS[code])
+    codes.setdefault(414, _URI_TOO_LONG)  # any URL can be made too long
     responses: dict[str, Any] = {}
     for code in sorted(codes):
         entry: dict[str, Any] = {"description": codes[code]}
-        if code >= 400:
+        if code == 414:  # from the HTTP server, before the app: its HTML page
+            entry["content"] = {"text/html": {"schema": {"type": "string"}}}
+        elif code >= 400:
             entry["content"] = {_JSON: {"schema": {"$ref": REF.format(model="Error")}}}
         elif route.content_type == _JSON:
             entry["content"] = {_JSON: {"schema": {"type": "object"}}}

@@ -25,8 +25,12 @@ class OutboxQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["queued", "delivering", "delivered", "dead"] | None = None
-    page: int = Field(default=1, ge=1)
+    page: int = Field(default=1, ge=1, le=1_000_000)  # past it, SQL offsets overflow
     per_page: int = Field(default=50, ge=1, le=500)
+
+
+# SQLite's INTEGER is 64-bit: a larger id names no row (and would not even bind).
+_MAX_ROW_ID = 2**63 - 1
 
 
 def _outbox() -> Outbox:
@@ -59,7 +63,7 @@ def list_outbox() -> Response:
 @blueprint.get("/<int:row_id>")
 @require_scope(Scope.ADMIN)
 def show_outbox(row_id: int) -> Response:
-    row = _outbox().get(row_id)
+    row = _outbox().get(row_id) if row_id <= _MAX_ROW_ID else None
     if row is None:
         raise ApiError(404, f"no notification {row_id}; list them with GET /api/v1/outbox")
     return jsonify(row.as_json())
@@ -69,7 +73,7 @@ def show_outbox(row_id: int) -> Response:
 @require_scope(Scope.ADMIN)
 def retry_outbox(row_id: int) -> Response:
     try:
-        row = _outbox().retry(row_id)
+        row = _outbox().retry(row_id) if row_id <= _MAX_ROW_ID else None
     except NotDead as exc:
         raise ApiError(409, str(exc)) from None
     if row is None:

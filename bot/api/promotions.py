@@ -79,7 +79,7 @@ class PromotionQuery(BaseModel):
         | None
     ) = None
     artifact_id: Annotated[str, StringConstraints(pattern=r"^art-[0-9a-f]{20}$")] | None = None
-    page: int = Field(default=1, ge=1)
+    page: int = Field(default=1, ge=1, le=1_000_000)  # past it, SQL offsets overflow
     per_page: int = Field(default=50, ge=1, le=500)
 
 

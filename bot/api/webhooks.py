@@ -31,6 +31,8 @@ def receive_github() -> tuple[Response, int]:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "body is not valid JSON: nested too deeply") from None
     if not isinstance(payload, dict):
         raise ApiError(400, "body must be a JSON object")
     if name == "ping":

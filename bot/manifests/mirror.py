@@ -7,6 +7,7 @@ import enum
 import fcntl
 import hashlib
 import os
+import signal
 import struct
 import subprocess
 import zlib
@@ -79,15 +80,27 @@ class Mirror:
     # -- remote ----------------------------------------------------------------
     def _git(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, **self._env}
-        return subprocess.run(
+        # Its own process group: on a timeout the helpers git started go too (a local
+        # remote's receive-pack and its hooks, ssh), or a push given up on may land later.
+        with subprocess.Popen(
             ["git", *args],
             cwd=self.path,
             env=env,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout or self.timeout,
-            check=False,
-        )
+            start_new_session=True,
+        ) as proc:
+            try:
+                out, err = proc.communicate(timeout=timeout or self.timeout)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.communicate()
+                raise
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
     def check_reachable(self) -> None:
         try:

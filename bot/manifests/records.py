@@ -57,6 +57,8 @@ class ArtifactSpec(BaseModel):
     def _no_dotdot(cls, value: str | None) -> str | None:
         if value is not None and ".." in value:
             raise ValueError("must not contain '..'")
+        if value is not None and value.endswith("."):
+            raise ValueError("must not end with '.' (1.2.3. would read as 1.2.3)")
         return value
 
     @field_validator("image")
@@ -71,7 +73,12 @@ class ArtifactSpec(BaseModel):
         if self.version is not None:
             return self.version
         meta = self.metadata.get("version")
-        if isinstance(meta, str) and re.match(VERSION_PATTERN, meta) and ".." not in meta:
+        if (
+            isinstance(meta, str)
+            and re.match(VERSION_PATTERN, meta)
+            and ".." not in meta
+            and meta[-1] != "."
+        ):
             return meta
         raise ValueError("version is required (or metadata.version as a safe version string)")
 
