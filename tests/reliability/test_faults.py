@@ -322,6 +322,18 @@ class TestGitHubFaults:
         saved = rt.requests_index.get(request["id"])
         assert saved is not None and saved["status"] == "pending"
 
+    def test_429_with_retry_after_is_waited_out(
+        self, github: tuple[ScriptedGitHub, Runtime, FlaskClient]
+    ) -> None:
+        gh, rt, client = github
+        too_many = (429, {"Retry-After": "1"}, {"message": "API rate limit exceeded"})
+        gh.opening(pulls=[too_many, "pull-created"], statuses=["status-created"])
+        resp = _to_production(rt, client)
+        assert resp.status_code == 202, resp.json
+        pulls = gh.hits_of("POST", f"/repos/{REPOSITORY}/pulls")
+        assert [h.status for h in pulls] == [429, 201]  # waited, then opened once
+        assert pulls[1].at - pulls[0].at >= 1.0  # Retry-After honoured
+
     def test_github_down_fails_visibly_then_a_retry_opens_once(
         self, github: tuple[ScriptedGitHub, Runtime, FlaskClient]
     ) -> None:
