@@ -1,0 +1,431 @@
+"""Scale benchmark: registration and promotion latency with a large manifests history.
+
+A bare "remote" is generated with `--apps` apps x 3 environments (kustomize overlays laid out
+like templates/scaffold/apps/web) and `--records` artifact records in its history, committed
+with `git fast-import` in batches. A real `ritmo serve` runs against it and one registration
+(which the policy pins in dev) and one direct promotion dev -> staging (a rule that needs no
+approval) are timed, one after the other, ~10 times each. The same is done against a remote
+with 100 records, and the ratio of the medians is printed. Then `ritmo reindex` is timed at
+the full size, and the peak RSS (VmHWM) of the gunicorn processes is read from /proc.
+
+    python benchmarks/scale.py [--records 20000] [--apps 500] [--samples 10]
+
+Exit status: 0 when the run completes (targets missed are printed as MISSED), 2 when it cannot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from ingest import (  # noqa: E402
+    BRANCH,
+    HOST,
+    REPO_ROOT,
+    BenchError,
+    base_env,
+    free_port,
+    generate_key,
+    git,
+    kill_gpg_agent,
+    ritmo_command,
+    run,
+    stop,
+    wait_ready,
+)
+
+from bot.manifests.records import (  # noqa: E402
+    ArtifactSpec,
+    artifact_id,
+    build_record,
+    record_path,
+    render_record,
+)
+
+SCAFFOLD_APP = REPO_ROOT / "templates" / "scaffold" / "apps" / "web"
+ENVIRONMENTS = ("dev", "staging", "production")
+SMALL_RECORDS = 100
+RECORDS_PER_COMMIT = 100
+TARGET_RATIO = 1.5
+TARGET_REINDEX_S = 60.0
+TARGET_RSS_MB = 300.0
+SERVER_THREADS = 64
+
+# dev pins every new artifact (so it can be promoted from dev); dev -> staging needs no
+# approval and does not chain by itself, so the promotion is the API call being timed.
+SCALE_POLICY = """\
+environments:
+  - {name: dev, auto_promote: true}
+  - {name: staging}
+  - {name: production}
+promotion_rules:
+  - {from: dev, to: staging, requires_approval: false}
+  - {from: staging, to: production, requires_approval: false}
+"""
+
+
+# -- the generated remote --------------------------------------------------------------------
+
+
+def app_name(i: int) -> str:
+    return f"app-{i:03d}"
+
+
+def scaffold_for(app: str) -> dict[str, bytes]:
+    """templates/scaffold/apps/web with `web` renamed to `app`: base + three overlays."""
+    files = {}
+    for path in sorted(SCAFFOLD_APP.rglob("*")):
+        if path.is_file():
+            rel = path.relative_to(SCAFFOLD_APP).as_posix()
+            text = path.read_text().replace("acme/web", f"acme/{app}")
+            text = text.replace("name: web", f"name: {app}").replace("web-", f"{app}-")
+            files[f"apps/{app}/{rel}"] = text.encode()
+    return files
+
+
+def record_bytes(i: int, apps: int, created: datetime) -> tuple[str, bytes]:
+    name = app_name(i % apps)
+    version = f"1.{i // apps}.{i % 7}"
+    spec = ArtifactSpec.model_validate(
+        {
+            "name": name,
+            "version": version,
+            "build_id": f"build-{i}",
+            "storage_url": f"s3://artifacts/{name}-{version}.tar.gz",
+            "image": f"registry.example.com/acme/{name}:{version}",
+            "checksum": "sha256:" + f"{i:064x}",
+            "metadata": {"commit": f"{i:040x}", "branch": "main", "repository": "acme/mono"},
+        }
+    )
+    record = build_record(spec, {"status": "unsigned"}, created)
+    return record_path(name, version), render_record(record)
+
+
+def make_scale_remote(root: Path, name: str, apps: int, records: int) -> tuple[Path, float]:
+    """A bare remote: one commit with the policy and every app's overlays, then the records
+    in commits of RECORDS_PER_COMMIT, all through one `git fast-import`; (path, seconds)."""
+    started = time.perf_counter()
+    bare = root / f"{name}.git"
+    git(root, "init", "--quiet", "--bare", f"--initial-branch={BRANCH}", str(bare))
+    git(bare, "config", "receive.denyNonFastForwards", "true")
+    chunks: list[bytes] = []
+    mark = 0
+    when = int(time.time()) - records - 3600
+    ident = b"Platform Team <platform@example.com>"
+
+    def blob(data: bytes) -> int:
+        nonlocal mark
+        mark += 1
+        chunks.append(b"blob\nmark :%d\ndata %d\n%s\n" % (mark, len(data), data))
+        return mark
+
+    def commit(message: str, files: dict[str, int], parent: int | None) -> int:
+        nonlocal mark, when
+        mark += 1
+        when += 1
+        msg = message.encode()
+        head = b"commit refs/heads/%s\nmark :%d\n" % (BRANCH.encode(), mark)
+        head += b"author %s %d +0000\ncommitter %s %d +0000\n" % (ident, when, ident, when)
+        head += b"data %d\n%s\n" % (len(msg), msg)
+        if parent is not None:
+            head += b"from :%d\n" % parent
+        body = b"".join(b"M 100644 :%d %s\n" % (m, p.encode()) for p, m in files.items())
+        chunks.append(head + body + b"\n")
+        return mark
+
+    seed = {"README.md": blob(b"Manifests (scale benchmark remote).\n"),
+            ".ritmo/policy.yaml": blob(SCALE_POLICY.encode())}  # fmt: skip
+    for a in range(apps):
+        for path, data in scaffold_for(app_name(a)).items():
+            seed[path] = blob(data)
+    parent = commit(f"Scaffold {apps} apps x {len(ENVIRONMENTS)} environments", seed, None)
+    created = datetime.now(UTC)
+    for start in range(0, records, RECORDS_PER_COMMIT):
+        batch = {}
+        for i in range(start, min(records, start + RECORDS_PER_COMMIT)):
+            path, data = record_bytes(i, apps, created)
+            batch[path] = blob(data)
+        parent = commit(f"Import artifact records {start}..{start + len(batch) - 1}", batch,
+                        parent)  # fmt: skip
+    stream = b"".join(chunks) + b"done\n"
+    proc = subprocess.run(
+        ["git", "fast-import", "--quiet", "--done"],
+        cwd=bare, env=base_env(), input=stream, capture_output=True, timeout=600, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise BenchError(f"git fast-import: {proc.stderr.decode(errors='replace')[-500:]}")
+    return bare, time.perf_counter() - started
+
+
+# -- the server ------------------------------------------------------------------------------
+
+
+@contextmanager
+def serve(
+    work: Path,
+    remote: Path,
+    gnupghome: Path,
+    fingerprint: str,
+    scopes: Sequence[str],
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[tuple[str, str, subprocess.Popen[bytes], dict[str, str], float]]:
+    """Start `ritmo serve` like ingest.ritmo_server, with the given token scopes and extra
+    settings; yield (URL, token, process, env, seconds until /healthz answered)."""
+    port = free_port()
+    data_dir = work / "data"
+    env = {
+        **base_env(),
+        "RITMO_DATA_DIR": str(data_dir),
+        "RITMO_LISTEN": f"{HOST}:{port}",
+        "RITMO_THREADS": str(SERVER_THREADS),
+        "RITMO_MANIFESTS__URL": str(remote),
+        "RITMO_MANIFESTS__BRANCH": BRANCH,
+        "RITMO_SIGNING__KEY": fingerprint,
+        "RITMO_SIGNING__GNUPGHOME": str(gnupghome),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        **(extra_env or {}),
+    }
+    scope_args = [arg for s in scopes for arg in ("--scope", s)]
+    token_cmd = [*ritmo_command(), "token", "create", "--name", "bench", *scope_args]
+    token = run(token_cmd, cwd=work, env=env).stdout.strip().splitlines()[-1]
+    log_path = work / "server.log"
+    url = f"http://{HOST}:{port}"
+    with open(log_path, "w") as log:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            [*ritmo_command(), "serve"], cwd=work, env=env, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        try:
+            wait_ready(proc, url, log_path)
+            yield url, token, proc, env, time.perf_counter() - started
+        finally:
+            stop(proc)
+            kill_gpg_agent(data_dir / "trusted-gnupg")
+
+
+def server_processes(master: int) -> dict[int, str]:
+    """The gunicorn master and its direct children that are Python (the workers), by pid."""
+    found = {master: "master"}
+    try:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        try:
+            comm = Path(f"/proc/{child}/comm").read_text().strip()
+        except OSError:
+            continue
+        if comm not in ("git", "gpg", "gpg-agent", "gpgconf", "sh"):
+            found[int(child)] = f"worker ({comm})"
+    return found
+
+
+def vm_hwm_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+# -- timing ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Timings:
+    records: int
+    start_s: float
+    register_s: list[float] = field(default_factory=list)
+    promote_s: list[float] = field(default_factory=list)
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+
+def time_calls(url: str, token: str, apps: int, samples: int, warmup: int, t: Timings) -> None:
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+    for i in range(warmup + samples):
+        name = app_name((i * 37) % apps)
+        version = f"9.{i}.0"
+        body: dict[str, Any] = {
+            "name": name,
+            "version": version,
+            "build_id": f"scale-{i}",
+            "image": f"registry.example.com/acme/{name}:{version}",
+            "checksum": "sha256:" + f"{10**9 + i:064x}",
+            "metadata": {"branch": "main"},
+        }
+        started = time.perf_counter()
+        resp = session.post(f"{url}/api/v1/artifacts", json=body, timeout=120)
+        reg = time.perf_counter() - started
+        if resp.status_code != 201:
+            t.errors.append(f"register {name} {version}: {resp.status_code} {resp.text[:200]}")
+            continue
+        aid = artifact_id(name, version)
+        started = time.perf_counter()
+        resp = session.post(
+            f"{url}/api/v1/artifacts/{aid}/promote", json={"from": "dev", "to": "staging"},
+            timeout=120,
+        )  # fmt: skip
+        pro = time.perf_counter() - started
+        if resp.status_code not in (200, 201):
+            t.errors.append(f"promote {aid}: {resp.status_code} {resp.text[:200]}")
+            continue
+        if i >= warmup:
+            t.register_s.append(reg)
+            t.promote_s.append(pro)
+
+
+def measure(
+    root: Path, label: str, apps: int, records: int, samples: int,
+    gnupghome: Path, fingerprint: str, with_reindex: bool,
+) -> tuple[Timings, float, float | None, str]:  # fmt: skip
+    """Generate a remote, time calls against a fresh server; (timings, generation s,
+    reindex s or None, reindex output)."""
+    work = root / label
+    work.mkdir()
+    print(f"  generating {apps} apps x {len(ENVIRONMENTS)} envs + {records} records ...",
+          flush=True)  # fmt: skip
+    remote, gen_s = make_scale_remote(work, "remote", apps, records)
+    print(f"  generated in {gen_s:.1f} s; starting ritmo serve ...", flush=True)
+    scopes = ["artifacts:write", "artifacts:read", "promotions:write"]
+    with serve(work, remote, gnupghome, fingerprint, scopes) as (url, token, proc, env, up_s):
+        t = Timings(records, up_s)
+        print(f"  ready in {up_s:.1f} s; {samples} registrations + promotions ...", flush=True)
+        time_calls(url, token, apps, samples, warmup=2, t=t)
+        for pid, role in server_processes(proc.pid).items():
+            t.peak_rss_mb[f"{role} {pid}"] = vm_hwm_mb(pid)
+    reindex_s = None
+    output = ""
+    if with_reindex:
+        print("  ritmo reindex ...", flush=True)
+        started = time.perf_counter()
+        done = run([*ritmo_command(), "reindex"], cwd=work, env=env, timeout=900)
+        reindex_s = time.perf_counter() - started
+        output = " / ".join(done.stdout.strip().splitlines())
+    return t, gen_s, reindex_s, output
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def mark(ok: bool) -> str:
+    return "met" if ok else "MISSED"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=20000, help="records in history (20000)")
+    parser.add_argument("--apps", type=int, default=500, help="apps, 3 environments each (500)")
+    parser.add_argument("--samples", type=int, default=10, help="timed calls of each kind (10)")
+    args = parser.parse_args(argv)
+    if args.records < 1 or args.apps < 1 or args.samples < 1:
+        parser.error("--records, --apps and --samples must be >= 1")
+
+    def on_term(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    root = Path(tempfile.mkdtemp(prefix="ritmo-scale-"))
+    gnupghome = root / "gnupg"
+    try:
+        print(f"setting up in {root}: ed25519 key", flush=True)
+        fingerprint = generate_key(gnupghome)
+        small_n = min(SMALL_RECORDS, args.records)
+        print(f"1/2 small: {small_n} records", flush=True)
+        small, _, _, _ = measure(root, "small", args.apps, small_n, args.samples,
+                                 gnupghome, fingerprint, with_reindex=False)  # fmt: skip
+        print(f"2/2 large: {args.records} records", flush=True)
+        large, gen_s, reindex_s, reindex_out = measure(
+            root, "large", args.apps, args.records, args.samples, gnupghome, fingerprint,
+            with_reindex=True,
+        )  # fmt: skip
+        report(args, small, large, gen_s, reindex_s, reindex_out)
+        return 0
+    except (BenchError, subprocess.TimeoutExpired) as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        kill_gpg_agent(gnupghome)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def report(
+    args: argparse.Namespace, small: Timings, large: Timings, gen_s: float,
+    reindex_s: float | None, reindex_out: str,
+) -> None:  # fmt: skip
+    rows: list[tuple[str, str, str]] = [
+        ("apps x environments", f"{args.apps} x {len(ENVIRONMENTS)}", ""),
+        ("records (small / large)", f"{small.records} / {large.records}", ""),
+        ("large remote generated in", f"{gen_s:.1f} s", "(git fast-import)"),
+        ("server ready (small / large)", f"{small.start_s:.1f} s / {large.start_s:.1f} s", ""),
+    ]
+    for label, attr in (("registration", "register_s"), ("promotion dev->staging", "promote_s")):
+        s, big = getattr(small, attr), getattr(large, attr)
+        ms, ml = median(s), median(big)
+        ratio = ml / ms if s and big else float("nan")
+        rows.append((f"{label} median (small)", f"{ms * 1000:.1f} ms", f"n={len(s)}"))
+        rows.append((f"{label} median (large)", f"{ml * 1000:.1f} ms", f"n={len(big)}"))
+        if big:
+            rows.append((f"{label} max (large)", f"{max(big) * 1000:.1f} ms", ""))
+        rows.append((f"{label} ratio large/small", f"{ratio:.2f}x",
+                     f"target <= {TARGET_RATIO:g}x: {mark(ratio <= TARGET_RATIO)}"))  # fmt: skip
+    if reindex_s is not None:
+        rows.append(
+            (
+                f"ritmo reindex at {large.records}",
+                f"{reindex_s:.1f} s",
+                f"target < {TARGET_REINDEX_S:g} s: {mark(reindex_s < TARGET_REINDEX_S)}",
+            )
+        )
+    peak = max(large.peak_rss_mb.values(), default=0.0)
+    for who, mb in sorted(large.peak_rss_mb.items()):
+        rows.append((f"VmHWM {who}", f"{mb:.1f} MB", ""))
+    rows.append(
+        (
+            "server peak RSS (large)",
+            f"{peak:.1f} MB",
+            f"target < {TARGET_RSS_MB:g} MB: {mark(0 < peak < TARGET_RSS_MB)}",
+        )
+    )
+    width = max(len(r[0]) for r in rows)
+    value_width = max(len(r[1]) for r in rows)
+    print()
+    print(f"Ritmo scale benchmark ({os.cpu_count()} CPUs)")
+    print("-" * (width + value_width + 30))
+    for label, value, note in rows:
+        print(f"{label:<{width}}  {value:<{value_width}}  {note}".rstrip())
+    print("-" * (width + value_width + 30))
+    if reindex_out:
+        print(f"reindex said: {reindex_out}")
+    for error in (small.errors + large.errors)[:5]:
+        print(f"request error: {error}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
