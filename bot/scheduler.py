@@ -14,6 +14,7 @@ from datetime import UTC
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from bot.runtime import Runtime
+from bot.store.leader import LeaderLock
 
 JOB_ID = "ritmo-expire-due"
 
@@ -58,6 +59,15 @@ def run_due(runtime: Runtime) -> None:
     promote_due(runtime)
 
 
+def run_if_leader(runtime: Runtime, leader: LeaderLock) -> bool:
+    """`run_due` on the one replica holding the leader lock; the others try to take it at
+    each interval, so the work moves within one interval when the leader dies."""
+    if not leader.is_leader():
+        return False
+    run_due(runtime)
+    return True
+
+
 def start_scheduler(runtime: Runtime, interval_seconds: int = 60) -> BackgroundScheduler:
     """Run `expire_due` every `interval_seconds` in a background thread; stopped at exit."""
     if interval_seconds < 1:
@@ -65,10 +75,13 @@ def start_scheduler(runtime: Runtime, interval_seconds: int = 60) -> BackgroundS
     # APScheduler logs every run at INFO; keep its warnings (missed runs) and errors only.
     logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
     scheduler = BackgroundScheduler(timezone=UTC)
+    # Replicas on one PostgreSQL database: only the leader runs the jobs (SQLite: always).
+    leader = LeaderLock(runtime.index.engine)
+    scheduler.ritmo_leader = leader
     scheduler.add_job(
-        run_due,
+        run_if_leader,
         "interval",
-        args=[runtime],
+        args=[runtime, leader],
         seconds=interval_seconds,
         id=JOB_ID,
         name="settle due promotion requests and soaks",
@@ -85,3 +98,6 @@ def stop_scheduler(scheduler: BackgroundScheduler) -> None:
     """Shut down, letting a run in progress finish; safe to call more than once."""
     if scheduler.running:
         scheduler.shutdown(wait=True)
+    leader = getattr(scheduler, "ritmo_leader", None)
+    if leader is not None:
+        leader.release()

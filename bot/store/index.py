@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 metadata = sa.MetaData()
 
@@ -208,7 +208,12 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return sa.create_engine(url, pool_pre_ping=True)
+    parsed = sa.engine.make_url(url)
+    if parsed.drivername == "postgresql":
+        # Plain postgresql:// means psycopg2 to SQLAlchemy; Ritmo ships psycopg 3.
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    # pre_ping: a replica outlives database restarts and failovers without failed requests.
+    return sa.create_engine(parsed, pool_pre_ping=True)
 
 
 # Bumped when a table that git rebuilds changes shape. An index of another version is
@@ -220,23 +225,34 @@ GIT_DERIVED = (
 )  # fmt: skip
 
 
+_SCHEMA_LOCK = 0x52_69_74_6D  # "Ritm": replicas starting together create the schema once
+
+
 def _ensure_schema(engine: Engine) -> None:
-    if "index_state" in sa.inspect(engine).get_table_names():
-        with engine.connect() as conn:
+    """Create the tables, or drop and re-create the git-derived ones when their shape is
+    another version's; one transaction, serialised across replicas on PostgreSQL."""
+    try:
+        _create_schema(engine)
+    except (IntegrityError, OperationalError):
+        # SQLite has no such lock: a process starting beside us created it first.
+        _create_schema(engine)
+
+
+def _create_schema(engine: Engine) -> None:
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        if "index_state" in sa.inspect(conn).get_table_names():
             version = conn.execute(
                 sa.select(index_state.c.value).where(index_state.c.key == "schema")
             ).scalar_one_or_none()
-        if version == SCHEMA_VERSION:
-            return
-        with engine.begin() as conn:
+            if version == SCHEMA_VERSION:
+                metadata.create_all(conn)  # tables added since, in the same version
+                return
             for name in GIT_DERIVED:
                 conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"')
-    metadata.create_all(engine)
-    try:
-        with engine.begin() as conn:
-            conn.execute(index_state.insert().values(key="schema", value=SCHEMA_VERSION))
-    except IntegrityError:
-        pass  # another process on the same database got there first
+        metadata.create_all(conn)
+        conn.execute(index_state.insert().values(key="schema", value=SCHEMA_VERSION))
 
 
 class ArtifactIndex:
