@@ -213,9 +213,16 @@ class ApiResult:
 
 @contextmanager
 def ritmo_server(
-    work: Path, remote: Path, gnupghome: Path, fingerprint: str
-) -> Iterator[tuple[str, str]]:
-    """Start `ritmo serve`; yield (base URL, CI token); stop it and its agents afterwards."""
+    work: Path,
+    remote: Path,
+    gnupghome: Path,
+    fingerprint: str,
+    scopes: Sequence[str] = ("artifacts:write", "artifacts:read"),
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[tuple[str, str, subprocess.Popen[bytes], dict[str, str], float]]:
+    """Start `ritmo serve` with a token of `scopes` and any extra RITMO_* settings; yield
+    (base URL, token, process, environment, seconds until /healthz answered); stop it
+    and its agents afterwards."""
     port = free_port()
     data_dir = work / "data"
     env = {
@@ -228,14 +235,16 @@ def ritmo_server(
         "RITMO_SIGNING__KEY": fingerprint,
         "RITMO_SIGNING__GNUPGHOME": str(gnupghome),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        **(extra_env or {}),
     }
-    token_cmd = [*ritmo_command(), "token", "create", "--name", "bench",
-                 "--scope", "artifacts:write", "--scope", "artifacts:read"]  # fmt: skip
+    scope_args = [arg for scope in scopes for arg in ("--scope", scope)]
+    token_cmd = [*ritmo_command(), "token", "create", "--name", "bench", *scope_args]
     token = run(token_cmd, cwd=work, env=env).stdout.strip().splitlines()[-1]
     log_path = work / "server.log"
     url = f"http://{HOST}:{port}"
     # The access log goes to a file: a pipe nobody drains would stall the server.
     with open(log_path, "w") as log:
+        started = time.perf_counter()
         proc = subprocess.Popen(
             [*ritmo_command(), "serve"],
             cwd=work,
@@ -246,7 +255,7 @@ def ritmo_server(
         )
         try:
             wait_ready(proc, url, log_path)
-            yield url, token
+            yield url, token, proc, env, time.perf_counter() - started
         finally:
             stop(proc)
             kill_gpg_agent(data_dir / "trusted-gnupg")
@@ -498,7 +507,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         api_remote, api_seed = make_remote(root, "api-remote", args.hook_ms)
         print(f"1/3 API: {args.count} concurrent POST /api/v1/artifacts to ritmo serve ...")
-        with ritmo_server(root, api_remote, gnupghome, fingerprint) as (url, token):
+        with ritmo_server(root, api_remote, gnupghome, fingerprint) as (url, token, *_):
             api = run_api(url, token, bodies)
 
         naive_remote, _ = make_remote(root, "naive-remote", args.hook_ms)

@@ -24,8 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,18 +37,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest import (  # noqa: E402
     BRANCH,
-    HOST,
     REPO_ROOT,
     BenchError,
     base_env,
-    free_port,
     generate_key,
     git,
     kill_gpg_agent,
     ritmo_command,
+    ritmo_server,
     run,
-    stop,
-    wait_ready,
 )
 
 from bot.manifests.records import (  # noqa: E402
@@ -178,50 +174,6 @@ def make_scale_remote(root: Path, name: str, apps: int, records: int) -> tuple[P
 # -- the server ------------------------------------------------------------------------------
 
 
-@contextmanager
-def serve(
-    work: Path,
-    remote: Path,
-    gnupghome: Path,
-    fingerprint: str,
-    scopes: Sequence[str],
-    extra_env: dict[str, str] | None = None,
-) -> Iterator[tuple[str, str, subprocess.Popen[bytes], dict[str, str], float]]:
-    """Start `ritmo serve` like ingest.ritmo_server, with the given token scopes and extra
-    settings; yield (URL, token, process, env, seconds until /healthz answered)."""
-    port = free_port()
-    data_dir = work / "data"
-    env = {
-        **base_env(),
-        "RITMO_DATA_DIR": str(data_dir),
-        "RITMO_LISTEN": f"{HOST}:{port}",
-        "RITMO_THREADS": str(SERVER_THREADS),
-        "RITMO_MANIFESTS__URL": str(remote),
-        "RITMO_MANIFESTS__BRANCH": BRANCH,
-        "RITMO_SIGNING__KEY": fingerprint,
-        "RITMO_SIGNING__GNUPGHOME": str(gnupghome),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-        **(extra_env or {}),
-    }
-    scope_args = [arg for s in scopes for arg in ("--scope", s)]
-    token_cmd = [*ritmo_command(), "token", "create", "--name", "bench", *scope_args]
-    token = run(token_cmd, cwd=work, env=env).stdout.strip().splitlines()[-1]
-    log_path = work / "server.log"
-    url = f"http://{HOST}:{port}"
-    with open(log_path, "w") as log:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            [*ritmo_command(), "serve"], cwd=work, env=env, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-        try:
-            wait_ready(proc, url, log_path)
-            yield url, token, proc, env, time.perf_counter() - started
-        finally:
-            stop(proc)
-            kill_gpg_agent(data_dir / "trusted-gnupg")
-
-
 def server_processes(master: int) -> dict[int, str]:
     """The gunicorn master and its direct children that are Python (the workers), by pid."""
     found = {master: "master"}
@@ -310,7 +262,13 @@ def measure(
     remote, gen_s = make_scale_remote(work, "remote", apps, records)
     print(f"  generated in {gen_s:.1f} s; starting ritmo serve ...", flush=True)
     scopes = ["artifacts:write", "artifacts:read", "promotions:write"]
-    with serve(work, remote, gnupghome, fingerprint, scopes) as (url, token, proc, env, up_s):
+    with ritmo_server(work, remote, gnupghome, fingerprint, scopes) as (
+        url,
+        token,
+        proc,
+        env,
+        up_s,
+    ):
         t = Timings(records, up_s)
         print(f"  ready in {up_s:.1f} s; {samples} registrations + promotions ...", flush=True)
         time_calls(url, token, apps, samples, warmup=2, t=t)

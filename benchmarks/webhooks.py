@@ -43,7 +43,7 @@ from types import FrameType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import scale  # noqa: E402  (serve(), server_processes(), vm_hwm_mb())
+import scale  # noqa: E402  (server_processes(), vm_hwm_mb())
 from ingest import (  # noqa: E402
     HOST,
     REPO_ROOT,
@@ -52,6 +52,7 @@ from ingest import (  # noqa: E402
     kill_gpg_agent,
     make_remote,
     percentile,
+    ritmo_server,
 )
 
 SAMPLES = REPO_ROOT / "tests" / "samples" / "github" / "webhooks"
@@ -237,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "RITMO_FORGE__GITHUB__WEBHOOK_SECRET": WEBHOOK_SECRET,
                 "RITMO_FORGE__GITHUB__API_URL": github.url,
             }
-            served = scale.serve(root, remote, gnupghome, fingerprint, ["artifacts:read"],
+            served = ritmo_server(root, remote, gnupghome, fingerprint, ["artifacts:read"],
                                  forge_env)  # fmt: skip
             with served as (url, _token, proc, _env, up_s):
                 startup_calls = sum(github.calls.values())
