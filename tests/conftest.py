@@ -7,6 +7,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask import Flask
@@ -84,14 +85,36 @@ def remote(tmp_path: Path, remote_policy: str | None) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, remote: Path, signing_key: tuple[Path, str]) -> Settings:
+def settings_overrides() -> dict[str, Any]:
+    """More settings for a module's tests (e.g. {"cd": {"flux_secret": ...}}), merged key by
+    key into the `settings` fixture's; override in a module."""
+    return {}
+
+
+def _merged(base: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in more.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both else value
+    return out
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path,
+    remote: Path,
+    signing_key: tuple[Path, str],
+    settings_overrides: dict[str, Any],
+) -> Settings:
     home, fingerprint = signing_key
-    return load_settings(
-        None,
-        data_dir=tmp_path / "data",
-        manifests={"url": str(remote), "author_name": "Ritmo", "author_email": "ritmo@example.com"},
-        signing={"gnupghome": str(home), "key": fingerprint},
-    )
+    base: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "manifests": {
+            "url": str(remote), "author_name": "Ritmo", "author_email": "ritmo@example.com",
+        },
+        "signing": {"gnupghome": str(home), "key": fingerprint},
+    }  # fmt: skip
+    return load_settings(None, **_merged(base, settings_overrides))
 
 
 @pytest.fixture

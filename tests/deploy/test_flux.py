@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from bot.config import Settings, load_settings
 from bot.runtime import Runtime
 from tests.helpers import artifact_body, bearer, remote_refs, show
 
@@ -35,15 +34,8 @@ def remote_policy() -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, remote: Path, signing_key: tuple[Path, str]) -> Settings:
-    home, fingerprint = signing_key
-    return load_settings(
-        None,
-        data_dir=tmp_path / "data",
-        manifests={"url": str(remote), "author_name": "Ritmo", "author_email": "ritmo@example.com"},
-        signing={"gnupghome": str(home), "key": fingerprint},
-        cd={"flux_secret": SECRET},
-    )
+def settings_overrides() -> dict[str, Any]:
+    return {"cd": {"flux_secret": SECRET}}
 
 
 def _event(sample: str, name: str, revision: str) -> bytes:

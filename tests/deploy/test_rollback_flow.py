@@ -14,7 +14,6 @@ from flask.testing import FlaskClient
 
 from bot.auth import Scope
 from bot.cli import main
-from bot.config import Settings, load_settings
 from bot.deploy.records import LEDGER_BRANCH
 from bot.runtime import Runtime
 from tests.helpers import artifact_body, bearer, git, remote_refs, show, trailers, verify_commit
@@ -44,15 +43,8 @@ def remote_policy() -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, remote: Path, signing_key: tuple[Path, str]) -> Settings:
-    home, fingerprint = signing_key
-    return load_settings(
-        None,
-        data_dir=tmp_path / "data",
-        manifests={"url": str(remote), "author_name": "Ritmo", "author_email": "ritmo@example.com"},
-        signing={"gnupghome": str(home), "key": fingerprint},
-        cd={"argocd_token": ARGOCD_TOKEN},
-    )
+def settings_overrides() -> dict[str, Any]:
+    return {"cd": {"argocd_token": ARGOCD_TOKEN}}
 
 
 def _report(

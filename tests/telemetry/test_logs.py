@@ -15,7 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from bot.app import create_app_from_env
-from bot.config import Settings, load_settings
+from bot.config import Settings
 from bot.runtime import Runtime
 from bot.store.deliveries import DeliveryQueue
 from bot.telemetry import logs
@@ -55,16 +55,12 @@ def captured() -> Iterator[Captured]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, remote: Path, signing_key: tuple[Path, str]) -> Settings:
-    home, fingerprint = signing_key
-    return load_settings(
-        None,
-        data_dir=tmp_path / "data",
-        manifests={"url": str(remote), "token": MANIFESTS_TOKEN},
-        signing={"gnupghome": str(home), "key": fingerprint},
-        cd={"argocd_token": ARGOCD_TOKEN, "flux_secret": FLUX_SECRET},
-        forge={"github": {"webhook_secret": HOOK_SECRET, "private_key": PRIVATE_KEY}},
-    )
+def settings_overrides() -> dict[str, Any]:
+    return {
+        "manifests": {"token": MANIFESTS_TOKEN},
+        "cd": {"argocd_token": ARGOCD_TOKEN, "flux_secret": FLUX_SECRET},
+        "forge": {"github": {"webhook_secret": HOOK_SECRET, "private_key": PRIVATE_KEY}},
+    }
 
 
 def _assert_clean(text: str, *extra: str) -> None:
