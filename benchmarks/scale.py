@@ -43,6 +43,7 @@ from ingest import (  # noqa: E402
     generate_key,
     git,
     kill_gpg_agent,
+    mark,
     ritmo_command,
     ritmo_server,
     run,
@@ -262,7 +263,8 @@ def measure(
     remote, gen_s = make_scale_remote(work, "remote", apps, records)
     print(f"  generated in {gen_s:.1f} s; starting ritmo serve ...", flush=True)
     scopes = ["artifacts:write", "artifacts:read", "promotions:write"]
-    with ritmo_server(work, remote, gnupghome, fingerprint, scopes) as (
+    threads = {"RITMO_THREADS": str(SERVER_THREADS)}
+    with ritmo_server(work, remote, gnupghome, fingerprint, scopes, threads) as (
         url,
         token,
         proc,
@@ -286,10 +288,6 @@ def measure(
 
 
 # -- main ------------------------------------------------------------------------------------
-
-
-def mark(ok: bool) -> str:
-    return "met" if ok else "MISSED"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

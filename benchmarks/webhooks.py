@@ -51,6 +51,7 @@ from ingest import (  # noqa: E402
     generate_key,
     kill_gpg_agent,
     make_remote,
+    mark,
     percentile,
     ritmo_server,
 )
@@ -204,10 +205,6 @@ def fire(
 # -- main ------------------------------------------------------------------------------------
 
 
-def mark(ok: bool) -> str:
-    return "met" if ok else "MISSED"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deliveries", type=int, default=100, help="concurrent deliveries (100)")
@@ -221,7 +218,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_term)
-    scale.SERVER_THREADS = args.threads
     root = Path(tempfile.mkdtemp(prefix="ritmo-webhooks-"))
     gnupghome = root / "gnupg"
     try:
@@ -237,6 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "RITMO_FORGE__GITHUB__REPOSITORY": REPOSITORY,
                 "RITMO_FORGE__GITHUB__WEBHOOK_SECRET": WEBHOOK_SECRET,
                 "RITMO_FORGE__GITHUB__API_URL": github.url,
+                "RITMO_THREADS": str(args.threads),
             }
             served = ritmo_server(root, remote, gnupghome, fingerprint, ["artifacts:read"],
                                  forge_env)  # fmt: skip
