@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -37,6 +38,7 @@ from bot.manifests.writer import (
     ManifestWriter,
     Reader,
     Unchanged,
+    WriteResult,
     WriteUnavailable,
 )
 from bot.policy.model import Policy
@@ -414,26 +416,9 @@ class DeploymentService:
             raise RollbackRefused(str(exc)) from None
         commit = result.commit or result.tip
         at = _now_text(self._clock())
-        self._ledger.write(
-            _MarkRolledBack(
-                record,
-                commit,
-                at,
-                self._templates.render(
-                    "commit/deployment.txt",
-                    record={**record, "status": "rolled-back"},
-                    seen=Observation(
-                        status=record["status"],
-                        source="ritmo",
-                        trigger="rollback",
-                        revision=commit,
-                        at=at,
-                        deployed_by=by,
-                    ),  # fmt: skip
-                    correlation_id=correlation_id,
-                ),
-            )
-        )
+        # The main writer's hook queues the same mark (rolled_back_on_main); waiting here
+        # lets the answer show it. The second of the two finds it done and writes nothing.
+        self._mark(record, commit, at, by, correlation_id).result(timeout=300)
         done = {
             "status": "rolled-back",
             "commit": commit,
@@ -456,20 +441,24 @@ class DeploymentService:
             if record is None or record.get("rolled_back_by"):
                 continue
             at = fact.rolled_back_at or _now_text(self._clock())
-            message = self._templates.render(
-                "commit/deployment.txt",
-                record={**record, "status": "rolled-back"},
-                seen=Observation(
-                    status=record["status"],
-                    source="ritmo",
-                    trigger="rollback",
-                    revision=fact.commit,
-                    at=at,
-                    deployed_by=fact.rolled_back_by,
-                ),  # fmt: skip
-                correlation_id=fact.correlation_id or fact.commit,
-            )
-            self._ledger.submit(_MarkRolledBack(record, fact.commit, at, message))
+            by, cid = fact.rolled_back_by, fact.correlation_id or fact.commit
+            self._mark(record, fact.commit, at, by, cid)
+
+    def _mark(
+        self, record: dict[str, Any], commit: str, at: str, by: str, correlation_id: str
+    ) -> Future[WriteResult]:
+        """Queue the ledger commit that marks `record` rolled back by `commit`."""
+        seen = Observation(
+            status=record["status"], source="ritmo", trigger="rollback", revision=commit,
+            at=at, deployed_by=by,
+        )  # fmt: skip
+        message = self._templates.render(
+            "commit/deployment.txt",
+            record={**record, "status": "rolled-back"},
+            seen=seen,
+            correlation_id=correlation_id,
+        )
+        return self._ledger.submit(_MarkRolledBack(record, commit, at, message))
 
     def _previous(self, record: dict[str, Any]) -> IndexedArtifact | None:
         """The last version that ran well in the environment, else the one pinned before."""
