@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.manifests.trailers import promotion_hop
+from bot.timestamps import stamp_epoch
 
 KINDS = (
     "registered",
@@ -76,17 +77,13 @@ class AuditEvent:
         return datetime.strptime(self.at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
-def iso(when: int) -> str:
-    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def events_of(commit: Commit, lookup: Lookup) -> list[AuditEvent]:
     """The events one commit records, in the order they happened."""
     artifact = commit.one("Ritmo-Artifact")
     known = lookup(artifact) if artifact else None
     app, version = known if known else (None, None)
     base: dict[str, Any] = {
-        "at": iso(commit.when),
+        "at": stamp_epoch(commit.when),
         "commit": commit.sha,
         "app": app,
         "version": version,

@@ -48,6 +48,7 @@ from bot.store.deployments import DeploymentIndex
 from bot.store.index import ArtifactIndex, IndexedArtifact, RollbackFact
 from bot.telemetry.tracing import traced
 from bot.templates import Templates
+from bot.timestamps import stamp
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +138,6 @@ def report_key(report: Report) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _now_text(now: datetime) -> str:
-    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 class DeploymentService:
     def __init__(
         self,
@@ -190,7 +187,7 @@ class DeploymentService:
             source=report.source,
             trigger=report.trigger,
             revision=report.revision,
-            at=_now_text(self._clock()),
+            at=stamp(self._clock()),
             message=report.message,
             deployed_by=report.source,
             log_url=report.log_url or self._log_url(report.name),
@@ -415,7 +412,7 @@ class DeploymentService:
         except Conflict as exc:
             raise RollbackRefused(str(exc)) from None
         commit = result.commit or result.tip
-        at = _now_text(self._clock())
+        at = stamp(self._clock())
         # The main writer's hook queues the same mark (rolled_back_on_main); waiting here
         # lets the answer show it. The second of the two finds it done and writes nothing.
         self._mark(record, commit, at, by, correlation_id).result(timeout=300)
@@ -440,7 +437,7 @@ class DeploymentService:
             record = self.index.get(fact.deployment_id) if fact.deployment_id else None
             if record is None or record.get("rolled_back_by"):
                 continue
-            at = fact.rolled_back_at or _now_text(self._clock())
+            at = fact.rolled_back_at or stamp(self._clock())
             by, cid = fact.rolled_back_by, fact.correlation_id or fact.commit
             self._mark(record, fact.commit, at, by, cid)
 

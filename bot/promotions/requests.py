@@ -29,6 +29,7 @@ from bot.promotions.service import PinChange, PromotionInput, PromotionRefused, 
 from bot.store.index import IndexedArtifact, RequestIndex
 from bot.telemetry.tracing import traced
 from bot.templates import Templates
+from bot.timestamps import stamp
 
 BRANCH_PREFIX = "ritmo/promote/"
 log = logging.getLogger(__name__)
@@ -53,10 +54,6 @@ class ReviewRefused(Exception):
 
 def branch_for(app: str, env: str) -> str:
     return f"{BRANCH_PREFIX}{app}/{env}"
-
-
-def _stamp(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse(stamp: str) -> datetime:
@@ -153,7 +150,7 @@ class RequestService:
             pinned=pinned_value(pin.target, record),
             path=pin.path,
             needs=_needs(rule),
-            deadline=_stamp(deadline) if deadline else None,
+            deadline=stamp(deadline) if deadline else None,
             notes=ask.notes,
             approved_by_note=ask.approved_by_note,
             approval_ticket=ask.approval_ticket,
@@ -196,7 +193,7 @@ class RequestService:
             approval_ticket=ask.approval_ticket,
             diff=overlay_diff(pin.path, before or b"", after),
             needs=_needs(rule),
-            deadline=_stamp(deadline) if deadline else None,
+            deadline=stamp(deadline) if deadline else None,
             notes=ask.notes,
             approved_by_note=ask.approved_by_note,
             request_id=request_id,
@@ -215,7 +212,7 @@ class RequestService:
             "status": "pending",
             "requested_by": by,
             "approval_ticket": ask.approval_ticket,
-            "opened_at": _stamp(now),
+            "opened_at": stamp(now),
             "closed_at": None,
             "superseded_by": None,
             "merge_commit": None,
@@ -302,7 +299,7 @@ class RequestService:
                 "reviewer": reviewer.name,
                 "state": state,
                 "commit": request["head"],
-                "submitted_at": _stamp(now),
+                "submitted_at": stamp(now),
             }
         )
         self._requests.save({**request, "tip": sha})
@@ -423,7 +420,7 @@ class RequestService:
             self._drop_branch(request)
         self._requests.save(
             {**request, "status": "merged", "merge_commit": result.commit,
-             "closed_at": _stamp(self._clock()), "reason": decision.reason}
+             "closed_at": stamp(self._clock()), "reason": decision.reason}
         )  # fmt: skip
 
     def close(
@@ -462,7 +459,7 @@ class RequestService:
         if drop_branch:
             self._drop_branch(request)
         self._requests.save(
-            {**request, "status": status, "closed_at": _stamp(self._clock()), "reason": reason,
+            {**request, "status": status, "closed_at": stamp(self._clock()), "reason": reason,
              "superseded_by": superseded_by}
         )  # fmt: skip
 
@@ -507,7 +504,7 @@ class RequestService:
             number=request["forge_ref"],
             merge_commit=merge_commit,
             merged_by=by,
-            merged_at=_stamp(merged_at),
+            merged_at=stamp(merged_at),
             held=held,
             reason=reason,
             approvers=list(decision.approvers),
@@ -517,7 +514,7 @@ class RequestService:
         self._writer.write(RecordMerge(message))
         self._requests.save(
             {**request, "status": "merged", "merge_commit": merge_commit,
-             "closed_at": _stamp(self._clock()),
+             "closed_at": stamp(self._clock()),
              "reason": f"merged by {by} on {self._forge.kind}; policy held: "
                        f"{'yes' if held else 'no'} ({reason})"}
         )  # fmt: skip
@@ -609,9 +606,7 @@ class RequestService:
                     "missing": [{"group": g, "count": n} for g, n in decision.missing],
                     "approvers": list(decision.approvers),
                     "blocked_by": list(decision.blocked_by),
-                    "frozen_until": _stamp(decision.frozen_until)
-                    if decision.frozen_until
-                    else None,
+                    "frozen_until": stamp(decision.frozen_until) if decision.frozen_until else None,
                     "reason": decision.reason,
                     "decision": decision.status,
                 }

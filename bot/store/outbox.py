@@ -14,7 +14,6 @@ import json
 import random as _random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -22,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from bot.store.index import metadata
+from bot.timestamps import stamp_epoch
 
 Status = Literal["queued", "delivering", "delivered", "dead"]
 STATUSES: tuple[Status, ...] = ("queued", "delivering", "delivered", "dead")
@@ -104,17 +104,15 @@ class OutboxRow:
             "target": self.target,
             "status": self.status,
             "attempts": self.attempts,
-            "next_attempt_at": None if self.status != "queued" else iso(self.next_attempt_at),
+            "next_attempt_at": None
+            if self.status != "queued"
+            else stamp_epoch(self.next_attempt_at),
             "last_error": self.last_error,
             "created_at": self.created_at,
             "delivered_at": self.delivered_at,
             "correlation_id": self.correlation_id,
             "request": self.request,
         }
-
-
-def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def backoff(
@@ -201,7 +199,7 @@ class OutboxStore:
                     status="queued",
                     attempts=0,
                     next_attempt_at=now,
-                    created_at=iso(now),
+                    created_at=stamp_epoch(now),
                 )
             )
             pk = result.inserted_primary_key
@@ -243,7 +241,7 @@ class OutboxStore:
             row_id,
             status="delivered",
             attempts=outbox.c.attempts + 1,
-            delivered_at=iso(now),
+            delivered_at=stamp_epoch(now),
             last_error=None,
         )
 

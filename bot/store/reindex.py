@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from bot.manifests.mirror import Mirror
@@ -14,6 +13,7 @@ from bot.manifests.trailers import parse_trailers, promotion_hop
 from bot.manifests.writer import Written
 from bot.store.index import ArtifactIndex, HistoryFact, PromotionFact, RequestIndex, RollbackFact
 from bot.store.request_history import rebuild_requests
+from bot.timestamps import stamp_epoch
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def promotion_fact(commit: str, message: str, when: int = 0) -> PromotionFact | 
         approved_by=one("Ritmo-Approved-By"),
         correlation_id=one("Ritmo-Correlation-Id"),
         request_id=one("Ritmo-Request"),
-        promoted_at=_time(when),
+        promoted_at=stamp_epoch(when),
         automatic=bool(one("Ritmo-Automatic")),
     )
 
@@ -114,17 +114,13 @@ def rollback_fact(commit: str, message: str, when: int = 0) -> RollbackFact | No
         rolled_back_by=one("Ritmo-Rolled-Back-By") or "unknown",
         deployment_id=one("Ritmo-Deployment"),
         correlation_id=one("Ritmo-Correlation-Id"),
-        rolled_back_at=_time(when),
+        rolled_back_at=stamp_epoch(when),
     )
 
 
 def history_fact(commit: str, message: str, when: int = 0) -> HistoryFact | None:
     """The promotion or rollback a commit records, if any."""
     return promotion_fact(commit, message, when) or rollback_fact(commit, message, when)
-
-
-def _time(when: int) -> str:
-    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _promotions(mirror: Mirror, since: str | None, tip: str) -> list[HistoryFact]:

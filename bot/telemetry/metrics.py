@@ -49,6 +49,7 @@ from bot.store.index import artifacts, promotions, rollbacks
 from bot.store.index import requests as promotion_requests
 from bot.store.outbox import outbox
 from bot.telemetry import logs
+from bot.timestamps import stamp
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -276,10 +277,6 @@ def _seconds(start: Any, end: Any) -> float | None:
     return (b - a).total_seconds()
 
 
-def _stamp(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def histogram(
     name: str,
     documentation: str,
@@ -327,7 +324,7 @@ class IndexCollector(Collector):
         return str(self._runtime.policy().environments[-1].name)
 
     def _compute(self) -> Iterator[Metric]:
-        since = _stamp(self._clock() - timedelta(days=WINDOW_DAYS))
+        since = stamp(self._clock() - timedelta(days=WINDOW_DAYS))
         with self._runtime.index.engine.connect() as conn:
             yield self._hops(conn, since)
             yield from self._deployments(conn, since)
