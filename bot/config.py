@@ -184,6 +184,9 @@ class Settings(BaseSettings):
     # Seconds between runs that re-evaluate every open request (expiry, and reconciliation:
     # a lost webhook delays a promotion by at most one interval).
     scheduler_interval: int = Field(default=300, ge=1)
+    # Seconds a replica holds a webhook delivery or notification it is handling (renewed
+    # while it works); one that dies lets it go after this, and another replica takes it.
+    work_lease: float = Field(default=60.0, ge=1.0, le=3600.0)
     log_format: Literal["json", "text"] = "json"  # JSON lines, or text for a terminal
     manifests: ManifestsSettings = Field(default_factory=ManifestsSettings)
     signing: SigningSettings = Field(default_factory=SigningSettings)

@@ -46,6 +46,7 @@ from bot.store.index import (
     RollbackFact,
     make_engine,
 )
+from bot.store.locks import Locks
 from bot.store.reindex import follow, history_fact
 from bot.templates import Templates
 from bot.webhooks.router import Router
@@ -175,6 +176,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
             Identity(settings.manifests.author_name, settings.manifests.author_email),
             allow_local=settings.notify.allow_local_repositories,
         ),
+        lease=settings.work_lease,
     )  # fmt: skip
 
     def advance(old: str | None, new: str, written: Written | None) -> None:
@@ -222,6 +224,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         mirror, writer, signer.sign, identity, promotions, requests_index,
         index.get, templates, policy,
         github_forge(settings, policy) or LocalForge(tokens.memberships),
+        Locks(index.engine, settings.data_dir / "locks"),
     )  # fmt: skip
     registry = ArtifactRegistry(
         writer, index, verifier, templates, settings.signing.require_artifact_signatures,
@@ -245,7 +248,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         log_url=lambda name: f"{argocd}/applications/{name}" if argocd else None,
     )  # fmt: skip
     router = build_router()
-    deliveries = DeliveryQueue(index.engine)
+    deliveries = DeliveryQueue(index.engine, lease=settings.work_lease)
     # Handlers act through this runtime; the worker asks for it when it runs.
     webhooks = DeliveryWorker(deliveries, router, lambda: runtime)
     runtime = Runtime(

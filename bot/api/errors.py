@@ -10,6 +10,8 @@ from github import GithubException
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from bot.store.locks import LockBusy
+
 _HINTS = {
     "name": "a DNS-label-like slug: lowercase letters, digits and '-', e.g. web",
     "version": "letters, digits and . _ + - (no '/' or '..'), e.g. 1.2.3",
@@ -92,6 +94,10 @@ def register_error_handlers(app: Flask) -> None:
             "retry later"
         }
         return jsonify(body), 503, {"Retry-After": "30"}  # type: ignore[return-value]
+
+    @app.errorhandler(LockBusy)
+    def _busy(exc: LockBusy) -> tuple[Response, int]:
+        return jsonify({"error": str(exc)}), 503, {"Retry-After": "5"}  # type: ignore[return-value]
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:

@@ -3,7 +3,8 @@ transaction; a worker thread (or the scheduler, through `deliver_due`) sends wha
 
 Emitting never raises into the caller for a delivery problem (or a database one: the
 caller's work, a pushed commit, is done; the failure is logged). Delivery is at least
-once: a restart re-sends a row that was in flight, with the same Idempotency-Key.
+once: a row whose holder died is sent again once its lease runs out, with the same
+Idempotency-Key.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import random as _random
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 import requests
@@ -22,6 +24,7 @@ from bot.config import NotifySettings
 from bot.notify.model import EVENTS
 from bot.notify.render import EventContext, render_all
 from bot.notify.targets import GITHUB_API, Outcome, Sender
+from bot.store.lease import Heartbeat
 from bot.store.outbox import (
     BACKOFF_BASE,
     BACKOFF_CAP,
@@ -68,6 +71,7 @@ class Outbox:
         batch: int = 50,
         session: Callable[[], requests.Session] = requests.Session,
         gitops: GitopsUpdater | None = None,
+        lease: float = 60.0,
     ) -> None:
         self._policy = policy
         self._clock = clock
@@ -79,6 +83,7 @@ class Outbox:
             backoff_base=backoff_base,
             backoff_cap=backoff_cap,
             random=random,
+            lease=lease,
         )
         self._sender = Sender(
             settings.secrets,
@@ -89,9 +94,6 @@ class Outbox:
             clock=clock,
             gitops=gitops,
         )
-        recovered = self.store.recover()
-        if recovered:
-            log.warning("requeued %d notifications that were in flight at shutdown", recovered)
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop: threading.Event | None = None  # set while started
@@ -143,11 +145,15 @@ class Outbox:
         stamp: Callable[[], float] = self._clock if now is None else (lambda: now)
         attempted = 0
         for row in self.store.due(stamp(), self._batch):
-            if not self.store.claim(row.id):
-                continue  # another worker has it
+            if not self.store.claim(row.id, stamp()):
+                continue  # another worker (here or on another replica) has it
             attempted += 1
-            self._attempt(row, stamp)
+            with Heartbeat(partial(self._renew, row.id), self.store.lease / 3):
+                self._attempt(row, stamp)
         return attempted
+
+    def _renew(self, row_id: int) -> None:
+        self.store.renew(row_id, self._clock())
 
     def _attempt(self, row: OutboxRow, stamp: Callable[[], float]) -> None:
         request = row.request

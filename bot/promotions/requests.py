@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bot.auth import Principal
 from bot.forge import Forge, RequestView
@@ -27,12 +27,38 @@ from bot.policy.model import Policy, PromotionRule
 from bot.promotions.pin import current_value, pinned_value
 from bot.promotions.service import PinChange, PromotionInput, PromotionRefused, PromotionService
 from bot.store.index import IndexedArtifact, RequestIndex
+from bot.store.locks import Locks
 from bot.telemetry.tracing import traced
 from bot.templates import Templates
 from bot.timestamps import stamp
 
 BRANCH_PREFIX = "ritmo/promote/"
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _lock_name(app: str, env: str) -> str:
+    return f"request/{app}/{env}"
+
+
+def one_at_a_time(
+    method: Callable[Concatenate[RequestService, str, P], R],
+) -> Callable[Concatenate[RequestService, str, P], R]:
+    """Run a method on request `request_id` holding its app and environment's lock, so
+    replicas (and threads) never open, review, merge or close one request at once. The
+    method reads the request again itself, under the lock."""
+
+    def locked(self: RequestService, request_id: str, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        request = self._requests.get(request_id)
+        if request is None:
+            return method(self, request_id, *args, **kwargs)
+        with self._locks.hold(_lock_name(request["app"], request["to_env"])):
+            return method(self, request_id, *args, **kwargs)
+
+    locked.__name__, locked.__doc__ = method.__name__, method.__doc__
+    return locked
 
 
 @dataclass(frozen=True)
@@ -105,6 +131,7 @@ class RequestService:
         templates: Templates,
         policy: Callable[[], Policy],
         forge: Forge,
+        locks: Locks,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._mirror = mirror
@@ -118,6 +145,7 @@ class RequestService:
         self._policy = policy
         self._forge = forge
         self.forge = forge
+        self._locks = locks
         self._clock = clock
 
     # -- open --------------------------------------------------------------------
@@ -131,14 +159,43 @@ class RequestService:
         correlation_id: str,
         rollback: RollbackAsk | None = None,
     ) -> dict[str, Any]:
-        """Open the request for app+env; an open older one is superseded by it.
+        """Open the request for app+env; an open older one is superseded by it. Asking
+        again for what the open request already asks returns that request.
 
         With `rollback`, the request pins an earlier artifact again, and its merge is a
         rollback (a hold on the failed artifact) instead of a promotion."""
+        with self._locks.hold(_lock_name(artifact.record["name"], ask.to_env)):
+            older = self._requests.open_for(artifact.record["name"], ask.to_env)
+            if older is not None and self._asks_the_same(older, artifact, ask, rollback):
+                return self.describe(older["id"])
+            return self._open(artifact, ask, rule, by, correlation_id, rollback, older)
+
+    def _asks_the_same(
+        self,
+        request: Mapping[str, Any],
+        artifact: IndexedArtifact,
+        ask: PromotionInput,
+        rollback: RollbackAsk | None,
+    ) -> bool:
+        return (
+            request["artifact_id"] == artifact.record["id"]
+            and request["from_env"] == ask.from_env
+            and self._rollback_of(request) == rollback
+        )
+
+    def _open(
+        self,
+        artifact: IndexedArtifact,
+        ask: PromotionInput,
+        rule: PromotionRule,
+        by: str,
+        correlation_id: str,
+        rollback: RollbackAsk | None,
+        older: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         record = artifact.record
         app, env = record["name"], ask.to_env
         now = self._clock()
-        older = self._requests.open_for(app, env)
         pin = self._promotions.pin_change(record, ask, by, correlation_id, auto=False)
         deadline = now + rule.approval_timeout if rule.approval_timeout else None
         message = self._templates.render(
@@ -234,6 +291,7 @@ class RequestService:
         return self.describe(request_id, fresh=True)
 
     # -- review ------------------------------------------------------------------
+    @one_at_a_time
     def review(
         self, request_id: str, reviewer: Principal, state: str, commit: str | None
     ) -> dict[str, Any]:
@@ -348,6 +406,7 @@ class RequestService:
             at or self._clock(),
         )
 
+    @one_at_a_time
     def settle(self, request_id: str) -> str:
         """Merge an approved request, close an expired one; returns the status after."""
         request = self._requests.get(request_id)
@@ -423,6 +482,7 @@ class RequestService:
              "closed_at": stamp(self._clock()), "reason": decision.reason}
         )  # fmt: skip
 
+    @one_at_a_time
     def close(
         self,
         request_id: str,
@@ -464,6 +524,7 @@ class RequestService:
         )  # fmt: skip
 
     # -- outside Ritmo ------------------------------------------------------------
+    @one_at_a_time
     def tampered(self, request_id: str, by: str, sha: str) -> bool:
         """Someone else pushed `sha` to the request branch: flag it and reject the request,
         so it is never merged. False when `sha` is Ritmo's own tip or the request ended."""
@@ -481,6 +542,7 @@ class RequestService:
         log.warning("%s: %s", request_id, reason)
         return True
 
+    @one_at_a_time
     def merged_on_forge(
         self, request_id: str, merge_commit: str, by: str, merged_head: str, merged_at: datetime
     ) -> bool | None:

@@ -26,23 +26,26 @@ deliveries = sa.Table(
 )
 
 
+def _takeable(now: float) -> sa.ColumnElement[bool]:
+    return sa.and_(deliveries.c.status.in_(("queued", "running")), deliveries.c.not_before <= now)
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class DeliveryQueue:
-    """Survives a restart: what was acknowledged is handled, once, by whoever runs next."""
+    """Survives a restart: what was acknowledged is handled, once, by whoever runs next.
 
-    def __init__(self, engine: Engine, max_attempts: int = 5) -> None:
+    A delivery being handled is `running` with a lease (`not_before` is when it runs out),
+    renewed by its holder; when a holder dies its deliveries are due again once their
+    leases run out, on whichever replica drains next."""
+
+    def __init__(self, engine: Engine, max_attempts: int = 5, lease: float = 60.0) -> None:
         self._engine = engine
         self.max_attempts = max_attempts
+        self.lease = lease
         metadata.create_all(engine)
-        # A delivery being handled when the process died is handled again. (Several
-        # processes sharing one database need a lease here instead: the scale-out issue.)
-        with engine.begin() as conn:
-            conn.execute(
-                deliveries.update().where(deliveries.c.status == "running").values(status="queued")
-            )
 
     def accept(self, delivery_id: str, event: str, payload: str) -> bool:
         """Queue a delivery; False when this delivery id was seen before."""
@@ -65,24 +68,36 @@ class DeliveryQueue:
         return True
 
     def due(self, now: float, limit: int = 50) -> list[dict[str, Any]]:
+        """Queued deliveries whose backoff is over, and running ones whose lease ran out."""
         with self._engine.connect() as conn:
             rows = conn.execute(
-                sa.select(deliveries)
-                .where(deliveries.c.status == "queued", deliveries.c.not_before <= now)
-                .order_by(deliveries.c.seq)
-                .limit(limit)
+                sa.select(deliveries).where(_takeable(now)).order_by(deliveries.c.seq).limit(limit)
             ).all()
         return [dict(r._mapping) for r in rows]
 
-    def claim(self, delivery_id: str) -> bool:
-        """Take a queued delivery for handling; False when someone else took it first."""
+    def claim(self, delivery_id: str, now: float) -> bool:
+        """Take a due delivery for handling, leased until now + lease; False when someone
+        else holds it (one UPDATE: of two claimants, the second finds the lease taken)."""
         with self._engine.begin() as conn:
             taken = conn.execute(
                 deliveries.update()
-                .where(deliveries.c.delivery_id == delivery_id, deliveries.c.status == "queued")
-                .values(status="running")
+                .where(deliveries.c.delivery_id == delivery_id, _takeable(now))
+                .values(
+                    status="running",
+                    not_before=now + self.lease,
+                    attempts=deliveries.c.attempts + 1,
+                )
             )
         return taken.rowcount == 1
+
+    def renew(self, delivery_id: str, now: float) -> None:
+        """The holder is still at it: extend the lease."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                deliveries.update()
+                .where(deliveries.c.delivery_id == delivery_id, deliveries.c.status == "running")
+                .values(not_before=now + self.lease)
+            )
 
     def done(self, delivery_id: str) -> None:
         self._set(delivery_id, status="done")

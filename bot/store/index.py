@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from bot.store.locks import lock_key
+
 metadata = sa.MetaData()
 
 artifacts = sa.Table(
@@ -590,7 +592,16 @@ class RequestIndex:
 
 
 def last_seq(conn: sa.Connection, table: sa.Table) -> int:
-    """The highest `seq` in `table` (0 when empty): rows are ordered by appearance."""
+    """The highest `seq` in `table` (0 when empty): rows are ordered by appearance.
+
+    On PostgreSQL this first takes a transaction-scoped lock on the table's sequence, so
+    replicas adding rows at once neither tie on max + 1 nor both insert a row that each
+    found missing; the lock goes with the caller's transaction. (SQLite's writer lock
+    does the same there.)"""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(f"seq/{table.name}")}
+        )
     return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.seq), 0))).scalar_one())
 
 

@@ -2,7 +2,9 @@
 
 A row moves queued -> delivering (claimed by one worker) -> delivered, back to queued
 (a failed attempt, retried after a backoff) or dead (permanent failure, or out of
-attempts). Dead letters stay until an operator requeues them (`retry`).
+attempts). Dead letters stay until an operator requeues them (`retry`). A `delivering`
+row is leased: `next_attempt_at` is when its holder's claim runs out (renewed while it
+works), after which any replica may take it again.
 
 Rows hold the rendered request without credentials (secrets are resolved by name when
 sent). The idempotency key is unique: storing the same work twice stores it once.
@@ -127,6 +129,10 @@ def backoff(
     return ceiling * random()
 
 
+def _takeable(now: float) -> sa.ColumnElement[bool]:
+    return sa.and_(outbox.c.status.in_(("queued", "delivering")), outbox.c.next_attempt_at <= now)
+
+
 def _row(row: sa.Row[Any]) -> OutboxRow:
     data = dict(row._mapping)
     data["request"] = json.loads(data["request"])
@@ -144,25 +150,15 @@ class OutboxStore:
         backoff_base: float = BACKOFF_BASE,
         backoff_cap: float = BACKOFF_CAP,
         random: Callable[[], float] = _random.random,
+        lease: float = 60.0,
     ) -> None:
         self._engine = engine
         self.max_attempts = max_attempts
+        self.lease = lease
         self._base = backoff_base
         self._cap = backoff_cap
         self._random = random
         metadata.create_all(engine, tables=[outbox])
-
-    def recover(self) -> int:
-        """At start-up: rows a dead process left `delivering` go back to `queued`.
-
-        (Several processes sharing one database would need a lease instead; a re-sent
-        request carries the same Idempotency-Key, so a receiver can drop the repeat.)
-        """
-        with self._engine.begin() as conn:
-            done = conn.execute(
-                outbox.update().where(outbox.c.status == "delivering").values(status="queued")
-            )
-        return int(done.rowcount)
 
     def enqueue(self, items: Sequence[NewDelivery], now: float) -> list[int]:
         """Store new work in one transaction; returns the ids of rows really added
@@ -208,33 +204,47 @@ class OutboxStore:
         return added
 
     def due(self, now: float, limit: int = 50) -> list[OutboxRow]:
-        """Queued rows whose time has come, oldest first."""
+        """Queued rows whose time has come and leased ones whose lease ran out, oldest
+        first."""
         with self._engine.connect() as conn:
             rows = conn.execute(
                 sa.select(outbox)
-                .where(outbox.c.status == "queued", outbox.c.next_attempt_at <= now)
+                .where(_takeable(now))
                 .order_by(outbox.c.next_attempt_at, outbox.c.id)
                 .limit(limit)
             ).all()
         return [_row(r) for r in rows]
 
     def next_due(self) -> float | None:
-        """When the earliest queued row is due (epoch s), None when nothing is queued."""
+        """When the earliest queued row is due or lease runs out (epoch s); None when
+        nothing is waiting."""
         with self._engine.connect() as conn:
             value = conn.execute(
-                sa.select(sa.func.min(outbox.c.next_attempt_at)).where(outbox.c.status == "queued")
+                sa.select(sa.func.min(outbox.c.next_attempt_at)).where(
+                    outbox.c.status.in_(("queued", "delivering"))
+                )
             ).scalar_one()
         return None if value is None else float(value)
 
-    def claim(self, row_id: int) -> bool:
-        """Take a queued row for delivery; False when another worker took it first."""
+    def claim(self, row_id: int, now: float) -> bool:
+        """Take a due row for delivery, leased until now + lease; False when another
+        worker (here or on another replica) holds it."""
         with self._engine.begin() as conn:
             taken = conn.execute(
                 outbox.update()
-                .where(outbox.c.id == row_id, outbox.c.status == "queued")
-                .values(status="delivering")
+                .where(outbox.c.id == row_id, _takeable(now))
+                .values(status="delivering", next_attempt_at=now + self.lease)
             )
         return taken.rowcount == 1
+
+    def renew(self, row_id: int, now: float) -> None:
+        """The holder is still at it: extend the lease."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                outbox.update()
+                .where(outbox.c.id == row_id, outbox.c.status == "delivering")
+                .values(next_attempt_at=now + self.lease)
+            )
 
     def delivered(self, row_id: int, now: float) -> None:
         self._set(

@@ -7,9 +7,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from bot.store.deliveries import DeliveryQueue
+from bot.store.lease import Heartbeat
 from bot.telemetry.logs import bound
 from bot.webhooks.router import Event, Router
 
@@ -54,18 +56,29 @@ class DeliveryWorker:
         """Handle every due delivery; returns how many were handled."""
         handled = 0
         for row in self._queue.due(self._clock()):
-            if not self._queue.claim(row["delivery_id"]):
-                continue  # another drain has it
+            delivery = row["delivery_id"]
+            if not self._queue.claim(delivery, self._clock()):
+                continue  # another drain (here or on another replica) has it
             handled += 1
-            event = Event(row["event"], row["delivery_id"], json.loads(row["payload"]))
-            with bound(delivery=event.delivery_id):  # log lines carry the delivery id
+            attempts = int(row["attempts"]) + 1  # the claim counted this one
+            if attempts > self._queue.max_attempts:
+                # Every earlier holder died inside the handler: do not take the next one down.
+                error = f"gave up after {attempts - 1} attempts that never finished"
+                log.error("delivery %s (%s): %s", delivery, row["event"], error)
+                self._queue.failed(delivery, error, attempts, self._clock())
+                continue
+            event = Event(row["event"], delivery, json.loads(row["payload"]))
+            beat = Heartbeat(partial(self._renew, delivery), self._queue.lease / 3)
+            with bound(delivery=delivery), beat:  # log lines carry the delivery id
                 try:
                     self._router.dispatch(event, self._context())
                 except Exception as exc:
-                    attempts = int(row["attempts"]) + 1
                     log.exception("delivery %s (%s) failed", event.delivery_id, event.name)
                     retry_at = self._clock() + min(300.0, 2.0**attempts)
                     self._queue.failed(event.delivery_id, str(exc)[:500], attempts, retry_at)
                 else:
                     self._queue.done(event.delivery_id)
         return handled
+
+    def _renew(self, delivery: str) -> None:
+        self._queue.renew(delivery, self._clock())

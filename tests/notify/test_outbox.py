@@ -133,7 +133,7 @@ def test_a_delivery_in_flight_at_a_crash_is_resent_with_the_same_key(
     server: RecordingServer,
     policy: PolicyHolder,
     make_outbox: MakeOutbox,
-    engines: Callable[[], Engine],
+    clock: Clock,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     policy.policy = policy_with(webhook_policy(server.url))
@@ -149,7 +149,9 @@ def test_a_delivery_in_flight_at_a_crash_is_resent_with_the_same_key(
     row = first.get(row_id)
     assert row is not None and row.status == "delivering"
 
-    second = make_outbox()  # start-up puts it back in the queue
+    second = make_outbox()  # the next process, or another replica
+    assert second.deliver_due() == 0  # the dead holder's lease has not run out yet
+    clock.advance(second.store.lease)
     assert second.deliver_due() == 1
     assert [s.headers["Idempotency-Key"] for s in server.seen] == [row.key, row.key]
     done = second.get(row_id)

@@ -86,8 +86,9 @@ def test_webhook_deliveries_are_taken_once(runtime: Runtime) -> None:
     assert queue.accept("d-1", "push", "{}") is False  # the primary key refuses the copy
     assert queue.accept("d-2", "push", "{}") is True
     assert [d["delivery_id"] for d in queue.due(now=1e12)] == ["d-1", "d-2"]
-    assert queue.claim("d-1") is True
-    assert queue.claim("d-1") is False
+    assert queue.claim("d-1", now=1e12) is True
+    assert queue.claim("d-1", now=1e12) is False
+    assert queue.claim("d-1", now=1e12 + queue.lease + 1) is True  # its holder died
 
 
 def test_outbox_and_cd_reports_are_kept_once(runtime: Runtime) -> None:

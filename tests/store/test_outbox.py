@@ -1,4 +1,4 @@
-"""The outbox table: unique keys, atomic claims, recovery, backoff, dead letters."""
+"""The outbox table: unique keys, atomic leased claims, backoff, dead letters."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def test_only_one_claimer_wins(engine: Engine) -> None:
 
     def claim() -> None:
         barrier.wait()
-        results.append(store.claim(row_id))
+        results.append(store.claim(row_id, NOW))
 
     threads = [threading.Thread(target=claim) for _ in range(8)]
     for t in threads:
@@ -63,26 +63,35 @@ def test_only_one_claimer_wins(engine: Engine) -> None:
     for t in threads:
         t.join()
     assert sorted(results) == [False] * 7 + [True]
-    assert store.due(NOW) == []  # claimed rows are not due
+    assert store.due(NOW) == []  # claimed rows are not due while leased
 
 
 def test_due_orders_by_time_and_skips_the_future(engine: Engine) -> None:
     store = OutboxStore(engine, random=lambda: 1.0)
     a, b = store.enqueue([item("a"), item("b")], NOW)
-    assert store.claim(a)
+    assert store.claim(a, NOW)
     store.failed(a, "HTTP 503", NOW)  # due at NOW + 2
     assert [r.id for r in store.due(NOW)] == [b]
     assert [r.id for r in store.due(NOW + 2)] == [b, a]
     assert store.next_due() == NOW
 
 
-def test_rows_left_delivering_are_requeued_at_start_up(engine: Engine) -> None:
-    store = OutboxStore(engine)
+def test_a_dead_holders_row_is_taken_again_when_its_lease_runs_out(engine: Engine) -> None:
+    store = OutboxStore(engine, lease=60.0)
     [row_id] = store.enqueue([item()], NOW)
-    assert store.claim(row_id)
-    again = OutboxStore(engine)  # a new process
-    assert again.recover() == 1
-    assert [r.id for r in again.due(NOW)] == [row_id]
+    assert store.claim(row_id, NOW)
+    other = OutboxStore(engine, lease=60.0)  # another replica
+    assert other.due(NOW + 59) == []
+    assert other.claim(row_id, NOW + 59) is False  # the lease holds
+    store.renew(row_id, NOW + 50)  # the holder is alive and says so
+    assert other.claim(row_id, NOW + 100) is False
+    assert store.next_due() == NOW + 110
+    # The holder dies: no more renewals. Once the lease runs out the row is due again.
+    assert [r.id for r in other.due(NOW + 110)] == [row_id]
+    assert other.claim(row_id, NOW + 110) is True
+    assert store.claim(row_id, NOW + 111) is False  # and now the other one holds it
+    row = other.get(row_id)
+    assert row is not None and row.status == "delivering"
 
 
 def test_backoff_is_exponential_capped_and_fully_jittered() -> None:
@@ -133,7 +142,7 @@ def test_dead_letters_are_paged_and_retried(engine: Engine) -> None:
 def test_delivered(engine: Engine) -> None:
     store = OutboxStore(engine)
     [row_id] = store.enqueue([item()], NOW)
-    assert store.claim(row_id)
+    assert store.claim(row_id, NOW)
     store.delivered(row_id, NOW + 1)
     row = store.get(row_id)
     assert row is not None
