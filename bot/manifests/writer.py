@@ -92,6 +92,7 @@ class _Segment:
     jobs: list[_Job]
     outcomes: list[Outcome]
     written: Written
+    made: dict[object, Outcome]  # a change's `same_as` -> the commit made for it
     push: Future[PushResult] | None = None
 
 
@@ -170,7 +171,9 @@ class ManifestWriter:
             while batch or in_flight is not None:
                 self._taken = batch + (in_flight.jobs if in_flight else [])
                 base = in_flight.head if in_flight else self._mirror.tip()
-                segment = self._build(base, batch) if batch else None
+                # Built on an in-flight segment, a change it already made is made.
+                prior = in_flight.made if in_flight else {}
+                segment = self._build(base, batch, prior) if batch else None
                 if in_flight is not None:
                     assert in_flight.push is not None
                     result = in_flight.push.result()
@@ -251,15 +254,25 @@ class ManifestWriter:
             if not job.future.done():
                 job.future.set_exception(error)
 
-    def _build(self, base: str | None, batch: list[_Job]) -> _Segment:
-        """Plan every job on top of `base`: per-job commit (or error), the new head, the files."""
+    def _build(
+        self, base: str | None, batch: list[_Job], prior: dict[object, Outcome] | None = None
+    ) -> _Segment:
+        """Plan every job on top of `base`: per-job commit (or error), the new head, the files.
+
+        A change whose `same_as` matches one made in this segment, or in `prior` (the
+        segment `base` ends), gets that commit: asked twice at once, it is made once."""
         head = base
         tree = self._mirror.tree_of(base) if base else None
         outcomes: list[Outcome] = []
         written: Written = []
+        made = dict(prior or {})
         for job in batch:
             if job.future.done():
                 outcomes.append(None)
+                continue
+            same_as = getattr(job.change, "same_as", None)
+            if same_as is not None and same_as in made:
+                outcomes.append(made[same_as])
                 continue
             try:
                 plan = job.change.plan(partial(read_path, self._mirror, tree))
@@ -282,8 +295,10 @@ class ManifestWriter:
                 plan.message,
             )
             outcomes.append(head)
+            if same_as is not None:
+                made[same_as] = head
             written.append(WrittenCommit(head, plan.files, plan.message, when))
-        return _Segment(base, head, batch, outcomes, written)
+        return _Segment(base, head, batch, outcomes, written, made)
 
     @staticmethod
     def _resolve(batch: list[_Job], outcomes: list[Outcome], tip: str | None) -> None:

@@ -437,6 +437,7 @@ class RequestService:
     def _rollback_of(self, request: Mapping[str, Any]) -> RollbackAsk | None:
         """What a rollback request rolls back, as its signed head commit says."""
         with self._mirror.locked():
+            self._fetch_if_missing(request["head"])
             said = parse_trailers(self._mirror.log("-1", "--format=%B", request["head"]))
         failed = said.get("Ritmo-Rolled-Back")
         if not said.get("Ritmo-Rollback-Request") or not failed:
@@ -472,7 +473,11 @@ class RequestService:
             correlation_id=request["id"],
             rollback=self._rollback_of(request),
         )
-        result = self._writer.write(MergeRequest(replace(pin, message=message), request["tip"]))
+        with self._mirror.locked():
+            self._fetch_if_missing(request["tip"])  # the merge's second parent
+        # Always a commit: the merge records the approvals even over an overlay that pins it.
+        merge = MergeRequest(replace(pin, message=message, promoted_already=None), request["tip"])
+        result = self._writer.write(merge)
         if self._forge.kind == "local":
             # On GitHub the pull request must see its head reach the default branch first;
             # the repository's "delete head branches" setting tidies up after that.
@@ -596,6 +601,12 @@ class RequestService:
                 merge_commit[:12], reason,
             )  # fmt: skip
         return held
+
+    def _fetch_if_missing(self, sha: str) -> None:
+        """Request commits another replica made are not in this one's mirror until it
+        fetches the request branches. (Call with the mirror locked.)"""
+        if not self._mirror.has_commit(sha):
+            self._mirror.fetch_branches(BRANCH_PREFIX)
 
     def _drop_branch(self, request: Mapping[str, Any]) -> None:
         with self._mirror.locked():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +38,9 @@ class PinChange:
 
     Chained after a registration in the same batch, a pin is conditional: `requires` is
     the record file and its bytes, `follows` the previous hop, which must have pinned it.
+    `promoted_already` says whether the index's latest promotion into the environment is
+    this artifact: then an overlay that pins it already means the promotion was made (a
+    retry, or the same ask at another replica), and nothing is written.
     """
 
     environment: str
@@ -47,6 +50,12 @@ class PinChange:
     message: str
     requires: tuple[str, bytes] | None = None
     follows: PinChange | None = None
+    promoted_already: Callable[[], bool] | None = field(default=None, compare=False)
+
+    @property
+    def same_as(self) -> tuple[str, str, str]:
+        """Pins that are the same promotion, whoever asked: the writer makes one commit."""
+        return ("pin", self.record["id"], self.environment)
 
     def plan(self, read: Reader) -> Edit | Unchanged:
         if self.requires is not None and read(self.requires[0]) != self.requires[1]:
@@ -64,6 +73,8 @@ class PinChange:
         except (PinError, ValueError) as exc:
             raise Conflict(f"{self.path}: {exc}") from None
         if updated == text:
+            if self.promoted_already is not None and self.promoted_already():
+                return Unchanged()
             # Already pinned (by hand, say): the commit still records the promotion.
             return Edit({}, self.message)
         return Edit({self.path: updated}, self.message)
@@ -229,4 +240,8 @@ class PromotionService:
             approval_ticket=ask.approval_ticket,
             correlation_id=correlation_id,
         )
-        return PinChange(ask.to_env, target, record, path, message, requires)
+        app, env, artifact = record["name"], ask.to_env, record["id"]
+        return PinChange(
+            env, target, record, path, message, requires,
+            promoted_already=lambda: self._index.last_promoted(app, env) == artifact,
+        )  # fmt: skip

@@ -408,6 +408,17 @@ class ArtifactIndex:
         )
         return [_promotion_json(r) for r in rows], total
 
+    def last_promoted(self, app: str, environment: str) -> str | None:
+        """The artifact of the latest promotion of `app` into `environment`, if any."""
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                sa.select(promotions.c.artifact_id)
+                .where(promotions.c.app == app, promotions.c.to_env == environment)
+                .order_by(promotions.c.seq.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+        return None if found is None else str(found)
+
     def held(self, artifact_id: str, environment: str) -> bool:
         """Whether a rollback keeps the artifact out of the environment's auto-promotion."""
         with self._engine.connect() as conn:

@@ -48,6 +48,8 @@ def follow(
     elif indexed and mirror.is_ancestor(indexed, tip):
         records = _read_each(mirror, mirror.added_files(indexed, tip, RECORDS_DIR + "/"))
         promoted = _promotions(mirror, indexed, tip)
+    elif indexed and _ahead(mirror, indexed, tip, base):
+        return 0  # another replica sharing the index followed further than this one
     else:
         index.clear()
         added = index.add(_read_at_tip(mirror, tip), tip, _promotions(mirror, None, tip))
@@ -55,6 +57,19 @@ def follow(
             rebuild_requests(mirror, tip, requests, index)
         return added
     return index.add(records, tip, promoted)
+
+
+def _ahead(mirror: Mirror, indexed: str, tip: str, base: str | None) -> bool:
+    """Whether the index (shared by replicas) already stands past `tip`.
+
+    It does when `indexed` descends from `tip`. It does too when this mirror does not have
+    `indexed` while following on from a fetched `base`: another replica pushed it after
+    this one last fetched, so it descends from everything here (a push must fast-forward),
+    and that replica indexed up to it. With no `base` (a first fetch) an unknown tip means
+    the history was rewritten: rebuild."""
+    if mirror.has_commit(indexed):
+        return mirror.is_ancestor(tip, indexed)
+    return base is not None
 
 
 def reindex(index: ArtifactIndex, mirror: Mirror, requests: RequestIndex | None = None) -> int:
