@@ -62,20 +62,22 @@ class Mirror:
         self._env = git_environment(url, token)
         self._tracking = f"refs/remotes/origin/{branch}"
         self.path.mkdir(parents=True, exist_ok=True)
-        if not (self.path / "HEAD").exists():
-            git.Repo.init(self.path, bare=True)
-        self.repo = git.Repo(self.path)
+        self._lock_path = self.path / "ritmo-writer.lock"
         # New objects wait in memory and reach disk as one pack before they are needed
         # there: a file (or a `git hash-object`) per object costs more than the commit.
         self._pending: dict[str, tuple[str, bytes]] = {}
         # Detached for the pusher to write: readable from memory until they are on disk.
         self._storing: dict[str, tuple[str, bytes]] = {}
         self._trees: dict[str, bytes] = {}
-        with self.repo.config_writer() as cfg:
-            # The URL is stored, a token never is (it comes through the environment).
-            cfg.set_value('remote "origin"', "url", url)
-            cfg.set_value("gc", "auto", "0")
-        self._lock_path = self.path / "ritmo-writer.lock"
+        # Gunicorn's workers open the same mirror at once: one sets it up at a time.
+        with self.locked():
+            if not (self.path / "HEAD").exists():
+                git.Repo.init(self.path, bare=True)
+            self.repo = git.Repo(self.path)
+            with self.repo.config_writer() as cfg:
+                # The URL is stored, a token never is (it comes through the environment).
+                cfg.set_value('remote "origin"', "url", url)
+                cfg.set_value("gc", "auto", "0")
 
     # -- remote ----------------------------------------------------------------
     def _git(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
