@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from collections.abc import Callable, Iterable
@@ -70,6 +71,13 @@ def serve(ctx: click.Context) -> None:
         notes += create_first_tokens(settings)
     except ConfigError as exc:
         _fail(str(exc))
+    # The check above may have indexed a large history. Drop what it left before forking,
+    # and freeze the rest out of the collector's reach: otherwise every worker's first
+    # collections walk (and so copy, page by page) the master's heap, and its first
+    # requests are slower the larger the repository.
+    del runtime
+    gc.collect()
+    gc.freeze()
     for line in notes:
         click.echo(line)
     click.echo(f"Ritmo listening on http://{settings.listen}")

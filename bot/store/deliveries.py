@@ -23,6 +23,7 @@ deliveries = sa.Table(
     sa.Column("received_at", sa.String(32), nullable=False),
     sa.Column("not_before", sa.Float, nullable=False, default=0.0),  # retry backoff
     sa.Column("seq", sa.Integer, nullable=False),
+    sa.Index("ix_webhook_deliveries_seq", "seq"),
 )
 
 
@@ -46,6 +47,9 @@ class DeliveryQueue:
         self.max_attempts = max_attempts
         self.lease = lease
         metadata.create_all(engine)
+        # The queue outlives upgrades (create_all adds no index to an existing table).
+        for index in deliveries.indexes:
+            index.create(engine, checkfirst=True)
 
     def accept(self, delivery_id: str, event: str, payload: str) -> bool:
         """Queue a delivery; False when this delivery id was seen before."""

@@ -23,7 +23,7 @@ deployments = sa.Table(
     sa.Column("pin_commit", sa.String(64), nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
     sa.Column("record", sa.Text, nullable=False),
-    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False, index=True),
 )
 
 cd_reports = sa.Table(

@@ -24,7 +24,7 @@ artifacts = sa.Table(
     sa.Column("promotion_status", sa.String(64), nullable=False),
     sa.Column("commit", sa.String(64), nullable=False),
     sa.Column("created_at", sa.String(32), nullable=False),
-    sa.Column("seq", sa.Integer, nullable=False),  # order of appearance in history
+    sa.Column("seq", sa.Integer, nullable=False, index=True),  # order of appearance in history
     sa.Column("record", sa.Text, nullable=False),
     sa.UniqueConstraint("name", "version"),
 )
@@ -47,7 +47,7 @@ promotions = sa.Table(
     sa.Column("request_id", sa.String(64)),
     sa.Column("promoted_at", sa.String(32)),
     sa.Column("automatic", sa.Boolean, nullable=False, default=False),
-    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False, index=True),
 )
 
 requests = sa.Table(
@@ -72,7 +72,7 @@ requests = sa.Table(
     sa.Column("reason", sa.Text),
     sa.Column("forge_ref", sa.String(64)),  # e.g. the pull request number
     sa.Column("body", sa.Text),  # the description shown to reviewers
-    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False, index=True),
 )
 
 reviews = sa.Table(
@@ -97,7 +97,7 @@ rollbacks = sa.Table(
     sa.Column("rolled_back_by", sa.String(128), nullable=False),
     sa.Column("correlation_id", sa.String(128)),
     sa.Column("rolled_back_at", sa.String(32)),
-    sa.Column("seq", sa.Integer, nullable=False),
+    sa.Column("seq", sa.Integer, nullable=False, index=True),
 )
 
 holds = sa.Table(
@@ -220,7 +220,7 @@ def make_engine(url: str) -> Engine:
 
 # Bumped when a table that git rebuilds changes shape. An index of another version is
 # dropped and rebuilt from git; queues (webhook deliveries, the outbox) are kept.
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 GIT_DERIVED = (
     "artifacts", "promotions", "promotion_requests", "promotion_reviews", "rollbacks",
     "holds", "deployments", "cd_reports", "deployment_forge_refs", "index_state",
