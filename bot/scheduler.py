@@ -75,8 +75,9 @@ def start_scheduler(runtime: Runtime, interval_seconds: int = 60) -> BackgroundS
     # APScheduler logs every run at INFO; keep its warnings (missed runs) and errors only.
     logging.getLogger("apscheduler.executors.default").setLevel(logging.WARNING)
     scheduler = BackgroundScheduler(timezone=UTC)
-    # Replicas on one PostgreSQL database: only the leader runs the jobs (SQLite: always).
-    leader = LeaderLock(runtime.index.engine)
+    # Replicas on one PostgreSQL database, or gunicorn workers on one SQLite file: only
+    # the leader runs the jobs.
+    leader = LeaderLock(runtime.index.engine, runtime.settings.data_dir / "scheduler.lock")
     scheduler.ritmo_leader = leader
     scheduler.add_job(
         run_if_leader,

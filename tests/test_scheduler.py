@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +17,8 @@ from flask.testing import FlaskClient
 from bot.config import ConfigError, load_settings
 from bot.runtime import Runtime
 from bot.scheduler import JOB_ID, expire_due, start_scheduler, stop_scheduler
+from bot.store.index import make_engine
+from bot.store.leader import LeaderLock
 from tests.helpers import artifact_body, bearer
 from tests.promotions.test_requests import POLICY
 
@@ -96,3 +102,41 @@ def test_a_failing_run_is_logged_not_raised(caplog: pytest.LogCaptureFixture) ->
         assert expire_due(runtime) == []  # type: ignore[arg-type]
     assert "approval-timeout job failed" in caplog.text
     assert "index is gone" in caplog.text
+
+
+# A process that takes the SQLite leader lock, says so, and waits to be killed.
+HOLDER = """
+import sys, time
+from pathlib import Path
+from bot.store.index import make_engine
+from bot.store.leader import LeaderLock
+lock = LeaderLock(make_engine("sqlite://"), Path(sys.argv[1]))
+print("leader" if lock.is_leader() else "follower", flush=True)
+time.sleep(600)
+"""
+
+
+def test_on_sqlite_one_worker_leads_and_the_lock_moves_when_it_dies(tmp_path: Path) -> None:
+    """gunicorn workers on one SQLite file: one runs the scheduled jobs (a file lock);
+    when its process dies the kernel drops the lock and another worker takes it."""
+    lock_file = tmp_path / "scheduler.lock"
+    engine = make_engine(f"sqlite:///{tmp_path / 'index.sqlite3'}")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    with subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_file)],
+                          stdout=subprocess.PIPE, text=True, env=env) as holder:  # fmt: skip
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == "leader"
+            mine, other = LeaderLock(engine, lock_file), LeaderLock(engine, lock_file)
+            assert mine.is_leader() is False and mine.held is False
+            holder.kill()
+            holder.wait(timeout=30)
+            assert mine.is_leader() is True and mine.held is True
+            assert mine.is_leader() is True  # it keeps leading
+            assert other.is_leader() is False  # a second worker in this process too
+            mine.release()
+            assert other.is_leader() is True
+            other.release()
+            assert LeaderLock(engine).is_leader() is True  # no lock file: one process leads
+        finally:
+            holder.kill()
+            engine.dispose()

@@ -3,14 +3,18 @@
 On PostgreSQL the lock is a session-level advisory lock (`pg_try_advisory_lock`) taken on a
 dedicated connection that the leader keeps open. PostgreSQL releases it when that session
 ends, so when the leader dies (or loses its connection) another replica takes it on its
-next try, within one scheduler interval. On SQLite there is one process by design: it
-always leads.
+next try, within one scheduler interval. On SQLite (one host) it is an `flock` on a file
+beside the data, held open by the leading process (a gunicorn worker): the kernel releases
+it when that process dies, and another worker takes it the same way.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import threading
+from pathlib import Path
+from typing import IO
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -24,21 +28,27 @@ SCHEDULER_LOCK_KEY = 0x7269746D6F6A6F62 >> 1
 class LeaderLock:
     """`is_leader()` answers whether this process holds the lock, trying to take it if not."""
 
-    def __init__(self, engine: Engine, key: int = SCHEDULER_LOCK_KEY) -> None:
+    def __init__(
+        self, engine: Engine, lock_file: Path | None = None, key: int = SCHEDULER_LOCK_KEY
+    ) -> None:
         self._engine = engine
         self._key = key
         self._conn: Connection | None = None
         self._mutex = threading.Lock()
         self._advisory = engine.dialect.name == "postgresql"
+        self._lock_file = lock_file
+        self._handle: IO[str] | None = None
 
     @property
     def held(self) -> bool:
-        """True while the lock's connection is open (on SQLite: always)."""
-        return not self._advisory or self._conn is not None
+        """True while the lock is held (on SQLite without a lock file: always)."""
+        if self._advisory:
+            return self._conn is not None
+        return self._lock_file is None or self._handle is not None
 
     def is_leader(self) -> bool:
         if not self._advisory:
-            return True
+            return self._file_leader()
         with self._mutex:
             if self._conn is not None:
                 if self._alive(self._conn):
@@ -47,8 +57,30 @@ class LeaderLock:
                 self._drop()
             return self._try_acquire()
 
+    def _file_leader(self) -> bool:
+        if self._lock_file is None:
+            return True  # one process by design
+        with self._mutex:
+            if self._handle is not None:
+                return True
+            handle = open(self._lock_file, "a")  # noqa: SIM115 - held open while leading
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                return False
+            self._handle = handle
+            log.info("this process now leads the scheduled jobs")
+            return True
+
     def release(self) -> None:
         """Give the lock up (closing its session); safe to call more than once."""
+        if not self._advisory:
+            with self._mutex:
+                if self._handle is not None:
+                    self._handle.close()  # closing the file releases the flock
+                    self._handle = None
+            return
         with self._mutex:
             if self._conn is None:
                 return
