@@ -2,13 +2,14 @@
 
 A bare "remote" is generated with `--apps` apps x 3 environments (kustomize overlays laid out
 like templates/scaffold/apps/web) and `--records` artifact records in its history, committed
-with `git fast-import` in batches. A real `ritmo serve` runs against it and one registration
-(which the policy pins in dev) and one direct promotion dev -> staging (a rule that needs no
-approval) are timed, one after the other, ~10 times each. The same is done against a remote
-with 100 records, and the ratio of the medians is printed. Then `ritmo reindex` is timed at
-the full size, and the peak RSS (VmHWM) of the gunicorn processes is read from /proc.
+with `git fast-import` in batches, and another with 100 records. A real `ritmo serve` runs
+against each, and `--samples` registrations (which the policy pins in dev), each followed by
+its direct promotion dev -> staging (a rule that needs no approval), are timed on the two
+servers in turn, so that whatever else the machine does falls on both alike. The ratio of
+the medians is printed. Then `ritmo reindex` is timed at the full size, and the peak RSS
+(VmHWM) of the gunicorn processes is read from /proc.
 
-    python benchmarks/scale.py [--records 20000] [--apps 500] [--samples 10]
+    python benchmarks/scale.py [--records 20000] [--apps 500] [--samples 20]
 
 Exit status: 0 when the run completes (targets missed are printed as MISSED), 2 when it cannot.
 """
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -222,76 +224,98 @@ class Timings:
     errors: list[str] = field(default_factory=list)
 
 
-def time_calls(url: str, token: str, apps: int, samples: int, warmup: int, t: Timings) -> None:
-    session = requests.Session()
-    session.headers["Authorization"] = f"Bearer {token}"
-    for i in range(warmup + samples):
-        name = app_name((i * 37) % apps)
-        version = f"9.{i}.0"
-        body: dict[str, Any] = {
-            "name": name,
-            "version": version,
-            "build_id": f"scale-{i}",
-            "image": f"registry.example.com/acme/{name}:{version}",
-            "checksum": "sha256:" + f"{10**9 + i:064x}",
-            "metadata": {"branch": "main"},
-        }
-        started = time.perf_counter()
-        resp = session.post(f"{url}/api/v1/artifacts", json=body, timeout=120)
-        reg = time.perf_counter() - started
-        if resp.status_code != 201:
-            t.errors.append(f"register {name} {version}: {resp.status_code} {resp.text[:200]}")
-            continue
-        aid = artifact_id(name, version)
-        started = time.perf_counter()
-        resp = session.post(
-            f"{url}/api/v1/artifacts/{aid}/promote", json={"from": "dev", "to": "staging"},
-            timeout=120,
-        )  # fmt: skip
-        pro = time.perf_counter() - started
-        if resp.status_code not in (200, 201):
-            t.errors.append(f"promote {aid}: {resp.status_code} {resp.text[:200]}")
-            continue
-        if i >= warmup:
-            t.register_s.append(reg)
-            t.promote_s.append(pro)
+def sample(session: requests.Session, url: str, apps: int, i: int, t: Timings,
+           keep: bool) -> None:  # fmt: skip
+    """One registration (the policy pins it in dev), then its promotion dev -> staging."""
+    name = app_name((i * 37) % apps)
+    version = f"9.{i}.0"
+    body: dict[str, Any] = {
+        "name": name,
+        "version": version,
+        "build_id": f"scale-{i}",
+        "image": f"registry.example.com/acme/{name}:{version}",
+        "checksum": "sha256:" + f"{10**9 + i:064x}",
+        "metadata": {"branch": "main"},
+    }
+    started = time.perf_counter()
+    resp = session.post(f"{url}/api/v1/artifacts", json=body, timeout=120)
+    reg = time.perf_counter() - started
+    if resp.status_code != 201:
+        t.errors.append(f"register {name} {version}: {resp.status_code} {resp.text[:200]}")
+        return
+    aid = artifact_id(name, version)
+    started = time.perf_counter()
+    resp = session.post(
+        f"{url}/api/v1/artifacts/{aid}/promote", json={"from": "dev", "to": "staging"},
+        timeout=120,
+    )  # fmt: skip
+    pro = time.perf_counter() - started
+    if resp.status_code not in (200, 201):
+        t.errors.append(f"promote {aid}: {resp.status_code} {resp.text[:200]}")
+        return
+    if keep:
+        t.register_s.append(reg)
+        t.promote_s.append(pro)
+
+
+@dataclass
+class Side:
+    """One remote and its server: `small` or `large`."""
+
+    label: str
+    records: int
+    work: Path
+    remote: Path
+    gen_s: float
+    timings: Timings | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def measure(
-    root: Path, label: str, apps: int, records: int, samples: int,
-    gnupghome: Path, fingerprint: str, with_reindex: bool,
-) -> tuple[Timings, float, float | None, str]:  # fmt: skip
-    """Generate a remote, time calls against a fresh server; (timings, generation s,
-    reindex s or None, reindex output)."""
-    work = root / label
-    work.mkdir()
-    print(f"  generating {apps} apps x {len(ENVIRONMENTS)} envs + {records} records ...",
-          flush=True)  # fmt: skip
-    remote, gen_s = make_scale_remote(work, "remote", apps, records)
-    print(f"  generated in {gen_s:.1f} s; starting ritmo serve ...", flush=True)
+    root: Path, apps: int, sizes: tuple[int, int], samples: int,
+    gnupghome: Path, fingerprint: str,
+) -> tuple[Side, Side, float, str]:  # fmt: skip
+    """Generate both remotes, start a server on each, and time calls on the two in turn
+    (small then large, then large then small, ...) so that whatever else the machine does
+    falls on both alike. Then `ritmo reindex` on the large one; (small, large, reindex s,
+    reindex output)."""
+    sides = []
+    for label, records in zip(("small", "large"), sizes, strict=True):
+        work = root / label
+        work.mkdir()
+        print(f"  {label}: generating {apps} apps x {len(ENVIRONMENTS)} envs + {records} "
+              "records ...", flush=True)  # fmt: skip
+        remote, gen_s = make_scale_remote(work, "remote", apps, records)
+        sides.append(Side(label, records, work, remote, gen_s))
     scopes = ["artifacts:write", "artifacts:read", "promotions:write"]
     threads = {"RITMO_THREADS": str(SERVER_THREADS)}
-    with ritmo_server(work, remote, gnupghome, fingerprint, scopes, threads) as (
-        url,
-        token,
-        proc,
-        env,
-        up_s,
-    ):
-        t = Timings(records, up_s)
-        print(f"  ready in {up_s:.1f} s; {samples} registrations + promotions ...", flush=True)
-        time_calls(url, token, apps, samples, warmup=2, t=t)
-        for pid, role in server_processes(proc.pid).items():
-            t.peak_rss_mb[f"{role} {pid}"] = vm_hwm_mb(pid)
-    reindex_s = None
-    output = ""
-    if with_reindex:
-        print("  ritmo reindex ...", flush=True)
-        started = time.perf_counter()
-        done = run([*ritmo_command(), "reindex"], cwd=work, env=env, timeout=900)
-        reindex_s = time.perf_counter() - started
-        output = " / ".join(done.stdout.strip().splitlines())
-    return t, gen_s, reindex_s, output
+    with ExitStack() as stack:
+        servers = []
+        for side in sides:
+            print(f"  {side.label}: starting ritmo serve ...", flush=True)
+            url, token, proc, env, up_s = stack.enter_context(
+                ritmo_server(side.work, side.remote, gnupghome, fingerprint, scopes, threads)
+            )
+            side.timings, side.env = Timings(side.records, up_s), env
+            session = requests.Session()
+            session.headers["Authorization"] = f"Bearer {token}"
+            servers.append((side, session, url, proc))
+        warmup = 2
+        print(f"  {samples} registrations + promotions on each, in turn ...", flush=True)
+        for i in range(warmup + samples):
+            for side, session, url, _ in servers if i % 2 == 0 else servers[::-1]:
+                assert side.timings is not None
+                sample(session, url, apps, i, side.timings, keep=i >= warmup)
+        for side, _, _, proc in servers:
+            assert side.timings is not None
+            for pid, role in server_processes(proc.pid).items():
+                side.timings.peak_rss_mb[f"{role} {pid}"] = vm_hwm_mb(pid)
+    large = sides[1]
+    print("  ritmo reindex (large) ...", flush=True)
+    started = time.perf_counter()
+    done = run([*ritmo_command(), "reindex"], cwd=large.work, env=large.env, timeout=900)
+    reindex_s = time.perf_counter() - started
+    return sides[0], large, reindex_s, " / ".join(done.stdout.strip().splitlines())
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -301,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=20000, help="records in history (20000)")
     parser.add_argument("--apps", type=int, default=500, help="apps, 3 environments each (500)")
-    parser.add_argument("--samples", type=int, default=10, help="timed calls of each kind (10)")
+    parser.add_argument("--samples", type=int, default=20, help="timed calls of each kind (20)")
     args = parser.parse_args(argv)
     if args.records < 1 or args.apps < 1 or args.samples < 1:
         parser.error("--records, --apps and --samples must be >= 1")
@@ -316,14 +340,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"setting up in {root}: ed25519 key", flush=True)
         fingerprint = generate_key(gnupghome)
         small_n = min(SMALL_RECORDS, args.records)
-        print(f"1/2 small: {small_n} records", flush=True)
-        small, _, _, _ = measure(root, "small", args.apps, small_n, args.samples,
-                                 gnupghome, fingerprint, with_reindex=False)  # fmt: skip
-        print(f"2/2 large: {args.records} records", flush=True)
-        large, gen_s, reindex_s, reindex_out = measure(
-            root, "large", args.apps, args.records, args.samples, gnupghome, fingerprint,
-            with_reindex=True,
-        )  # fmt: skip
+        small_side, large_side, reindex_s, reindex_out = measure(
+            root, args.apps, (small_n, args.records), args.samples, gnupghome, fingerprint
+        )
+        assert small_side.timings is not None and large_side.timings is not None
+        small, large, gen_s = small_side.timings, large_side.timings, large_side.gen_s
         report(args, small, large, gen_s, reindex_s, reindex_out)
         return 0
     except (BenchError, subprocess.TimeoutExpired) as exc:
