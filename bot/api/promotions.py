@@ -23,6 +23,7 @@ from bot.manifests.writer import Conflict, WriteUnavailable
 from bot.promotions.requests import ReviewRefused
 from bot.promotions.service import PromotionInput, PromotionRefused
 from bot.runtime import Runtime
+from bot.store.index import promotion_history
 
 blueprint = Blueprint("promotions", __name__, url_prefix="/api/v1")
 
@@ -162,22 +163,16 @@ def list_promotions() -> Response:
     except ValidationError as exc:
         raise invalid_fields(exc, status=400) from None
     runtime = _runtime()
-    items: list[dict[str, Any]] = []
-    if query.status != "promoted" and query.artifact_id is None:
-        found, _ = runtime.requests_index.search(query.app, query.env, query.status, 0, 10_000)
-        items += [runtime.requests.describe(r["id"]) for r in found]
-    if query.status in (None, "promoted"):
-        direct, _ = runtime.index.search_promotions(
-            app=query.app, env=query.env, artifact_id=query.artifact_id, offset=0, limit=10_000
-        )
-        # A merged request is listed once, as the request.
-        items += [p for p in direct if p.get("request_id") is None]
-    items.sort(key=lambda i: str(i.get("opened_at") or i.get("promoted_at") or ""), reverse=True)
-    start = (query.page - 1) * query.per_page
-    page = items[start : start + query.per_page]
-    return jsonify(
-        {"items": page, "total": len(items), "page": query.page, "per_page": query.per_page}
-    )
+    found, total = promotion_history(
+        runtime.index.engine, query.app, query.env, query.status, query.artifact_id,
+        (query.page - 1) * query.per_page, query.per_page,
+    )  # fmt: skip
+    page: list[dict[str, Any] | None] = [
+        runtime.requests.describe(row_id) if kind == "request" else runtime.index.promotion(row_id)
+        for kind, row_id in found
+    ]
+    return jsonify({"items": [item for item in page if item is not None], "total": total,
+                    "page": query.page, "per_page": query.per_page})  # fmt: skip
 
 
 @blueprint.get("/promotions/<promotion_id>")

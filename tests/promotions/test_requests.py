@@ -254,6 +254,46 @@ class TestLifecycle:
         assert late.status_code == 409
         assert new["progress"] == "0/2 approvals"  # the old approval does not carry over
 
+    def test_asking_again_returns_the_open_request(
+        self, client: FlaskClient, tokens: dict[str, str], remote: Path
+    ) -> None:
+        """A retried ask (or the same ask at another replica) opens nothing new."""
+        art = _in_staging(client, tokens, "2.0.0")
+        first = _request(client, tokens, art)
+        before = remote_refs(remote)
+        again = _request(client, tokens, art)
+        assert again["id"] == first["id"] and again["status"] == "pending"
+        assert remote_refs(remote) == before  # no new branch commit, nothing superseded
+        reader = bearer(tokens["reader"])
+        listed = client.get("/api/v1/promotions?env=production", headers=reader).json
+        assert [i["id"] for i in listed["items"]] == [first["id"]]
+
+    def test_listing_pages_requests_and_direct_promotions_together(
+        self, client: FlaskClient, tokens: dict[str, str]
+    ) -> None:
+        """Newest first across both kinds, paged in the database: the pages put together
+        are the whole list, and `total` counts both."""
+        for version in ("2.0.0", "2.1.0"):
+            _request(client, tokens, _in_staging(client, tokens, version))  # 2.1.0 supersedes
+        reader = bearer(tokens["reader"])
+        whole = client.get("/api/v1/promotions?per_page=500", headers=reader).json
+        kinds = [("request" if i["id"].startswith("req-") else "promotion") for i in whole["items"]]
+        assert kinds.count("request") == 2 and kinds.count("promotion") == whole["total"] - 2
+        assert whole["total"] == len(whole["items"]) >= 4
+        stamps = [i.get("opened_at") or i.get("promoted_at") for i in whole["items"]]
+        assert stamps == sorted(stamps, reverse=True)
+        paged: list[str] = []
+        for page in range(1, whole["total"] // 2 + 2):
+            got = client.get(f"/api/v1/promotions?per_page=2&page={page}", headers=reader).json
+            assert got["total"] == whole["total"]
+            paged += [i["id"] for i in got["items"]]
+        assert paged == [i["id"] for i in whole["items"]]
+        superseded = client.get("/api/v1/promotions?status=superseded", headers=reader).json
+        assert [i["version"] for i in superseded["items"]] == ["2.0.0"]
+        direct = client.get("/api/v1/promotions?status=promoted", headers=reader).json
+        assert direct["total"] == whole["total"] - 2
+        assert all(not i["id"].startswith("req-") for i in direct["items"])
+
     def test_expiry(
         self,
         client: FlaskClient,
