@@ -17,6 +17,7 @@ from typing import Any
 from tests.forge.github_sandbox import INSTALLATION_ID, REPOSITORY, sample
 
 Reply = tuple[int, dict[str, str], Any]
+DELAY = "X-Script-Delay"  # a reply header the script acts on and never sends
 
 
 @dataclass
@@ -42,6 +43,9 @@ class ScriptedGitHub:
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 body = json.loads(raw) if raw else None
                 status, headers, payload = script._answer(self.command, self.path)
+                if DELAY in headers:  # a slow GitHub: this reply comes after that many seconds
+                    time.sleep(float(headers[DELAY]))
+                    headers = {k: v for k, v in headers.items() if k != DELAY}
                 with script._lock:
                     script.hits.append(Hit(self.command, self.path.split("?")[0], status,
                                            time.monotonic(), body))  # fmt: skip

@@ -33,7 +33,7 @@ from tests.forge.github_sandbox import (
     sample,
 )
 from tests.helpers import artifact_body, git
-from tests.reliability.github_script import ScriptedGitHub, scripted_github
+from tests.reliability.github_script import DELAY, ScriptedGitHub, scripted_github
 from tests.reliability.server import RitmoServer, ingest
 
 APPS = ("web", "api", "jobs")
@@ -124,9 +124,16 @@ def github() -> Iterator[ScriptedGitHub]:
 
 
 @pytest.fixture
+def replica_env() -> dict[str, str]:
+    """More RITMO_* settings for both replicas; override in a class."""
+    return {}
+
+
+@pytest.fixture
 def replicas(
-    tmp_path: Path, signing_key: tuple[Path, str], database_url: str, github: ScriptedGitHub
-) -> Iterator[tuple[list[Replica], Path, Path, dict[str, str]]]:
+    tmp_path: Path, signing_key: tuple[Path, str], database_url: str, github: ScriptedGitHub,
+    replica_env: dict[str, str],
+) -> Iterator[tuple[list[Replica], Path, Path, dict[str, str]]]:  # fmt: skip
     remote, log = _remote(tmp_path)
     store = TokenStore(tmp_path / "tokens.json")
     tokens = {
@@ -140,6 +147,8 @@ def replicas(
         )  # fmt: skip
         for name in ("a", "b")
     ]
+    for server in servers:
+        server.env.update(replica_env)
     try:
         starting = [threading.Thread(target=s.start) for s in servers]
         for thread in starting:
@@ -352,3 +361,78 @@ def test_two_replicas_of_two_workers_never_duplicate_lose_or_force(
                           timeout=120, check=False)  # fmt: skip
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert "ritmo verify: ok" in verified.stderr
+
+
+def _log(server: Replica) -> str:
+    return "".join(path.read_text(errors="replace") for path in server.work.glob("server-*.log"))
+
+
+LEADS = "now leads the scheduled jobs"
+
+
+class TestAReplicaDies:
+    """The replica that leads the scheduled jobs is killed (-9) while a review delivery is
+    in its hands: the other takes the lead and the delivery, and the request merges once."""
+
+    @pytest.fixture
+    def replica_env(self) -> dict[str, str]:
+        return {"RITMO_WORK_LEASE": "2", "RITMO_SCHEDULER_INTERVAL": "1"}
+
+    def test_its_lead_and_its_delivery_go_to_the_other(
+        self,
+        replicas: tuple[list[Replica], Path, Path, dict[str, str]],
+        github: ScriptedGitHub,
+        database_url: str,
+    ) -> None:
+        servers, remote, log, tokens = replicas
+        _until(lambda: any(LEADS in _log(s) for s in servers), "one replica leads", 30)
+        leader, other = sorted(servers, key=lambda s: LEADS not in _log(s))
+        assert LEADS not in _log(other)
+        base = git(remote, "rev-parse", "main").strip()
+
+        created = _post(f"{leader.url}/api/v1/artifacts", tokens["ci"], artifact_body())()
+        assert created.status_code == 201, created.text
+        art = created.json()["id"]
+        url = f"{leader.url}/api/v1/artifacts/{art}/promote"
+        staged = _post(url, tokens["promoter"], {"from": "dev", "to": "staging"})()
+        assert staged.status_code == 201, staged.text
+        opened = _post(url, tokens["promoter"], {"from": "staging", "to": "production"})()
+        assert opened.status_code == 202, opened.text
+        request = opened.json()["request"]
+
+        # GitHub now says alice and bob approved, but the first to ask waits 30 s for it:
+        # the leader, settling the request for the delivery (or its scheduled run).
+        _approved_by_both_teams(github, request["head"])
+        path = re.compile(f"/repos/{REPOSITORY}/pulls/7/reviews" + r"(\?.*)?")
+        with github._lock:
+            status, headers, reviews = github.routes[0][2][0]
+            slow = (status, {**headers, DELAY: "30"}, reviews)
+            github.routes.insert(0, ("GET", path, [slow, (status, headers, reviews)]))
+        delivered = _delivery(leader.url, "pull_request_review", "review-alice",
+                              _review_payload("alice", request["head"]))()  # fmt: skip
+        assert delivered.status_code == 202, delivered.text
+        engine = make_engine(database_url)
+        try:
+
+            def delivery() -> tuple[str, int]:
+                with engine.connect() as conn:
+                    row = conn.execute(sa.text(
+                        "SELECT status, attempts FROM webhook_deliveries "
+                        "WHERE delivery_id = 'review-alice'")).one()  # fmt: skip
+                return str(row[0]), int(row[1])
+
+            _until(lambda: delivery() == ("running", 1), "the leader holds the delivery", 30)
+            leader.kill()
+
+            _until(lambda: LEADS in _log(other), "the other replica leads", 30)
+            _until(lambda: delivery() == ("done", 2), "the other replica handled it", 60)
+        finally:
+            engine.dispose()
+        reader = {"Authorization": f"Bearer {tokens['reader']}"}
+        shown = requests.get(f"{other.url}/api/v1/promotions/{request['id']}", headers=reader,
+                             timeout=30).json()  # fmt: skip
+        assert shown["status"] == "merged", shown
+        merges = git(remote, "rev-list", "--merges", f"{base}..main").split()
+        assert len(merges) == 1, merges
+        assert "FORCED" not in log.read_text()
+        git(remote, "fsck", "--strict", "--no-progress")
