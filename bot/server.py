@@ -24,6 +24,10 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "timeout": 300,  # a request waits for its push; the push has its own bound
             "accesslog": "-",
         }
+        if self._settings.workers > 1:
+            from bot.telemetry.metrics import worker_exited
+
+            options["child_exit"] = lambda _server, worker: worker_exited(worker.pid)
         for key, value in options.items():
             self.cfg.set(key, value)
 
@@ -43,4 +47,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
 
 def run_gunicorn(settings: Settings) -> None:
+    if settings.workers > 1:
+        # One set of counters summed over the workers, whichever answers /metrics.
+        from bot.telemetry.metrics import prepare_multiprocess
+
+        prepare_multiprocess(settings.data_dir / "prometheus")
     _Gunicorn(settings).run()

@@ -159,6 +159,8 @@ class GitHubForge:
     ) -> None:
         self.calls: Counter[str] = Counter()
         self._calls_lock = threading.Lock()
+        # Told each call's operation as it happens: metrics shared by worker processes.
+        self.on_call: Callable[[str], None] = lambda operation: None
         self._repository = repository
         self._owner = repository.split("/", 1)[0]
         self._default_branch = default_branch
@@ -213,8 +215,10 @@ class GitHubForge:
 
     # -- counting ------------------------------------------------------------------
     def _count(self) -> None:
+        operation = _OPERATION.get()
         with self._calls_lock:
-            self.calls[_OPERATION.get()] += 1
+            self.calls[operation] += 1
+        self.on_call(operation)
 
     @contextmanager
     def _operation(self, name: str) -> Iterator[None]:

@@ -127,6 +127,8 @@ class ManifestWriter:
         self.pushes = 0
         self.push_attempts = 0
         self.push_retries = 0  # rebuilds on the remote's new tip after a refused push
+        # Told each count as it happens ("pushes", ...): metrics shared by worker processes.
+        self.on_count: Callable[[str], None] = lambda name: None
 
     def submit(self, change: Change) -> Future[WriteResult]:
         self._ensure_thread()
@@ -191,6 +193,7 @@ class ManifestWriter:
                         self._resolve(segment.jobs, segment.outcomes, segment.head)
                     else:
                         self.push_attempts += 1
+                        self.on_count("push_attempts")
                         objects = self._mirror.detach()
                         segment.push = self._pusher.submit(
                             self._mirror.store_and_push, objects, str(segment.head)
@@ -201,6 +204,7 @@ class ManifestWriter:
 
     def _land(self, segment: _Segment) -> None:
         self.pushes += 1
+        self.on_count("pushes")
         self._on_advance(segment.base, str(segment.head), segment.written)
         self._resolve(segment.jobs, segment.outcomes, segment.head)
 
@@ -228,6 +232,7 @@ class ManifestWriter:
         for attempt in range(1, self._attempts):
             time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
             self.push_retries += 1
+            self.on_count("push_retries")
             try:
                 self._fetch()
             except OSError as exc:
@@ -239,6 +244,7 @@ class ManifestWriter:
                 return
             self._mirror.flush()
             self.push_attempts += 1
+            self.on_count("push_attempts")
             result = self._mirror.push(str(segment.head))
             if result.status is PushStatus.PUSHED:
                 self._land(segment)

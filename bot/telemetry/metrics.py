@@ -15,26 +15,34 @@ Three kinds of series:
   rate(). Rollbacks are an all-time counter (rate() gives the frequency). The queries
   aggregate over bounded windows and the result is cached for INDEX_TTL seconds.
 
-With gunicorn workers > 1 the process counters are per worker (no multiprocess mode):
-the index-derived series are the same from every worker.
+With gunicorn workers > 1, `ritmo serve` switches prometheus-client to its multiprocess
+mode (PROMETHEUS_MULTIPROC_DIR in data_dir, cleared at start): the counted series (HTTP,
+GitHub calls, git pushes) are written by each worker to shared files and summed at scrape
+time, so every worker answers /metrics with the same totals. The index-derived series are
+the same from every worker anyway.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import Token
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from flask import Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client import values as prometheus_values
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -74,26 +82,115 @@ _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # as bot/api/artifact
 _DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROCESS_ENV) or None
+
+
+def prepare_multiprocess(directory: Path) -> None:
+    """Before gunicorn forks its workers: counted series go to files in `directory` (what
+    an earlier run left there is removed), summed over the workers at scrape time."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROCESS_ENV] = str(directory)
+    # prometheus-client picks its value store when first imported: pick again.
+    prometheus_values.ValueClass = prometheus_values.get_value_class()  # type: ignore[no-untyped-call]
+
+
+def worker_exited(pid: int) -> None:
+    """gunicorn's child_exit: drop the live-gauge files of a worker that is gone."""
+    if multiprocess_dir():
+        prometheus_multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+@dataclass
+class _Instruments:
+    http_requests: Counter
+    http_duration: Histogram
+    git: dict[str, Counter]  # push_attempts, pushes, push_retries: by writer
+    github_calls: Counter | None  # by operation; None: read from the forge at scrape time
+
+
+_SHARED: _Instruments | None = None  # multiprocess mode: one set per process
+_SHARED_LOCK = threading.Lock()
+
+_GIT_COUNTS = {
+    "push_attempts": (
+        "ritmo_git_push_attempts",
+        "git pushes tried, by writer (manifests: the default branch; ledger: deployments)",
+    ),
+    "pushes": ("ritmo_git_pushes", "git pushes the remote accepted, by writer"),
+    "push_retries": (
+        "ritmo_git_push_retries",
+        "Writes retried on the remote's new tip after a refused push, by writer",
+    ),
+}
+_GITHUB_CALLS = (
+    "ritmo_github_api_calls",
+    "GitHub API requests made, by Ritmo operation (token refreshes included)",
+)
+
+
+def _http_instruments(registry: CollectorRegistry | None) -> tuple[Counter, Histogram]:
+    requests_ = Counter(
+        "ritmo_http_requests",
+        "HTTP requests handled, by method, route template, status and kind (api, webhook, probe)",
+        ["method", "route", "status", "kind"],
+        registry=registry,
+    )
+    duration = Histogram(
+        "ritmo_http_request_duration_seconds",
+        "Time to answer an HTTP request, by method, route template and kind",
+        ["method", "route", "kind"],
+        buckets=REQUEST_BUCKETS,
+        registry=registry,
+    )
+    return requests_, duration
+
+
+def _shared() -> _Instruments:
+    """The process's instruments in multiprocess mode (registered nowhere: their values
+    live in files that MultiProcessCollector sums)."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None:
+            http_requests, http_duration = _http_instruments(None)
+            git = {
+                key: Counter(name, text, ["writer"], registry=None)
+                for key, (name, text) in _GIT_COUNTS.items()
+            }
+            calls = Counter(*_GITHUB_CALLS, ["operation"], registry=None)
+            _SHARED = _Instruments(http_requests, http_duration, git, calls)
+        return _SHARED
+
+
 class Metrics:
-    """The registry of one app and its process-local instruments."""
+    """The registry of one app and its instruments: this process's own, or with gunicorn
+    workers, shared by all of them through prometheus-client's multiprocess files."""
 
     def __init__(self, runtime: Runtime, index_ttl: float = INDEX_TTL) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self.http_requests = Counter(
-            "ritmo_http_requests",
-            "HTTP requests handled, by method, route template, status and kind "
-            "(api, webhook, probe)",
-            ["method", "route", "status", "kind"],
-            registry=self.registry,
+        shared_dir = multiprocess_dir()
+        if shared_dir:
+            instruments = _shared()
+            prometheus_multiprocess.MultiProcessCollector(self.registry, shared_dir)  # type: ignore[no-untyped-call]
+            for name, writer in (("manifests", runtime.writer), ("ledger", runtime.ledger)):
+                writer.on_count = _counter_hook(instruments.git, name)
+            forge = runtime.requests.forge
+            calls = instruments.github_calls
+            if hasattr(forge, "on_call") and calls is not None:
+                forge.on_call = lambda operation: calls.labels(operation).inc()
+        else:
+            self.http_requests, self.http_duration = _http_instruments(self.registry)
+            instruments = _Instruments(self.http_requests, self.http_duration, {}, None)
+        self.http_requests, self.http_duration = (
+            instruments.http_requests,
+            instruments.http_duration,
         )
-        self.http_duration = Histogram(
-            "ritmo_http_request_duration_seconds",
-            "Time to answer an HTTP request, by method, route template and kind",
-            ["method", "route", "kind"],
-            buckets=REQUEST_BUCKETS,
-            registry=self.registry,
-        )
-        self.live = LiveCollector(runtime)
+        self.live = LiveCollector(runtime, counted_elsewhere=bool(shared_dir))
         self.index = IndexCollector(runtime, ttl=index_ttl)
         self.registry.register(self.live)
         self.registry.register(self.index)
@@ -172,17 +269,27 @@ def _guarded(name: str, collect: Callable[[], Iterable[Metric]]) -> Iterator[Met
         log.warning("metrics: reading %s failed; its series are left out", name, exc_info=True)
 
 
-class LiveCollector(Collector):
-    """Values the runtime holds, read at scrape time."""
+def _counter_hook(counters: dict[str, Counter], writer: str) -> Callable[[str], None]:
+    def count(name: str) -> None:
+        counters[name].labels(writer).inc()
 
-    def __init__(self, runtime: Runtime) -> None:
+    return count
+
+
+class LiveCollector(Collector):
+    """Values the runtime holds, read at scrape time. With `counted_elsewhere` (the
+    multiprocess mode) the process-local counts are left to the shared counters."""
+
+    def __init__(self, runtime: Runtime, counted_elsewhere: bool = False) -> None:
         self._runtime = runtime
+        self._counted_elsewhere = counted_elsewhere
 
     def collect(self) -> Iterator[Metric]:
         yield from _guarded("the webhook queue", self._queues)
         yield from _guarded("the outbox", self._outbox)
         yield from _guarded("the forge", self._forge)
-        yield from _guarded("the writers", self._writers)
+        if not self._counted_elsewhere:
+            yield from _guarded("the writers", self._writers)
 
     def _queues(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily(
@@ -210,15 +317,12 @@ class LiveCollector(Collector):
 
     def _forge(self) -> Iterator[Metric]:
         forge = self._runtime.requests.forge
-        calls = getattr(forge, "calls", None)
-        family = CounterMetricFamily(
-            "ritmo_github_api_calls",
-            "GitHub API requests made, by Ritmo operation (token refreshes included)",
-            labels=["operation"],
-        )
-        for operation, count in sorted(dict(calls or {}).items()):
-            family.add_metric([str(operation)], int(count))
-        yield family
+        if not self._counted_elsewhere:
+            calls = getattr(forge, "calls", None)
+            family = CounterMetricFamily(*_GITHUB_CALLS, labels=["operation"])
+            for operation, count in sorted(dict(calls or {}).items()):
+                family.add_metric([str(operation)], int(count))
+            yield family
         rate_limit = getattr(forge, "rate_limit", None)
         known = rate_limit() if callable(rate_limit) else None
         if known is not None:
@@ -238,19 +342,9 @@ class LiveCollector(Collector):
 
     def _writers(self) -> Iterator[Metric]:
         writers = (("manifests", self._runtime.writer), ("ledger", self._runtime.ledger))
-        attempts = CounterMetricFamily(
-            "ritmo_git_push_attempts",
-            "git pushes tried, by writer (manifests: the default branch; ledger: deployments)",
-            labels=["writer"],
-        )
-        pushed = CounterMetricFamily(
-            "ritmo_git_pushes", "git pushes the remote accepted, by writer", labels=["writer"]
-        )
-        retries = CounterMetricFamily(
-            "ritmo_git_push_retries",
-            "Writes retried on the remote's new tip after a refused push, by writer",
-            labels=["writer"],
-        )
+        attempts = CounterMetricFamily(*_GIT_COUNTS["push_attempts"], labels=["writer"])
+        pushed = CounterMetricFamily(*_GIT_COUNTS["pushes"], labels=["writer"])
+        retries = CounterMetricFamily(*_GIT_COUNTS["push_retries"], labels=["writer"])
         for name, writer in writers:
             attempts.add_metric([name], writer.push_attempts)
             pushed.add_metric([name], writer.pushes)

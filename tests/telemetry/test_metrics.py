@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -18,6 +20,7 @@ from bot.runtime import Runtime
 from bot.telemetry.metrics import LiveCollector
 from tests.forge.github_sandbox import GitHubSandbox, forge, sandbox
 from tests.helpers import TWO_APPROVERS_POLICY, artifact_body, bearer
+from tests.reliability.server import RitmoServer
 
 HEAD = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
 
@@ -207,3 +210,56 @@ def test_readyz_answers_are_cached_briefly(client: FlaskClient, remote: Path) ->
     assert client.get("/readyz").status_code == 200
     shutil.rmtree(remote)
     assert client.get("/readyz").status_code == 200  # within READY_TTL: the same answer
+
+
+def test_with_two_workers_every_scrape_sums_both(
+    tmp_path: Path, remote: Path, signing_key: tuple[Path, str]
+) -> None:
+    """`ritmo serve` with two gunicorn workers: whichever answers /metrics, the counted
+    series are the sum over both (prometheus-client's multiprocess files)."""
+    server = RitmoServer(tmp_path, remote, *signing_key)
+    server.env.update({"RITMO_WORKERS": "2", "RITMO_THREADS": "8"})
+    try:
+        server.start()
+        ci = server.token("ci", "artifacts:write", "artifacts:read")
+        counters = server.data_dir / "prometheus"
+        sent = 0
+        for _burst in range(5):  # until both workers have answered something
+            sent += 48
+            with ThreadPoolExecutor(max_workers=24) as pool:
+                urls = [f"{server.url}/api/v1/artifacts?per_page=1"] * 48
+                codes = list(pool.map(
+                    lambda url: requests.get(url, headers=bearer(ci), timeout=30).status_code,
+                    urls,
+                ))  # fmt: skip
+            assert codes == [200] * 48
+            if len({p.stem.rsplit("_", 1)[-1] for p in counters.glob("counter_*.db")}) == 2:
+                break
+        else:
+            pytest.fail(f"one worker answered every request: {sorted(counters.iterdir())}")
+        for version in ("1.0.0", "1.0.1", "1.0.2"):
+            resp = requests.post(f"{server.url}/api/v1/artifacts", headers=bearer(ci),
+                                 json=artifact_body(version=version), timeout=60)  # fmt: skip
+            assert resp.status_code == 201, resp.text
+        scrapes = []
+        for _ in range(10):  # a new connection each time: either worker may answer
+            resp = requests.get(f"{server.url}/metrics", timeout=30)
+            assert resp.status_code == 200
+            scrapes.append({f.name: f for f in text_string_to_metric_families(resp.text)})
+        listed = [_value(s, "ritmo_http_requests", "ritmo_http_requests_total", method="GET",
+                         route="/api/v1/artifacts", status="200") for s in scrapes]  # fmt: skip
+        assert listed == [float(sent)] * 10
+        created = [_value(s, "ritmo_http_requests", "ritmo_http_requests_total", method="POST",
+                          route="/api/v1/artifacts", status="201") for s in scrapes]  # fmt: skip
+        assert created == [3.0] * 10
+        pushes = {_value(s, "ritmo_git_pushes", "ritmo_git_pushes_total", writer="manifests")
+                  for s in scrapes}  # fmt: skip
+        assert len(pushes) == 1 and 1 <= pushes.pop() <= 3
+        seen = [_value(s, "ritmo_http_requests", "ritmo_http_requests_total", method="GET",
+                       route="/metrics", status="200") if any(
+                           x.labels.get("route") == "/metrics"
+                           for x in s["ritmo_http_requests"].samples) else 0.0
+                for s in scrapes]  # fmt: skip
+        assert seen == [float(i) for i in range(10)]  # each scrape counts the ones before
+    finally:
+        server.stop()
