@@ -108,10 +108,12 @@ def worker_exited(pid: int) -> None:
 
 @dataclass
 class _Instruments:
+    """The counted series of one process in multiprocess mode."""
+
     http_requests: Counter
     http_duration: Histogram
     git: dict[str, Counter]  # push_attempts, pushes, push_retries: by writer
-    github_calls: Counter | None  # by operation; None: read from the forge at scrape time
+    github_calls: Counter  # by operation
 
 
 _SHARED: _Instruments | None = None  # multiprocess mode: one set per process
@@ -175,21 +177,16 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=False)
         shared_dir = multiprocess_dir()
         if shared_dir:
-            instruments = _shared()
+            shared = _shared()
             prometheus_multiprocess.MultiProcessCollector(self.registry, shared_dir)  # type: ignore[no-untyped-call]
             for name, writer in (("manifests", runtime.writer), ("ledger", runtime.ledger)):
-                writer.on_count = _counter_hook(instruments.git, name)
+                writer.on_count = _counter_hook(shared.git, name)
             forge = runtime.requests.forge
-            calls = instruments.github_calls
-            if hasattr(forge, "on_call") and calls is not None:
-                forge.on_call = lambda operation: calls.labels(operation).inc()
+            if hasattr(forge, "on_call"):
+                forge.on_call = lambda operation: shared.github_calls.labels(operation).inc()
+            self.http_requests, self.http_duration = shared.http_requests, shared.http_duration
         else:
             self.http_requests, self.http_duration = _http_instruments(self.registry)
-            instruments = _Instruments(self.http_requests, self.http_duration, {}, None)
-        self.http_requests, self.http_duration = (
-            instruments.http_requests,
-            instruments.http_duration,
-        )
         self.live = LiveCollector(runtime, counted_elsewhere=bool(shared_dir))
         self.index = IndexCollector(runtime, ttl=index_ttl)
         self.registry.register(self.live)
