@@ -148,6 +148,13 @@ class Outbox:
             if not self.store.claim(row.id, stamp()):
                 continue  # another worker (here or on another replica) has it
             attempted += 1
+            if row.status == "delivering":
+                # Its holder died mid-attempt: that counts as a failed attempt (backoff, and
+                # dead after max_attempts), so a row that kills its sender cannot loop.
+                error = "the process sending it stopped before recording the outcome"
+                self.store.failed(row.id, error, stamp())
+                log.warning("notification %d (%s): %s", row.id, row.target, error)
+                continue
             with Heartbeat(partial(self._renew, row.id), self.store.lease / 3):
                 self._attempt(row, stamp)
         return attempted

@@ -152,10 +152,48 @@ def test_a_delivery_in_flight_at_a_crash_is_resent_with_the_same_key(
     second = make_outbox()  # the next process, or another replica
     assert second.deliver_due() == 0  # the dead holder's lease has not run out yet
     clock.advance(second.store.lease)
+    assert second.deliver_due() == 1  # taken over: the dead holder's try counts as failed
+    taken = second.get(row_id)
+    assert taken is not None and (taken.status, taken.attempts) == ("queued", 1)
+    assert "stopped before recording the outcome" in (taken.last_error or "")
+    clock.advance(60)  # past the backoff
     assert second.deliver_due() == 1
     assert [s.headers["Idempotency-Key"] for s in server.seen] == [row.key, row.key]
     done = second.get(row_id)
     assert done is not None and done.status == "delivered"
+
+
+def test_a_row_whose_sender_always_dies_goes_dead(
+    server: RecordingServer,
+    policy: PolicyHolder,
+    make_outbox: MakeOutbox,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each holder dies inside the attempt (say the request crashes the process): after
+    max_attempts such takeovers the row is a dead letter instead of a crash loop."""
+    policy.policy = policy_with(webhook_policy(server.url))
+    [row_id] = make_outbox(max_attempts=3).emit("promoted", context())
+    crashes = 0
+    for _ in range(10):
+        holder = make_outbox(max_attempts=3)
+
+        def crash(*_args: object) -> None:
+            raise SystemExit("killed inside the attempt")
+
+        monkeypatch.setattr(holder, "_attempt", crash)
+        clock.advance(3600)  # past any lease and backoff
+        try:
+            holder.deliver_due()  # a takeover counts the dead try, then waits its backoff
+        except SystemExit:
+            crashes += 1
+        row = holder.get(row_id)
+        assert row is not None
+        if row.status == "dead":
+            break
+    assert crashes == 3 and row.attempts == 3, row
+    assert "gave up after 3 attempts" in (row.last_error or "")
+    assert holder.deliver_due() == 0  # a dead letter waits for `ritmo outbox retry`
 
 
 def test_a_permanent_failure_is_dead_at_once(
