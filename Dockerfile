@@ -24,11 +24,16 @@ COPY --from=build /opt/ritmo /opt/ritmo
 COPY --from=build /app /app
 ENV PATH=/opt/ritmo/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    RITMO_DATA_DIR=/var/lib/ritmo
+    RITMO_DATA_DIR=/var/lib/ritmo \
+    PROMETHEUS_MULTIPROC_DIR=/var/lib/ritmo/prometheus
 USER ritmo
 WORKDIR /var/lib/ritmo
 EXPOSE 8080
 # Configure with RITMO_CONFIG or RITMO_* (manifests.url, signing.key, signing.gnupghome, ...).
 # Without them the worker refuses to boot with one line naming the setting to set.
-CMD ["gunicorn", "--bind", "0.0.0.0:8080", "--worker-class", "gthread", "--threads", "64", \
-     "--timeout", "300", "--access-logfile", "-", "bot.app:create_app_from_env()"]
+# More workers: GUNICORN_CMD_ARGS="--workers 4". /metrics sums them through the files in
+# PROMETHEUS_MULTIPROC_DIR, emptied at each start. More replicas: one RITMO_DATABASE_URL
+# (PostgreSQL) for all of them.
+CMD ["sh", "-c", "rm -rf \"$PROMETHEUS_MULTIPROC_DIR\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" \
+     && exec gunicorn --bind 0.0.0.0:8080 --worker-class gthread --threads 64 --timeout 300 \
+        --access-logfile - 'bot.app:create_app_from_env()'"]
