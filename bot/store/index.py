@@ -668,7 +668,7 @@ def page_rows(
     engine: Engine, table: sa.Table, equal: dict[str, Any], offset: int, limit: int
 ) -> tuple[list[sa.Row[Any]], int]:
     """Rows whose columns equal the given values (None: any), newest first, and the count."""
-    where = [table.c[column] == value for column, value in equal.items() if value is not None]
+    where = _equal({table.c[column]: value for column, value in equal.items()})
     count = sa.select(sa.func.count()).select_from(table).where(*where)
     query = sa.select(table).where(*where).order_by(table.c.seq.desc())
     with engine.connect() as conn:
