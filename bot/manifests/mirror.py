@@ -69,15 +69,17 @@ class Mirror:
         # Detached for the pusher to write: readable from memory until they are on disk.
         self._storing: dict[str, tuple[str, bytes]] = {}
         self._trees: dict[str, bytes] = {}
-        # Gunicorn's workers open the same mirror at once: one sets it up at a time.
+        # Gunicorn's workers open the same mirror at once: one sets it up at a time, and
+        # through `git config` (a lock file renamed into place), since the others may be
+        # running git here already and must never read a half-written config.
         with self.locked():
             if not (self.path / "HEAD").exists():
                 git.Repo.init(self.path, bare=True)
             self.repo = git.Repo(self.path)
-            with self.repo.config_writer() as cfg:
-                # The URL is stored, a token never is (it comes through the environment).
-                cfg.set_value('remote "origin"', "url", url)
-                cfg.set_value("gc", "auto", "0")
+            # The URL is stored, a token never is (it comes through the environment).
+            for key, value in (("remote.origin.url", url), ("gc.auto", "0")):
+                if self._git("config", "--get", key).stdout.strip() != value:
+                    self._git("config", key, value)
 
     # -- remote ----------------------------------------------------------------
     def _git(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
@@ -313,6 +315,14 @@ class Mirror:
             sha, _, names = chunk.partition("\n")
             out += [(sha.strip(), n) for n in names.split("\n") if n.strip()]
         return out
+
+    def changed_files(self, since: str, until: str, prefix: str) -> list[str]:
+        """Paths under `prefix` that differ between `since` and `until` (added, changed or
+        deleted)."""
+        proc = self._git("diff", "--no-renames", "--name-only", since, until, "--", prefix)
+        if proc.returncode != 0:
+            raise OSError(f"git diff failed: {proc.stderr.strip()}")
+        return [line for line in proc.stdout.splitlines() if line.strip()]
 
     def commit_messages(
         self, since: str | None, until: str, grep: str | None = None

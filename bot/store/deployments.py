@@ -52,31 +52,46 @@ class DeploymentIndex:
         metadata.create_all(engine)
 
     def save(self, records: Iterable[dict[str, Any]], ledger_tip: str | None = None) -> None:
+        """Insert or update `records` and remember the ledger's tip; one transaction."""
         with self._engine.begin() as conn:
-            for record in records:
-                values = {
-                    "app": record["app"],
-                    "environment": record["environment"],
-                    "artifact_id": record["artifact_id"],
-                    "status": record["status"],
-                    "pin_commit": record["pin_commit"],
-                    "created_at": record["created_at"],
-                    "record": json.dumps(record, sort_keys=True),
-                }
-                known = conn.execute(
-                    sa.select(deployments.c.seq).where(deployments.c.id == record["id"])
-                ).first()
-                if known is None:
-                    seq = last_seq(conn, deployments) + 1
-                    conn.execute(deployments.insert().values(id=record["id"], seq=seq, **values))
-                else:
-                    conn.execute(
-                        deployments.update()
-                        .where(deployments.c.id == record["id"])
-                        .values(**values)
-                    )
-            if ledger_tip is not None:
-                _set_state(conn, _LEDGER_TIP, ledger_tip)
+            self._save(conn, records, ledger_tip)
+
+    def replace(self, records: Iterable[dict[str, Any]], ledger_tip: str) -> None:
+        """The deployments are exactly `records` (the ledger was rewritten), in one
+        transaction: a replica reading meanwhile sees the old set or the new one."""
+        with self._engine.begin() as conn:
+            conn.execute(deployments.delete())
+            self._save(conn, records, ledger_tip)
+
+    @staticmethod
+    def _save(
+        conn: sa.Connection, records: Iterable[dict[str, Any]], ledger_tip: str | None
+    ) -> None:
+        # First: on PostgreSQL this serialises savers, so two replicas following the same
+        # ledger commit cannot both insert a record each found missing.
+        next_seq = last_seq(conn, deployments)
+        for record in records:
+            values = {
+                "app": record["app"],
+                "environment": record["environment"],
+                "artifact_id": record["artifact_id"],
+                "status": record["status"],
+                "pin_commit": record["pin_commit"],
+                "created_at": record["created_at"],
+                "record": json.dumps(record, sort_keys=True),
+            }
+            known = conn.execute(
+                sa.select(deployments.c.seq).where(deployments.c.id == record["id"])
+            ).first()
+            if known is None:
+                next_seq += 1
+                conn.execute(deployments.insert().values(id=record["id"], seq=next_seq, **values))
+            else:
+                conn.execute(
+                    deployments.update().where(deployments.c.id == record["id"]).values(**values)
+                )
+        if ledger_tip is not None:
+            _set_state(conn, _LEDGER_TIP, ledger_tip)
 
     def get(self, deployment_id: str) -> dict[str, Any] | None:
         with self._engine.connect() as conn:

@@ -48,7 +48,7 @@ def follow(
     elif indexed and mirror.is_ancestor(indexed, tip):
         records = _read_each(mirror, mirror.added_files(indexed, tip, RECORDS_DIR + "/"))
         promoted = _promotions(mirror, indexed, tip)
-    elif indexed and _ahead(mirror, indexed, tip, base):
+    elif indexed and index_ahead(mirror, indexed, tip, base):
         return 0  # another replica sharing the index followed further than this one
     else:
         index.clear()
@@ -59,7 +59,7 @@ def follow(
     return index.add(records, tip, promoted)
 
 
-def _ahead(mirror: Mirror, indexed: str, tip: str, base: str | None) -> bool:
+def index_ahead(mirror: Mirror, indexed: str, tip: str, base: str | None) -> bool:
     """Whether the index (shared by replicas) already stands past `tip`.
 
     It does when `indexed` descends from `tip`. It does too when this mirror does not have
