@@ -318,6 +318,7 @@ class DeploymentService:
             f"{record['status']}",
             log_url=record.get("log_url"),
             forge_ref=self.index.forge_ref(record["id"]),
+            mirrored_before=len(record.get("history") or []) > 1,
         )
         try:
             ref = self._forge.deployed(view)

@@ -41,6 +41,9 @@ class DeploymentView:
     log_url: str | None  # a link to the CD app (ArgoCD), if any
     environment_url: str | None = None
     forge_ref: str | None = None  # the forge's id for it once created (Ritmo stores it)
+    # An earlier status was mirrored: without forge_ref (a rebuilt index lost it), the
+    # forge looks its deployment up rather than creating a second one.
+    mirrored_before: bool = False
 
 
 class Forge(Protocol):

@@ -395,6 +395,8 @@ class GitHubForge:
         repository = deployment.repository
         with self._operation("deployed"):
             forge_ref = deployment.forge_ref
+            if forge_ref is None and deployment.mirrored_before:
+                forge_ref = self._find_deployment(repository, deployment)
             if forge_ref is None:
                 try:
                     created = self._github.get_repo(repository).create_deployment(
@@ -433,6 +435,23 @@ class GitHubForge:
                 if deployment.forge_ref is not None and exc.status in (403, 404):
                     return None  # gone, or no longer accessible
             return forge_ref
+
+    def _find_deployment(self, repository: str, deployment: DeploymentView) -> str | None:
+        """The GitHub deployment made for `deployment` before, found by the payload Ritmo
+        gave it, among the newest of its ref and environment (one request)."""
+        try:
+            listed = self._github.get_repo(repository).get_deployments(
+                ref=deployment.ref, environment=deployment.environment
+            )
+            for found in listed.get_page(0):
+                if (found.payload or {}).get("ritmo_deployment") == deployment.id:
+                    return str(found.id)
+        except GithubException as exc:
+            log.warning(
+                "could not look up the GitHub deployment of %s in %s: %s %s",
+                deployment.id, repository, exc.status, _message(exc),
+            )  # fmt: skip
+        return None
 
     def _deployment_status(
         self, repository: str, forge_ref: str, state: str, deployment: DeploymentView

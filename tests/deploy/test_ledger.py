@@ -7,12 +7,16 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 
+import bot.forge.github as github_forge_module
+from bot.app import create_app
 from bot.auth import Scope
-from bot.deploy.ledger import follow_ledger
+from bot.config import Settings
+from bot.deploy.ledger import follow_ledger, rebuild_ledger
 from bot.deploy.records import LEDGER_BRANCH
-from bot.runtime import Runtime, open_mirror
-from bot.store.deployments import _LEDGER_TIP, _set_state, deployments
-from tests.helpers import TWO_APPROVERS_POLICY, artifact_body, bearer
+from bot.runtime import Runtime, build_runtime, open_mirror
+from bot.store.deployments import _LEDGER_TIP, _set_state, deployments, forge_refs
+from tests.forge.github_sandbox import DEPLOYMENT_ID, sample, sandbox, with_github
+from tests.helpers import TWO_APPROVERS_POLICY, artifact_body, bearer, kill_gpg_agent
 
 
 @pytest.fixture
@@ -60,3 +64,56 @@ def test_follows_what_another_replica_wrote_without_clearing(
         conn.execute(deployments.delete().where(deployments.c.id == second))
     follow_ledger(index, ledger, None, before, None)
     assert index.ledger_tip() == after and index.get(second) is None
+
+
+class TestGitHubDeploymentAfterARebuild:
+    """The index is rebuilt from git between two statuses of one deployment (an upgrade
+    that drops its tables, a lost database): the GitHub deployment id is not in git, and
+    the next status finds the deployment on GitHub instead of creating a second one."""
+
+    @pytest.fixture(autouse=True)
+    def no_pacing(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(github_forge_module, "READ_INTERVAL", None)
+        monkeypatch.setattr(github_forge_module, "WRITE_INTERVAL", None)
+
+    def test_one_github_deployment(self, settings: Settings) -> None:
+        rt = build_runtime(with_github(settings))
+        try:
+            client = create_app(rt.settings, rt).test_client()
+            ci = rt.tokens.create("ci", [Scope.ARTIFACTS_WRITE])
+            cd = rt.tokens.create("cd", [Scope.DEPLOYMENTS_WRITE])
+            art = client.post("/api/v1/artifacts", json=artifact_body(), headers=bearer(ci))
+            assert art.status_code == 201, art.json
+            body = {"artifact_id": art.json["id"], "environment": "dev"}
+            with sandbox() as gh:
+                gh.token()
+                gh.create_deployment()
+                gh.deployment_status()
+                started = client.post("/api/v1/deployments", headers=bearer(cd),
+                                      json={**body, "status": "progressing"})  # fmt: skip
+                assert started.status_code == 201, started.json
+                assert len(gh.sent("POST", "/repos/acme/web/deployments")) == 1
+            # An index rebuilt from git (a schema upgrade drops the tables, or a lost
+            # database): the deployments come back from the ledger, GitHub's id does not.
+            with rt.index.engine.begin() as conn:
+                conn.execute(forge_refs.delete())
+            rebuild_ledger(rt.deployments.index, open_mirror(rt.settings, LEDGER_BRANCH))
+            assert rt.deployments.index.get(started.json["id"]) is not None
+            assert rt.deployments.index.forge_ref(started.json["id"]) is None
+            with sandbox() as gh:
+                gh.token()
+                mine = sample("deployments-list", gh.api)[2]
+                for found in mine:
+                    found["payload"] = {"ritmo_deployment": started.json["id"]}
+                gh.add("GET", "/repos/acme/web/deployments", "deployments-list", mine)
+                gh.deployment_status()
+                done = client.post("/api/v1/deployments", headers=bearer(cd),
+                                   json={**body, "status": "succeeded"})  # fmt: skip
+                assert done.status_code == 200, done.json  # the same deployment, now succeeded
+                assert gh.sent("POST", "/repos/acme/web/deployments") == []
+                statuses = f"/repos/acme/web/deployments/{DEPLOYMENT_ID}/statuses"
+                assert [s["state"] for s in gh.sent("POST", statuses)] == ["success"]
+            assert rt.deployments.index.forge_ref(started.json["id"]) == str(DEPLOYMENT_ID)
+        finally:
+            rt.close()
+            kill_gpg_agent(settings.data_dir / "trusted-gnupg")

@@ -160,6 +160,14 @@ class GitHubSandbox:
             body = self._deployment(name, repository, deployment_id)
         self.add("POST", f"/repos/{repository}/deployments", name, body)
 
+    def list_deployments(self, repository: str = SOURCE_REPOSITORY, found: bool = True) -> None:
+        """GET /repos/{repository}/deployments: two deployments, one of them Ritmo's
+        dep-0123abcd4567ef89 (DEPLOYMENT_ID) when `found`, else neither is."""
+        _, _, body = sample("deployments-list", self.api)
+        if not found:
+            body = [d for d in body if d["id"] != DEPLOYMENT_ID]
+        self.add("GET", f"/repos/{repository}/deployments", "deployments-list", body)
+
     def deployment_status(
         self, repository: str = SOURCE_REPOSITORY, deployment_id: int = DEPLOYMENT_ID,
         name: str = "deployment-status-created",

@@ -115,6 +115,42 @@ class TestCreate:
         assert "could not set the status" in caplog.text
 
 
+class TestLookupAfterARebuild:
+    """The index lost the GitHub deployment id (rebuilt from git): a later status finds the
+    deployment by Ritmo's payload instead of creating a second one."""
+
+    def test_found_by_payload(self, gh: GitHubSandbox) -> None:
+        gh.token()
+        gh.list_deployments()
+        gh.deployment_status()
+        github = forge()
+        view = _view(status="succeeded", mirrored_before=True)
+        assert github.deployed(view) == str(DEPLOYMENT_ID)
+        assert gh.sent("POST", CREATED) == []  # no second deployment
+        (listed,) = [c.request for c in gh.rsps.calls if c.request.method == "GET"
+                     and c.request.url.split("?")[0].endswith(CREATED)]  # fmt: skip
+        assert f"ref={SHA}" in listed.url and "environment=staging" in listed.url
+        assert [b["state"] for b in gh.sent("POST", STATUSES)] == ["success"]
+        assert github.calls == {"deployed": 3}  # token exchange, list, status
+
+    def test_not_found_creates(self, gh: GitHubSandbox) -> None:
+        gh.token()
+        gh.list_deployments(found=False)
+        gh.create_deployment()
+        gh.deployment_status()
+        github = forge()
+        assert github.deployed(_view(mirrored_before=True)) == str(DEPLOYMENT_ID)
+        assert len(gh.sent("POST", CREATED)) == 1
+
+    def test_a_first_status_does_not_look(self, gh: GitHubSandbox) -> None:
+        gh.token()
+        gh.create_deployment()
+        gh.deployment_status()
+        github = forge()
+        assert github.deployed(_view()) == str(DEPLOYMENT_ID)
+        assert [m for m, _ in gh.requests() if m == "GET"] == []
+
+
 class TestStatuses:
     @pytest.mark.parametrize(
         ("status", "state", "description", "auto_inactive"),
