@@ -16,9 +16,11 @@ from bot.scheduler import run_if_leader
 from bot.store.deployments import DeploymentIndex
 from bot.store.index import make_engine
 from bot.store.leader import LeaderLock
+from bot.store.locks import Locks
 from bot.store.outbox import NewDelivery, OutboxStore
 from tests.helpers import artifact_body, bearer, commits_since, git
 from tests.scale.conftest import close_replica, replica_settings
+from tests.store.test_locks import exercise
 
 
 def _eventually(attempt: Callable[[], bool], seconds: float = 10.0) -> bool:
@@ -218,3 +220,14 @@ def test_two_replicas_register_concurrently(
             assert sorted(a.record["version"] for a in found) == sorted(versions)
     finally:
         close_replica(second)
+
+
+def test_named_locks_are_advisory_locks_across_engines(database_url: str, tmp_path: Path) -> None:
+    """Two engines stand for two replicas: one holds, the other gives up or waits."""
+    one, two = make_engine(database_url), make_engine(database_url)
+    try:
+        exercise(Locks(one, tmp_path / "a"), Locks(two, tmp_path / "b", wait=0.2))
+        assert not (tmp_path / "a").exists()  # no file locks on PostgreSQL
+    finally:
+        one.dispose()
+        two.dispose()
