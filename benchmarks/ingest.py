@@ -445,6 +445,36 @@ def mark(ok: bool) -> str:
     return "met" if ok else "MISSED"
 
 
+def print_table(title: str, rows: Sequence[tuple[str, str, str]]) -> None:
+    """The benchmarks' figures: label, value, and a note (a target met or MISSED)."""
+    width = max(len(r[0]) for r in rows)
+    value_width = max(len(r[1]) for r in rows)
+    print()
+    print(f"{title} ({os.cpu_count()} CPUs)")
+    print("-" * (width + value_width + 30))
+    for label, value, note in rows:
+        print(f"{label:<{width}}  {value:<{value_width}}  {note}".rstrip())
+    print("-" * (width + value_width + 30))
+
+
+@contextmanager
+def workspace(prefix: str) -> Iterator[tuple[Path, Path]]:
+    """A temporary directory and a gpg home in it, (root, gnupghome), removed at the end,
+    gpg-agent included, even when the run is stopped with SIGTERM."""
+
+    def on_term(signum: int, _frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)  # unwinds through the finally below
+
+    signal.signal(signal.SIGTERM, on_term)
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    gnupghome = root / "gnupg"
+    try:
+        yield root, gnupghome
+    finally:
+        kill_gpg_agent(gnupghome)
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def report(count: int, hook_ms: int, api: ApiResult, naive_s: float, check: Verification) -> None:
     lat = sorted(api.latencies_s)
     api_rate = count / api.wall_s
@@ -469,14 +499,7 @@ def report(count: int, hook_ms: int, api: ApiResult, naive_s: float, check: Veri
         ("new signed commits", f"{check.new_commits} (verified {check.verified})", ""),
         ("git fsck", "clean" if check.fsck_clean else "NOT CLEAN", ""),
     ]  # fmt: skip
-    width = max(len(r[0]) for r in rows)
-    value_width = max(len(r[1]) for r in rows)
-    print()
-    print(f"Ritmo ingest benchmark ({os.cpu_count()} CPUs)")
-    print("-" * (width + value_width + 30))
-    for label, value, note in rows:
-        print(f"{label:<{width}}  {value:<{value_width}}  {note}".rstrip())
-    print("-" * (width + value_width + 30))
+    print_table("Ritmo ingest benchmark", rows)
     for error in api.errors[:5]:
         print(f"request error: {error}")
     for problem in check.problems[:10]:
@@ -494,36 +517,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.hook_ms < 0:
         parser.error("--hook-ms must be >= 0")
 
-    def on_term(signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)  # unwinds through the finally blocks that clean up
-
-    signal.signal(signal.SIGTERM, on_term)
-    root = Path(tempfile.mkdtemp(prefix="ritmo-bench-"))
-    gnupghome = root / "gnupg"
     try:
-        print(f"setting up in {root}: ed25519 key, remotes with a {args.hook_ms} ms hook")
-        fingerprint = generate_key(gnupghome)
-        bodies = artifact_bodies(args.count)
+        with workspace("ritmo-bench-") as (root, gnupghome):
+            print(f"setting up in {root}: ed25519 key, remotes with a {args.hook_ms} ms hook")
+            fingerprint = generate_key(gnupghome)
+            bodies = artifact_bodies(args.count)
 
-        api_remote, api_seed = make_remote(root, "api-remote", args.hook_ms)
-        print(f"1/3 API: {args.count} concurrent POST /api/v1/artifacts to ritmo serve ...")
-        with ritmo_server(root, api_remote, gnupghome, fingerprint) as (url, token, *_):
-            api = run_api(url, token, bodies)
+            api_remote, api_seed = make_remote(root, "api-remote", args.hook_ms)
+            print(f"1/3 API: {args.count} concurrent POST /api/v1/artifacts to ritmo serve ...")
+            with ritmo_server(root, api_remote, gnupghome, fingerprint) as (url, token, *_):
+                api = run_api(url, token, bodies)
 
-        naive_remote, _ = make_remote(root, "naive-remote", args.hook_ms)
-        print(f"2/3 naive: {args.count} x (git commit -S; git push) ...")
-        naive_s = run_naive(root, naive_remote, gnupghome, fingerprint, bodies)
+            naive_remote, _ = make_remote(root, "naive-remote", args.hook_ms)
+            print(f"2/3 naive: {args.count} x (git commit -S; git push) ...")
+            naive_s = run_naive(root, naive_remote, gnupghome, fingerprint, bodies)
 
-        print("3/3 verifying every pushed commit (git verify-commit, git fsck) ...")
-        check = verify(api_remote, api_seed, gnupghome, fingerprint, api, args.count)
-        report(args.count, args.hook_ms, api, naive_s, check)
-        return 0 if check.ok else 1
+            print("3/3 verifying every pushed commit (git verify-commit, git fsck) ...")
+            check = verify(api_remote, api_seed, gnupghome, fingerprint, api, args.count)
+            report(args.count, args.hook_ms, api, naive_s, check)
+            return 0 if check.ok else 1
     except (BenchError, subprocess.TimeoutExpired) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 2
-    finally:
-        kill_gpg_agent(gnupghome)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -17,20 +17,15 @@ Exit status: 0 when the run completes (targets missed are printed as MISSED), 2 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import requests
@@ -44,11 +39,12 @@ from ingest import (  # noqa: E402
     base_env,
     generate_key,
     git,
-    kill_gpg_agent,
     mark,
+    print_table,
     ritmo_command,
     ritmo_server,
     run,
+    workspace,
 )
 
 from bot.manifests.records import (  # noqa: E402
@@ -330,29 +326,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.records < 1 or args.apps < 1 or args.samples < 1:
         parser.error("--records, --apps and --samples must be >= 1")
 
-    def on_term(signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_term)
-    root = Path(tempfile.mkdtemp(prefix="ritmo-scale-"))
-    gnupghome = root / "gnupg"
     try:
-        print(f"setting up in {root}: ed25519 key", flush=True)
-        fingerprint = generate_key(gnupghome)
-        small_n = min(SMALL_RECORDS, args.records)
-        small_side, large_side, reindex_s, reindex_out = measure(
-            root, args.apps, (small_n, args.records), args.samples, gnupghome, fingerprint
-        )
-        assert small_side.timings is not None and large_side.timings is not None
-        small, large, gen_s = small_side.timings, large_side.timings, large_side.gen_s
-        report(args, small, large, gen_s, reindex_s, reindex_out)
-        return 0
+        with workspace("ritmo-scale-") as (root, gnupghome):
+            print(f"setting up in {root}: ed25519 key", flush=True)
+            fingerprint = generate_key(gnupghome)
+            small_n = min(SMALL_RECORDS, args.records)
+            small_side, large_side, reindex_s, reindex_out = measure(
+                root, args.apps, (small_n, args.records), args.samples, gnupghome, fingerprint
+            )
+            assert small_side.timings is not None and large_side.timings is not None
+            small, large = small_side.timings, large_side.timings
+            report(args, small, large, large_side.gen_s, reindex_s, reindex_out)
+            return 0
     except (BenchError, subprocess.TimeoutExpired) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 2
-    finally:
-        kill_gpg_agent(gnupghome)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def median(values: list[float]) -> float:
@@ -397,14 +385,7 @@ def report(
             f"target < {TARGET_RSS_MB:g} MB: {mark(0 < peak < TARGET_RSS_MB)}",
         )
     )
-    width = max(len(r[0]) for r in rows)
-    value_width = max(len(r[1]) for r in rows)
-    print()
-    print(f"Ritmo scale benchmark ({os.cpu_count()} CPUs)")
-    print("-" * (width + value_width + 30))
-    for label, value, note in rows:
-        print(f"{label:<{width}}  {value:<{value_width}}  {note}".rstrip())
-    print("-" * (width + value_width + 30))
+    print_table("Ritmo scale benchmark", rows)
     if reindex_out:
         print(f"reindex said: {reindex_out}")
     for error in (small.errors + large.errors)[:5]:

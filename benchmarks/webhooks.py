@@ -26,11 +26,8 @@ import hmac
 import http.client
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -39,7 +36,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -49,11 +45,12 @@ from ingest import (  # noqa: E402
     REPO_ROOT,
     BenchError,
     generate_key,
-    kill_gpg_agent,
     make_remote,
     mark,
     percentile,
+    print_table,
     ritmo_server,
+    workspace,
 )
 
 SAMPLES = REPO_ROOT / "tests" / "samples" / "github" / "webhooks"
@@ -214,52 +211,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.deliveries < 1 or args.rounds < 1 or args.threads < 1:
         parser.error("--deliveries, --rounds and --threads must be >= 1")
 
-    def on_term(signum: int, _frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_term)
-    root = Path(tempfile.mkdtemp(prefix="ritmo-webhooks-"))
-    gnupghome = root / "gnupg"
     try:
-        print(f"setting up in {root}: ed25519 key, bare remote, RSA app key", flush=True)
-        fingerprint = generate_key(gnupghome)
-        remote, _ = make_remote(root, "remote", 0)
-        with FakeGitHub() as github:
-            forge_env = {
-                "RITMO_FORGE__KIND": "github",
-                "RITMO_FORGE__GITHUB__APP_ID": str(APP_ID),
-                "RITMO_FORGE__GITHUB__PRIVATE_KEY": rsa_key_pem(),
-                "RITMO_FORGE__GITHUB__INSTALLATION_ID": str(INSTALLATION_ID),
-                "RITMO_FORGE__GITHUB__REPOSITORY": REPOSITORY,
-                "RITMO_FORGE__GITHUB__WEBHOOK_SECRET": WEBHOOK_SECRET,
-                "RITMO_FORGE__GITHUB__API_URL": github.url,
-                "RITMO_THREADS": str(args.threads),
-            }
-            served = ritmo_server(root, remote, gnupghome, fingerprint, ["artifacts:read"],
-                                 forge_env)  # fmt: skip
-            with served as (url, _token, proc, _env, up_s):
-                startup_calls = sum(github.calls.values())
-                print(
-                    f"ready in {up_s:.1f} s ({startup_calls} GitHub calls at start-up); "
-                    f"{args.rounds} x {args.deliveries} concurrent deliveries ...",
-                    flush=True,
-                )
-                rounds = []
-                for r in range(args.rounds):
-                    batch = deliveries(args.deliveries, r)
-                    rounds.append((batch, *fire(url, batch)))
-                    time.sleep(1.0)  # let the worker drain between rounds
-                time.sleep(2.0)
-                rss = {who: scale.vm_hwm_mb(pid)
-                       for pid, who in scale.server_processes(proc.pid).items()}  # fmt: skip
-            calls = dict(github.calls)
-        return report(args, rounds, startup_calls, calls, rss)
+        with workspace("ritmo-webhooks-") as (root, gnupghome):
+            print(f"setting up in {root}: ed25519 key, bare remote, RSA app key", flush=True)
+            fingerprint = generate_key(gnupghome)
+            remote, _ = make_remote(root, "remote", 0)
+            with FakeGitHub() as github:
+                forge_env = {
+                    "RITMO_FORGE__KIND": "github",
+                    "RITMO_FORGE__GITHUB__APP_ID": str(APP_ID),
+                    "RITMO_FORGE__GITHUB__PRIVATE_KEY": rsa_key_pem(),
+                    "RITMO_FORGE__GITHUB__INSTALLATION_ID": str(INSTALLATION_ID),
+                    "RITMO_FORGE__GITHUB__REPOSITORY": REPOSITORY,
+                    "RITMO_FORGE__GITHUB__WEBHOOK_SECRET": WEBHOOK_SECRET,
+                    "RITMO_FORGE__GITHUB__API_URL": github.url,
+                    "RITMO_THREADS": str(args.threads),
+                }
+                served = ritmo_server(root, remote, gnupghome, fingerprint, ["artifacts:read"],
+                                     forge_env)  # fmt: skip
+                with served as (url, _token, proc, _env, up_s):
+                    startup_calls = sum(github.calls.values())
+                    print(
+                        f"ready in {up_s:.1f} s ({startup_calls} GitHub calls at start-up); "
+                        f"{args.rounds} x {args.deliveries} concurrent deliveries ...",
+                        flush=True,
+                    )
+                    rounds = []
+                    for r in range(args.rounds):
+                        batch = deliveries(args.deliveries, r)
+                        rounds.append((batch, *fire(url, batch)))
+                        time.sleep(1.0)  # let the worker drain between rounds
+                    time.sleep(2.0)
+                    rss = {who: scale.vm_hwm_mb(pid)
+                           for pid, who in scale.server_processes(proc.pid).items()}  # fmt: skip
+                calls = dict(github.calls)
+            return report(args, rounds, startup_calls, calls, rss)
     except (BenchError, subprocess.TimeoutExpired) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         return 2
-    finally:
-        kill_gpg_agent(gnupghome)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def report(args: argparse.Namespace, rounds: list, startup_calls: int,  # type: ignore[type-arg]
@@ -305,14 +294,7 @@ def report(args: argparse.Namespace, rounds: list, startup_calls: int,  # type: 
                  ""))  # fmt: skip
     for who, mb in sorted(rss.items()):
         rows.append((f"VmHWM {who}", f"{mb:.1f} MB", ""))
-    width = max(len(r[0]) for r in rows)
-    value_width = max(len(r[1]) for r in rows)
-    print()
-    print(f"Ritmo webhook benchmark ({os.cpu_count()} CPUs)")
-    print("-" * (width + value_width + 30))
-    for label, value, note in rows:
-        print(f"{label:<{width}}  {value:<{value_width}}  {note}".rstrip())
-    print("-" * (width + value_width + 30))
+    print_table("Ritmo webhook benchmark", rows)
     for path, n in sorted(calls.items(), key=lambda kv: -kv[1])[:8]:
         print(f"GitHub stand-in call: {n} x {path}")
     for error in errors[:5]:
