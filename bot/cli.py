@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 import requests
 
+from bot.audit.history import KINDS
 from bot.auth import Scope, TokenError, TokenStore
 from bot.config import ConfigError, Settings, load_settings
 from bot.promotions.status import status_data
@@ -601,12 +602,9 @@ def keys_export(ctx: click.Context) -> None:
 @click.option("--env", help="Only this environment.")
 @click.option(
     "--kind",
-    type=click.Choice(
-        ["registered", "promoted", "approved", "rolled_back", "request_closed",
-         "merged_outside_policy"]
-    ),
+    type=click.Choice(KINDS),
     help="Only events of this kind.",
-)  # fmt: skip
+)
 @click.option("--since", help="From this ISO date or date-time, or after this commit.")
 @click.option("--until", help="Up to this ISO date or date-time (a date: all of it), or commit.")
 @click.option("--page", type=int, default=1)

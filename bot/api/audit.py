@@ -6,14 +6,14 @@ never from the index: the history is the audit trail.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.api.auth import require_scope
 from bot.api.errors import ApiError, invalid_fields
-from bot.audit.history import Window
+from bot.audit.history import AuditKind, Window
 from bot.audit.log import REVISION_PATTERN, Range, read_audit, time_or_revision
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN
@@ -29,17 +29,7 @@ class AuditQuery(BaseModel):
 
     app: str | None = Field(default=None, pattern=NAME_PATTERN)
     env: str | None = Field(default=None, pattern=NAME_PATTERN)
-    kind: (
-        Literal[
-            "registered",
-            "promoted",
-            "approved",
-            "rolled_back",
-            "request_closed",
-            "merged_outside_policy",
-        ]
-        | None
-    ) = None
+    kind: AuditKind | None = None
     # A date-time holds ':' and '+'; a revision ~ and ^: one pattern admits both.
     since: str | None = Field(default=None, pattern=REVISION_PATTERN)
     until: str | None = Field(default=None, pattern=REVISION_PATTERN)

@@ -18,19 +18,20 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, get_args
 
 from bot.manifests.trailers import promotion_hop
 from bot.timestamps import stamp_epoch
 
-KINDS = (
+AuditKind = Literal[
     "registered",
     "promoted",
     "approved",
     "rolled_back",
     "request_closed",
     "merged_outside_policy",
-)
+]
+KINDS: tuple[AuditKind, ...] = get_args(AuditKind)
 
 Lookup = Callable[[str], tuple[str, str] | None]
 """artifact id -> (app, version), or None when no record is known."""

@@ -88,7 +88,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, get_args
 
 from pydantic import (
     AfterValidator,
@@ -130,14 +130,7 @@ TargetKind = Literal[
     "spinnaker",
     "update_gitops_repo",
 ]
-TARGET_KINDS: tuple[TargetKind, ...] = (
-    "slack",
-    "webhook",
-    "github_workflow",
-    "repository_dispatch",
-    "spinnaker",
-    "update_gitops_repo",
-)
+TARGET_KINDS: tuple[TargetKind, ...] = get_args(TargetKind)
 
 RULE_ERROR = "policy_rule"  # the same pydantic error type bot.policy.model uses
 
