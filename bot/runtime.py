@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -15,11 +16,11 @@ from bot.deploy.gate import deployment_gate
 from bot.deploy.ledger import follow_ledger
 from bot.deploy.records import LEDGER_BRANCH
 from bot.deploy.service import DeploymentService
-from bot.environments import environment_names
 from bot.forge.github import GitHubForge, github_forge
 from bot.forge.local import LocalForge
 from bot.manifests.mirror import Mirror
-from bot.manifests.objects import Identity, read_path
+from bot.manifests.objects import Identity
+from bot.manifests.policy_log import GitPolicyHistory
 from bot.manifests.signing import (
     ArtifactVerifier,
     CommitSigner,
@@ -27,13 +28,15 @@ from bot.manifests.signing import (
     find_embedded_key,
     open_gnupg,
 )
-from bot.manifests.writer import ManifestWriter, Written
+from bot.manifests.writer import Conflict, ManifestWriter, WriteUnavailable, Written
 from bot.notify.events import announce, emitter
 from bot.notify.gitops import GitopsUpdater
 from bot.notify.outbox import Outbox
-from bot.policy.load import PolicyError, policy_from_branch
+from bot.policy.adoption import AdoptPolicy
+from bot.policy.load import PolicyError, policy_from_bytes
 from bot.policy.model import PromotionRule
 from bot.policy.source import PolicySource
+from bot.policy.trust import TrustKeys
 from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionService
 from bot.registry import ArtifactRegistry
@@ -128,6 +131,38 @@ def artifact_verifier(settings: Settings) -> ArtifactVerifier:
     return ArtifactVerifier(gpg, settings.signing.trusted_keys)
 
 
+def policy_keys(settings: Settings, signer: CommitSigner) -> tuple[Path, TrustKeys]:
+    """A GnuPG home holding only the keys whose commits may change the policy: Ritmo's
+    public key and the policy keys; (home, their fingerprints)."""
+    home = (settings.data_dir / "policy-gnupg").resolve()
+    gpg = open_gnupg(home)
+    (home / "gpg.conf").write_text("trust-model always\n")  # the keyring is the trust
+    gpg.import_keys(signer.export_public_key())
+    keyring = settings.signing.policy_keyring
+    if keyring is not None:
+        try:
+            gpg.import_keys(Path(keyring).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(
+                f"setting signing.policy_keyring (RITMO_SIGNING__POLICY_KEYRING): {keyring}: "
+                f"{exc.strerror}; point it at a file of armoured public keys"
+            ) from None
+    known = {k["fingerprint"] for k in gpg.list_keys()}
+    missing = [f for f in settings.signing.policy_keys if f not in known]
+    if missing:
+        raise ConfigError(
+            "setting signing.policy_keys (RITMO_SIGNING__POLICY_KEYS): no public key "
+            f"{missing[0]} in signing.policy_keyring; add that person's armoured public key"
+        )
+    return home, TrustKeys(frozenset({signer.fingerprint}), frozenset(settings.signing.policy_keys))
+
+
+def policy_source(settings: Settings, signer: CommitSigner, mirror: Mirror) -> PolicySource:
+    """The policy in force on `mirror`'s branch, as trusted commits wrote it."""
+    home, keys = policy_keys(settings, signer)
+    return PolicySource(policy_from_bytes, GitPolicyHistory(mirror, home), keys)
+
+
 def open_mirror(settings: Settings, branch: str | None = None) -> Mirror:
     return Mirror(
         (settings.data_dir / "mirrors").resolve(),
@@ -137,14 +172,32 @@ def open_mirror(settings: Settings, branch: str | None = None) -> Mirror:
     )
 
 
-def open_index(settings: Settings) -> ArtifactIndex:
+def open_index(settings: Settings, policy: PolicySource | None = None) -> ArtifactIndex:
+    """The index; new records stand in the first environment of `policy` (the policy in
+    force; None: nothing is indexed through this one, e.g. a test reading it)."""
+    initial: str | Callable[[], str] = "dev"
+    if policy is not None:
+        initial = lambda: policy().environment_names[0]  # noqa: E731
     try:
-        return ArtifactIndex(make_engine(settings.index_url), environment_names()[0])
+        return ArtifactIndex(make_engine(settings.index_url), initial)
     except (SQLAlchemyError, ImportError) as exc:
         why = " ".join(str(exc).split())[:200]
         raise ConfigError(
             f"setting database_url (RITMO_DATABASE_URL): cannot open the index ({why}); "
             "point it at a writable sqlite:/// path or a reachable PostgreSQL"
+        ) from None
+
+
+def adopt_policy(
+    settings: Settings, writer: ManifestWriter, policy: PolicySource, templates: Templates
+) -> None:
+    """Bootstrap: the first start on a branch with no trusted policy adopts its tip's."""
+    try:
+        writer.write(AdoptPolicy(policy.adopted, templates))
+    except (WriteUnavailable, Conflict) as exc:
+        raise ConfigError(
+            f"cannot adopt the policy on {settings.manifests.branch} of "
+            f"{settings.remote_url} ({exc}); Ritmo needs to push there to start"
         ) from None
 
 
@@ -155,9 +208,9 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     verifier = artifact_verifier(settings)
     mirror = open_mirror(settings)
     mirror.check_reachable()
-    index = open_index(settings)
+    policy = policy_source(settings, signer, mirror)
+    index = open_index(settings, policy)
     templates = templates or Templates()
-    policy = PolicySource(policy_from_branch)
     requests_index = RequestIndex(index.engine)
 
     def github_token() -> str:
@@ -180,9 +233,12 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     )  # fmt: skip
 
     def advance(old: str | None, new: str, written: Written | None) -> None:
-        # Runs in the writer thread, the one thread that reads the mirror.
+        # Runs in the writer thread, the one thread that reads the mirror. The policy
+        # first: the index asks it where new records stand.
+        policy.refresh(new, old, written)
         follow(index, mirror, new, old, written, requests_index)
-        policy.refresh(partial(read_path, mirror, mirror.tree_of(new)))
+        if started and not policy.adopted():  # the branch got its first content
+            writer.submit(AdoptPolicy(policy.adopted, templates))
         if written:  # what this process pushed: recorded, promoted, rolled back
             announce(outbox, index, written)
             rolled = [
@@ -201,10 +257,11 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         on_advance=advance,
         attempts=settings.manifests.push_attempts,
     )
+    started = False
     try:
         # Fetch; the index and the policy follow the remote's tip.
         if writer.sync() is None:
-            policy.refresh(lambda _path: None)  # an empty remote: the shipped default
+            policy.refresh(None)  # an empty remote: the shipped default
     except PolicyError as exc:
         raise ConfigError(
             f"the policy on {settings.manifests.branch} is invalid, so Ritmo will not start; "
@@ -256,5 +313,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         requests, requests_index, router, deliveries, webhooks, deployments, ledger, outbox,
         chain_signer,
     )  # fmt: skip
-
+    if mirror.tip() is not None and not policy.adopted():
+        adopt_policy(settings, writer, policy, templates)
+    started = True
     return runtime

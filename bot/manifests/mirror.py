@@ -82,8 +82,12 @@ class Mirror:
                     self._git("config", key, value)
 
     # -- remote ----------------------------------------------------------------
-    def _git(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    def _git(
+        self, *args: str, timeout: float | None = None, gnupghome: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, **self._env}
+        if gnupghome is not None:  # signatures are checked against these keys only
+            env["GNUPGHOME"] = str(gnupghome)
         # Its own process group: on a timeout the helpers git started go too (a local
         # remote's receive-pack and its hooks, ssh), or a push given up on may land later.
         with subprocess.Popen(
@@ -341,12 +345,19 @@ class Mirror:
             (parts[i].strip(), int(parts[i + 1]), parts[i + 2]) for i in range(0, len(parts) - 2, 3)
         ]
 
-    def log(self, *args: str) -> str:
-        """`git log ARGS` in the mirror; its output."""
-        proc = self._git("log", *args)
+    def log(self, *args: str, gnupghome: Path | None = None) -> str:
+        """`git log ARGS` in the mirror; its output. `gnupghome`: the keys `%G?` checks."""
+        proc = self._git("log", *args, gnupghome=gnupghome)
         if proc.returncode != 0:
             raise OSError(f"git log failed: {proc.stderr.strip()}")
         return proc.stdout
+
+    def first_parent_line(self, rev: str) -> list[str]:
+        """The commits of `rev`'s first-parent line, oldest first."""
+        proc = self._git("rev-list", "--first-parent", "--reverse", rev)
+        if proc.returncode != 0:
+            raise OSError(f"git rev-list failed: {proc.stderr.strip()}")
+        return proc.stdout.split()
 
     def blobs_under(self, commit: str, prefix: str) -> dict[str, str]:
         """path -> blob sha for every file under `prefix` at `commit`."""

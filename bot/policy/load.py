@@ -110,6 +110,13 @@ def policy_from_branch(read: Callable[[str], bytes | None]) -> Policy:
     return load_policy_bytes(data, BRANCH_POLICY_PATH)
 
 
+def policy_from_bytes(data: bytes | None) -> Policy:
+    """The policy a .ritmo/policy.yaml's bytes say; None (no file): the shipped default."""
+    if data is None:
+        return default_policy()
+    return load_policy_bytes(data, BRANCH_POLICY_PATH)
+
+
 # -- helpers ---------------------------------------------------------------------------
 
 

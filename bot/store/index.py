@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -258,12 +258,20 @@ def _create_schema(engine: Engine) -> None:
 
 
 class ArtifactIndex:
-    def __init__(self, engine: Engine, initial_environment: str = "dev") -> None:
+    def __init__(
+        self, engine: Engine, initial_environment: str | Callable[[], str] = "dev"
+    ) -> None:
         self._engine = engine
         self.engine = engine
-        self.initial_environment = initial_environment
+        # Where a new record stands: the first environment of the policy in force, asked
+        # when the record is indexed (the policy can change while the server runs).
+        self._initial = initial_environment
         _ensure_schema(engine)
         metadata.create_all(engine)
+
+    @property
+    def initial_environment(self) -> str:
+        return self._initial if isinstance(self._initial, str) else self._initial()
 
     def get(self, artifact_id: str) -> IndexedArtifact | None:
         with self._engine.connect() as conn:
