@@ -665,6 +665,14 @@ def audit(
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="A file of armoured public keys also trusted to sign; repeat for several.",
 )
+@click.option(
+    "--policy-key",
+    "policy_key_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file of armoured public keys trusted to change the policy only "
+    "(besides signing.policy_keys); repeat for several.",
+)
 @click.pass_context
 def verify(
     ctx: click.Context,
@@ -672,6 +680,7 @@ def verify(
     repo: str | None,
     branch: str | None,
     trusted_keys: tuple[Path, ...],
+    policy_key_files: tuple[Path, ...],
 ) -> None:
     """Check the default branch's history as an audit trail, from git alone.
 
@@ -680,16 +689,26 @@ def verify(
     without Ritmo trailers (unsigned-pin); a merge of a pin change that Ritmo neither made
     nor recorded (unrecorded-merge), or recorded as merged before its policy held
     (policy-not-held); a pinned version no artifact record has (unknown-version); a version
-    pinned in an environment it never reached the one before (skipped-environment).
-    Trusted keys: Ritmo's signing key (signing.key) and each --trusted-key.
+    pinned in an environment it never reached the one before (skipped-environment); a
+    change to .ritmo/policy.yaml that neither Ritmo nor a policy key signed
+    (untrusted-policy); a direct pin the trusted policy then required approval for
+    (policy-not-held). Commits before the policy's adoption are not judged.
+    Trusted keys: Ritmo's signing key (signing.key) and each --trusted-key; for policy
+    changes also signing.policy_keys (from signing.policy_keyring) and each --policy-key.
 
     Exit 0: no problem; 1: problems; 2: a usage or configuration error.
     """
     import tempfile
 
     from bot.audit.log import resolve
-    from bot.audit.repo import TrustedKeyError, trusted_gnupg, verify_repository
+    from bot.audit.repo import (
+        TrustedKeyError,
+        import_policy_keys,
+        trusted_gnupg,
+        verify_repository,
+    )
     from bot.manifests.mirror import Mirror
+    from bot.policy.trust import TrustKeys
     from bot.runtime import signing_key
 
     settings = _settings(ctx)
@@ -707,6 +726,19 @@ def verify(
                 _fail(str(exc))
     if not armoured:
         _fail("no trusted key: give --trusted-key FILE (`ritmo keys export` prints Ritmo's)")
+    listed = settings.signing.policy_keys
+    # Keys trusted for policy changes only: signing.policy_keys' keyring, each --policy-key.
+    policy_armoured: list[str] = []
+    extra: list[str] = []
+    sources = [(settings.signing.policy_keyring, policy_armoured)]
+    sources += [(path, extra) for path in policy_key_files]
+    for source, into in sources:
+        if source is None:
+            continue
+        try:
+            into.append(Path(source).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"policy key file {source}: {exc}")
     branch = branch or settings.manifests.branch
     with tempfile.TemporaryDirectory(prefix="ritmo-verify-") as scratch:
         if repo is None:
@@ -720,6 +752,9 @@ def verify(
         mirror = Mirror(root, url, branch, token)
         try:
             with mirror.locked(), trusted_gnupg(armoured) as (home, fingerprints):
+                policy_fprs = import_policy_keys(home, policy_armoured, listed)
+                policy_fprs += import_policy_keys(home, extra, None)
+                keys = TrustKeys(frozenset(fingerprints), frozenset(policy_fprs))
                 try:
                     tip = mirror.fetch()
                 except OSError as exc:
@@ -731,13 +766,20 @@ def verify(
                     base = resolve(mirror, since)
                     if base is None:
                         _fail(f"--since {since}: no such commit in {url} ({branch})")
-                problems, checked = verify_repository(mirror, tip, base, home)
+                verified = verify_repository(mirror, tip, base, home, keys)
         except TrustedKeyError as exc:
             _fail(f"trusted keys: {exc}")
         finally:
             mirror.close()
+    problems, checked = verified.problems, verified.checked
     for problem in problems:
         click.echo(str(problem))
+    if verified.before_adoption:
+        click.echo(
+            f"ritmo verify: {verified.before_adoption} commit(s) before the policy's adoption "
+            f"in {verified.adopted_at} are before adoption, not judged",
+            err=True,
+        )
     where = f"{checked} commit{'s' * (checked != 1)} of {branch}" + (
         f" after {since}" if base else ""
     )

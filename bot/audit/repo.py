@@ -1,9 +1,11 @@
 """Read what `ritmo verify` judges from a mirror of the manifests repository.
 
 The default branch's first-parent line, oldest first, with the pins each commit changed
-(read per the policy in force when it landed: the one on its first parent) and the records
-it added; then each commit of the checked range with its signature status, as git reports
-it against a GnuPG home holding only the trusted public keys.
+(read per the policy in force when it landed: the trusted policy on its first parent, as
+bot/policy/trust.py decides it; before adoption, or in a history with none, the file as
+it was) and the records it added; then each commit of the checked range with its
+signature status, as git reports it against a GnuPG home holding only the trusted public
+keys.
 """
 
 from __future__ import annotations
@@ -14,17 +16,19 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bot.audit.verify import PinChange, Problem, RecordFact, VerifyCommit, verify
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import read_path
+from bot.manifests.policy_log import policy_commits
 from bot.manifests.records import RECORDS_DIR, split_image
 from bot.manifests.signing import open_gnupg
 from bot.manifests.trailers import parse_trailers
 from bot.policy.load import BRANCH_POLICY_PATH, PolicyError, default_policy, load_policy_bytes
 from bot.policy.model import Policy
+from bot.policy.trust import PolicyTrust, TrustKeys, describe, step
 from bot.promotions.pin import current_value
 from bot.store.reindex import record_in
 
@@ -57,6 +61,24 @@ def trusted_gnupg(armoured_keys: list[str]) -> Iterator[tuple[Path, list[str]]]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+def import_policy_keys(home: Path, armoured_keys: list[str], listed: list[str] | None) -> list[str]:
+    """Add keys trusted for policy changes only to a `trusted_gnupg` home; their
+    fingerprints (`listed`: only these of them, as signing.policy_keys names them)."""
+    gpg = open_gnupg(home)
+    found: list[str] = []
+    for i, armoured in enumerate(armoured_keys):
+        result = gpg.import_keys(armoured)
+        if not result.fingerprints:
+            raise TrustedKeyError(f"policy key {i + 1} holds no OpenPGP public key")
+        found += [str(f) for f in result.fingerprints]
+    if listed is None:
+        return found
+    missing = [f for f in listed if f not in found]
+    if missing:
+        raise TrustedKeyError(f"no public key {missing[0]} (signing.policy_keys) in the keyring")
+    return [f for f in found if f in listed]
+
+
 @dataclass
 class _Walk:
     mirror: Mirror
@@ -76,6 +98,20 @@ class _Walk:
                 self.policies[data] = self.last_policy
         self.last_policy = self.policies[data]
         return self.policies[data]
+
+    def trusted(self, blob: str | None) -> Policy:
+        """The policy a trusted blob says (None: the shipped default)."""
+        if blob is None:
+            return default_policy()
+        key = blob.encode()
+        if key not in self.policies:
+            try:
+                kind, data = self.mirror.read(blob)
+                self.policies[key] = load_policy_bytes(data, BRANCH_POLICY_PATH)
+            except Exception:  # unreadable or invalid: Ritmo kept the last valid one
+                self.policies[key] = self.last_policy
+        self.last_policy = self.policies[key]
+        return self.policies[key]
 
     def pinned(self, commit: str | None, path: str, app: str, policy: Policy) -> str | None:
         if commit is None:
@@ -115,10 +151,11 @@ def _changes(text: str) -> list[tuple[str, str]]:
 def _signatures(
     mirror: Mirror, rev: str, gnupghome: Path
 ) -> list[tuple[str, tuple[str, ...], str, str, str]]:
-    """(sha, parents, %G?, %GF, message) of every commit in `rev`, oldest first."""
+    """(sha, parents, %G?, signer, message) of every commit in `rev`, oldest first; the
+    signer is the primary key's fingerprint (%GP), else the signing key's (%GF)."""
     proc = subprocess.run(
         ["git", "log", "--reverse", "--topo-order",
-         "--format=%x00%H%x00%P%x00%G?%x00%GF%x00%B", rev, "--"],
+         "--format=%x00%H%x00%P%x00%G?%x00%GP %GF%x00%B", rev, "--"],
         cwd=mirror.path, capture_output=True, text=True, check=False,
         env={**os.environ, "GNUPGHOME": str(gnupghome), "GIT_TERMINAL_PROMPT": "0"},
     )  # fmt: skip
@@ -128,26 +165,40 @@ def _signatures(
     found = []
     for i in range(0, len(parts) - 4, 5):
         sha, parents, status, signer, message = parts[i : i + 5]
-        found.append((sha.strip(), tuple(parents.split()), status.strip(), signer.strip(), message))
+        keys = signer.split()
+        found.append((sha.strip(), tuple(parents.split()), status.strip(), keys[0] if keys else "",
+                      message))  # fmt: skip
     return found
 
 
 def read_history(
-    mirror: Mirror, tip: str, since: str | None, gnupghome: Path
+    mirror: Mirror, tip: str, since: str | None, gnupghome: Path, keys: TrustKeys | None = None
 ) -> tuple[list[VerifyCommit], list[str]]:
     """The input of `verify`: the whole first-parent line (in range or not, for what was
     recorded and pinned), then the range's other commits; each part oldest first. And the
-    range's commits in git's order (topological, oldest first)."""
+    range's commits in git's order (topological, oldest first).
+
+    `keys`: Ritmo's and the policy keys' fingerprints (default: every key in `gnupghome`
+    is Ritmo's)."""
+    if keys is None:
+        everyone = {str(k["fingerprint"]) for k in open_gnupg(gnupghome).list_keys()}
+        keys = TrustKeys(frozenset(everyone))
     line = _first_parent_line(mirror, tip)
     ranged = _signatures(mirror, f"{since}..{tip}" if since else tip, gnupghome)
     signed = {sha: (status, signer) for sha, _, status, signer, _ in ranged}
+    # Policy commits across the whole line: the trust before the range decides the policy.
+    events = {c.sha: c for c in policy_commits(mirror, tip, None, gnupghome)}
+    adoption = next((c.sha for c in events.values() if step(PolicyTrust(), c, keys).adopted), None)
+    trust = PolicyTrust()
     walk = _Walk(mirror, {}, default_policy(), {})
     managed: set[str] = set()  # apps with a record so far
     history: list[VerifyCommit] = []
+    before_adoption = adoption is not None
     for sha, parents, message, changes_text in line:
+        before_adoption = before_adoption and sha != adoption
         changes = _changes(changes_text)
         parent = parents[0] if parents else None
-        policy = walk.policy_at(parent or sha)
+        policy = walk.trusted(trust.in_force) if trust.adopted else walk.policy_at(parent or sha)
         records = []
         for status, path in changes:
             if status != "A" or not path.startswith(RECORDS_DIR + "/"):
@@ -184,11 +235,22 @@ def read_history(
                 in_range=sha in signed,
                 signature=status,
                 signer=signer,
+                policy_key=signer in keys.policy and signer not in keys.ritmo,
                 environments=tuple(policy.environment_names),
                 pins=tuple(pins),
                 records=tuple(records),
+                policy=policy if trust.adopted else None,
+                before_adoption=before_adoption,
+                adopts_policy=sha == adoption,
             )
         )
+        if sha in events:
+            trust = step(trust, events[sha], keys)
+    # Untrusted policy changes that no later Ritmo-Policy vouched for.
+    untrusted = {u.sha: describe(u) for u in trust.untrusted}
+    history = [
+        replace(c, untrusted_policy=untrusted[c.sha]) if c.sha in untrusted else c for c in history
+    ]
     on_line = {c.sha for c in history}
     for sha, parents, status, signer, message in ranged:
         if sha not in on_line:
@@ -200,18 +262,28 @@ def read_history(
                     first_parent=False,
                     signature=status,
                     signer=signer,
+                    policy_key=signer in keys.policy and signer not in keys.ritmo,
                 )
             )
     return history, [sha for sha, *_ in ranged]
 
 
+@dataclass(frozen=True)
+class Verified:
+    problems: list[Problem]  # in the order of the range's history, oldest first
+    checked: int  # commits in the range
+    adopted_at: str | None  # the commit that adopted the policy, if any
+    before_adoption: int  # commits of the range before it: not judged
+
+
 def verify_repository(
-    mirror: Mirror, tip: str, since: str | None, gnupghome: Path
-) -> tuple[list[Problem], int]:
-    """The problems in since..tip (all history without `since`), in the order of the
-    range's history, oldest first; and how many commits the range holds."""
-    history, ranged = read_history(mirror, tip, since, gnupghome)
+    mirror: Mirror, tip: str, since: str | None, gnupghome: Path, keys: TrustKeys | None = None
+) -> Verified:
+    """The problems in since..tip (all history without `since`)."""
+    history, ranged = read_history(mirror, tip, since, gnupghome, keys)
     order = {sha: i for i, sha in enumerate(ranged)}
     problems = verify(history)
     problems.sort(key=lambda p: order.get(p.sha, len(order)))  # stable: a commit's in order
-    return problems, len(ranged)
+    earlier = [c for c in history if c.before_adoption and c.in_range]
+    adopted = next((c.sha for c in history if c.first_parent and c.adopts_policy), None)
+    return Verified(problems, len(ranged), adopted, len(earlier))

@@ -17,13 +17,24 @@ The rules, each a problem kind:
 - `unrecorded-merge`: a merge commit on the first-parent line that changes a pin, is not
   Ritmo's signed merge, and no Ritmo commit records it (`Ritmo-Merge-Commit: <sha>`).
 - `policy-not-held`: Ritmo recorded a merge a person made before the policy held
-  (`Ritmo-Policy-Held: no`).
+  (`Ritmo-Policy-Held: no`); or Ritmo pinned directly (a `Ritmo-Promotion` without a
+  `Ritmo-Request`) a hop that the trusted policy in force then required approval for,
+  or had no rule for.
+- `untrusted-policy`: a commit changes `.ritmo/policy.yaml` without being trusted (signed
+  by Ritmo's key or a policy key), and no later Ritmo commit vouches for its content
+  (`Ritmo-Policy: <blob>`); see bot/policy/trust.py.
 - `unknown-version`: a commit pins a version that no artifact record has (a record on the
   branch at that commit, `artifacts/<app>/<version>.yaml`, whose image tag or digest is
   the pinned value).
 - `skipped-environment`: a commit pins a version in an environment (not the policy's
   first) that was never pinned in, nor promoted into, the environment before it, in any
   earlier commit of the branch, e.g. in production without having passed staging.
+
+Once the branch has adopted a policy (`Ritmo-Policy-Adopted`), the commits before the
+adoption are not judged: they are reported as before adoption. A history without an
+adoption is judged as before this rule existed, with the policy file as it was.
+A key in `signing.policy_keys` is trusted for policy changes only: its signature on any
+other commit counts as no trusted signature.
 
 Pins are checked only for apps that have at least one artifact record at that commit:
 until CI registers an app's first artifact its overlays are the team's own (the scaffold's
@@ -37,7 +48,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-GOOD_SIGNATURES = frozenset("GU")  # good; U: good, the keyring itself is the trust
+from bot.policy.model import Policy
+from bot.policy.trust import GOOD_SIGNATURES
+
+REGISTERED = "registered"  # the "from" of a new record's first pin
 
 
 @dataclass(frozen=True)
@@ -69,10 +83,15 @@ class VerifyCommit:
     in_range: bool = True
     first_parent: bool = True
     signature: str = "N"  # git's %G?: G, U good; B bad; E cannot check; N none; ...
-    signer: str = ""  # %GF, the signing key's fingerprint when known
+    signer: str = ""  # %GP (else %GF), the signing key's fingerprint when known
+    policy_key: bool = False  # signed by a key trusted for policy changes only
     environments: tuple[str, ...] = ()  # the policy's, in force when the commit landed
     pins: tuple[PinChange, ...] = ()
     records: tuple[RecordFact, ...] = ()
+    policy: Policy | None = None  # the trusted policy in force then (None: none adopted)
+    before_adoption: bool = False  # the branch adopted a policy later: not judged
+    adopts_policy: bool = False
+    untrusted_policy: str = ""  # why its change to the policy file is not trusted
 
     def one(self, key: str) -> str | None:
         values = self.trailers.get(key)
@@ -84,7 +103,8 @@ class VerifyCommit:
 
     @property
     def signed(self) -> bool:
-        return self.signature in GOOD_SIGNATURES
+        """Signed by Ritmo's key (a policy key's signature vouches for policy only)."""
+        return self.signature in GOOD_SIGNATURES and not self.policy_key
 
 
 @dataclass(frozen=True, order=True)
@@ -139,13 +159,46 @@ def verify(history: Sequence[VerifyCommit]) -> list[Problem]:
     for commit in history:
         for record in commit.records:
             state.add_record(record)
-        if commit.in_range:
+        judged = commit.in_range and not commit.before_adoption
+        if judged:
             problems += _signature_problems(commit)
         if commit.first_parent:
-            if commit.in_range:
+            if judged:
+                problems += _policy_problems(commit, state)
                 problems += _pin_problems(commit, state, recorded_merges)
             _remember(commit, state)
     return problems
+
+
+def _policy_problems(commit: VerifyCommit, state: _State) -> list[Problem]:
+    found = []
+    if commit.untrusted_policy:
+        found.append(
+            Problem(
+                commit.sha,
+                "untrusted-policy",
+                f"changes .ritmo/policy.yaml but {commit.untrusted_policy}, and no Ritmo commit "
+                "vouches for it (Ritmo-Policy): the policy before it stayed in force",
+            )
+        )
+    hop = (commit.one("Ritmo-Promotion") or "").partition(" -> ")
+    direct = hop[1] and not commit.one("Ritmo-Request") and commit.signed
+    artifact = state.by_id.get(commit.one("Ritmo-Artifact") or "")
+    if not direct or commit.policy is None or artifact is None or hop[0].strip() == REGISTERED:
+        return found
+    src, dst = hop[0].strip(), hop[2].strip()
+    rule = commit.policy.rule(artifact.app, src, dst)
+    if rule is None or rule.requires_approval:
+        why = "has no rule for it" if rule is None else "required approval for it"
+        found.append(
+            Problem(
+                commit.sha,
+                "policy-not-held",
+                f"pins {artifact.app} {artifact.version} {src} -> {dst} directly, but the "
+                f"trusted policy in force then {why}",
+            )
+        )
+    return found
 
 
 def _signature_problems(commit: VerifyCommit) -> list[Problem]:

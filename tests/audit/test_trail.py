@@ -236,7 +236,9 @@ class TestAuditTrail:
         clean = _verify(settings)
         assert clean.exit_code == 0, clean.output
         assert _problems(clean) == []
-        assert "ok, 13 commits of main checked against 1 trusted key" in clean.output
+        # 14: the seed, Ritmo's adoption of the policy, then 12 through the API.
+        assert "ok, 14 commits of main checked against 1 trusted key" in clean.output
+        assert "1 commit(s) before the policy's adoption" in clean.stderr
 
         # What verify judged: the request's merge set the production pin, Ritmo signed it.
         mirror = runtime.mirror
@@ -253,7 +255,7 @@ class TestAuditTrail:
         ]
         side = [c for c in history if not c.first_parent]  # the request and its two reviews
         assert len(side) == 3 and all(c.signature == "G" for c in side)
-        assert len(ranged) == len(history) == 13
+        assert len(ranged) == len(history) == 14
 
     def test_verify_names_each_problem_a_person_made(
         self,
