@@ -184,3 +184,60 @@ class TestVerifyRules:
 
     def test_apps_without_records_are_not_checked(self) -> None:
         assert verify([_vc("seed", pins=(_pin("production", "0.1.0"),))]) == []
+
+
+def _policy(prod_approval: bool) -> object:
+    from bot.policy.load import load_policy
+
+    approval = "true\n    approvals: [{group: ops, count: 1}]" if prod_approval else "false"
+    return load_policy(
+        "environments: [{name: dev}, {name: staging}, {name: production}]\n"
+        "promotion_rules:\n  - {from: dev, to: staging}\n"
+        f"  - from: staging\n    to: production\n    requires_approval: {approval}\n",
+        "policy.yaml",
+    )
+
+
+class TestPolicyTrustRules:
+    """Issue 13: untrusted policy changes, direct pins the trusted policy did not allow."""
+
+    def test_untrusted_policy_change_is_named(self) -> None:
+        history = [
+            _vc("adopt", "Ritmo-Policy-Adopted: yes\nRitmo-Policy: b0", signature="G",
+                adopts_policy=True),
+            _vc("eve", untrusted_policy="is not signed"),
+        ]  # fmt: skip
+        assert [(p.sha, p.kind) for p in verify(history)] == [("eve", "untrusted-policy")]
+        assert "is not signed" in str(verify(history)[0])
+
+    def test_direct_pin_the_trusted_policy_required_approval_for(self) -> None:
+        strict, open_ = _policy(True), _policy(False)
+        base = [
+            _vc("reg", "Ritmo-Artifact: a1", signature="G", records=(_record("1.0.0", "a1"),)),
+            _vc("dev", "Ritmo-Promotion: registered -> dev\nRitmo-Artifact: a1", signature="G",
+                pins=(_pin("dev", "1.0.0"),), policy=strict),
+            _vc("stg", "Ritmo-Promotion: dev -> staging\nRitmo-Artifact: a1", signature="G",
+                pins=(_pin("staging", "1.0.0"),), policy=strict),
+        ]  # fmt: skip
+        direct = "Ritmo-Promotion: staging -> production\nRitmo-Artifact: a1"
+        pinned = {"signature": "G", "pins": (_pin("production", "1.0.0"),)}
+        found = verify([*base, _vc("prd", direct, policy=strict, **pinned)])
+        assert [(p.sha, p.kind) for p in found] == [("prd", "policy-not-held")]
+        assert "required approval" in found[0].message
+        # Allowed by the trusted policy then; through a request; or before any adoption.
+        assert verify([*base, _vc("prd", direct, policy=open_, **pinned)]) == []
+        merged = direct + "\nRitmo-Request: req-1"
+        assert verify([*base, _vc("prd", merged, policy=strict, **pinned)]) == []
+        assert verify([*base, _vc("prd", direct, policy=None, **pinned)]) == []
+
+    def test_commits_before_adoption_are_not_judged(self) -> None:
+        history = [
+            _vc("forged", "Ritmo-Promotion: dev -> staging", before_adoption=True),
+            _vc("adopt", "Ritmo-Policy-Adopted: yes\nRitmo-Policy: b0", signature="G"),
+            _vc("forged2", "Ritmo-Promotion: dev -> staging"),
+        ]
+        assert [(p.sha, p.kind) for p in verify(history)] == [("forged2", "untrusted-signature")]
+
+    def test_a_policy_key_signature_is_not_ritmo_s(self) -> None:
+        lead = _vc("lead", "Ritmo-Promotion: dev -> staging", signature="G", policy_key=True)
+        assert [(p.sha, p.kind) for p in verify([lead])] == [("lead", "untrusted-signature")]

@@ -262,3 +262,73 @@ promotion_rules:
 def test_signed_policy_keys_setting_is_validated() -> None:
     with pytest.raises(ConfigError, match=r"signing.policy_keys .*40-hex"):
         load_settings(None, signing={"policy_keys": ["not-a-fingerprint"]})
+
+
+class TestVouching:
+    def test_a_ritmo_signed_ritmo_policy_puts_a_hand_change_in_force(
+        self,
+        runtime: Runtime,
+        client: FlaskClient,
+        tokens: dict[str, str],
+        remote: Path,
+        tmp_path: Path,
+        settings: Settings,
+    ) -> None:
+        from bot.manifests.writer import Edit
+
+        art = _in_staging(client, tokens)
+        bad = _push_policy(remote, tmp_path, WEAKENED)
+        runtime.writer.sync()
+        assert runtime.policy.untrusted_commits() == [bad]
+        blob = git(remote, "rev-parse", f"{bad}:.ritmo/policy.yaml").strip()
+
+        class Vouch:  # what Ritmo writes when it accepts a policy PR a person merged
+            def plan(self, read: Any) -> Edit:
+                return Edit({}, f"Accept the policy in {bad}\n\nRitmo-Policy: {blob}\n")
+
+        vouch = runtime.writer.write(Vouch()).commit
+        assert vouch is not None
+        verify_commit(remote, vouch, settings.gnupghome)
+        assert runtime.policy.untrusted_commits() == []
+        resp = _promote(client, tokens, art)
+        assert resp.status_code == 201, resp.json
+        result = _verify(settings)
+        assert result.exit_code == 0, result.output
+
+
+def test_two_replicas_starting_together_adopt_once(
+    remote: Path, signing_key: tuple[Path, str], tmp_path: Path
+) -> None:
+    import threading
+
+    home, fingerprint = signing_key
+    seed = git(remote, "rev-parse", "main").strip()
+    made: list[Runtime] = []
+    errors: list[BaseException] = []
+
+    def start(name: str) -> None:
+        settings = load_settings(
+            None,
+            data_dir=tmp_path / name,
+            manifests={"url": str(remote)},
+            signing={"gnupghome": str(home), "key": fingerprint},
+        )
+        try:
+            made.append(build_runtime(settings))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(n,)) for n in ("one", "two")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        line = git(remote, "rev-list", f"{seed}..main").split()
+        assert len(line) == 1 and trailers(remote, line[0])["Ritmo-Policy-Adopted"] == "yes"
+        assert all(rt.policy.adopted() for rt in made)
+    finally:
+        for rt in made:
+            rt.close()
+            kill_gpg_agent(rt.settings.data_dir / "trusted-gnupg")
