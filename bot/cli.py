@@ -406,7 +406,8 @@ def reindex(ctx: click.Context) -> None:
     """Rebuild the index from the manifests repository's history alone."""
     from bot.deploy.ledger import rebuild_ledger
     from bot.deploy.records import LEDGER_BRANCH
-    from bot.runtime import open_index, open_mirror
+    from bot.policy.load import PolicyError
+    from bot.runtime import open_index, open_mirror, policy_source, signing_key
     from bot.store.deployments import DeploymentIndex
     from bot.store.index import RequestIndex
     from bot.store.reindex import reindex as rebuild
@@ -415,13 +416,19 @@ def reindex(ctx: click.Context) -> None:
     try:
         mirror = open_mirror(settings)
         mirror.check_reachable()
-        index = open_index(settings)
+        # New records stand in the first environment of the policy in force.
+        policy = policy_source(settings, signing_key(settings), mirror)
+        with mirror.locked():
+            policy.refresh(mirror.fetch())
+        index = open_index(settings, policy)
         count = rebuild(index, mirror, RequestIndex(index.engine))
         deployed = rebuild_ledger(
             DeploymentIndex(index.engine), open_mirror(settings, LEDGER_BRANCH)
         )
     except ConfigError as exc:
         _fail(str(exc))
+    except PolicyError as exc:
+        _fail(f"the policy in force is invalid: {' | '.join(str(p) for p in exc.problems)}")
     click.echo(f"Indexed {count} artifact records from {settings.remote_url}")
     click.echo(f"Indexed {deployed} deployments from its {LEDGER_BRANCH} branch")
 

@@ -26,6 +26,7 @@ from bot.auth import Scope, TokenStore
 from bot.cli import main
 from bot.config import Settings
 from bot.manifests.records import artifact_id
+from bot.policy.load import DEFAULT_POLICY_PATH
 from bot.runtime import Runtime, build_runtime, open_index
 from tests.helpers import (
     artifact_body,
@@ -542,14 +543,17 @@ class TestEmbeddedServe:
         bare = data / "manifests.git"
         assert (bare / "HEAD").exists()
         history = git(bare, "rev-list", "--reverse", "main").split()
-        # The scaffold, the record, then the shipped policy's pins in dev and staging.
-        assert len(history) == 4
-        assert history[1] == artifact_commit
+        # The scaffold, the adoption of the shipped policy (written into .ritmo/policy.yaml),
+        # the record, then the shipped policy's pins in dev and staging.
+        assert len(history) == 5
+        assert "Ritmo-Policy-Adopted: yes" in git(bare, "log", "-1", "--format=%B", history[1])
+        assert git(bare, "show", "main:.ritmo/policy.yaml") == DEFAULT_POLICY_PATH.read_text()
+        assert history[2] == artifact_commit
         assert "Ritmo-Promotion: dev -> staging" in git(bare, "log", "-1", "--format=%B")
         assert "Ritmo-Init: web" in git(bare, "log", "-1", "--format=%B", history[0])
         for sha in history:
             verify_commit(bare, sha, data / "gnupg")
-        assert fingerprint in verify_commit(bare, history[1], data / "gnupg")
+        assert fingerprint in verify_commit(bare, history[2], data / "gnupg")
 
         checkout = tmp_path / "checkout"
         git(tmp_path, "clone", "--quiet", str(bare), str(checkout))

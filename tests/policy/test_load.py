@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 from textwrap import dedent
 
 import pytest
 from pydantic import ValidationError
 
-from bot.config import ConfigError
-from bot.environments import environment_names
 from bot.policy.load import (
     DEFAULT_POLICY_PATH,
     PolicyError,
@@ -626,16 +623,3 @@ class TestPolicyFromBranch:
         (problem,) = caught.value.problems
         assert (problem.line, problem.column) == (2, 14)
         assert "not UTF-8" in problem.message
-
-
-class TestEnvironmentNames:
-    """environment_names() reads the validated policy and fails closed on a bad one."""
-
-    def test_default_policy_order(self) -> None:
-        assert environment_names() == ["dev", "staging", "production"]
-
-    def test_invalid_policy_file_is_a_config_error_naming_the_place(self, tmp_path: Path) -> None:
-        path = tmp_path / "policy.yaml"
-        path.write_text("environments:\n  - name: dev\n  - name: dev\n")
-        with pytest.raises(ConfigError, match=rf"{path}:3:11: environments\[1\]\.name"):
-            environment_names(path)

@@ -116,7 +116,11 @@ def test_kill_9_during_a_burst_loses_and_duplicates_nothing(
         path = f"artifacts/{bodies[i]['name']}/{bodies[i]['version']}.yaml"
         assert added(path) == [answer["commit"]], (i, path)
     # Nothing twice: each new commit adds exactly one record, no record is added twice.
-    commits = git(remote, "rev-list", f"{seed}..main").split()
+    # Ritmo's first start adopted the policy: one commit of its own, then the records.
+    adopted = git(remote, "rev-list", "--grep=^Ritmo-Policy-Adopted: yes", f"{seed}..main")
+    assert len(adopted.split()) == 1
+    commits = git(remote, "rev-list", "--invert-grep", "--grep=^Ritmo-Policy-Adopted: yes",
+                  f"{seed}..main").split()  # fmt: skip
     files = git(remote, "log", "--format=", "--name-status", "--diff-filter=A",
                 f"{seed}..main").split("\n")  # fmt: skip
     records = [f.split("\t", 1)[1] for f in files if f.startswith("A\tartifacts/")]
@@ -142,7 +146,7 @@ def test_kill_9_during_a_burst_loses_and_duplicates_nothing(
         assert resp.status_code in (200, 201), resp.text
     for body in bodies:
         assert len(added(f"artifacts/{body['name']}/{body['version']}.yaml")) == 1
-    assert len(git(remote, "rev-list", f"{seed}..main").split()) == BURST
+    assert len(git(remote, "rev-list", f"{seed}..main").split()) == BURST + 1  # + the adoption
 
 
 # -- 2. the remote refuses, or times out, during a push ---------------------------------------
