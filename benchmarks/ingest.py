@@ -405,7 +405,9 @@ def verify(
 ) -> Verification:
     env = {**base_env(), "GNUPGHOME": str(gnupghome)}
     problems: list[str] = []
-    commits = git(remote, "rev-list", "--reverse", f"{seed}..{BRANCH}").split()
+    # Ritmo's first start adopts the seed's policy in a commit of its own: not a record.
+    commits = git(remote, "rev-list", "--reverse", "--invert-grep",
+                  "--grep=^Ritmo-Policy-Adopted: yes", f"{seed}..{BRANCH}").split()  # fmt: skip
     if len(commits) != count:
         problems.append(f"expected {count} new commits on {BRANCH}, found {len(commits)}")
 
@@ -435,7 +437,9 @@ def verify(
     if not fsck_clean:
         problems.append(f"git fsck: {(fsck.stdout + fsck.stderr).strip()[:500]}")
     reflog = git(remote, "reflog", "show", "--format=%H", f"refs/heads/{BRANCH}").split()
-    return Verification(len(commits), verified, fsck_clean, len(reflog) - 1, problems)
+    adoptions = git(remote, "rev-list", "--grep=^Ritmo-Policy-Adopted: yes", BRANCH).split()
+    pushes = len(reflog) - 1 - len(adoptions)  # the seed's push and the adoption's are not ingest
+    return Verification(len(commits), verified, fsck_clean, pushes, problems)
 
 
 # -- main ------------------------------------------------------------------------------------
