@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -28,7 +30,13 @@ from bot.manifests.signing import (
     find_embedded_key,
     open_gnupg,
 )
-from bot.manifests.writer import Conflict, ManifestWriter, WriteUnavailable, Written
+from bot.manifests.writer import (
+    Conflict,
+    ManifestWriter,
+    WriteResult,
+    WriteUnavailable,
+    Written,
+)
 from bot.notify.events import announce, emitter
 from bot.notify.gitops import GitopsUpdater
 from bot.notify.outbox import Outbox
@@ -55,6 +63,8 @@ from bot.templates import Templates
 from bot.webhooks.router import Router
 from bot.webhooks.routes import build_router
 from bot.webhooks.worker import DeliveryWorker
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -188,6 +198,11 @@ def open_index(settings: Settings, policy: PolicySource | None = None) -> Artifa
         ) from None
 
 
+def _adopted(done: Future[WriteResult]) -> None:
+    if (exc := done.exception()) is not None:
+        log.error("could not adopt the policy: %s", exc)
+
+
 def adopt_policy(
     settings: Settings, writer: ManifestWriter, policy: PolicySource, templates: Templates
 ) -> None:
@@ -238,7 +253,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         policy.refresh(new, old, written)
         follow(index, mirror, new, old, written, requests_index)
         if started and not policy.adopted():  # the branch got its first content
-            writer.submit(AdoptPolicy(policy.adopted, templates))
+            writer.submit(AdoptPolicy(policy.adopted, templates)).add_done_callback(_adopted)
         if written:  # what this process pushed: recorded, promoted, rolled back
             announce(outbox, index, written)
             rolled = [

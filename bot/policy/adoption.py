@@ -12,8 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bot.manifests.mirror import object_id
-from bot.manifests.writer import Edit, Reader, Unchanged
-from bot.policy.load import BRANCH_POLICY_PATH, DEFAULT_POLICY_PATH
+from bot.manifests.writer import Conflict, Edit, Reader, Unchanged
+from bot.policy.load import (
+    BRANCH_POLICY_PATH,
+    DEFAULT_POLICY_PATH,
+    PolicyError,
+    load_policy_bytes,
+)
 from bot.templates import Templates
 
 
@@ -31,7 +36,15 @@ class AdoptPolicy:
             return Unchanged()
         data = read(BRANCH_POLICY_PATH)
         files = {}
-        if data is None:
+        if data is not None:
+            try:
+                load_policy_bytes(data, BRANCH_POLICY_PATH)
+            except PolicyError as exc:  # never vouch for a policy Ritmo cannot obey
+                raise Conflict(
+                    f"{BRANCH_POLICY_PATH} is invalid, so Ritmo does not adopt it; fix it "
+                    f"(ritmo policy check): {' | '.join(str(p) for p in exc.problems)}"
+                ) from None
+        else:
             data = DEFAULT_POLICY_PATH.read_bytes()
             files[BRANCH_POLICY_PATH] = data
         message = self._templates.render(

@@ -332,3 +332,26 @@ def test_two_replicas_starting_together_adopt_once(
         for rt in made:
             rt.close()
             kill_gpg_agent(rt.settings.data_dir / "trusted-gnupg")
+
+
+def test_verify_names_a_signed_direct_pin_the_trusted_policy_did_not_allow(
+    runtime: Runtime, client: FlaskClient, tokens: dict[str, str], settings: Settings
+) -> None:
+    """A Ritmo-signed direct pin into production (no request) under a policy that asks for
+    approval: what a Ritmo that obeyed an untrusted policy would have written."""
+    from bot.promotions.service import PromotionInput
+
+    art = _in_staging(client, tokens)
+    indexed = runtime.index.get(art)
+    assert indexed is not None
+    # Straight to the writer, past PromotionService.check: signed, but never allowed.
+    change = runtime.promotions.pin_change(
+        indexed.record, PromotionInput("staging", "production"), "release-bot", "c-1", auto=False
+    )
+    pinned = runtime.writer.write(change).commit
+    assert pinned is not None
+    result = _verify(settings)
+    assert result.exit_code == 1, result.output
+    assert f"{pinned} policy-not-held: pins web 2.0.0 staging -> production directly" in (
+        result.output
+    )
