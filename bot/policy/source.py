@@ -133,10 +133,10 @@ class PolicySource:
                 continue
             self._alerted.add(untrusted.sha)
             log.error(
-                "ALERT commit %s changes %s but %s; it is not obeyed, the policy of %s stays "
-                "in force (kind: untrusted-policy)",
+                "ALERT commit %s changes %s but %s; it is not obeyed: the trusted policy "
+                "(%s) stays in force (untrusted-policy)",
                 untrusted.sha, BRANCH_POLICY_PATH, describe(untrusted),
-                self._trust.in_force or "the shipped default",
+                f"blob {self._trust.in_force}" if self._trust.in_force else "the shipped default",
             )  # fmt: skip
 
     def adopted(self) -> bool:
