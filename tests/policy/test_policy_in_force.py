@@ -160,6 +160,11 @@ class TestAdoption:
         )
         with pytest.raises(ConfigError, match=r"^setting signing.policy_keys .*AAAA"):
             build_runtime(bad)
+        gone = bad.model_copy(
+            update={"signing": bad.signing.model_copy(update={"policy_keyring": tmp_path / "no"})}
+        )
+        with pytest.raises(ConfigError, match=r"^setting signing.policy_keyring .*no: No such"):
+            build_runtime(gone)
 
 
 class TestUntrustedPolicy:
