@@ -680,7 +680,10 @@ def verify(
     without Ritmo trailers (unsigned-pin); a merge of a pin change that Ritmo neither made
     nor recorded (unrecorded-merge), or recorded as merged before its policy held
     (policy-not-held); a pinned version no artifact record has (unknown-version); a version
-    pinned in an environment it never reached the one before (skipped-environment).
+    pinned in an environment it never reached the one before (skipped-environment); a
+    rollback to a version that never arrived there by a path the policy held
+    (illegitimate-rollback); a commit on the ritmo/deployments ledger branch not signed
+    by a trusted key (unsigned-ledger, the whole ledger whatever --since says).
     Trusted keys: Ritmo's signing key (signing.key) and each --trusted-key.
 
     Exit 0: no problem; 1: problems; 2: a usage or configuration error.

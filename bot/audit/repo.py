@@ -17,7 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.audit.rollback_rules import illegitimate_rollbacks, unsigned_ledger
 from bot.audit.verify import PinChange, Problem, RecordFact, VerifyCommit, verify
+from bot.deploy.records import LEDGER_BRANCH
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import read_path
 from bot.manifests.records import RECORDS_DIR, split_image
@@ -205,13 +207,34 @@ def read_history(
     return history, [sha for sha, *_ in ranged]
 
 
+def read_ledger(mirror: Mirror, gnupghome: Path) -> list[VerifyCommit]:
+    """Every commit of the deployment ledger branch, oldest first, with its signature;
+    none when the remote has no ledger."""
+    tip = mirror.fetch_branches(LEDGER_BRANCH).get(LEDGER_BRANCH)
+    if tip is None:
+        return []
+    return [
+        VerifyCommit(
+            sha,
+            parents,
+            parse_trailers(message),
+            first_parent=False,
+            signature=status,
+            signer=signer,
+        )  # fmt: skip
+        for sha, parents, status, signer, message in _signatures(mirror, tip, gnupghome)
+    ]
+
+
 def verify_repository(
     mirror: Mirror, tip: str, since: str | None, gnupghome: Path
 ) -> tuple[list[Problem], int]:
     """The problems in since..tip (all history without `since`), in the order of the
-    range's history, oldest first; and how many commits the range holds."""
+    range's history, oldest first, then those of the deployment ledger (all of it); and
+    how many commits the range holds."""
     history, ranged = read_history(mirror, tip, since, gnupghome)
     order = {sha: i for i, sha in enumerate(ranged)}
-    problems = verify(history)
+    problems = verify(history) + illegitimate_rollbacks(history)
     problems.sort(key=lambda p: order.get(p.sha, len(order)))  # stable: a commit's in order
+    problems += unsigned_ledger(read_ledger(mirror, gnupghome), LEDGER_BRANCH)
     return problems, len(ranged)
