@@ -506,7 +506,7 @@ class DeploymentService:
     def _previous(self, record: dict[str, Any]) -> IndexedArtifact:
         """The version to restore: the newest that ran well in the environment, else the
         newest that arrived there, of those that arrived legitimately and are neither
-        held nor failed there. None: RollbackRefused (409) saying why."""
+        held nor failed there. When there is none, RollbackRefused (409) says why."""
         app, env = record["app"], record["environment"]
         if self._arrivals is None:
             raise RollbackRefused("Ritmo cannot read how versions arrived; nothing restored")
