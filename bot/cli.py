@@ -699,7 +699,10 @@ def verify(
     pinned in an environment it never reached the one before (skipped-environment); a
     change to .ritmo/policy.yaml that neither Ritmo nor a policy key signed
     (untrusted-policy); a direct pin the trusted policy then required approval for
-    (policy-not-held). Commits before the policy's adoption are not judged.
+    (policy-not-held); a rollback to a version that never arrived there by a path the policy
+    held (illegitimate-rollback); a commit on the ritmo/deployments ledger branch not signed
+    by Ritmo (unsigned-ledger, the whole ledger whatever --since says). Commits before the
+    policy's adoption are not judged.
     Trusted keys: Ritmo's signing key (signing.key) and each --trusted-key; for policy
     changes also signing.policy_keys (from signing.policy_keyring) and each --policy-key.
 

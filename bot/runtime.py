@@ -16,6 +16,7 @@ from bot.auth import TokenStore
 from bot.config import ConfigError, Settings
 from bot.deploy.gate import deployment_gate
 from bot.deploy.ledger import follow_ledger
+from bot.deploy.provenance import read_arrivals
 from bot.deploy.records import LEDGER_BRANCH
 from bot.deploy.service import DeploymentService
 from bot.forge.github import GitHubForge, github_forge
@@ -318,6 +319,8 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         mirror, writer, ledger, index, deployment_index, promotions, requests, templates, policy,
         requests.forge, emit=emitter(outbox),
         log_url=lambda name: f"{argocd}/applications/{name}" if argocd else None,
+        arrivals=partial(read_arrivals, mirror, gnupghome=settings.gnupghome,
+                         fingerprint=signer.fingerprint),
     )  # fmt: skip
     router = build_router()
     deliveries = DeliveryQueue(index.engine, lease=settings.work_lease)

@@ -2,7 +2,8 @@
 
 POST /api/v1/deployments needs `deployments:write`, the CD credential that can do nothing
 else. Reading needs `artifacts:read` or `deployments:write`. A rollback is a change to an
-environment, so it takes `deployments:write` or `promotions:write`.
+environment: `deployments:write` may roll back a failed or degraded deployment only, any
+other takes `promotions:write`.
 """
 
 from __future__ import annotations
@@ -158,7 +159,11 @@ def rollback_deployment(deployment_id: str) -> tuple[Response, int]:
     except ValidationError as exc:
         raise invalid_fields(exc) from None
     try:
-        done = _service().rollback(deployment_id, g.principal.name, cid, body.reason)
+        # deployments:write rolls back what failed; a healthy deployment takes a promoter.
+        healthy_too = g.principal.allows(Scope.PROMOTIONS_WRITE)
+        done = _service().rollback(
+            deployment_id, g.principal.name, cid, body.reason, healthy_too=healthy_too
+        )
     except DeploymentRefused as exc:
         raise _refused(exc) from None
     except RollbackRefused as exc:

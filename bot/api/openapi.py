@@ -189,8 +189,9 @@ ROUTES: tuple[Route, ...] = (
         {
             201: "Rolled back (pushed)",
             202: "A rollback request was opened",
+            403: "A deployment that did not fail: rolling it back needs promotions:write",
             404: "No such deployment",
-            409: "Nothing to roll back to",
+            409: "Nothing legitimate to roll back to (the reason names what was passed over)",
             503: "The remote is unavailable; retry",
         },
         (Scope.DEPLOYMENTS_WRITE, Scope.PROMOTIONS_WRITE),

@@ -19,7 +19,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from bot.audit.rollback_rules import illegitimate_rollbacks, unsigned_ledger
 from bot.audit.verify import PinChange, Problem, RecordFact, VerifyCommit, verify
+from bot.deploy.records import LEDGER_BRANCH
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import read_path
 from bot.manifests.policy_log import policy_commits
@@ -268,6 +270,25 @@ def read_history(
     return history, [sha for sha, *_ in ranged]
 
 
+def read_ledger(mirror: Mirror, gnupghome: Path) -> list[VerifyCommit]:
+    """Every commit of the deployment ledger branch, oldest first, with its signature;
+    none when the remote has no ledger."""
+    tip = mirror.fetch_branches(LEDGER_BRANCH).get(LEDGER_BRANCH)
+    if tip is None:
+        return []
+    return [
+        VerifyCommit(
+            sha,
+            parents,
+            parse_trailers(message),
+            first_parent=False,
+            signature=status,
+            signer=signer,
+        )  # fmt: skip
+        for sha, parents, status, signer, message in _signatures(mirror, tip, gnupghome)
+    ]
+
+
 @dataclass(frozen=True)
 class Verified:
     problems: list[Problem]  # in the order of the range's history, oldest first
@@ -282,8 +303,17 @@ def verify_repository(
     """The problems in since..tip (all history without `since`)."""
     history, ranged = read_history(mirror, tip, since, gnupghome, keys)
     order = {sha: i for i, sha in enumerate(ranged)}
-    problems = verify(history)
-    problems.sort(key=lambda p: order.get(p.sha, len(order)))  # stable: a commit's in order
     earlier = [c for c in history if c.before_adoption and c.in_range]
+    not_judged = {c.sha for c in earlier}
+    problems = verify(history)
+    problems += [p for p in illegitimate_rollbacks(history) if p.sha not in not_judged]
+    problems.sort(key=lambda p: order.get(p.sha, len(order)))  # stable: a commit's in order
     adopted = next((c.sha for c in history if c.first_parent and c.adopts_policy), None)
+    # A policy key signs policy changes only: on the ledger it counts as no trusted signature.
+    policy_only = keys.policy - keys.ritmo if keys else frozenset()
+    ledger = [
+        replace(c, signature="E") if c.signer in policy_only else c
+        for c in read_ledger(mirror, gnupghome)
+    ]
+    problems += unsigned_ledger(ledger, LEDGER_BRANCH)
     return Verified(problems, len(ranged), adopted, len(earlier))

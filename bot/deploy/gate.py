@@ -27,6 +27,12 @@ def deployment_gate(
             f"{label} has no deployment in {source} yet, and {source} -> {rule.to_env} needs "
             f"a succeeded one; wait until ArgoCD or Flux reports it"
         )
+    if latest.get("superseded"):
+        return (
+            f"{label}'s deployment in {source} was reported about a revision older than "
+            f"{source}'s pin at the time (history only), and {source} -> {rule.to_env} needs "
+            "a succeeded deployment of the current pin"
+        )
     if latest["status"] != "succeeded":
         return (
             f"{label}'s deployment in {source} is {latest['status']}, and {source} -> "

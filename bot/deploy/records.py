@@ -67,6 +67,8 @@ class Observation:
     log_url: str | None = None
     target_type: str | None = None
     target_url: str | None = None
+    # About a revision older than the environment's current pin: history only.
+    superseded: bool = False
 
 
 def new_record(place: Placement, seen: Observation) -> dict[str, Any]:
@@ -88,7 +90,8 @@ def new_record(place: Placement, seen: Observation) -> dict[str, Any]:
         "log_url": seen.log_url,
         "created_at": seen.at,
         "updated_at": seen.at,
-        "succeeded_at": seen.at if seen.status == "succeeded" else None,
+        "succeeded_at": seen.at if seen.status == "succeeded" and not seen.superseded else None,
+        "superseded": seen.superseded,
         "history": [],
     }
 
@@ -100,9 +103,11 @@ def observe(
 
     Once a deployment has an outcome, a late `progressing` does not take it back: ArgoCD
     and Flux retry, so reports arrive out of order. Outcomes replace each other (a
-    succeeded deployment can degrade, a degraded one recover).
+    succeeded deployment can degrade, a degraded one recover). A superseded report (about
+    a revision older than the environment's current pin) is kept in the history only: it
+    changes no status, and a record it creates is marked `superseded`.
     """
-    entry = {
+    entry: dict[str, Any] = {
         "at": seen.at,
         "status": seen.status,
         "source": seen.source,
@@ -111,6 +116,8 @@ def observe(
     }
     if seen.message:
         entry["message"] = seen.message
+    if seen.superseded:
+        entry["superseded"] = True
     if record is None:
         fresh = new_record(place, seen)
         fresh["history"] = [entry]
@@ -120,6 +127,8 @@ def observe(
         return None
     updated = dict(record)
     updated["history"] = [*record["history"], entry][-HISTORY_LIMIT:]
+    if seen.superseded:
+        return updated
     if not (seen.status == "progressing" and record["status"] != "progressing"):
         updated["status"] = seen.status
         updated["revision"] = seen.revision

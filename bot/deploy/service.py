@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from bot.deploy.gate import deployment_gate
 from bot.deploy.intake import Report
+from bot.deploy.legitimacy import Arrivals, choose_target
 from bot.deploy.placement import PlacementError, app_environment, place
 from bot.deploy.records import (
     FAILED,
@@ -154,6 +155,7 @@ class DeploymentService:
         emit: Emit | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         log_url: Callable[[str], str | None] = lambda name: None,
+        arrivals: Callable[[str], Arrivals] | None = None,
     ) -> None:
         self._mirror = mirror
         self._writer = writer
@@ -168,6 +170,8 @@ class DeploymentService:
         self._emit = emit
         self._clock = clock
         self._log_url = log_url
+        # How versions arrived in environments, read from git at a tip (provenance.py).
+        self._arrivals = arrivals
 
     # -- intake -------------------------------------------------------------------
     @traced("ritmo.deploy")
@@ -240,6 +244,8 @@ class DeploymentService:
                 )
             except PlacementError as exc:
                 raise DeploymentRefused(422, exc.message, exc.field) from None
+            if self._superseded(placed):
+                seen = dataclasses.replace(seen, superseded=True)
         if expected is not None and placed.artifact_id != expected:
             raise DeploymentRefused(
                 409,
@@ -259,11 +265,25 @@ class DeploymentService:
         if record is None:  # the ledger already said so (another process wrote it)
             raise DeploymentRefused(503, "the deployment ledger is behind; retry")
         outcome = Outcome(record, created=before is None, duplicate=result.commit is None)
+        if seen.superseded:
+            log.info("%s: a report about %s, older than %s's current pin; kept as history",
+                     record["id"], revision[:12], env)  # fmt: skip
+            return outcome
         if outcome.duplicate or (before is not None and before["status"] == record["status"]):
             return outcome
         self._mirror_to_forge(record)
         self._follow_up(outcome, correlation_id)
         return outcome
+
+    def _superseded(self, placed: Placement) -> bool:
+        """Whether the report's revision is older than the environment's current pin (it
+        does not contain the pin's commit). The caller holds the mirror's lock."""
+        tip = self._mirror.tip()
+        if tip is None:
+            return False
+        current = self._mirror.log("-1", "--first-parent", "--format=%H", tip, "--", placed.path)
+        pin = current.strip()
+        return bool(pin) and not self._mirror.is_ancestor(pin, placed.revision)
 
     def _apps(self) -> list[str]:
         return self._index.names()
@@ -329,9 +349,9 @@ class DeploymentService:
             self.index.set_forge_ref(record["id"], ref)
 
     def current(self, app: str, env: str) -> dict[str, Any] | None:
-        """The newest deployment of the app in the environment."""
-        found, _ = self.index.search(app=app, env=env, limit=1)
-        return found[0] if found else None
+        """The newest deployment of the app in the environment (superseded reports are
+        history, not what runs)."""
+        return next(self.index.current_records(app=app, env=env), None)
 
     # -- rollback -----------------------------------------------------------------
     @traced("ritmo.rollback")
@@ -342,33 +362,59 @@ class DeploymentService:
         correlation_id: str,
         reason: str | None,
         automatic: bool = False,
+        healthy_too: bool = True,
     ) -> dict[str, Any]:
-        """Pin the environment's previous version again, as a signed commit; a hold keeps
-        the failed artifact out of the environment's auto-promotion.
+        """Pin an earlier version again, as a signed commit; a hold keeps the rolled-back
+        artifact out of the environment's auto-promotion. Only a version that arrived in
+        the environment legitimately (legitimacy.py) is restored.
 
-        A manual rollback into an environment whose policy says `requires_approval` opens
-        a request instead (status "pending"), judged by the rule into the environment."""
+        `healthy_too`: the caller may roll back a deployment that did not fail (it has
+        `promotions:write`); a `deployments:write` caller may not (403). A request opens
+        instead (status "pending"), judged by the rule into the environment, for a
+        failed deployment where `rollback.requires_approval` is true, and for a healthy
+        one where the rule into the environment requires approval, unless the
+        environment's `rollback.requires_approval` is explicitly false."""
         record = self.index.get(deployment_id)
         if record is None:
             raise DeploymentRefused(404, f"no deployment {deployment_id!r}")
+        status = record["status"]
+        healthy = status not in FAILED
+        if healthy and not healthy_too:
+            raise DeploymentRefused(
+                403,
+                f"{deployment_id} is {status}: a deployments:write token rolls back only a "
+                "failed or degraded deployment; rolling back another needs promotions:write",
+                "scope",
+            )
         if record.get("rolled_back_by"):
             raise RollbackRefused(
                 f"{deployment_id} was rolled back already by {record['rolled_back_by']}"
             )
-        failed = self._index.get(record["artifact_id"])
-        restored = self._previous(record)
-        if failed is None or restored is None:
+        if record.get("superseded"):
             raise RollbackRefused(
-                f"no earlier version of {record['app']} ran in {record['environment']}; "
-                "promote a fixed version instead"
+                f"{deployment_id} is a report about a revision older than the current pin of "
+                f"{record['environment']} (history only); roll back the current deployment"
             )
+        failed = self._index.get(record["artifact_id"])
+        if failed is None:
+            raise RollbackRefused(f"no artifact {record['artifact_id']} is recorded")
+        restored = self._previous(record)
         policy = self._policy()
         app, env = record["app"], record["environment"]
         names = policy.environment_names
         position = names.index(env) if env in names else 0
         returned_to = names[position - 1] if position > 0 else None
-        if not automatic and policy.rollback(app, env).requires_approval:
-            rule = policy.rule(app, returned_to, env) if returned_to else None
+        rule = policy.rule(app, returned_to, env) if returned_to else None
+        asks = policy.rollback(app, env)
+        if automatic:
+            wanted = False
+        elif healthy:
+            # Unless the environment says explicitly that rollbacks need no approval.
+            waived = "requires_approval" in asks.model_fields_set and not asks.requires_approval
+            wanted = rule is not None and rule.requires_approval and not waived
+        else:
+            wanted = asks.requires_approval
+        if wanted:
             if rule is None or not rule.requires_approval:
                 raise RollbackRefused(
                     f"rollback.requires_approval in {env} needs a promotion rule into {env} "
@@ -391,7 +437,6 @@ class DeploymentService:
             }
         target = policy.target(app)
         path = target.path(app, env)
-        status = record["status"]
         why = f"{status} in {env}" if status in FAILED else f"is rolled back in {env} by {by}"
         message = self._templates.render(
             "commit/rollback.txt",
@@ -458,27 +503,50 @@ class DeploymentService:
         )
         return self._ledger.submit(_MarkRolledBack(record, commit, at, message))
 
-    def _previous(self, record: dict[str, Any]) -> IndexedArtifact | None:
-        """The last version that ran well in the environment, else the one pinned before."""
-        good = self.index.last_succeeded(
-            record["app"], record["environment"], other_than=record["artifact_id"]
-        )
-        if good is not None:
-            return self._index.get(good["artifact_id"])
+    def _previous(self, record: dict[str, Any]) -> IndexedArtifact:
+        """The version to restore: the newest that ran well in the environment, else the
+        newest that arrived there, of those that arrived legitimately and are neither
+        held nor failed there. When there is none, RollbackRefused (409) says why."""
+        app, env = record["app"], record["environment"]
+        if self._arrivals is None:
+            raise RollbackRefused("Ritmo cannot read how versions arrived; nothing restored")
         with self._mirror.locked():
-            parent = self._mirror.log("-1", "--format=%P", record["pin_commit"]).split()
-            if not parent:
-                return None
-            try:
-                before = place(
-                    self._mirror, self._policy(), record["app"], record["environment"],
-                    parent[0], self._index.get, self._artifacts_of,
-                )  # fmt: skip
-            except PlacementError:
-                return None
-        if before.artifact_id == record["artifact_id"]:
-            return None
-        return self._index.get(before.artifact_id)
+            tip = self._mirror.tip()
+            if tip is None:
+                raise RollbackRefused(f"the default branch is empty; nothing to restore in {env}")
+            found = self._arrivals(tip)
+        ran_well: list[str] = []
+        failed_here: set[str] = set()
+        seen: set[str] = set()
+        for dep in self.index.current_records(app=app, env=env):
+            artifact_id = dep["artifact_id"]
+            if artifact_id in seen:
+                continue  # an artifact's newest deployment there says how it did
+            seen.add(artifact_id)
+            if dep["status"] in FAILED:
+                failed_here.add(artifact_id)
+            elif dep["status"] == "succeeded" and not dep.get("rolled_back_by"):
+                ran_well.append(artifact_id)
+
+        def label(artifact_id: str) -> str:
+            known = self._index.get(artifact_id)
+            return f"{app} {known.record['version']}" if known else artifact_id
+
+        def mine(artifact_id: str) -> bool:
+            known = self._index.get(artifact_id)
+            return known is not None and known.record["name"] == app
+
+        chosen, why = choose_target(
+            found, env, record["artifact_id"], ran_well, frozenset(failed_here), label, mine
+        )
+        restored = self._index.get(chosen) if chosen else None
+        if restored is None:
+            passed = f" ({'; '.join(why)})" if why else ""
+            raise RollbackRefused(
+                f"no version of {app} that arrived in {env} by a promotion the policy held "
+                f"can be restored{passed}; promote a fixed version instead"
+            )
+        return restored
 
     # -- deployment-gated auto-promotion ------------------------------------------------
     def promote_after(self, record: dict[str, Any], correlation_id: str) -> list[dict[str, Any]]:
@@ -491,6 +559,8 @@ class DeploymentService:
         rule = policy.rule(app, env, nxt) if nxt else None
         if rule is None or not rule.auto_promote or not rule.gated_on_deployment:
             return done
+        if record.get("superseded"):
+            return done  # a report about an older revision is history, not a gate
         artifact = self._index.get(record["artifact_id"])
         if artifact is None or artifact.promotion_status != env or record.get("rolled_back_by"):
             return done
@@ -521,7 +591,7 @@ class DeploymentService:
         promoted = 0
         for record in self.index.search(status="succeeded", limit=1000)[0]:
             where = (record["app"], record["environment"])
-            if where in seen:
+            if where in seen or record.get("superseded"):
                 continue
             seen.add(where)
             promoted += len(self.promote_after(record, correlation_id))

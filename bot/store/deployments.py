@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -136,9 +136,25 @@ class DeploymentIndex:
         return json.loads(row.record) if row else None
 
     def latest_of(self, artifact_id: str, env: str) -> dict[str, Any] | None:
-        """The artifact's newest deployment in the environment."""
-        found, _ = self.search(artifact_id=artifact_id, env=env, limit=1)
-        return found[0] if found else None
+        """The artifact's newest deployment in the environment; superseded reports (about
+        a revision older than the environment's pin) are history and do not count."""
+        return next(self.current_records(env=env, artifact_id=artifact_id), None)
+
+    def current_records(
+        self, app: str | None = None, env: str | None = None, artifact_id: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Deployments, newest first, without the superseded ones."""
+        where = [deployments.c.seq > 0]
+        for column, value in (("app", app), ("environment", env), ("artifact_id", artifact_id)):
+            if value is not None:
+                where.append(deployments.c[column] == value)
+        query = sa.select(deployments.c.record).where(*where).order_by(deployments.c.seq.desc())
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        for row in rows:
+            record: dict[str, Any] = json.loads(row.record)
+            if not record.get("superseded"):
+                yield record
 
     def clear(self) -> None:
         with self._engine.begin() as conn:

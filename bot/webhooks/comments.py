@@ -44,8 +44,9 @@ Ritmo answers one command per comment, at the start of a line:
 | `{PROMOTE_USAGE}` | Promote that artifact from the environment it is in to `<env>`; \
 when the policy wants approvals, open a promotion request instead. |
 | `{ROLLBACK_USAGE}` | Pin the version that ran before the environment's latest \
-deployment again (a signed rollback commit); the rolled-back version is held out of \
-automatic promotion there. |
+deployment again (a signed rollback commit), if it arrived there through Ritmo and is \
+neither held nor failed there; the rolled-back version is held out of automatic \
+promotion there. |
 | `/ritmo status` | Which version each environment holds, per app, and the open promotion \
 requests. |
 | `/ritmo help` | This list. |

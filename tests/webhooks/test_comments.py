@@ -484,3 +484,35 @@ class TestRollback:
         said = trailers(remote, "main")
         assert said["Ritmo-Rollback"] == "dev" and said["Ritmo-Rolled-Back-By"] == "alice"
         assert rt.index.held(newer["id"], "dev")
+
+    def test_a_comment_never_rolls_back_to_a_held_failed_version(
+        self, client: FlaskClient, rt: Runtime, gh: GitHubSandbox, artifact: Any, remote: Path
+    ) -> None:
+        """Issue 13: after 2.1.0 was rolled back out of dev (held there, its deployment
+        degraded), rolling back the restored 2.0.0 finds nothing legitimate: refused."""
+        cd = rt.tokens.create("cd", [Scope.DEPLOYMENTS_WRITE])
+        ci = rt.tokens.create("ci-2", [Scope.ARTIFACTS_WRITE])
+        gh.token()
+        deployed = {"artifact_id": artifact["id"], "environment": "dev"}
+        assert client.post("/api/v1/deployments", json=deployed,
+                           headers=bearer(cd)).status_code == 201  # fmt: skip
+        newer = client.post("/api/v1/artifacts", json=artifact_body(version="2.1.0"),
+                            headers=bearer(ci)).json  # fmt: skip
+        deployed = {"artifact_id": newer["id"], "environment": "dev", "status": "degraded"}
+        failed = client.post("/api/v1/deployments", json=deployed, headers=bearer(cd)).json
+        undone = client.post(f"/api/v1/deployments/{failed['id']}/rollback", headers=bearer(cd))
+        assert undone.status_code == 201, undone.json
+        # 2.0.0 runs again, and degrades too.
+        deployed = {"artifact_id": artifact["id"], "environment": "dev", "status": "degraded"}
+        assert client.post("/api/v1/deployments", json=deployed,
+                           headers=bearer(cd)).status_code == 201  # fmt: skip
+        tip = remote_refs(remote)["refs/heads/main"]
+
+        _permission(gh, "alice", "collaborator-permission-write")
+        _first_reply(gh)
+        _comment(client, rt, _payload(body="/ritmo rollback web in dev"))
+        reply = _reply(gh)
+        assert "Refused: no version of web that arrived in dev" in reply, reply
+        assert "web 2.1.0 is held out of dev" in reply
+        assert remote_refs(remote)["refs/heads/main"] == tip
+        assert 'newTag: "2.0.0"' in show(remote, OVERLAY.format(env="dev"))
