@@ -77,6 +77,10 @@ class SigningSettings(_Section):
     require_artifact_signatures: bool = False
     trusted_keys: list[str] = Field(default_factory=list)
     trusted_keyring: Path | None = None  # armoured public keys of CI signers
+    # People who may change .ritmo/policy.yaml by hand (signed commits); their armoured
+    # public keys come from policy_keyring.
+    policy_keys: list[str] = Field(default_factory=list)
+    policy_keyring: Path | None = None
 
     @field_validator("key")
     @classmethod
@@ -88,7 +92,7 @@ class SigningSettings(_Section):
             raise ValueError("must be a full 40-hex-digit key fingerprint")
         return value
 
-    @field_validator("trusted_keys")
+    @field_validator("trusted_keys", "policy_keys")
     @classmethod
     def _trusted(cls, values: list[str]) -> list[str]:
         out = [v.replace(" ", "").upper() for v in values]

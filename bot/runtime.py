@@ -20,6 +20,8 @@ from bot.forge.github import GitHubForge, github_forge
 from bot.forge.local import LocalForge
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import Identity, read_path
+from bot.manifests.provenance import trust_home
+from bot.manifests.records import split_image
 from bot.manifests.signing import (
     ArtifactVerifier,
     CommitSigner,
@@ -49,6 +51,7 @@ from bot.store.index import (
 from bot.store.locks import Locks
 from bot.store.reindex import follow, history_fact
 from bot.templates import Templates
+from bot.trust.watch import DriftWatch
 from bot.webhooks.router import Router
 from bot.webhooks.routes import build_router
 from bot.webhooks.worker import DeliveryWorker
@@ -75,9 +78,11 @@ class Runtime:
     ledger: ManifestWriter
     outbox: Outbox
     chain_signer: PipelinedSigner
+    drift: DriftWatch
 
     def close(self) -> None:
         self.chain_signer.close()
+        self.drift.close()
         self.outbox.stop()
         self.mirror.close()
         self.ledger.mirror.close()
@@ -179,12 +184,30 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         lease=settings.work_lease,
     )  # fmt: skip
 
+    def image_of(app: str) -> str | None:
+        latest, _ = index.search(name=app, limit=1)
+        if not latest:
+            return None
+        image = latest[0].record.get("image")
+        return split_image(str(image))[0] if image else app
+
+    signers = trust_home(
+        settings.data_dir, signer.export_public_key(), signer.fingerprint,
+        settings.signing.policy_keys, settings.signing.policy_keyring,
+    )  # fmt: skip
+    drift = DriftWatch(
+        mirror, signers, image_of, lambda sha: requests_index.by_commit(sha) is not None
+    )
+
     def advance(old: str | None, new: str, written: Written | None) -> None:
         # Runs in the writer thread, the one thread that reads the mirror.
         follow(index, mirror, new, old, written, requests_index)
+        # Before the policy is read: a commit that breaks the policy is drift too.
+        drift.seen(old, new, written)
         policy.refresh(partial(read_path, mirror, mirror.tree_of(new)))
         if written:  # what this process pushed: recorded, promoted, rolled back
             announce(outbox, index, written)
+            drift.landed(written)
             rolled = [
                 f
                 for c in written
@@ -254,7 +277,8 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     runtime = Runtime(
         settings, signer, mirror, index, tokens, writer, registry, templates, policy, promotions,
         requests, requests_index, router, deliveries, webhooks, deployments, ledger, outbox,
-        chain_signer,
+        chain_signer, drift,
     )  # fmt: skip
-
+    # Drift found while starting is recorded now that everything it announces to is up.
+    drift.start(writer.submit, requests.forge.alert)
     return runtime
