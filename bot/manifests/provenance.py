@@ -71,6 +71,11 @@ def trust_home(
             ) from None
         gpg.import_keys(armoured)
     known = {str(k["fingerprint"]).upper() for k in gpg.list_keys()}
+    # Importing started an agent; checking signatures needs none, so none is left running.
+    subprocess.run(
+        ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], capture_output=True,
+        check=False,
+    )  # fmt: skip
     missing = [f for f in policy_keys if f.upper() not in known]
     if missing:
         raise ConfigError(
