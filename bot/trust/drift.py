@@ -161,17 +161,20 @@ def forge_text(drift: Drift) -> str:
 
 
 def overlay_of(policy: Policy, path: str) -> tuple[str, str, AppTarget] | None:
-    """(app, env, target) when `path` is an app's overlay under the policy."""
+    """(app, env, target) when `path` is an app's overlay under the policy: an app the
+    policy configures, by its own template; any other app, by the default one."""
     envs = set(policy.environment_names)
-    for template in {DEFAULT_OVERLAY, *(policy.target(a).overlay for a in policy.apps)}:
-        match = _template_pattern(template).match(path)
-        if match is None:
-            continue
-        app, env = match["app"], match["env"]
+    for app in policy.apps:
         target = policy.target(app)
-        if env in envs and target.overlay == template:
-            return app, env, target
-    return None
+        match = _template_pattern(target.overlay).match(path)
+        if match and match["app"] in ("", app) and match["env"] in envs:
+            return app, match["env"], target
+    match = _template_pattern(DEFAULT_OVERLAY).match(path)
+    if match is None or match["env"] not in envs:
+        return None
+    app = match["app"]
+    target = policy.target(app)
+    return (app, match["env"], target) if target.overlay == DEFAULT_OVERLAY else None
 
 
 def _template_pattern(template: str) -> re.Pattern[str]:
