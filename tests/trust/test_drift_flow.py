@@ -265,6 +265,26 @@ class TestHandPin:
         (drift,) = _drift_commits(remote, before)
         assert trailers(remote, drift)["Ritmo-Drift-Commit"] == hand
 
+    def test_a_forged_record_does_not_silence_it(
+        self, client: FlaskClient, runtime: Runtime, tokens: dict[str, str], remote: Path,
+        tmp_path: Path, signing_key: tuple[Path, str],
+    ) -> None:  # fmt: skip
+        _register(client, tokens["ci"], "1.0.0")
+        before = _tip(remote)
+        work = _person(remote, tmp_path / "person")
+        hand = _pin_by_hand(work, "production", "9.9.9")
+        git(work, "-c", "user.name=Ritmo", "-c", "user.email=ritmo@example.com", "commit",
+            "--quiet", "--allow-empty", "-m",
+            f"Drift: recorded\n\nRitmo-Drift: pin\nRitmo-Drift-Commit: {hand}\n"
+            "Ritmo-Drift-Detail: nothing to see")  # fmt: skip
+        git(work, "push", "--quiet", "origin", "main")
+        forged = git(work, "rev-parse", "HEAD").strip()
+        run_due(runtime)
+        drifts = _drift_commits(remote, before)
+        assert drifts[0] == forged and len(drifts) == 2  # Ritmo's own record follows
+        verify_commit(remote, drifts[1], signing_key[0])
+        assert trailers(remote, drifts[1])["Ritmo-Drift-Commit"] == hand
+
     def test_ritmos_own_promotions_and_other_edits_are_not_drift(
         self, client: FlaskClient, runtime: Runtime, tokens: dict[str, str], remote: Path,
         tmp_path: Path, caplog: pytest.LogCaptureFixture,
