@@ -24,6 +24,8 @@ from bot.forge.local import LocalForge
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import Identity
 from bot.manifests.policy_log import GitPolicyHistory
+from bot.manifests.provenance import Signers, trust_home
+from bot.manifests.records import split_image
 from bot.manifests.signing import (
     ArtifactVerifier,
     CommitSigner,
@@ -61,6 +63,7 @@ from bot.store.index import (
 from bot.store.locks import Locks
 from bot.store.reindex import follow, history_fact
 from bot.templates import Templates
+from bot.trust.watch import DriftWatch
 from bot.webhooks.router import Router
 from bot.webhooks.routes import build_router
 from bot.webhooks.worker import DeliveryWorker
@@ -89,9 +92,11 @@ class Runtime:
     ledger: ManifestWriter
     outbox: Outbox
     chain_signer: PipelinedSigner
+    drift: DriftWatch
 
     def close(self) -> None:
         self.chain_signer.close()
+        self.drift.close()
         self.outbox.stop()
         self.mirror.close()
         self.ledger.mirror.close()
@@ -142,36 +147,21 @@ def artifact_verifier(settings: Settings) -> ArtifactVerifier:
     return ArtifactVerifier(gpg, settings.signing.trusted_keys)
 
 
-def policy_keys(settings: Settings, signer: CommitSigner) -> tuple[Path, TrustKeys]:
-    """A GnuPG home holding only the keys whose commits may change the policy: Ritmo's
-    public key and the policy keys; (home, their fingerprints)."""
-    home = (settings.data_dir / "policy-gnupg").resolve()
-    gpg = open_gnupg(home)
-    (home / "gpg.conf").write_text("trust-model always\n")  # the keyring is the trust
-    gpg.import_keys(signer.export_public_key())
-    keyring = settings.signing.policy_keyring
-    if keyring is not None:
-        try:
-            gpg.import_keys(Path(keyring).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(
-                f"setting signing.policy_keyring (RITMO_SIGNING__POLICY_KEYRING): {keyring}: "
-                f"{exc.strerror}; point it at a file of armoured public keys"
-            ) from None
-    known = {k["fingerprint"] for k in gpg.list_keys()}
-    missing = [f for f in settings.signing.policy_keys if f not in known]
-    if missing:
-        raise ConfigError(
-            "setting signing.policy_keys (RITMO_SIGNING__POLICY_KEYS): no public key "
-            f"{missing[0]} in signing.policy_keyring; add that person's armoured public key"
-        )
-    return home, TrustKeys(frozenset({signer.fingerprint}), frozenset(settings.signing.policy_keys))
+def trusted_signers(settings: Settings, signer: CommitSigner) -> Signers:
+    """The keys whose commit signatures count: Ritmo's, and the policy keys (for policy)."""
+    return trust_home(
+        settings.data_dir, signer.export_public_key(), signer.fingerprint,
+        settings.signing.policy_keys, settings.signing.policy_keyring,
+    )  # fmt: skip
 
 
-def policy_source(settings: Settings, signer: CommitSigner, mirror: Mirror) -> PolicySource:
+def policy_source(
+    settings: Settings, signer: CommitSigner, mirror: Mirror, signers: Signers | None = None
+) -> PolicySource:
     """The policy in force on `mirror`'s branch, as trusted commits wrote it."""
-    home, keys = policy_keys(settings, signer)
-    return PolicySource(policy_from_bytes, GitPolicyHistory(mirror, home), keys)
+    signers = signers or trusted_signers(settings, signer)
+    keys = TrustKeys(frozenset({signers.ritmo}), signers.policy)
+    return PolicySource(policy_from_bytes, GitPolicyHistory(mirror, signers.home), keys)
 
 
 def open_mirror(settings: Settings, branch: str | None = None) -> Mirror:
@@ -224,7 +214,8 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     verifier = artifact_verifier(settings)
     mirror = open_mirror(settings)
     mirror.check_reachable()
-    policy = policy_source(settings, signer, mirror)
+    signers = trusted_signers(settings, signer)
+    policy = policy_source(settings, signer, mirror, signers)
     index = open_index(settings, policy)
     templates = templates or Templates()
     requests_index = RequestIndex(index.engine)
@@ -248,15 +239,29 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         lease=settings.work_lease,
     )  # fmt: skip
 
+    def image_of(app: str) -> str | None:
+        latest, _ = index.search(name=app, limit=1)
+        if not latest:
+            return None
+        image = latest[0].record.get("image")
+        return split_image(str(image))[0] if image else app
+
+    drift = DriftWatch(
+        mirror, signers, image_of, lambda sha: requests_index.by_commit(sha) is not None,
+        policy.untrusted_commits,
+    )  # fmt: skip
+
     def advance(old: str | None, new: str, written: Written | None) -> None:
         # Runs in the writer thread, the one thread that reads the mirror. The policy
         # first: the index asks it where new records stand.
         policy.refresh(new, old, written)
         follow(index, mirror, new, old, written, requests_index)
+        drift.seen(old, new, written)
         if started and not policy.adopted():  # the branch got its first content
             writer.submit(AdoptPolicy(policy.adopted, templates)).add_done_callback(_adopted)
         if written:  # what this process pushed: recorded, promoted, rolled back
             announce(outbox, index, written)
+            drift.landed(written)
             rolled = [
                 f
                 for c in written
@@ -329,9 +334,11 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     runtime = Runtime(
         settings, signer, mirror, index, tokens, writer, registry, templates, policy, promotions,
         requests, requests_index, router, deliveries, webhooks, deployments, ledger, outbox,
-        chain_signer,
+        chain_signer, drift,
     )  # fmt: skip
     if mirror.tip() is not None and not policy.adopted():
         adopt_policy(settings, writer, policy, templates)
     started = True
+    # Drift found while starting is recorded now that everything it announces to is up.
+    drift.start(writer.submit, requests.forge.alert)
     return runtime

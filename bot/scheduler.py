@@ -1,4 +1,5 @@
-"""The periodic job: settle the pending promotion requests, promote what soaked enough.
+"""The periodic job: follow the default branch (drift), settle the pending promotion
+requests, promote what soaked enough.
 
 Started where the app serves (gunicorn's worker, the WSGI factory), never by create_app:
 tests build many apps. A failing run is logged; the next run tries again.
@@ -19,6 +20,16 @@ from bot.store.leader import LeaderLock
 JOB_ID = "ritmo-expire-due"
 
 log = logging.getLogger(__name__)
+
+
+def follow_branch(runtime: Runtime) -> None:
+    """Fetch the default branch: the index follows, and drift (a pin or a policy change
+    Ritmo did not make) is recorded, whether or not a push webhook told of it."""
+    try:
+        runtime.writer.sync()
+        runtime.drift.settle()
+    except Exception:
+        log.exception("following the default branch failed; it runs again at the next interval")
 
 
 def expire_due(runtime: Runtime) -> list[str]:
@@ -52,8 +63,9 @@ def rollback_due(runtime: Runtime) -> int:
 
 
 def run_due(runtime: Runtime) -> None:
-    """Every interval: requests that expired or were approved, soaks that ended, rollbacks
-    still owed."""
+    """Every interval: the branch as it is now, requests that expired or were approved,
+    soaks that ended, rollbacks still owed."""
+    follow_branch(runtime)
     expire_due(runtime)
     rollback_due(runtime)
     promote_due(runtime)

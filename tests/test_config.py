@@ -393,6 +393,29 @@ class TestFailClosed:
         with pytest.raises(ConfigError, match=r"signing\.trusted_keys"):
             build_runtime(settings)
 
+    def test_policy_key_not_in_policy_keyring(
+        self, tmp_path: Path, data_dir: Path, remote: Path, signing_key: tuple[Path, str]
+    ) -> None:
+        keyring = public_keyring(tmp_path, signing_key)
+        settings = configured(
+            data_dir, remote, signing_key, policy_keys=[OTHER_KEY], policy_keyring=str(keyring)
+        )
+        with pytest.raises(ConfigError) as info:
+            build_runtime(settings)
+        assert "signing.policy_keys" in str(info.value) and OTHER_KEY in str(info.value)
+        missing = configured(
+            data_dir, remote, signing_key, policy_keys=[signing_key[1]],
+            policy_keyring=str(tmp_path / "absent.asc"),
+        )  # fmt: skip
+        with pytest.raises(ConfigError, match=r"signing\.policy_keyring"):
+            build_runtime(missing)
+
+    def test_policy_keys_are_fingerprints(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"signing\.policy_keys"):
+            load_settings(None, data_dir=tmp_path, signing={"policy_keys": ["not-a-key"]})
+        given = load_settings(None, data_dir=tmp_path, signing={"policy_keys": [OTHER_KEY.lower()]})
+        assert given.signing.policy_keys == [OTHER_KEY]
+
     def test_trusted_keyring_file_missing(
         self, tmp_path: Path, data_dir: Path, remote: Path, signing_key: tuple[Path, str]
     ) -> None:

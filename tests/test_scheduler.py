@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 
 from bot.config import ConfigError, load_settings
 from bot.runtime import Runtime
-from bot.scheduler import JOB_ID, expire_due, start_scheduler, stop_scheduler
+from bot.scheduler import JOB_ID, expire_due, follow_branch, start_scheduler, stop_scheduler
 from bot.store.index import make_engine
 from bot.store.leader import LeaderLock
 from tests.helpers import artifact_body, bearer
@@ -102,6 +102,19 @@ def test_a_failing_run_is_logged_not_raised(caplog: pytest.LogCaptureFixture) ->
         assert expire_due(runtime) == []  # type: ignore[arg-type]
     assert "approval-timeout job failed" in caplog.text
     assert "index is gone" in caplog.text
+
+
+def test_a_remote_that_cannot_be_fetched_is_logged_and_the_run_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def unreachable() -> str:
+        raise OSError("git fetch failed: connection refused")
+
+    runtime = SimpleNamespace(writer=SimpleNamespace(sync=unreachable))
+    with caplog.at_level(logging.ERROR, logger="bot.scheduler"):
+        follow_branch(runtime)  # type: ignore[arg-type]
+    assert "following the default branch failed" in caplog.text
+    assert "connection refused" in caplog.text
 
 
 # A process that takes the SQLite leader lock, says so, and waits to be killed.

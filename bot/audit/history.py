@@ -10,7 +10,10 @@ turns a parsed commit into the events it records:
 - `rolled_back`: `Ritmo-Rollback: env` (`Ritmo-Artifact` is the version restored,
   `Ritmo-Rolled-Back` the one replaced);
 - `request_closed`: `Ritmo-Request-Closed: status` (expired, superseded, rejected, ...);
-- `merged_outside_policy`: `Ritmo-Policy-Held: no` (a person merged before the policy held).
+- `merged_outside_policy`: `Ritmo-Policy-Held: no` (a person merged before the policy held);
+- `pinned_outside_ritmo`, `policy_changed_outside_ritmo`: `Ritmo-Drift: pin|policy`, Ritmo's
+  record of a commit it did not make (`Ritmo-Drift-Commit`, the event's
+  `offending_commit`) that moved a pin or changed the policy (`Ritmo-Drift-Detail`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, Literal, get_args
 
 from bot.manifests.trailers import promotion_hop
 from bot.timestamps import stamp_epoch
+from bot.trust.drift import facts_of, recorded_drift
 
 AuditKind = Literal[
     "registered",
@@ -30,6 +34,8 @@ AuditKind = Literal[
     "rolled_back",
     "request_closed",
     "merged_outside_policy",
+    "pinned_outside_ritmo",
+    "policy_changed_outside_ritmo",
 ]
 KINDS: tuple[AuditKind, ...] = get_args(AuditKind)
 
@@ -69,6 +75,7 @@ class AuditEvent:
     deployment_id: str | None = None
     rolled_back_artifact_id: str | None = None
     detail: str | None = None
+    offending_commit: str | None = None  # drift: the commit Ritmo did not make
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,6 +102,23 @@ def events_of(commit: Commit, lookup: Lookup) -> list[AuditEvent]:
         "automatic": False,
     }
     found: list[AuditEvent] = []
+    drift = recorded_drift(commit.trailers)
+    if drift is not None:
+        facts = facts_of(drift)
+        kind: AuditKind = (
+            "pinned_outside_ritmo" if drift.kind == "pin" else "policy_changed_outside_ritmo"
+        )
+        return [
+            AuditEvent(
+                **{**base, "app": facts.app, "version": facts.version},
+                kind=kind,
+                environment=facts.env,
+                from_environment=None,
+                actor=facts.author,
+                detail=drift.detail,
+                offending_commit=drift.commit,
+            )
+        ]
     hop = promotion_hop(commit.trailers)
     rollback_env = commit.one("Ritmo-Rollback")
     merged_by = commit.one("Ritmo-Merged-By")

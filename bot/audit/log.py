@@ -26,7 +26,9 @@ from bot.manifests.trailers import parse_trailers
 
 # Commits that record an event; everything else on the branch (a person's edits,
 # deployments are on another branch) is left out by git already.
-_EVENT_GREP = "^Ritmo-(Registered-By|Promotion|Rollback|Request-Closed|Approved-By|Policy-Held): "
+_EVENT_GREP = (
+    "^Ritmo-(Registered-By|Promotion|Rollback|Request-Closed|Approved-By|Policy-Held|Drift): "
+)
 _RECORD_PATH = re.compile(rf"^{RECORDS_DIR}/([^/]+)/([^/]+)\.yaml$")
 # What `since`/`until` may be: a date-time, a sha, a branch, `main~3`; never an option.
 REVISION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:+~^@{}-]{0,199}$"

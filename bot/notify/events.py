@@ -13,18 +13,40 @@ from collections.abc import Iterable
 from typing import Any
 
 from bot.deploy.service import Emit
+from bot.manifests.trailers import parse_trailers
 from bot.manifests.writer import WrittenCommit
 from bot.notify.outbox import Outbox
 from bot.notify.render import EventContext
 from bot.store.index import ArtifactIndex, PromotionFact, RollbackFact
 from bot.store.reindex import history_fact, record_in
+from bot.trust.drift import alert_line, facts_of, recorded_drift
 
 log = logging.getLogger(__name__)
 
 
 def announce(outbox: Outbox, index: ArtifactIndex, written: Iterable[WrittenCommit]) -> None:
-    """artifact_recorded, promoted and rolled_back for each pushed commit that is one."""
+    """artifact_recorded, promoted, rolled_back and drift for each pushed commit that is
+    one."""
     for commit in written:
+        drift = recorded_drift(parse_trailers(commit.message))
+        if drift is not None:
+            facts = facts_of(drift)
+            extra = {
+                "kind": drift.kind,
+                "audit_kind": drift.audit_kind,
+                "commit": drift.commit,
+                "detail": drift.detail,
+                "author": facts.author,
+                "version": facts.version,
+                "manifest_commit": commit.sha,
+                "message": alert_line(drift),
+            }
+            context = EventContext(
+                event_id=commit.sha, app=facts.app or "", artifact={},
+                environment=facts.env, extra=extra,
+            )  # fmt: skip
+            outbox.emit("drift", context)
+            continue
         for path, data in commit.files.items():
             record = record_in(path, data)
             if record is not None:

@@ -64,7 +64,9 @@ on the next attempt; never forced). A file that already holds the value is not t
 `path`, `branch` and `url` may use `${VAR}` too (e.g. overlays/${ENVIRONMENT}/...).
 
 Events: artifact_recorded (no environment), promoted, deployed, deployment_failed,
-rolled_back. An entry with `environments` never matches an event without one.
+rolled_back, drift (a pin or a policy change Ritmo did not make; its app and environment
+are those of the pin when one pin moved, else empty; no artifact). An entry with
+`environments` never matches an event without one.
 
 Exactly one target key per entry. A webhook without `body` sends the event document
 (event, id, app, environment, artifact record, correlation id, extra); Spinnaker gets
@@ -102,7 +104,14 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-EVENTS = ("artifact_recorded", "promoted", "deployed", "deployment_failed", "rolled_back")
+EVENTS = (
+    "artifact_recorded",
+    "promoted",
+    "deployed",
+    "deployment_failed",
+    "rolled_back",
+    "drift",
+)
 
 VARIABLES = (
     "APP",
@@ -119,6 +128,7 @@ VARIABLES = (
     "FROM_ENVIRONMENT",
     "MANIFEST_COMMIT",
     "CORRELATION_ID",
+    "MESSAGE",
 )
 """What `${...}` may name. See bot.notify.render.variables for where each comes from."""
 

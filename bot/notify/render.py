@@ -85,7 +85,16 @@ def variables(event: str, context: EventContext) -> dict[str, str]:
         "FROM_ENVIRONMENT": first(context.extra.get("from_environment")),
         "MANIFEST_COMMIT": first(context.extra.get("manifest_commit")),
         "CORRELATION_ID": first(context.correlation_id),
+        "MESSAGE": first(context.extra.get("message"), default_message(event, context)),
     }
+
+
+def default_message(event: str, context: EventContext) -> str:
+    """One line a person can read, e.g. for Slack: `text: "${MESSAGE}"`."""
+    version = context.artifact.get("version")
+    what = " ".join(str(p) for p in (context.app, version) if p) or "Ritmo"
+    where = f" in {context.environment}" if context.environment else ""
+    return f"{what}: {event.replace('_', ' ')}{where}"
 
 
 def substitute_text(text: str, values: Mapping[str, str]) -> str:

@@ -133,7 +133,7 @@ def test_an_unknown_event_is_named_with_the_known_ones() -> None:
     found = problems("  - on: [promoted, deploy]\n    slack: {secret: s, text: hi}\n")
     assert [str(p) for p in found] == [
         "policy.yaml:5:20: integrations[0].on[1]: unknown event 'deploy'; the events are "
-        "artifact_recorded, promoted, deployed, deployment_failed, rolled_back"
+        "artifact_recorded, promoted, deployed, deployment_failed, rolled_back, drift"
     ]
 
 

@@ -33,6 +33,7 @@ def test_variables_come_from_the_record_and_the_context() -> None:
         "FROM_ENVIRONMENT": "dev",
         "MANIFEST_COMMIT": "",
         "CORRELATION_ID": "corr-42",
+        "MESSAGE": "web 1.2.3: promoted in staging",
     }
 
 

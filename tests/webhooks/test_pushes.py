@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from bot.auth import Scope
 from bot.runtime import Runtime
 from tests.forge.github_sandbox import REPOSITORY, GitHubSandbox
-from tests.helpers import artifact_body, bearer, git
+from tests.helpers import artifact_body, bearer, git, trailers
 from tests.webhooks import hooks
 from tests.webhooks.hooks import (
     BRANCH,
@@ -121,14 +121,19 @@ class TestBypass:
         path.write_text(path.read_text().replace('newTag: "0.1.0"', 'newTag: "9.9.9"'))
         as_person(work, "commit", "--quiet", "-am", "Hotfix: pin 9.9.9 in production")
         git(work, "push", "--quiet", "origin", "main")
+        hand = head_of(remote)
         with caplog.at_level(logging.ERROR):
             queued(hook, "push", _push_event(work, before))
             assert rt.webhooks.drain() == 1
         (alert,) = _errors(caplog)
+        assert alert.startswith("ALERT ") and hand in alert
         assert OVERLAY in alert and "9.9.9" in alert and "0.1.0" in alert
         assert "mallory" in alert and "without a Ritmo promotion" in alert
+        # Ritmo recorded it on the branch (one drift commit on top), and followed.
+        assert git(remote, "rev-parse", "main~1").strip() == hand
+        assert trailers(remote, "main")["Ritmo-Drift-Commit"] == hand
         assert rt.index.tip() == head_of(remote)
-        (told,) = gh.sent("POST", f"/repos/{REPOSITORY}/commits/{head_of(remote)}/comments")
+        (told,) = gh.sent("POST", f"/repos/{REPOSITORY}/commits/{hand}/comments")
         assert told["body"].startswith("**Ritmo alert:** this commit pins web 9.9.9 in production")
 
     def test_overlay_edit_keeping_the_version(
