@@ -132,8 +132,9 @@ class PolicySource:
             if untrusted.sha in self._alerted:
                 continue
             self._alerted.add(untrusted.sha)
+            # The drift watcher raises the ALERT (and records it once); this says why.
             log.error(
-                "ALERT commit %s changes %s but %s; it is not obeyed: the trusted policy "
+                "commit %s changes %s but %s; it is not obeyed: the trusted policy "
                 "(%s) stays in force (untrusted-policy)",
                 untrusted.sha, BRANCH_POLICY_PATH, describe(untrusted),
                 f"blob {self._trust.in_force}" if self._trust.in_force else "the shipped default",

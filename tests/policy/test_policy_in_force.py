@@ -183,8 +183,12 @@ class TestUntrustedPolicy:
         with caplog.at_level(logging.ERROR):
             runtime.writer.sync()  # Ritmo fetches (a push webhook or the scheduler)
             runtime.writer.sync()  # and again: still one alert for the commit
+            runtime.drift.settle()  # the drift record (a signed empty commit) has landed
         alerts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ALERT ")]
-        assert len(alerts) == 1 and bad in alerts[0] and "not signed" in alerts[0]
+        assert len(alerts) == 1 and bad in alerts[0] and "without a signature" in alerts[0]
+        refused = [r.getMessage() for r in caplog.records if "it is not obeyed" in r.getMessage()]
+        assert len(refused) == 1 and bad in refused[0] and "not signed" in refused[0]
+        assert trailers(remote, "main")["Ritmo-Drift-Commit"] == bad
         assert runtime.policy.untrusted_commits() == [bad]
 
         before = remote_refs(remote)["refs/heads/main"]
