@@ -34,6 +34,7 @@ from bot.notify.outbox import Outbox
 from bot.policy.load import PolicyError, policy_from_branch
 from bot.policy.model import PromotionRule
 from bot.policy.source import PolicySource
+from bot.promotions.policy_change import PolicyRequests
 from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionService
 from bot.registry import ArtifactRegistry
@@ -220,7 +221,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     promotions = PromotionService(writer, index, templates, policy, gate=gate)
     tokens = TokenStore(settings.tokens_file)
     identity = Identity(settings.manifests.author_name, settings.manifests.author_email)
-    requests = RequestService(
+    requests = PolicyRequests(  # promotion requests, and requests that change the policy
         mirror, writer, signer.sign, identity, promotions, requests_index,
         index.get, templates, policy,
         github_forge(settings, policy) or LocalForge(tokens.memberships),
