@@ -1,0 +1,191 @@
+"""Policy pull requests people open on GitHub: judged by the policy in force's
+`policy_changes`, shown in `ritmo/approval`, vouched for by a signed commit when merged
+with the rule held, an ALERT when merged without."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from bot.config import Settings
+from bot.manifests.mirror import object_id
+from bot.runtime import Runtime
+from tests.forge.github_sandbox import REPOSITORY, GitHubSandbox, review
+from tests.helpers import git, trailers, verify_commit
+from tests.webhooks import hooks
+from tests.webhooks.hooks import as_person, clone, head_of, payload, queued, stamp, statuses
+
+remote_policy, no_pacing, gh, rt, hook = (
+    hooks.remote_policy,
+    hooks.no_pacing,
+    hooks.gh,
+    hooks.rt,
+    hooks.hook,
+)
+
+NUMBER = 12
+BRANCH = "weaken-production"
+# Production without approvals: what the pull request would put in force.
+WEAKENED = """\
+environments:
+  - {name: dev, auto_promote: true}
+  - {name: staging}
+  - {name: production}
+promotion_rules:
+  - {from: dev, to: staging, auto_promote: true}
+  - {from: staging, to: production}
+groups:
+  ops-team: {kind: github-team, team: acme/ops}
+  security-team: {kind: github-team, team: acme/security}
+"""
+
+
+def _push_policy_branch(remote: Path, tmp_path: Path) -> str:
+    """Mallory edits the policy on a branch of her own and pushes it."""
+    work = clone(remote, tmp_path / "mallory")
+    git(work, "checkout", "--quiet", "-b", BRANCH)
+    (work / ".ritmo" / "policy.yaml").write_text(WEAKENED)
+    as_person(work, "commit", "--quiet", "-am", "Production without approvals")
+    git(work, "push", "--quiet", "origin", BRANCH)
+    return git(work, "rev-parse", "HEAD").strip()
+
+
+def _merge_in_the_ui(remote: Path, tmp_path: Path) -> str:
+    work = clone(remote, tmp_path / "merger")
+    git(work, "-c", "user.name=Alice", "-c", "user.email=alice@example.com", "merge",
+        "--quiet", "--no-ff", f"origin/{BRANCH}",
+        "-m", f"Merge pull request #{NUMBER} from mallory/{BRANCH}")  # fmt: skip
+    git(work, "push", "--quiet", "origin", "main")
+    return git(work, "rev-parse", "HEAD").strip()
+
+
+def _pull_event(action: str, head: str, opened: str) -> dict[str, Any]:
+    """A pull_request delivery for Mallory's #12 into main, from the recorded sample."""
+    event = copy.deepcopy(payload("pull_request-synchronize"))
+    event.pop("before"), event.pop("after")
+    event.update(action=action, number=NUMBER)
+    pull = event["pull_request"]
+    pull.update(number=NUMBER, title="Production without approvals", created_at=opened)
+    pull["user"].update(login="mallory", type="User")
+    pull["head"].update(ref=BRANCH, sha=head, label=f"acme:{BRANCH}")
+    event["sender"]["login"] = "mallory"
+    return event
+
+
+def _review_event(login: str, head: str, opened: str) -> dict[str, Any]:
+    event = copy.deepcopy(payload("pull_request_review-submitted"))
+    event["review"].update(state="approved", commit_id=head, submitted_at=stamp())
+    event["review"]["user"]["login"] = login
+    pull = event["pull_request"]
+    pull.update(number=NUMBER, created_at=opened)
+    pull["user"].update(login="mallory", type="User")
+    pull["head"].update(ref=BRANCH, sha=head, label=f"acme:{BRANCH}")
+    event["sender"]["login"] = login
+    return event
+
+
+def _merged_event(head: str, merge: str, opened: str, by: str = "alice") -> dict[str, Any]:
+    event = _pull_event("closed", head, opened)
+    merged = payload("pull_request-merged")["pull_request"]
+    event["pull_request"].update(
+        state="closed", merged=True, merged_at=stamp(), closed_at=stamp(),
+        merge_commit_sha=merge, merged_by={**merged["merged_by"], "login": by},
+    )  # fmt: skip
+    event["sender"]["login"] = by
+    return event
+
+
+def _github(gh: GitHubSandbox, head: str, approvals: list[dict[str, Any]]) -> None:
+    gh.token()
+    gh.app()
+    gh.files(NUMBER)
+    gh.reviews(NUMBER, body=approvals)
+    gh.team("ops")
+    gh.team("security")
+    gh.status(head)
+
+
+class TestPolicyPullRequest:
+    def test_status_shows_progress_then_merged_with_reviews_is_vouched(
+        self, hook: FlaskClient, rt: Runtime, gh: GitHubSandbox, remote: Path, tmp_path: Path,
+        settings: Settings,
+    ) -> None:  # fmt: skip
+        head = _push_policy_branch(remote, tmp_path)
+        opened = stamp(-30)
+        _github(gh, head, [])
+        queued(hook, "pull_request", _pull_event("opened", head, opened))
+        assert rt.webhooks.drain() == 1
+        ((state, description),) = statuses(gh, head)
+        assert state == "pending" and description.startswith("0/2 approvals: missing")
+
+        # Mallory's own approval would not count; alice (ops) then bob (security) do.
+        gh.reviews(NUMBER, body=[
+            review("mallory", "APPROVED", head, stamp(-20), rid=90),
+            review("alice", "APPROVED", head, stamp(-10), rid=91),
+        ])  # fmt: skip
+        queued(hook, "pull_request_review", _review_event("alice", head, opened))
+        assert rt.webhooks.drain() == 1
+        assert statuses(gh, head)[-1][1].startswith("1/2 approvals: missing 1 approval from")
+        gh.reviews(NUMBER, body=[
+            review("alice", "APPROVED", head, stamp(-10), rid=91),
+            review("bob", "APPROVED", head, stamp(-5), rid=92),
+        ])  # fmt: skip
+        queued(hook, "pull_request_review", _review_event("bob", head, opened))
+        assert rt.webhooks.drain() == 1
+        assert statuses(gh, head)[-1] == ("success", "2/2 approvals: approved by alice and bob")
+
+        merge = _merge_in_the_ui(remote, tmp_path)
+        queued(hook, "pull_request", _merged_event(head, merge, opened))
+        assert rt.webhooks.drain() == 1
+        vouch = head_of(remote)
+        assert git(remote, "rev-parse", f"{vouch}^").strip() == merge
+        verify_commit(remote, vouch, settings.gnupghome)
+        said = trailers(remote, vouch)
+        blob = git(remote, "rev-parse", f"{merge}:.ritmo/policy.yaml").strip()
+        assert blob == object_id("blob", WEAKENED.encode())
+        assert said["Ritmo-Policy"] == blob
+        assert said["Ritmo-Approved-By"] == "alice, bob"
+        assert said["Ritmo-Policy-Request"] == str(NUMBER)
+        assert said["Ritmo-Merge-Commit"] == merge
+        assert git(remote, "diff", "--name-only", merge, vouch).strip() == ""  # empty commit
+
+    def test_merged_without_the_rule_is_not_vouched_and_alerts(
+        self, hook: FlaskClient, rt: Runtime, gh: GitHubSandbox, remote: Path, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:  # fmt: skip
+        head = _push_policy_branch(remote, tmp_path)
+        opened = stamp(-30)
+        # One approval from ops; security never approved.
+        _github(gh, head, [review("alice", "APPROVED", head, stamp(-10), rid=91)])
+        gh.comment(NUMBER)
+        merge = _merge_in_the_ui(remote, tmp_path)
+        gh.status(merge)
+        caplog.set_level(logging.INFO)
+        queued(hook, "pull_request", _merged_event(head, merge, opened, by="mallory"))
+        assert rt.webhooks.drain() == 1
+
+        assert head_of(remote) == merge  # no vouching commit
+        assert "Ritmo-Policy" not in trailers(remote, merge)
+        alerts = [r for r in caplog.records if r.getMessage().startswith("ALERT ")]
+        assert len(alerts) == 1 and alerts[0].levelno == logging.ERROR
+        assert f"#{NUMBER} was merged by mallory" in alerts[0].getMessage()
+        assert "missing 1 approval from security-team" in alerts[0].getMessage()
+        ((state, description),) = statuses(gh, merge)
+        assert state == "failure" and "policy_changes" in description
+        (comment,) = gh.sent("POST", f"/repos/{REPOSITORY}/issues/{NUMBER}/comments")
+        assert comment["body"].startswith("**Ritmo alert:**")
+
+    def test_a_pull_request_that_leaves_the_policy_alone_is_not_judged(
+        self, hook: FlaskClient, rt: Runtime, gh: GitHubSandbox, remote: Path, tmp_path: Path
+    ) -> None:
+        head = _push_policy_branch(remote, tmp_path)
+        gh.token()
+        gh.files(NUMBER, ["apps/web/base/deployment.yaml"])
+        queued(hook, "pull_request", _pull_event("opened", head, stamp(-1)))
+        assert rt.webhooks.drain() == 1
+        assert statuses(gh, head) == []
