@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from bot.auth import Scope
 from bot.manifests.mirror import object_id
 from bot.runtime import Runtime
+from bot.store.reindex import reindex
 from tests.helpers import bearer, git, remote_refs, show, trailers, verify_commit
 
 # The policy in force: production needs one approver from each of two groups, and so
@@ -245,3 +246,31 @@ class TestApproval:
         shown = client.get(f"/api/v1/promotions/{first['id']}", headers=bearer(tokens["admin"]))
         assert shown.get_json()["status"] == "superseded"
         assert shown.get_json()["superseded_by"] == second["id"]
+
+    def test_requests_are_rebuilt_from_git(
+        self, client: FlaskClient, tokens: dict[str, str], remote: Path, runtime: Runtime
+    ) -> None:
+        """The index is a cache: a merged policy change request, and a pending one with its
+        review, come back from git alone, and the pending one can still be approved."""
+        ops = runtime.tokens.create("olga", [Scope.PROMOTIONS_APPROVE], ["ops-team"])
+        sec = runtime.tokens.create("sam", [Scope.PROMOTIONS_APPROVE], ["security-team"])
+        first = put(client, tokens["admin"], OPEN_CHANGES).get_json()["request"]
+        url = f"/api/v1/promotions/{first['id']}/approvals"
+        client.post(url, json={}, headers=bearer(ops))
+        assert client.post(url, json={}, headers=bearer(sec)).get_json()["status"] == "merged"
+        # OPEN_CHANGES in force asks no approval for GUARDED; GUARDED then asks two.
+        assert put(client, tokens["admin"], GUARDED).status_code == 201
+        second = put(client, tokens["admin"], WEAKENED).get_json()["request"]
+        url = f"/api/v1/promotions/{second['id']}/approvals"
+        assert client.post(url, json={}, headers=bearer(ops)).status_code == 201
+
+        reindex(runtime.index, runtime.mirror, runtime.requests_index)
+        merged = runtime.requests_index.get(first["id"])
+        assert merged is not None and merged["status"] == "merged"
+        assert merged["app"] == "_policy" and merged["version"] == first["version"]
+        pending = runtime.requests_index.get(second["id"])
+        assert pending is not None and pending["status"] == "pending"
+        assert [r["reviewer"] for r in runtime.requests_index.reviews_of(second["id"])] == ["olga"]
+        done = client.post(url, json={}, headers=bearer(sec)).get_json()
+        assert done["status"] == "merged"
+        assert main_policy(remote) == WEAKENED
