@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from bot.auth import Scope
 from bot.config import Settings
 from bot.manifests.mirror import object_id
 from bot.runtime import Runtime
 from tests.forge.github_sandbox import REPOSITORY, GitHubSandbox, review
-from tests.helpers import git, trailers, verify_commit
+from tests.helpers import bearer, git, trailers, verify_commit
 from tests.webhooks import hooks
 from tests.webhooks.hooks import as_person, clone, head_of, payload, queued, stamp, statuses
 
@@ -29,6 +30,7 @@ remote_policy, no_pacing, gh, rt, hook = (
 )
 
 NUMBER = 12
+POLICY_BRANCH = "ritmo/promote/_policy/_policy"
 BRANCH = "weaken-production"
 # Production without approvals: what the pull request would put in force.
 WEAKENED = """\
@@ -189,3 +191,76 @@ class TestPolicyPullRequest:
         queued(hook, "pull_request", _pull_event("opened", head, stamp(-1)))
         assert rt.webhooks.drain() == 1
         assert statuses(gh, head) == []
+
+
+class TestPolicyChangeRequestOnGitHub:
+    """PUT /api/v1/policy needing approval opens a pull request; GitHub reviews merge it."""
+
+    def _open(self, hook: FlaskClient, rt: Runtime, gh: GitHubSandbox) -> dict[str, Any]:
+        admin = rt.tokens.create("platform-admin", [Scope.ADMIN])
+        gh.opening()
+        gh.app()
+        gh.reviews(body=[])
+        gh.team("ops")
+        gh.team("security")
+        resp = hook.put(
+            "/api/v1/policy", json={"policy": WEAKENED, "reason": "drill"},
+            headers=bearer(admin),
+        )  # fmt: skip
+        assert resp.status_code == 202, resp.json
+        request: dict[str, Any] = resp.json["request"]
+        assert request["forge_ref"] == "7" and request["change"] == "policy"
+        (pull,) = gh.sent("POST", f"/repos/{REPOSITORY}/pulls")
+        assert pull["head"] == POLICY_BRANCH and pull["base"] == "main"
+        assert pull["title"] == "Change the Ritmo policy (.ritmo/policy.yaml)"
+        assert "-    requires_approval: true" in pull["body"]  # the diff reviewers judge
+        assert statuses(gh, request["head"]) == [("pending", "0/2 approvals")]
+        return request
+
+    def test_reviews_merge_it_signed(
+        self, hook: FlaskClient, rt: Runtime, gh: GitHubSandbox, remote: Path, settings: Settings
+    ) -> None:
+        request = self._open(hook, rt, gh)
+        head = request["head"]
+        gh.reviews(body=[
+            review("alice", "APPROVED", head, stamp(-2), rid=91),
+            review("bob", "APPROVED", head, stamp(-1), rid=92),
+        ])  # fmt: skip
+        event = hooks.review_event("submitted", "bob", "approved", head, ref=POLICY_BRANCH)
+        queued(hook, "pull_request_review", event)
+        assert rt.webhooks.drain() == 1
+        merge = head_of(remote)
+        verify_commit(remote, merge, settings.gnupghome)
+        said = trailers(remote, merge)
+        assert said["Ritmo-Policy"] == object_id("blob", WEAKENED.encode())
+        assert said["Ritmo-Approved-By"] == "alice, bob"
+        assert said["Ritmo-Request"] == request["id"]
+        assert git(remote, "rev-parse", f"{merge}^2").strip() == head
+        assert git(remote, "show", "main:.ritmo/policy.yaml") == WEAKENED
+        assert statuses(gh, head)[-1] == ("success", "2/2 approvals: approved by alice and bob")
+
+    def test_merged_by_a_person_without_approvals_is_not_vouched(
+        self, hook: FlaskClient, rt: Runtime, gh: GitHubSandbox, remote: Path, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:  # fmt: skip
+        request = self._open(hook, rt, gh)
+        work = clone(remote, tmp_path / "merger")
+        git(work, "-c", "user.name=Mallory", "-c", "user.email=m@example.com", "merge",
+            "--quiet", "--no-ff", f"origin/{POLICY_BRANCH}", "-m", "Merge #7")  # fmt: skip
+        git(work, "push", "--quiet", "origin", "main")
+        merge = git(work, "rev-parse", "HEAD").strip()
+        gh.status(merge)
+        gh.comment()
+        event = copy.deepcopy(payload("pull_request-merged"))
+        event["pull_request"]["head"].update(ref=POLICY_BRANCH, sha=request["head"])
+        event["pull_request"]["merged_by"]["login"] = "mallory"
+        event["pull_request"].update(merge_commit_sha=merge, merged_at=stamp())
+        caplog.set_level(logging.INFO)
+        queued(hook, "pull_request", event)
+        assert rt.webhooks.drain() == 1
+        assert head_of(remote) == merge  # nothing vouches for it
+        saved = rt.requests_index.get(request["id"])
+        assert saved is not None and saved["status"] == "merged"
+        assert "policy_changes held: no" in saved["reason"]
+        alerts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ALERT ")]
+        assert len(alerts) == 1 and "#7 was merged by mallory" in alerts[0]
