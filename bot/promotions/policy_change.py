@@ -220,12 +220,12 @@ class PolicyRequests(RequestService):
             if request is None or request["status"] != "pending":
                 return None
             decision = self.decide(request, at=merged_at)
-            held = decision.status == "approved" and merged_head == request["tip"]
-            self.accept_merged_pull(
+            if merged_head != request["tip"]:
+                decision = replace(decision, status="blocked",
+                                   reason="the merged head is not the request's")  # fmt: skip
+            held = self.accept_merged_pull(
                 str(request["forge_ref"]), merge_commit, by, request["requested_by"],
-                decision if held else replace(decision, status="blocked",
-                                              reason="the merged head is not the request's"),
-                request_id,
+                request["head"], decision, request_id,
             )  # fmt: skip
             self._requests.save(
                 {**request, "status": "merged", "merge_commit": merge_commit,
@@ -271,34 +271,50 @@ class PolicyRequests(RequestService):
         merge_commit: str,
         merged_by: str,
         requested_by: str,
+        head: str,
         decision: Decision,
         request_id: str | None = None,
     ) -> bool:
-        """A policy pull request was merged: with `decision` approved, a signed commit
-        vouches for the merged policy (`Ritmo-Policy`); otherwise an ALERT and nothing
-        that makes it trusted. Judge before calling: the merge may change the policy."""
-        if decision.status != "approved":
-            why = (
+        """A policy pull request was merged: with `decision` approved for `head`, and the
+        merged policy the one reviewers approved there, a signed commit vouches for it
+        (`Ritmo-Policy`); otherwise an ALERT and nothing that makes it trusted. Judge
+        before calling: the merge may change the policy."""
+        self._writer.sync()  # the forge's merge, its head among its parents
+        with self._mirror.locked():
+            merged = read_path(self._mirror, self._mirror.tree_of(merge_commit), BRANCH_POLICY_PATH)
+            approved = (
+                read_path(self._mirror, self._mirror.tree_of(head), BRANCH_POLICY_PATH)
+                if self._mirror.has_commit(head)
+                else None
+            )
+        why = decision.reason
+        held = decision.status == "approved"
+        if held and (approved is None or blob_of(approved) != blob_of(merged)):
+            # The merge mixed in other policy edits (e.g. an unvouched one on the default
+            # branch): those were never approved, so neither is the result.
+            held, why = (
+                False,
+                (f"the merged {BRANCH_POLICY_PATH} is not the one approved at {head[:12]}"),
+            )
+        if not held:
+            text = (
                 f"policy pull request #{number} was merged by {merged_by} in "
-                f"{merge_commit[:12]} although policy_changes did not hold ({decision.reason}); "
+                f"{merge_commit[:12]} although policy_changes did not hold ({why}); "
                 "Ritmo does not vouch for the policy it wrote"
             )
-            self._forge.flagged(merge_commit, f"merged without policy_changes: {decision.reason}")
-            self._forge.alert(merge_commit, why, number)
-            log.error("ALERT %s", why)
+            self._forge.flagged(merge_commit, f"merged without policy_changes: {why}")
+            self._forge.alert(merge_commit, text, number)
+            log.error("ALERT %s", text)
             return False
-        self._writer.sync()  # the forge's merge first: the vouching commit goes on top
-        with self._mirror.locked():
-            text = read_path(self._mirror, self._mirror.tree_of(merge_commit), BRANCH_POLICY_PATH)
         message = self._templates.render(
             "commit/policy-accepted.txt", number=number, path=BRANCH_POLICY_PATH,
             merged_by=merged_by, merge_commit=merge_commit, approvers=list(decision.approvers),
-            blob=blob_of(text), request_id=request_id, requested_by=requested_by,
+            blob=blob_of(merged), request_id=request_id, requested_by=requested_by,
             correlation_id=request_id or f"pr-{number}",
         )  # fmt: skip
         self._writer.write(_Record(message))
         log.info("policy pull request #%s merged with policy_changes held: %s vouched",
-                 number, blob_of(text))  # fmt: skip
+                 number, blob_of(merged))  # fmt: skip
         return True
 
     def _pull_view(

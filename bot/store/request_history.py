@@ -51,6 +51,11 @@ def _branch_history(mirror: Mirror, tip: str) -> tuple[_Commit | None, list[_Com
     return None, []
 
 
+def _forge_merge(commit: _Commit) -> str | None:
+    """The merge a person made on the forge, as Ritmo's record of it names it."""
+    return commit.one("Ritmo-Merge-Commit") or commit.one("Ritmo-Policy-Merge-Commit")
+
+
 def rebuild_requests(
     mirror: Mirror, tip: str, requests: RequestIndex, artifacts: ArtifactIndex
 ) -> int:
@@ -123,9 +128,9 @@ def rebuild_requests(
             if head is not None:
                 add(head, "merged", commit.parents[1], reviews)
                 rows.get(request_id, {}).update(merge_commit=commit.sha, closed_at=commit.at)
-        elif merged and commit.one("Ritmo-Merge-Commit"):
+        elif merged and (forge_merge := _forge_merge(commit)):
             # Merged by a person on the forge; Ritmo's record names the forge's merge commit.
-            by_forge = _log(mirror, "-n", "1", str(commit.one("Ritmo-Merge-Commit")))
+            by_forge = _log(mirror, "-n", "1", forge_merge)
             if by_forge and len(by_forge[0].parents) == 2:
                 head, reviews = _branch_history(mirror, by_forge[0].parents[1])
                 if head is not None:

@@ -69,12 +69,12 @@ def accept_policy_pull(event: Event, runtime: Runtime) -> None:
     if found is None or not found[0].get("merged"):
         return  # closed unmerged: nothing changed
     pull, service = found
-    number, author = str(pull["number"]), login(pull.get("user"))
+    number, head, author = str(pull["number"]), str(pull["head"]["sha"]), login(pull.get("user"))
     # Judged before the merge is synced: the policy in force, not the merged one.
     decision = service.judge_pull(
-        number, str(pull["head"]["sha"]), author, timestamp(pull["created_at"]),
-        at=timestamp(pull["merged_at"]),
-    )  # fmt: skip
-    service.accept_merged_pull(
-        number, str(pull["merge_commit_sha"]), login(pull.get("merged_by")), author, decision
+        number, head, author, timestamp(pull["created_at"]), at=timestamp(pull["merged_at"])
     )
+    service.accept_merged_pull(
+        number, str(pull["merge_commit_sha"]), login(pull.get("merged_by")), author, head,
+        decision,
+    )  # fmt: skip

@@ -153,7 +153,7 @@ class TestPolicyPullRequest:
         assert said["Ritmo-Policy"] == blob
         assert said["Ritmo-Approved-By"] == "alice, bob"
         assert said["Ritmo-Policy-Request"] == str(NUMBER)
-        assert said["Ritmo-Merge-Commit"] == merge
+        assert said["Ritmo-Policy-Merge-Commit"] == merge
         assert git(remote, "diff", "--name-only", merge, vouch).strip() == ""  # empty commit
 
     def test_merged_without_the_rule_is_not_vouched_and_alerts(
@@ -264,3 +264,33 @@ class TestPolicyChangeRequestOnGitHub:
         assert "policy_changes held: no" in saved["reason"]
         alerts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ALERT ")]
         assert len(alerts) == 1 and "#7 was merged by mallory" in alerts[0]
+
+
+def test_approved_but_merged_over_a_hand_edit_is_not_vouched(
+    hook: FlaskClient, rt: Runtime, gh: GitHubSandbox, remote: Path, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """Reviewers approved the pull request's policy; the merge mixed in an edit someone
+    pushed to main by hand. Vouching for the result would launder that edit."""
+    head = _push_policy_branch(remote, tmp_path)
+    opened = stamp(-30)
+    hand = clone(remote, tmp_path / "hand")
+    policy = hand / ".ritmo" / "policy.yaml"
+    policy.write_text("# tuned by hand\n" + policy.read_text())
+    as_person(hand, "commit", "--quiet", "-am", "Tune the policy")
+    git(hand, "push", "--quiet", "origin", "main")
+    _github(gh, head, [
+        review("alice", "APPROVED", head, stamp(-10), rid=91),
+        review("bob", "APPROVED", head, stamp(-5), rid=92),
+    ])  # fmt: skip
+    gh.comment(NUMBER)
+    merge = _merge_in_the_ui(remote, tmp_path)
+    assert git(remote, "show", f"{merge}:.ritmo/policy.yaml") == "# tuned by hand\n" + WEAKENED
+    gh.status(merge)
+    caplog.set_level(logging.INFO)
+    queued(hook, "pull_request", _merged_event(head, merge, opened))
+    assert rt.webhooks.drain() == 1
+    assert head_of(remote) == merge  # no vouching commit
+    alerts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ALERT ")]
+    assert len(alerts) == 1
+    assert f"the merged .ritmo/policy.yaml is not the one approved at {head[:12]}" in alerts[0]
