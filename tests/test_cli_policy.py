@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -39,10 +40,17 @@ def test_apply_opens_a_request_then_approvals_merge_it(
     ops = runtime.tokens.create("olga", [Scope.PROMOTIONS_APPROVE], ["ops-team"])
     sec = runtime.tokens.create("sam", [Scope.PROMOTIONS_APPROVE], ["security-team"])
     assert invoke(live_server, ops, ["approve", request_id]).exit_code == 0
+    status = invoke(live_server, tokens["reader"], ["status", "--json"])
+    assert status.exit_code == 0, status.output
+    data = json.loads(status.output)
+    assert [r["id"] for r in data["open_requests"]] == [request_id]
+    assert data["environments"] == [] and data["apps"] == []  # a policy change pins nothing
     done = invoke(live_server, sec, ["approve", request_id])
     assert done.exit_code == 0, done.output
     assert done.output.startswith(f"merged: request {request_id} (policy change ")
     assert show(remote, "main:.ritmo/policy.yaml") == WEAKENED
+    status = invoke(live_server, tokens["reader"], ["status", "--json"])
+    assert json.loads(status.output) == {"environments": [], "apps": [], "open_requests": []}
     assert trailers(remote, "main")["Ritmo-Reason"] == "drill"
     # The same text again: nothing to do.
     again = invoke(live_server, tokens["admin"], ["policy", "apply", str(path)])
