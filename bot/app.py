@@ -11,6 +11,7 @@ from flask import Flask
 
 from bot.api import artifacts, cd, deployments, health, outbox, promotions, webhooks
 from bot.api import audit as audit_api
+from bot.api import policy as policy_api
 from bot.api.dashboard import blueprint as dashboard_blueprint
 from bot.api.errors import register_error_handlers
 from bot.api.openapi import blueprint as openapi_blueprint
@@ -35,6 +36,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
     app.register_blueprint(cd.blueprint)
     app.register_blueprint(outbox.blueprint)
     app.register_blueprint(audit_api.blueprint)
+    app.register_blueprint(policy_api.blueprint)
     app.register_blueprint(openapi_blueprint)
     app.register_blueprint(dashboard_blueprint)
     instrument(app, app.extensions["ritmo"])  # /metrics, request metrics, log correlation ids

@@ -281,6 +281,8 @@ def _request_line(req: dict[str, Any]) -> str:
         # blocked (changes requested), frozen, or due to settle: the reason says which
         return f"pending: request {ident} {req.get('decision')}: {req.get('reason')} ({progress})"
     what = f"{req['app']} {req['version']} to {req['to']}"
+    if req.get("change") == "policy":
+        what = f"policy change {req['version']}"
     if status == "merged":
         return f"merged: request {ident} ({what}) merged as {req['merge_commit']}"
     reason = f": {req['reason']}" if req.get("reason") else ""
@@ -504,7 +506,37 @@ def rollback(
 
 @main.group("policy")
 def policy_commands() -> None:
-    """Check promotion policy files."""
+    """Check promotion policy files; change the policy in force (admin token)."""
+
+
+@policy_commands.command("apply")
+@_server_option
+@_token_option
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--reason", help="One line, recorded in the commit (Ritmo-Reason).")
+@click.option("--correlation-id")
+def policy_apply(
+    server: str, token_value: str, file: Path, reason: str | None, correlation_id: str | None
+) -> None:
+    """Make FILE the policy in force: judged by the current policy's policy_changes rule,
+    committed at once, or opened as a request for approvers.
+
+    Exit 0: changed, unchanged, or request opened; 1: refused (problems as line:column);
+    3: retry later.
+    """
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"{file}: {exc}")
+    client = _client(server, token_value)
+    resp = _checked(server, lambda: client.apply_policy(text, reason, correlation_id))
+    body = resp.body
+    if resp.status == 202:
+        click.echo(_request_line(body["request"]))
+    elif body["status"] == "unchanged":
+        click.echo(f"unchanged: {file} is already the policy in force ({body['policy'][:12]})")
+    else:
+        click.echo(f"changed: {file} is the policy in force (commit {body['commit']})")
 
 
 @policy_commands.command("check")

@@ -74,6 +74,16 @@ class RitmoClient:
     def get_promotion(self, promotion_id: str) -> ApiResponse:
         return self._call("GET", f"/api/v1/promotions/{promotion_id}")
 
+    def apply_policy(
+        self, text: str, reason: str | None, correlation_id: str | None = None
+    ) -> ApiResponse:
+        """PUT /api/v1/policy: the whole policy file's text."""
+        headers = {"X-Correlation-ID": correlation_id} if correlation_id else {}
+        body: dict[str, Any] = {"policy": text}
+        if reason:
+            body["reason"] = reason
+        return self._call("PUT", "/api/v1/policy", json=body, headers=headers)
+
     def list_outbox(
         self, status: str | None = None, page: int = 1, per_page: int = 50
     ) -> ApiResponse:

@@ -48,6 +48,7 @@ from bot.policy.load import PolicyError, policy_from_bytes
 from bot.policy.model import PromotionRule
 from bot.policy.source import PolicySource
 from bot.policy.trust import TrustKeys
+from bot.promotions.policy_change import PolicyRequests
 from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionService
 from bot.registry import ArtifactRegistry
@@ -248,7 +249,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
 
     drift = DriftWatch(
         mirror, signers, image_of, lambda sha: requests_index.by_commit(sha) is not None,
-        policy.untrusted_commits,
+        policy.untrusted_commits, merges_judged_by_forge=settings.forge.kind == "github",
     )  # fmt: skip
 
     def advance(old: str | None, new: str, written: Written | None) -> None:
@@ -298,11 +299,11 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     promotions = PromotionService(writer, index, templates, policy, gate=gate)
     tokens = TokenStore(settings.tokens_file)
     identity = Identity(settings.manifests.author_name, settings.manifests.author_email)
-    requests = RequestService(
+    requests = PolicyRequests(  # promotion requests, and requests that change the policy
         mirror, writer, signer.sign, identity, promotions, requests_index,
         index.get, templates, policy,
         github_forge(settings, policy) or LocalForge(tokens.memberships),
-        Locks(index.engine, settings.data_dir / "locks"),
+        Locks(index.engine, settings.data_dir / "locks"), report_drift=drift.report,
     )  # fmt: skip
     registry = ArtifactRegistry(
         writer, index, verifier, templates, settings.signing.require_artifact_signatures,

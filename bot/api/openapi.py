@@ -24,6 +24,7 @@ from bot.api.artifacts import ArtifactQuery
 from bot.api.audit import AuditQuery
 from bot.api.deployments import DeploymentBody, DeploymentQuery, RollbackBody
 from bot.api.outbox import OutboxQuery
+from bot.api.policy import PolicyBody
 from bot.api.promotions import PromoteBody, PromotionQuery, ReviewBody
 from bot.auth import Scope
 from bot.manifests.records import ArtifactSpec
@@ -237,6 +238,23 @@ ROUTES: tuple[Route, ...] = (
         _READ,
         query=AuditQuery,
         tag="audit",
+    ),
+    Route(
+        "put",
+        "/api/v1/policy",
+        "Change the policy in force, judged by its policy_changes rule",
+        {
+            201: "Changed: one signed commit with Ritmo-Policy trailers",
+            200: "Unchanged: the text is the policy in force",
+            202: "A request was opened; approvals pending (approve it like a promotion)",
+            409: "The policy changed meanwhile; send it again",
+            422: "Invalid policy: each problem as line:column: message; nothing written",
+            503: "The remote is unavailable; retry",
+        },
+        (Scope.ADMIN,),
+        body=PolicyBody,
+        correlation_id=True,
+        tag="policy",
     ),
     Route(
         "post",

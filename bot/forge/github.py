@@ -300,6 +300,11 @@ class GitHubForge:
                 )
             return found
 
+    def changed_files(self, number: str) -> list[str]:
+        """The paths pull request `number` changes (a policy pull request edits the policy)."""
+        with self._operation("changed_files"):
+            return [f.filename for f in self._repo().get_pull(int(number)).get_files()]
+
     def memberships(self, policy: Policy, groups: Sequence[str]) -> Mapping[str, frozenset[str]]:
         """Members of each github-team group; local groups have no members on GitHub."""
         with self._operation("memberships"):

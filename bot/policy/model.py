@@ -212,6 +212,54 @@ class PromotionRule(_Model):
         return max(sum(a.count for a in self.approvals), self.min_approvers)
 
 
+POLICY_APP = "_policy"
+"""The pseudo app (and environment) a policy change request targets: not a valid app or
+environment name, so it never meets a real one. `Policy.rule` answers for it with the
+`policy_changes` rule, so a policy change is evaluated like any promotion request."""
+
+
+class PolicyChangeRule(_Model):
+    """Who must approve a change to the policy itself (`PUT /api/v1/policy`, a policy PR).
+
+    The approval fields of a promotion rule. Absent from a policy, a change needs every
+    approval any promotion rule needs (see `Policy.change_rule`)."""
+
+    requires_approval: bool = False
+    approvals: tuple[Approval, ...] = ()
+    min_approvers: int = Field(default=0, ge=0)
+    approver_groups: tuple[str, ...] = ()
+    approval_timeout: timedelta | None = None
+
+    _timeout = field_validator("approval_timeout", mode="before")(
+        lambda v: None if v is None else parse_duration(v)
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PolicyChangeRule:
+        problems: list[tuple[Loc, str]] = []
+        if self.requires_approval and not (self.approvals or self.min_approvers):
+            problems.append(
+                (
+                    ("requires_approval",),
+                    "requires_approval: true needs approvals (per group) or min_approvers "
+                    "with approver_groups",
+                )
+            )
+        if self.min_approvers and not self.approver_groups:
+            problems.append(
+                (("min_approvers",), "needs approver_groups to draw the approvers from")
+            )
+        if problems:
+            raise located_error("PolicyChangeRule", problems)
+        return self
+
+    def as_rule(self) -> PromotionRule:
+        """The promotion rule into the pseudo target `POLICY_APP` that evaluation judges."""
+        return PromotionRule.model_validate(
+            {"from": POLICY_APP, "to": POLICY_APP, **self.model_dump()}
+        )
+
+
 class AppTarget(_Model):
     """Where and how an app's version is pinned in an environment."""
 
@@ -269,6 +317,11 @@ class Policy(_Model):
     require_artifact_signatures: bool = False
     trusted_keys: tuple[str, ...] = ()
     integrations: tuple[Integration, ...] = ()
+    policy_changes: PolicyChangeRule | None = Field(
+        default=None,
+        description="Approvals a change to this policy needs; absent: every approval any "
+        "promotion rule needs.",
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> Policy:
@@ -297,10 +350,35 @@ class Policy(_Model):
         return self.promotion_rules
 
     def rule(self, app: str, from_env: str, to_env: str) -> PromotionRule | None:
+        if app == POLICY_APP:
+            return self.change_rule if (from_env, to_env) == (POLICY_APP, POLICY_APP) else None
         return next(
             (r for r in self.rules_for(app) if (r.from_env, r.to_env) == (from_env, to_env)),
             None,
         )
+
+    @property
+    def change_rule(self) -> PromotionRule:
+        """The rule a change to this policy is judged by: `policy_changes`, or else the
+        union of every promotion rule's approvals (the most each group is asked for), so
+        weakening production takes production's approvers."""
+        if self.policy_changes is not None:
+            return self.policy_changes.as_rule()
+        rules = [r for r in self.promotion_rules if r.requires_approval]
+        for own in self.apps.values():
+            rules += [r for r in own.promotion_rules or () if r.requires_approval]
+        counts: dict[str, int] = {}
+        for rule in rules:
+            for approval in rule.approvals:
+                counts[approval.group] = max(counts.get(approval.group, 0), approval.count)
+        pool = [g for r in rules for g in r.approver_groups]
+        least = max((r.min_approvers for r in rules), default=0)
+        return PolicyChangeRule(
+            requires_approval=bool(rules),
+            approvals=tuple(Approval(group=g, count=n) for g, n in counts.items()),
+            min_approvers=least,
+            approver_groups=tuple(dict.fromkeys(pool)) if least else (),
+        ).as_rule()
 
     def target(self, app: str) -> AppTarget:
         own = self.apps.get(app)
@@ -371,6 +449,7 @@ def coherence_problems(policy: Policy | Mapping[str, Any]) -> list[tuple[Loc, st
         for i, rule in enumerate(_items(rules)):
             problems += _rule_problems(where, i, _mapping(rule), list(index), groups, first_from)
     problems += _rollback_problems(data, list(index))
+    problems += _change_problems(_mapping(data.get("policy_changes")), groups)
     if data.get("require_artifact_signatures") is True and not _items(data.get("trusted_keys")):
         problems.append(
             (
@@ -415,6 +494,27 @@ def _rollback_problems(data: Mapping[str, Any], names: list[str]) -> list[tuple[
                                  f"unknown environment {env_name!r}; the environments are "
                                  + ", ".join(names)))  # fmt: skip
     return problems
+
+
+def _change_problems(rule: Mapping[Any, Any], groups: Mapping[Any, Any]) -> list[tuple[Loc, str]]:
+    """The groups `policy_changes` names must be defined, as a promotion rule's must."""
+    if not groups:
+        return []
+    here: Loc = ("policy_changes",)
+    refs: list[tuple[Loc, object]] = [
+        ((*here, "approvals", j, "group"), _mapping(a).get("group"))
+        for j, a in enumerate(_items(rule.get("approvals")))
+    ]
+    refs += [
+        ((*here, "approver_groups", j), g)
+        for j, g in enumerate(_items(rule.get("approver_groups")))
+    ]
+    return [
+        (loc, f"group {group!r} is not defined under groups "
+              f"(defined: {', '.join(str(g) for g in groups)})")
+        for loc, group in refs
+        if isinstance(group, str) and group not in groups
+    ]  # fmt: skip
 
 
 def _rule_problems(

@@ -64,6 +64,7 @@ class Untrusted:
     blob: str | None  # what it set the file to (None: deleted it)
     signature: str
     signer: str
+    by_ritmo: bool = False  # Ritmo's signature, but no Ritmo-Policy vouch
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,13 @@ def step(state: PolicyTrust, commit: PolicyCommit, keys: TrustKeys) -> PolicyTru
         return replace(state, in_force=vouched, untrusted=kept)
     if not commit.changes_file:
         return state
-    if ritmo or keys.by_policy_key(commit):
+    # Ritmo's own commits change policy only with a Ritmo-Policy vouch (above): its signed
+    # merge of a promotion branch that carried a policy edit puts nothing in force.
+    if keys.by_policy_key(commit) and not ritmo:
         return replace(state, in_force=commit.blob)
     if commit.blob == state.in_force:
         return state
-    found = Untrusted(commit.sha, commit.blob, commit.signature, commit.signer)
+    found = Untrusted(commit.sha, commit.blob, commit.signature, commit.signer, ritmo)
     return replace(state, untrusted=(*state.untrusted, found))
 
 
@@ -113,6 +116,8 @@ def follow(state: PolicyTrust, commits: Iterable[PolicyCommit], keys: TrustKeys)
 
 def describe(untrusted: Untrusted) -> str:
     """Why a change is not obeyed, for an alert or a `verify` line."""
+    if untrusted.by_ritmo:
+        return "is signed by Ritmo but carries no Ritmo-Policy trailer vouching for it"
     how = {
         "N": "is not signed",
         "B": "has a bad signature",

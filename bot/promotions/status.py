@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from bot.policy.model import POLICY_APP
+
 
 def _env_order(seen: Iterable[tuple[str, str]]) -> list[str]:
     """Environments in promotion order (dev, staging, production), from the edges seen."""
@@ -35,6 +37,7 @@ def status_data(
     events (app, environment, version and artifact_id restored, at, actor, commit): a
     rollback newer than the environment's promotion decides what it holds.
     """
+    merged = [r for r in merged if r["app"] != POLICY_APP]  # a policy change pins nothing
     created = {a["id"]: a["created_at"] for a in artifacts}
     cells: dict[tuple[str, str], dict[str, Any]] = {}
     for p in promoted:
@@ -69,7 +72,7 @@ def status_data(
                 "commit": rb["commit"], "promotion": None, "promoted_by": rb["actor"],
                 "at": rb["at"], "rolled_back": True,
             }  # fmt: skip
-    edges = [(p["from"], p["to"]) for p in [*promoted, *merged, *pending]]
+    edges = [(p["from"], p["to"]) for p in [*promoted, *merged, *pending] if p["app"] != POLICY_APP]
     envs = _env_order(edges)
     envs += sorted({env for _, env in cells} - set(envs))
     apps = sorted({a["name"] for a in artifacts} | {app for app, _ in cells})

@@ -12,6 +12,7 @@ from typing import Any
 
 from bot.manifests.mirror import Mirror
 from bot.manifests.trailers import parse_trailers
+from bot.policy.model import POLICY_APP
 from bot.store.index import ArtifactIndex, RequestIndex
 
 BRANCH_PREFIX = "ritmo/promote/"
@@ -50,6 +51,11 @@ def _branch_history(mirror: Mirror, tip: str) -> tuple[_Commit | None, list[_Com
     return None, []
 
 
+def _forge_merge(commit: _Commit) -> str | None:
+    """The merge a person made on the forge, as Ritmo's record of it names it."""
+    return commit.one("Ritmo-Merge-Commit") or commit.one("Ritmo-Policy-Merge-Commit")
+
+
 def rebuild_requests(
     mirror: Mirror, tip: str, requests: RequestIndex, artifacts: ArtifactIndex
 ) -> int:
@@ -60,15 +66,23 @@ def rebuild_requests(
     def add(head: _Commit, status: str, branch_tip: str, reviews: list[_Commit]) -> None:
         artifact = artifacts.get(head.one("Ritmo-Artifact") or "")
         hop = (head.one("Ritmo-Promotion-Request") or "").partition(" -> ")
-        if artifact is None or not hop[1]:
+        # A policy change request: its pseudo target, and the new policy's blob in place
+        # of an artifact (the closing commit carries it as Ritmo-Artifact).
+        blob = head.one("Ritmo-Policy-Change-Request") or head.one("Ritmo-Artifact")
+        if hop[0] == POLICY_APP and blob:
+            artifact_id, app, version = blob, POLICY_APP, blob[:12]
+        elif artifact is None or not hop[1]:
             return
+        else:
+            artifact_id = artifact.record["id"]
+            app, version = artifact.record["name"], artifact.record["version"]
         request_id = "req-" + head.sha[:16]
-        app, env = artifact.record["name"], hop[2]
+        env = hop[2]
         rows[request_id] = {
             "id": request_id,
-            "artifact_id": artifact.record["id"],
+            "artifact_id": artifact_id,
             "app": app,
-            "version": artifact.record["version"],
+            "version": version,
             "from_env": hop[0],
             "to_env": env,
             "branch": f"{BRANCH_PREFIX}{app}/{env}",
@@ -101,19 +115,22 @@ def rebuild_requests(
 
     ended: list[_Commit] = []
     for commit in _log(mirror, "--first-parent", "--grep=^Ritmo-Request: ", tip):
-        # A merge records a promotion, or (a rollback request's) a rollback.
+        # A merge records a promotion, (a rollback request's) a rollback, or a policy change.
         request_id = commit.one("Ritmo-Request")
         if request_id is None or commit.one("Ritmo-Review"):
             continue
-        merged = commit.one("Ritmo-Promotion") or commit.one("Ritmo-Rollback")
+        merged = (
+            commit.one("Ritmo-Promotion") or commit.one("Ritmo-Rollback")
+            or commit.one("Ritmo-Policy")
+        )  # fmt: skip
         if merged and len(commit.parents) == 2:
             head, reviews = _branch_history(mirror, commit.parents[1])
             if head is not None:
                 add(head, "merged", commit.parents[1], reviews)
                 rows.get(request_id, {}).update(merge_commit=commit.sha, closed_at=commit.at)
-        elif merged and commit.one("Ritmo-Merge-Commit"):
+        elif merged and (forge_merge := _forge_merge(commit)):
             # Merged by a person on the forge; Ritmo's record names the forge's merge commit.
-            by_forge = _log(mirror, "-n", "1", str(commit.one("Ritmo-Merge-Commit")))
+            by_forge = _log(mirror, "-n", "1", forge_merge)
             if by_forge and len(by_forge[0].parents) == 2:
                 head, reviews = _branch_history(mirror, by_forge[0].parents[1])
                 if head is not None:

@@ -47,7 +47,8 @@ class NewCommit:
     sha: str
     author: str  # "Name <email>"
     pins: tuple[PinMove, ...] = ()
-    policy_change: tuple[str | None, str | None] | None = None  # blob before, after
+    # blob before, after; only for a change the policy in force does not obey
+    policy_change: tuple[str | None, str | None] | None = None
     by_ritmo: bool = False  # a good signature by Ritmo's key
     by_policy_key: bool = False  # a good signature by a key in signing.policy_keys
     merges_request: bool = False  # a person's merge of a promotion request's branch
@@ -66,10 +67,8 @@ class Drift:
 
 def classify(commit: NewCommit) -> list[Drift]:
     """The drifts one new commit makes: none, a pin, a policy change, or both."""
-    if commit.by_ritmo or commit.merges_request:
-        return []
     found = []
-    if commit.pins:
+    if commit.pins and not (commit.by_ritmo or commit.merges_request):
         what = ", ".join(_pin_text(p) for p in commit.pins)
         found.append(Drift("pin", commit.sha, _line(f"{what} without a Ritmo promotion", commit)))
     if commit.policy_change is not None and not commit.by_policy_key:

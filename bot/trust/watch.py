@@ -84,17 +84,21 @@ class DriftWatch:
         image_of: Callable[[str], str | None],
         is_request_commit: Callable[[str], bool],
         untrusted_policy: Callable[[], Collection[str]],
+        merges_judged_by_forge: bool = False,
         first_look: int = FIRST_LOOK,
     ) -> None:
         """`image_of(app)`: the image name an app's overlays pin, None while the app has
         no artifact record (its overlays are the team's own until then).
         `untrusted_policy()`: the commits whose policy change the policy in force does not
-        obey; a change it obeys (signed, or vouched for by a later Ritmo-Policy) is no drift."""
+        obey; a change it obeys (signed, or vouched for by a later Ritmo-Policy) is no drift.
+        `merges_judged_by_forge`: a merge that changes the policy is a pull request the
+        forge's handler judges (vouched for, or reported here); not judged twice."""
         self._mirror = mirror
         self._signers = signers
         self._image_of = image_of
         self._is_request_commit = is_request_commit
         self._untrusted_policy = untrusted_policy
+        self._merges_judged_by_forge = merges_judged_by_forge
         self._first_look = first_look
         self._looked = False
         self._policies: dict[bytes, Policy] = {}
@@ -157,7 +161,11 @@ class DriftWatch:
                     author=commit.author,
                     pins=pins,
                     policy_change=(
-                        change if change[0] != change[1] and commit.sha in disobeyed else None
+                        change
+                        if change[0] != change[1]
+                        and commit.sha in disobeyed
+                        and not (self._merges_judged_by_forge and len(commit.parents) > 1)
+                        else None
                     ),
                     by_ritmo=signature.by(ritmo),
                     by_policy_key=signature.by(self._signers.policy),
@@ -239,6 +247,13 @@ class DriftWatch:
         return blobs[0], blobs[1]
 
     # -- recording --------------------------------------------------------------------
+    def report(self, drift: Drift) -> None:
+        """Drift another part of Ritmo found (a policy pull request merged without its
+        rule): recorded once, like what the watcher finds."""
+        with self._lock:
+            self._owed.append(drift)
+        self._ask_owed()
+
     def _ask_owed(self) -> None:
         submit = self._submit
         if submit is None:

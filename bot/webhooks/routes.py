@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.webhooks import comments, installations, pull_requests, pushes, reviews
+from bot.webhooks import comments, installations, policy_pulls, pull_requests, pushes, reviews
 from bot.webhooks.router import Router
 
 
@@ -13,4 +13,5 @@ def build_router() -> Router:
         installations.router,
         pushes.router,
         comments.router,
+        policy_pulls.router,
     )

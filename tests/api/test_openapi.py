@@ -148,7 +148,7 @@ def _call(client: FlaskClient, route: Route, headers: dict[str, str]) -> int:
         path = path.replace(f"{{{name}}}", "1" if name in route.int_params else "x")
     if route.method == "get":
         return client.get(path, headers=headers).status_code
-    return client.post(path, json={}, headers=headers).status_code
+    return client.open(path, method=route.method.upper(), json={}, headers=headers).status_code
 
 
 @pytest.mark.parametrize("route", [r for r in ROUTES if r.scopes], ids=lambda r: r.path)

@@ -132,6 +132,14 @@ class GitHubSandbox:
         path = f"/repos/{REPOSITORY}/pulls/{number}/reviews"
         self.add("GET", path, "reviews", body, replace=True)
 
+    def files(self, number: int = 7, paths: list[str] | None = None) -> None:
+        """GET /repos/{repo}/pulls/{number}/files: the sample (the policy file), or `paths`."""
+        _, _, body = sample("pull-files", self.api)
+        if paths is not None:
+            body = [{**body[0], "filename": p} for p in paths]
+        self.add("GET", f"/repos/{REPOSITORY}/pulls/{number}/files", "pull-files", body,
+                 replace=True)  # fmt: skip
+
     def team(self, slug: str) -> None:
         """acme/ops spans two pages (the next page by id, as GitHub links it); others one."""
         if slug == "ops":

@@ -34,10 +34,9 @@ def test_nothing_counts_before_adoption() -> None:
 
 
 def test_only_ritmo_or_a_policy_key_moves_the_policy() -> None:
+    ritmo = _c("ritmo", "b1", by=RITMO, trailers="Ritmo-Policy: b1")
     state = follow(
-        PolicyTrust(),
-        [ADOPT, _c("ritmo", "b1", by=RITMO), _c("lead", "b2", by=LEAD), _c("eve", "b3")],
-        KEYS,
+        PolicyTrust(), [ADOPT, ritmo, _c("lead", "b2", by=LEAD), _c("eve", "b3")], KEYS
     )
     assert state.in_force == "b2"
     assert state.untrusted_shas() == ["eve"]
@@ -74,3 +73,12 @@ def test_a_bad_signature_by_ritmo_is_untrusted() -> None:
     assert (
         state.untrusted_shas() == ["bad"] and describe(state.untrusted[0]) == "has a bad signature"
     )
+
+
+def test_ritmo_signature_without_a_vouch_moves_nothing() -> None:
+    """Ritmo's signed merge of a promotion branch someone slipped a policy edit into: the
+    signature is Ritmo's, but Ritmo never judged that policy (no Ritmo-Policy)."""
+    merged = _c("merge", "b1", by=RITMO, trailers="Ritmo-Request: req-1")
+    state = follow(PolicyTrust(), [ADOPT, merged], KEYS)
+    assert state.in_force == "b0" and state.untrusted_shas() == ["merge"]
+    assert "no Ritmo-Policy trailer" in describe(state.untrusted[0])

@@ -26,10 +26,17 @@ PIN = PinMove("web", "production", "apps/web/overlays/production/kustomization.y
 
 
 def test_ritmos_commits_and_merged_requests_are_not_drift() -> None:
-    policy = (None, "b" * 40)
-    assert classify(NewCommit(SHA, AUTHOR, (PIN,), policy, by_ritmo=True)) == []
+    assert classify(NewCommit(SHA, AUTHOR, (PIN,), by_ritmo=True)) == []
     assert classify(NewCommit(SHA, AUTHOR, (PIN,), merges_request=True)) == []
     assert classify(NewCommit(SHA, AUTHOR)) == []  # touched neither
+
+
+def test_a_policy_change_the_policy_in_force_does_not_obey_is_drift_even_from_ritmo() -> None:
+    # `policy_change` is set only for a change the policy in force does not obey: here
+    # Ritmo's signed merge of a branch that carried a policy edit, with no Ritmo-Policy.
+    policy = (None, "b" * 40)
+    (drift,) = classify(NewCommit(SHA, AUTHOR, (PIN,), policy, by_ritmo=True))
+    assert drift.kind == "policy"
 
 
 def test_a_pin_by_anyone_else_is_drift_even_with_a_policy_key() -> None:

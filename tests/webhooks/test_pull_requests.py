@@ -163,11 +163,17 @@ class TestClosed:
         assert rt.webhooks.drain() == 2
         assert len(git(remote, "rev-list", f"{before}..main").split()) == 1
 
-    def test_opened_is_not_handled(self, hook: FlaskClient, rt: Runtime) -> None:
+    def test_opened_promotion_is_left_alone(
+        self, hook: FlaskClient, rt: Runtime, gh: GitHubSandbox, remote: Path
+    ) -> None:
+        """`opened` is routed for policy pull requests people open (test_policy_pulls);
+        Ritmo's own promotion pull request opening changes nothing and asks GitHub nothing."""
+        before = head_of(remote)
         event = copy.deepcopy(payload("pull_request-closed"))
         event["action"] = "opened"
-        resp = hooks.deliver(hook, "pull_request", event)
-        assert resp.status_code == 202 and resp.json["status"] == "ignored"
+        queued(hook, "pull_request", event)
+        assert rt.webhooks.drain() == 1
+        assert gh.requests() == [] and head_of(remote) == before
 
 
 class TestMergedByAPerson:

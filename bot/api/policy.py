@@ -1,0 +1,71 @@
+"""PUT /api/v1/policy: change the policy through Ritmo, judged by the policy in force."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from flask import Blueprint, Response, current_app, g, jsonify
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from bot.api.artifacts import correlation_id, json_body
+from bot.api.auth import require_scope
+from bot.api.errors import ApiError, invalid_fields
+from bot.auth import Scope
+from bot.manifests.writer import Conflict, WriteUnavailable
+from bot.policy.load import BRANCH_POLICY_PATH, PolicyError
+from bot.promotions.policy_change import PolicyRequests
+from bot.promotions.service import PromotionRefused
+from bot.runtime import Runtime
+
+blueprint = Blueprint("policy", __name__, url_prefix="/api/v1")
+
+MAX_POLICY = 256 * 1024
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[\x20-\x7e]*$")]
+
+
+class PolicyBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: str = Field(max_length=MAX_POLICY, description="The whole .ritmo/policy.yaml text.")
+    reason: Reason = Field(
+        default="no reason given", description="One line, recorded as Ritmo-Reason."
+    )
+
+
+@blueprint.put("/policy")
+@require_scope(Scope.ADMIN)
+def apply_policy() -> tuple[Response, int]:
+    cid = correlation_id()
+    raw = json_body()
+    if not isinstance(raw, dict):
+        raise ApiError(422, 'body must be a JSON object: {"policy": "<yaml>", "reason": "..."}')
+    try:
+        body = PolicyBody.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid_fields(exc) from None
+    runtime: Runtime = current_app.extensions["ritmo"]
+    service = runtime.requests
+    if not isinstance(service, PolicyRequests):
+        raise ApiError(503, "this server cannot change the policy")
+    try:
+        applied = service.apply_policy(body.policy, body.reason, g.principal.name, cid)
+    except PolicyError as exc:
+        fields = [
+            {"field": "policy", "message": f"{p.line}:{p.column}: {p.message}"}
+            for p in exc.problems
+        ]
+        raise ApiError(
+            422, f"invalid policy ({len(fields)} problem(s)); nothing was written", fields
+        ) from None
+    except (Conflict, PromotionRefused) as exc:
+        raise ApiError(409, str(exc)) from None
+    except WriteUnavailable as exc:
+        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
+    out = {"status": applied.status, "path": BRANCH_POLICY_PATH, "policy": applied.blob,
+           "commit": applied.commit, "request": applied.request}  # fmt: skip
+    response = jsonify(out)
+    response.headers["X-Correlation-ID"] = cid
+    if applied.request is not None:
+        response.headers["Location"] = f"/api/v1/promotions/{applied.request['id']}"
+        return response, 202
+    return response, 201 if applied.status == "changed" else 200
