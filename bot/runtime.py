@@ -9,7 +9,6 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.auth import TokenStore
 from bot.config import ConfigError, Settings
 from bot.deploy.gate import deployment_gate
 from bot.deploy.ledger import follow_ledger
@@ -48,6 +47,8 @@ from bot.store.index import (
 )
 from bot.store.locks import Locks
 from bot.store.reindex import follow, history_fact
+from bot.store.token_import import TokenFileError, import_tokens_file
+from bot.store.tokens import TokenStore
 from bot.templates import Templates
 from bot.webhooks.router import Router
 from bot.webhooks.routes import build_router
@@ -218,7 +219,12 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         return deployment_gate(rule, label, latest, now)
 
     promotions = PromotionService(writer, index, templates, policy, gate=gate)
-    tokens = TokenStore(settings.tokens_file)
+    # The forge's author is Ritmo's own identity there (the App's bot login on GitHub).
+    tokens = TokenStore(index.engine, reserved=lambda: (requests.forge.author(),))
+    try:
+        import_tokens_file(tokens, settings.tokens_file)  # once: the file is renamed
+    except TokenFileError as exc:
+        raise ConfigError(str(exc)) from None
     identity = Identity(settings.manifests.author_name, settings.manifests.author_email)
     requests = RequestService(
         mirror, writer, signer.sign, identity, promotions, requests_index,
