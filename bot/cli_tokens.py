@@ -33,7 +33,7 @@ def _store(ctx: click.Context) -> TokenStore:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = TokenStore(
             make_engine(settings.index_url),
-            reserved=lambda: reserved_names(settings.forge.kind, github.bot_login),
+            reserved_names(settings.forge.kind, github.bot_login),
         )
         import_tokens_file(store, settings.tokens_file)  # what the server would do first
     except (SQLAlchemyError, ImportError) as exc:

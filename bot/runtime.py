@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.auth import reserved_names
 from bot.config import ConfigError, Settings
 from bot.deploy.gate import deployment_gate
 from bot.deploy.ledger import follow_ledger
@@ -219,8 +220,9 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         return deployment_gate(rule, label, latest, now)
 
     promotions = PromotionService(writer, index, templates, policy, gate=gate)
-    # The forge's author is Ritmo's own identity there (the App's bot login on GitHub).
-    tokens = TokenStore(index.engine, reserved=lambda: (requests.forge.author(),))
+    # Ritmo's own identities; any `<slug>[bot]` is refused besides (bot/auth.py check_name).
+    reserved = reserved_names(settings.forge.kind, settings.forge.github.bot_login)
+    tokens = TokenStore(index.engine, reserved)
     try:
         import_tokens_file(tokens, settings.tokens_file)  # once: the file is renamed
     except TokenFileError as exc:

@@ -66,8 +66,8 @@ def _import(store: TokenStore, entry: dict[str, Any], done: Imported) -> None:
     if not _SHA256.fullmatch(sha256):
         done.skipped.append(f"{name}: no sha256 digest")
         return
-    if store.holds(sha256):
-        return  # imported by another replica from its own copy of the file
+    if store.knows(sha256):
+        return  # imported from another replica's copy of the file, or revoked since
     if is_among(name, done.names):
         done.skipped.append(f"{name}: a second token of that name (names ignore case)")
         return

@@ -44,6 +44,15 @@ api_tokens = sa.Table(
     sa.Column("last_used_at", sa.String(32)),
 )
 
+# Digests of revoked tokens, so that no tokens file (another replica's copy) brings one back.
+revoked_tokens = sa.Table(
+    "api_tokens_revoked",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("revoked_at", sa.String(32), nullable=False),
+)
+
 # `last_used_at` is written at most this often per token: a read per request, rarely a write.
 TOUCH_EVERY = timedelta(minutes=1)
 
@@ -73,19 +82,18 @@ def _stamp(when: datetime) -> str:
 
 
 class TokenStore:
-    """`reserved` names what no token may be called besides `ritmo` (the App's bot login);
-    it is asked at each create, so a login learnt late (GET /app) still counts."""
+    """`reserved`: names no token may take besides `ritmo` (the App's bot login)."""
 
     def __init__(
         self,
         engine: Engine,
-        reserved: Callable[[], Iterable[str]] = tuple,
+        reserved: Iterable[str] = (),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._engine = engine
-        self._reserved = reserved
+        self._reserved = tuple(reserved)
         self._clock = clock
-        metadata.create_all(engine, tables=[api_tokens])
+        metadata.create_all(engine, tables=[api_tokens, revoked_tokens])
 
     def create(self, name: str, scopes: Iterable[str], groups: Iterable[str] = ()) -> str:
         """A new token's secret, shown this once; only its digest is kept."""
@@ -106,7 +114,7 @@ class TokenStore:
         created_at: str,
     ) -> TokenInfo:
         """Store a token by its digest (a new one, or one imported from a tokens file)."""
-        check_name(name, self._reserved())
+        check_name(name, self._reserved)
         row = {
             "name_key": identity_key(name),
             "name": name,
@@ -158,12 +166,13 @@ class TokenStore:
             rows = conn.execute(sa.select(api_tokens).order_by(api_tokens.c.name_key)).all()
         return [_info(r._mapping) for r in rows]
 
-    def holds(self, sha256: str) -> bool:
+    def knows(self, sha256: str) -> bool:
+        """The digest is a token stored now, or one revoked."""
         with self._engine.connect() as conn:
-            found = conn.execute(
-                sa.select(api_tokens.c.name_key).where(api_tokens.c.sha256 == sha256)
-            ).first()
-        return found is not None
+            for table in (api_tokens, revoked_tokens):
+                if conn.execute(sa.select(table.c.sha256).where(table.c.sha256 == sha256)).first():
+                    return True
+        return False
 
     def revoke(self, name: str) -> TokenInfo:
         """Delete the token named `name` (any case); the next request with it is refused."""
@@ -174,6 +183,11 @@ class TokenStore:
             if row is None:
                 raise TokenError("name", f"no token named {name!r}; see `ritmo token list`", 404)
             conn.execute(api_tokens.delete().where(api_tokens.c.name_key == row.name_key))
+            conn.execute(
+                revoked_tokens.insert().values(
+                    sha256=row.sha256, name=row.name, revoked_at=_stamp(self._clock())
+                )
+            )
         return _info(row._mapping)
 
     def memberships(self) -> dict[str, frozenset[str]]:
