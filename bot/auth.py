@@ -1,22 +1,22 @@
-"""API tokens: scoped bearer tokens, stored only as hashes, compared in constant time."""
+"""API tokens and identities: scopes, who a caller is, and the rules a token's name obeys.
+
+Pure: the tokens themselves live in the database (bot/store/tokens.py), only as digests.
+An identity is a name compared ignoring case everywhere (a token's name, a GitHub login):
+`Release-Bot` and `release-bot` are one person, so one cannot approve what the other asked.
+"""
 
 from __future__ import annotations
 
 import enum
-import fcntl
 import hashlib
-import hmac
-import json
-import os
 import re
 import secrets
-import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 TOKEN_PREFIX = "ritmo_"
+# Ritmo's own identity: the local forge's author and the commits' reviewer of record.
+RITMO = "ritmo"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 
 
@@ -30,7 +30,13 @@ class Scope(enum.StrEnum):
 
 
 class TokenError(ValueError):
-    """A token cannot be created as asked; the message says why."""
+    """A token cannot be created or found as asked: `field` names what to fix, `status` is
+    the HTTP answer (422 bad input, 409 a name taken, 404 no such token)."""
+
+    def __init__(self, field: str, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.field = field
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -45,94 +51,53 @@ class Principal:
         return Scope.ADMIN in self.scopes or scope in self.scopes
 
 
-def _digest(token: str) -> str:
+def identity_key(name: str) -> str:
+    """The form two identities are compared in: GitHub logins ignore case, so do we."""
+    return name.casefold()
+
+
+def is_among(name: str, names: Iterable[str]) -> bool:
+    """`name` is one of `names`, ignoring case."""
+    key = identity_key(name)
+    return any(identity_key(other) == key for other in names)
+
+
+def digest(token: str) -> str:
     # Tokens are 256 random bits, so a plain hash is enough; no password stretching needed.
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class TokenStore:
-    """Token hashes in a JSON file; re-read when another process (`ritmo token create`) writes."""
+def new_secret() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._mtime: float | None = None
-        self._entries: list[dict[str, Any]] = []
 
-    def create(self, name: str, scopes: list[str], groups: list[str] | None = None) -> str:
-        if not _NAME.match(name):
-            raise TokenError(f"name {name!r}: use letters, digits and . _ @ - (max 128)")
-        try:
-            parsed = sorted({Scope(s) for s in scopes})
-        except ValueError as exc:
-            known = ", ".join(s.value for s in Scope)
-            raise TokenError(f"scope: {exc}; known scopes: {known}") from None
-        if not parsed:
-            raise TokenError("scope: give at least one --scope")
-        for group in groups or []:
-            if not _NAME.match(group):
-                raise TokenError(f"group {group!r}: use letters, digits and . _ @ -")
-        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        entry = {
-            "name": name,
-            "sha256": _digest(token),
-            "scopes": [s.value for s in parsed],
-            "groups": sorted(set(groups or [])),
-            "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            entries = self._read()
-            entries.append(entry)
-            tmp = self.path.with_suffix(".tmp")
-            with open(tmp, "w", encoding="utf-8") as out:
-                json.dump({"tokens": entries}, out, indent=2)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, self.path)
-        return token
+def check_name(name: str, reserved: Iterable[str]) -> None:
+    """Refuse a name that is not a plain identity, or that is Ritmo's or a bot's."""
+    # GitHub Apps act as `<slug>[bot]`: no token may pass for one, known or not.
+    if is_among(name, [RITMO, *reserved]) or identity_key(name).endswith("[bot]"):
+        raise TokenError("name", f"name {name!r} is reserved for Ritmo itself; choose another")
+    if not _NAME.match(name):
+        raise TokenError("name", f"name {name!r}: use letters, digits and . _ @ - (max 128)")
 
-    def authenticate(self, presented: str) -> Principal | None:
-        digest = _digest(presented)
-        match: dict[str, Any] | None = None
-        for entry in self._current():
-            # Compare against every entry so timing does not tell which one matched.
-            if hmac.compare_digest(digest, entry["sha256"]):
-                match = entry
-        if match is None:
-            return None
-        return Principal(
-            name=match["name"],
-            scopes=frozenset(Scope(s) for s in match["scopes"]),
-            groups=frozenset(match.get("groups", [])),
-        )
 
-    def memberships(self) -> dict[str, frozenset[str]]:
-        """group -> the token names (users) that carry it: the local forge's groups."""
-        groups: dict[str, set[str]] = {}
-        for entry in self._current():
-            for group in entry.get("groups", []):
-                groups.setdefault(group, set()).add(entry["name"])
-        return {g: frozenset(names) for g, names in groups.items()}
+def check_scopes(scopes: Iterable[str]) -> list[Scope]:
+    try:
+        parsed = sorted({Scope(s) for s in scopes})
+    except ValueError as exc:
+        known = ", ".join(s.value for s in Scope)
+        raise TokenError("scopes", f"scope: {exc}; known scopes: {known}") from None
+    if not parsed:
+        raise TokenError("scopes", "scope: give at least one scope")
+    return parsed
 
-    def names(self) -> list[str]:
-        return [e["name"] for e in self._current()]
 
-    def _current(self) -> list[dict[str, Any]]:
-        with self._lock:
-            try:
-                mtime = self.path.stat().st_mtime
-            except FileNotFoundError:
-                return []
-            if mtime != self._mtime:
-                self._entries = self._read()
-                self._mtime = mtime
-            return self._entries
+def check_groups(groups: Iterable[str]) -> list[str]:
+    for group in groups:
+        if not _NAME.match(group):
+            raise TokenError("groups", f"group {group!r}: use letters, digits and . _ @ -")
+    return sorted(set(groups))
 
-    def _read(self) -> list[dict[str, Any]]:
-        try:
-            with open(self.path, encoding="utf-8") as handle:
-                entries: list[dict[str, Any]] = json.load(handle)["tokens"]
-                return entries
-        except FileNotFoundError:
-            return []
+
+def reserved_names(forge_kind: str, bot_login: str | None) -> tuple[str, ...]:
+    """The names no token may take: Ritmo's, and the GitHub App's bot login when known."""
+    return (RITMO, bot_login) if forge_kind == "github" and bot_login else (RITMO,)

@@ -13,7 +13,7 @@ import click
 import requests
 
 from bot.audit.history import KINDS
-from bot.auth import Scope, TokenError, TokenStore
+from bot.cli_tokens import token
 from bot.config import ConfigError, Settings, load_settings
 from bot.promotions.status import status_data
 
@@ -51,6 +51,9 @@ def _settings(ctx: click.Context) -> Settings:
 def main(ctx: click.Context, config: Path | None) -> None:
     """Ritmo: CI registers artifacts; Ritmo records them as signed commits."""
     ctx.ensure_object(dict)["config"] = config
+
+
+main.add_command(token)
 
 
 @main.command()
@@ -98,36 +101,6 @@ def init(path: Path) -> None:
         _fail(str(exc))
     click.echo(f"Wrote {len(written)} files to {path}. Render one with:")
     click.echo(f"  kubectl kustomize {path / 'apps/web/overlays/dev'}")
-
-
-@main.group()
-def token() -> None:
-    """Manage API tokens."""
-
-
-@token.command("create")
-@click.option("--name", required=True, help="Who uses the token; it is their identity.")
-@click.option(
-    "--scope",
-    "scopes",
-    multiple=True,
-    required=True,
-    type=click.Choice([s.value for s in Scope]),
-    help="Repeat for several scopes.",
-)
-@click.option("--group", "groups", multiple=True, help="Approver group; repeat for several.")
-@click.pass_context
-def token_create(
-    ctx: click.Context, name: str, scopes: tuple[str, ...], groups: tuple[str, ...]
-) -> None:
-    """Create a token. It is printed once, as the last line; only its hash is stored."""
-    settings = _settings(ctx)
-    try:
-        value = TokenStore(settings.tokens_file).create(name, list(scopes), list(groups))
-    except TokenError as exc:
-        _fail(str(exc))
-    click.echo(f"Created token {name!r} with scopes {', '.join(scopes)}; it is not shown again:")
-    click.echo(value)
 
 
 def _client(server: str, token_value: str) -> Any:

@@ -146,7 +146,9 @@ class ForgeSettings(_Section):
 
 
 class AuthSettings(_Section):
-    tokens_file: Path | None = None  # None: data_dir/tokens.json
+    # Where earlier versions kept tokens; imported into the database once, then renamed
+    # *.imported (bot/store/token_import.py). None: data_dir/tokens.json
+    tokens_file: Path | None = None
 
 
 class CdSettings(_Section):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 
-from bot.auth import Scope, TokenStore
+from bot.auth import Scope
 from bot.config import Settings
 from bot.manifests.signing import find_embedded_key, generate_embedded_key, open_gnupg
 from bot.runtime import Runtime
 from bot.scaffold import EXAMPLE_APP, ScaffoldChange
+from bot.store.index import make_engine
+from bot.store.tokens import TokenStore
 
 BANNER = "!" * 72
 
@@ -55,11 +57,15 @@ def create_first_tokens(settings: Settings) -> list[str]:
     """An admin and a CI token for a fresh embedded set-up; shown once, stored as hashes."""
     if not settings.embedded_remote:
         return []
-    store = TokenStore(settings.tokens_file)
-    if store.names():
-        return []
-    admin = store.create("admin", [Scope.ADMIN])
-    ci = store.create("ci", [Scope.ARTIFACTS_WRITE, Scope.ARTIFACTS_READ])
+    engine = make_engine(settings.index_url)
+    try:
+        store = TokenStore(engine)
+        if store.names():
+            return []
+        admin = store.create("admin", [Scope.ADMIN])
+        ci = store.create("ci", [Scope.ARTIFACTS_WRITE, Scope.ARTIFACTS_READ])
+    finally:
+        engine.dispose()  # before the fork: workers open their own
     return [
         "Tokens (shown once; only their hashes are kept):",
         f"  admin (scope admin):                        {admin}",

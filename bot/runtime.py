@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.auth import TokenStore
+from bot.auth import reserved_names
 from bot.config import ConfigError, Settings
 from bot.deploy.gate import deployment_gate
 from bot.deploy.ledger import follow_ledger
@@ -63,6 +63,8 @@ from bot.store.index import (
 )
 from bot.store.locks import Locks
 from bot.store.reindex import follow, history_fact
+from bot.store.token_import import TokenFileError, import_tokens_file
+from bot.store.tokens import TokenStore
 from bot.templates import Templates
 from bot.trust.watch import DriftWatch
 from bot.webhooks.router import Router
@@ -297,7 +299,13 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         return deployment_gate(rule, label, latest, now)
 
     promotions = PromotionService(writer, index, templates, policy, gate=gate)
-    tokens = TokenStore(settings.tokens_file)
+    # Ritmo's own identities; any `<slug>[bot]` is refused besides (bot/auth.py check_name).
+    reserved = reserved_names(settings.forge.kind, settings.forge.github.bot_login)
+    tokens = TokenStore(index.engine, reserved)
+    try:
+        import_tokens_file(tokens, settings.tokens_file)  # once: the file is renamed
+    except TokenFileError as exc:
+        raise ConfigError(str(exc)) from None
     identity = Identity(settings.manifests.author_name, settings.manifests.author_email)
     requests = PolicyRequests(  # promotion requests, and requests that change the policy
         mirror, writer, signer.sign, identity, promotions, requests_index,

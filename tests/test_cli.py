@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -22,12 +23,14 @@ from click.testing import CliRunner, Result
 from flask.testing import FlaskClient
 
 from bot.app import create_app
-from bot.auth import Scope, TokenStore
+from bot.auth import Scope
 from bot.cli import main
 from bot.config import Settings
 from bot.manifests.records import artifact_id
 from bot.policy.load import DEFAULT_POLICY_PATH
 from bot.runtime import Runtime, build_runtime, open_index
+from bot.store.index import make_engine
+from bot.store.tokens import TokenStore
 from tests.helpers import (
     artifact_body,
     bearer,
@@ -72,6 +75,12 @@ def free_port() -> int:
     return port
 
 
+def data_tokens(data: Path) -> TokenStore:
+    """The tokens in the database of data dir `data` (the default SQLite index)."""
+    data.mkdir(parents=True, exist_ok=True)
+    return TokenStore(make_engine(f"sqlite:///{data / 'index.sqlite3'}"))
+
+
 class TestTokenCreate:
     """`ritmo token create` prints the token once and stores only its hash."""
 
@@ -85,41 +94,56 @@ class TestTokenCreate:
         assert result.exit_code == 0, result.output
         value = result.stdout.strip().splitlines()[-1]
         assert re.fullmatch(r"ritmo_[A-Za-z0-9_-]{40,}", value), value
-        path = tmp_path / "data" / "tokens.json"
-        text = path.read_text()
-        assert value not in text
-        assert value.removeprefix("ritmo_") not in text
-        (entry,) = json.loads(text)["tokens"]
-        assert re.fullmatch(r"[0-9a-f]{64}", entry["sha256"])
-        assert path.stat().st_mode & 0o077 == 0
-        principal = TokenStore(path).authenticate(value)
+        database = (tmp_path / "data" / "index.sqlite3").read_bytes()
+        assert value.encode() not in database
+        assert value.removeprefix("ritmo_").encode() not in database
+        assert not (tmp_path / "data" / "tokens.json").exists()
+        store = data_tokens(tmp_path / "data")
+        principal = store.authenticate(value)
         assert principal is not None
         assert principal.name == "alice"
         assert principal.scopes == frozenset({Scope.PROMOTIONS_APPROVE})
         assert principal.groups == frozenset({"ops-team", "security-team"})
-        assert TokenStore(path).authenticate(value + "x") is None
+        assert store.authenticate(value + "x") is None
 
-    def test_tokens_file_setting(self, tmp_path: Path) -> None:
+    def test_tokens_file_setting_names_the_file_to_import(self, tmp_path: Path) -> None:
+        # Tokens live in the database now; the setting names an old file to import once.
         target = tmp_path / "elsewhere" / "t.json"
+        target.parent.mkdir()
+        old = data_tokens(tmp_path / "old")
+        value = old.create("ci", [Scope.ARTIFACTS_WRITE])
+        (entry,) = old.all()
+        row = {
+            "name": "ci",
+            "sha256": hashlib.sha256(value.encode()).hexdigest(),
+            "scopes": ["artifacts:write"],
+            "groups": [],
+            "created_at": entry.created_at,
+        }
+        target.write_text(json.dumps({"tokens": [row]}))
         env = {"RITMO_DATA_DIR": str(tmp_path / "data"), "RITMO_AUTH__TOKENS_FILE": str(target)}
-        result = invoke(["token", "create", "--name", "ci", "--scope", "artifacts:write"], env)
+        result = invoke(["token", "create", "--name", "cd", "--scope", "deployments:write"], env)
         assert result.exit_code == 0, result.output
-        principal = TokenStore(target).authenticate(result.stdout.splitlines()[-1])
+        store = data_tokens(tmp_path / "data")
+        principal = store.authenticate(value)
         assert principal is not None and principal.allows(Scope.ARTIFACTS_WRITE)
+        assert store.names() == ["cd", "ci"]
+        assert not target.exists()
+        assert (tmp_path / "elsewhere" / "t.json.imported").exists()
 
     def test_unknown_scope_exits_2(self, tmp_path: Path) -> None:
         env = {"RITMO_DATA_DIR": str(tmp_path / "data")}
         result = invoke(["token", "create", "--name", "alice", "--scope", "promotions:all"], env)
         assert result.exit_code == 2
         assert "promotions:all" in result.stderr
-        assert not (tmp_path / "data" / "tokens.json").exists()
+        assert not (tmp_path / "data" / "index.sqlite3").exists()
 
     def test_bad_name_exits_2(self, tmp_path: Path) -> None:
         env = {"RITMO_DATA_DIR": str(tmp_path / "data")}
         result = invoke(["token", "create", "--name", "a b", "--scope", "admin"], env)
         assert result.exit_code == 2
         assert result.stderr.startswith("ritmo: name 'a b'")
-        assert not (tmp_path / "data" / "tokens.json").exists()
+        assert data_tokens(tmp_path / "data").names() == []
 
 
 class TestKeysExport:
@@ -412,7 +436,16 @@ class TestReindex:
         shown = {k: v for k, v in before["show"][ids[1]].items() if k != "held_in"}
         assert rebuilt is not None and rebuilt.as_json() == shown
 
-        after = self.api_view(create_app(settings).test_client(), tokens["reader"], ids)
+        # Tokens are not in git: they went with the database, and come back by hand.
+        fresh = create_app(settings).test_client()
+        gone = fresh.get("/api/v1/artifacts", headers=bearer(tokens["reader"]))
+        assert gone.status_code == 401
+        result = invoke(
+            ["token", "create", "--name", "dashboard", "--scope", "artifacts:read"],
+            settings_env(settings),
+        )
+        assert result.exit_code == 0, result.output
+        after = self.api_view(fresh, result.stdout.splitlines()[-1], ids)
         assert json.dumps(after, sort_keys=True) == json.dumps(before, sort_keys=True)
 
     def test_reindex_unreachable_remote(self, tmp_path: Path, settings: Settings) -> None:
@@ -567,9 +600,9 @@ class TestEmbeddedServe:
         assert "namespace: web-dev" in rendered.stdout
         assert "image: registry.example.com/acme/web:1.2.3" in rendered.stdout
 
-        token_entries = json.loads((data / "tokens.json").read_text())["tokens"]
-        assert sorted(e["name"] for e in token_entries) == ["admin", "ci"]
-        assert admin not in (data / "tokens.json").read_text()
+        token_entries = data_tokens(data).all()
+        assert sorted(e.name for e in token_entries) == ["admin", "ci"]
+        assert admin.encode() not in (data / "index.sqlite3").read_bytes()
 
         kill_gpg_agent(data / "gnupg")
         kill_gpg_agent(data / "trusted-gnupg")
@@ -589,7 +622,9 @@ class TestEmbeddedServe:
         assert f"LOCAL SIGNING KEY {fingerprint}" in again
         assert not any(line.startswith("Tokens") for line in again), again
         assert not any("ritmo_" in line for line in again), again
-        assert json.loads((data / "tokens.json").read_text())["tokens"] == token_entries
+        assert [(e.name, e.scopes, e.created_at) for e in data_tokens(data).all()] == [
+            (e.name, e.scopes, e.created_at) for e in token_entries
+        ]
         assert git(bare, "rev-list", "--reverse", "main").split() == history
         secret = subprocess.run(
             ["gpg", "--homedir", str(data / "gnupg"), "--list-secret-keys", "--with-colons"],

@@ -15,6 +15,7 @@ from bot.auth import Scope
 from bot.cli import main
 from bot.promotions.status import status_data
 from bot.runtime import Runtime
+from bot.store.tokens import TokenStore
 from tests.helpers import TWO_APPROVERS_POLICY, artifact_body, git, remote_refs, trailers
 
 POLICY = TWO_APPROVERS_POLICY
@@ -41,8 +42,16 @@ def people(runtime: Runtime, tokens: dict[str, str]) -> dict[str, str]:
     return {
         "alice": store.create("alice", approve, ["ops-team"]),
         "bob": store.create("bob", approve, ["security-team"]),
-        "release-bot": store.create("release-bot", approve, ["ops-team", "security-team"]),
+        "release-bot": _promoter_approves(store, tokens),
     }
+
+
+def _promoter_approves(store: TokenStore, tokens: dict[str, str]) -> str:
+    """The promoter's one identity (names are unique) also approves, in both groups."""
+    store.revoke("release-bot")
+    scopes = [Scope.PROMOTIONS_WRITE, Scope.PROMOTIONS_APPROVE]
+    tokens["promoter"] = store.create("release-bot", scopes, ["ops-team", "security-team"])
+    return tokens["promoter"]
 
 
 def invoke(live_server: str, token: str, args: list[str]) -> Result:

@@ -9,7 +9,8 @@ from typing import ParamSpec, TypeVar
 from flask import current_app, g, request
 
 from bot.api.errors import ApiError
-from bot.auth import Principal, Scope, TokenStore
+from bot.auth import Principal, Scope
+from bot.store.tokens import TokenStore
 
 P = ParamSpec("P")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="ritmo"'}

@@ -26,6 +26,7 @@ from bot.api.deployments import DeploymentBody, DeploymentQuery, RollbackBody
 from bot.api.outbox import OutboxQuery
 from bot.api.policy import PolicyBody
 from bot.api.promotions import PromoteBody, PromotionQuery, ReviewBody
+from bot.api.tokens import TokenBody
 from bot.auth import Scope
 from bot.manifests.records import ArtifactSpec
 
@@ -226,6 +227,35 @@ ROUTES: tuple[Route, ...] = (
         (Scope.ADMIN,),
         int_params=("row_id",),
         tag="outbox",
+    ),
+    Route(
+        "get",
+        "/api/v1/tokens",
+        "List API tokens (never their secrets)",
+        {200: "Every token: name, scopes, groups, created_at, last_used_at"},
+        (Scope.ADMIN,),
+        tag="tokens",
+    ),
+    Route(
+        "post",
+        "/api/v1/tokens",
+        "Create an API token; its secret is in this answer only",
+        {
+            201: "Created: the token's fields and `token`, its secret",
+            409: "The name is taken (names ignore case)",
+            422: "Invalid or reserved name, unknown scope, bad group; `fields` names it",
+        },
+        (Scope.ADMIN,),
+        body=TokenBody,
+        tag="tokens",
+    ),
+    Route(
+        "delete",
+        "/api/v1/tokens/{name}",
+        "Revoke an API token: its next request is refused, on every replica",
+        {200: "Revoked: the token's fields", 404: "No token of that name"},
+        (Scope.ADMIN,),
+        tag="tokens",
     ),
     Route(
         "get",

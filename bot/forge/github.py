@@ -29,6 +29,7 @@ from urllib3.connectionpool import ConnectionPool
 from urllib3.response import BaseHTTPResponse
 from urllib3.util.retry import Retry
 
+from bot.auth import is_among
 from bot.config import ConfigError, Settings
 from bot.forge import DeploymentView, RequestView
 from bot.policy.evaluate import Decision, Review, ReviewState
@@ -525,7 +526,8 @@ class GitHubForge:
         me = self.author()
         for comment in issue.get_comments():
             user = comment.user
-            if user is not None and user.login == me and STATUS_MARKER in (comment.body or ""):
+            mine = user is not None and is_among(user.login, [me])
+            if mine and STATUS_MARKER in (comment.body or ""):
                 return int(comment.id)
         return None
 

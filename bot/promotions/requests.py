@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from bot.auth import Principal
+from bot.auth import Principal, is_among
 from bot.forge import Forge, RequestView
 from bot.manifests.mirror import Mirror, PushStatus
 from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
@@ -305,14 +305,14 @@ class RequestService:
             raise ReviewRefused(
                 409, f"reviews of this request are taken on {self._forge.kind}, not here"
             )
-        if reviewer.name in (request["requested_by"], self._forge.author()):
+        if is_among(reviewer.name, (request["requested_by"], self._forge.author())):
             raise ReviewRefused(
                 403, f"{reviewer.name} requested this promotion; someone else must review it"
             )
         rule = self._rule(request)
         groups = rule.groups
         members = self._forge.memberships(self._policy(), groups)
-        if not any(reviewer.name in members.get(g, frozenset()) for g in groups):
+        if not any(is_among(reviewer.name, members.get(g, frozenset())) for g in groups):
             raise ReviewRefused(
                 403,
                 f"{reviewer.name} is in none of the approver groups ({', '.join(groups)}) "

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bot.auth import is_among
 from bot.deploy.rollback import RollbackRefused
 from bot.deploy.service import DeploymentRefused
 from bot.forge.github import GitHubForge
@@ -152,7 +153,7 @@ def answer_command(event: Event, runtime: Runtime) -> None:
                  event.delivery_id, repository)  # fmt: skip
         return
     # Ritmo's own replies quote commands; other bots' text is nobody's instruction.
-    if user.get("type") == "Bot" or login.endswith("[bot]"):
+    if user.get("type") == "Bot" or login.casefold().endswith("[bot]"):
         return
     invocation = find_command(str(comment.get("body") or ""))
     if invocation is None:
@@ -199,7 +200,7 @@ def _refusal(forge: GitHubForge, policy: Policy, login: str, repository: str) ->
         return None
     groups = _policy_groups(policy)
     members = forge.memberships(policy, groups)
-    if any(login in members.get(group, frozenset()) for group in groups):
+    if any(is_among(login, members.get(group, frozenset())) for group in groups):
         return None
     # Local groups have no members on GitHub: only teams are worth joining.
     teams = [(g, policy.group(g).team) for g in groups if policy.group(g).kind == "github-team"]

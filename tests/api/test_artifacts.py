@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from pathlib import Path
 
+import sqlalchemy as sa
 from flask.testing import FlaskClient
 
 from bot.config import Settings
 from bot.manifests.records import artifact_id
 from bot.runtime import Runtime
+from bot.store.tokens import api_tokens
 from tests.helpers import (
     artifact_body,
     bearer,
@@ -194,10 +197,18 @@ class TestAuth:
         )
         assert admin.status_code == 201
 
-    def test_token_file_keeps_hashes_only(self, runtime: Runtime, tokens: dict[str, str]) -> None:
-        stored = runtime.tokens.path.read_text()
+    def test_token_database_keeps_hashes_only(
+        self, runtime: Runtime, settings: Settings, tokens: dict[str, str]
+    ) -> None:
+        with runtime.index.engine.connect() as conn:
+            rows = [tuple(map(str, r)) for r in conn.execute(sa.select(api_tokens)).all()]
+        stored = repr(rows)
+        assert len(rows) == len(tokens)
         assert all(token not in stored for token in tokens.values())
-        assert oct(runtime.tokens.path.stat().st_mode & 0o777) == "0o600"
+        assert all(token.removeprefix("ritmo_") not in stored for token in tokens.values())
+        assert all(hashlib.sha256(t.encode()).hexdigest() in stored for t in tokens.values())
+        database = (settings.data_dir / "index.sqlite3").read_bytes()
+        assert all(token.encode() not in database for token in tokens.values())
 
 
 class TestReindex:
@@ -221,6 +232,10 @@ class TestReindex:
         db = Path(settings.index_url.removeprefix("sqlite:///"))
         for suffix in ["", "-wal", "-shm"]:
             Path(f"{db}{suffix}").unlink(missing_ok=True)
-        fresh = create_app(settings, build_runtime(settings)).test_client()
+        rebuilt = build_runtime(settings)
+        fresh = create_app(settings, rebuilt).test_client()
+        # Tokens are not in git: they went with the database and are made again by hand.
+        assert fresh.get("/api/v1/artifacts", headers=reader).status_code == 401
+        reader = bearer(rebuilt.tokens.create("dashboard", ["artifacts:read"]))
         assert fresh.get("/api/v1/artifacts", headers=reader).json == before_list
         assert fresh.get(f"/api/v1/artifacts/{art}", headers=reader).json == before_one

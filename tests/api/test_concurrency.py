@@ -232,7 +232,6 @@ class TestRemoteRefuses:
             update={"manifests": settings.manifests.model_copy(update={"push_attempts": 3})}
         )
         rt = build_runtime(strict)
-        rt.tokens = type(rt.tokens)(settings.tokens_file)
         client = create_app(strict, rt).test_client()
         resp = client.post("/api/v1/artifacts", json=artifact_body(), headers=bearer(tokens["ci"]))
         assert resp.status_code == 503

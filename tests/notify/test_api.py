@@ -15,15 +15,17 @@ from werkzeug.serving import make_server
 
 from bot.api.errors import register_error_handlers
 from bot.api.outbox import blueprint
-from bot.auth import Scope, TokenStore
+from bot.auth import Scope
 from bot.cli import main
 from bot.notify.outbox import Outbox
+from bot.store.index import make_engine
+from bot.store.tokens import TokenStore
 from tests.notify.conftest import PolicyHolder, RecordingServer, Reply, context, policy_with
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> TokenStore:
-    return TokenStore(tmp_path / "tokens.json")
+    return TokenStore(make_engine(f"sqlite:///{tmp_path / 'tokens.sqlite3'}"))
 
 
 @pytest.fixture

@@ -35,9 +35,7 @@ def test_nothing_counts_before_adoption() -> None:
 
 def test_only_ritmo_or_a_policy_key_moves_the_policy() -> None:
     ritmo = _c("ritmo", "b1", by=RITMO, trailers="Ritmo-Policy: b1")
-    state = follow(
-        PolicyTrust(), [ADOPT, ritmo, _c("lead", "b2", by=LEAD), _c("eve", "b3")], KEYS
-    )
+    state = follow(PolicyTrust(), [ADOPT, ritmo, _c("lead", "b2", by=LEAD), _c("eve", "b3")], KEYS)
     assert state.in_force == "b2"
     assert state.untrusted_shas() == ["eve"]
     # A good signature by a key that is neither Ritmo's nor a policy key: not trusted.

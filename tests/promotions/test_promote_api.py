@@ -381,7 +381,10 @@ class TestPromotionsFromGit:
         db = Path(settings.index_url.removeprefix("sqlite:///"))
         for suffix in ["", "-wal", "-shm"]:
             Path(f"{db}{suffix}").unlink(missing_ok=True)
-        fresh = create_app(settings, build_runtime(settings)).test_client()
+        rebuilt = build_runtime(settings)
+        fresh = create_app(settings, rebuilt).test_client()
+        # Tokens are not in git: they went with the database and are made again by hand.
+        reader = bearer(rebuilt.tokens.create("dashboard", ["artifacts:read"]))
         assert fresh.get("/api/v1/promotions", headers=reader).json == before
         again = fresh.get(f"/api/v1/artifacts/{body['id']}", headers=reader).json
         assert again["promotion_status"] == "staging"

@@ -20,8 +20,9 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from bot.auth import Scope, TokenStore
+from bot.auth import Scope
 from bot.store.index import make_engine
+from bot.store.tokens import TokenStore
 from bot.webhooks.verify import signature_for
 from tests.conftest import make_remote
 from tests.forge.github_sandbox import (
@@ -96,7 +97,7 @@ def _remote(root: Path) -> tuple[Path, Path]:
 
 class Replica(RitmoServer):
     def __init__(self, work: Path, remote: Path, signing_key: tuple[Path, str], database: str,
-                 tokens_file: Path, github_api: str) -> None:  # fmt: skip
+                 github_api: str) -> None:  # fmt: skip
         work.mkdir()
         super().__init__(work, remote, *signing_key)
         self.env.update({
@@ -104,7 +105,6 @@ class Replica(RitmoServer):
             "RITMO_WORKERS": "2",
             "RITMO_THREADS": "32",
             "RITMO_LOG_FORMAT": "text",
-            "RITMO_AUTH__TOKENS_FILE": str(tokens_file),
             "RITMO_CD__ARGOCD_TOKEN": ARGOCD_TOKEN,
             "RITMO_FORGE__KIND": "github",
             "RITMO_FORGE__GITHUB__APP_ID": str(APP_ID),
@@ -135,16 +135,16 @@ def replicas(
     replica_env: dict[str, str],
 ) -> Iterator[tuple[list[Replica], Path, Path, dict[str, str]]]:  # fmt: skip
     remote, log = _remote(tmp_path)
-    store = TokenStore(tmp_path / "tokens.json")
+    engine = make_engine(database_url)  # the replicas' database holds their tokens
+    store = TokenStore(engine)
     tokens = {
         "ci": store.create("ci", [Scope.ARTIFACTS_WRITE, Scope.ARTIFACTS_READ]),
         "promoter": store.create("release-bot", [Scope.PROMOTIONS_WRITE]),
         "reader": store.create("reader", [Scope.ARTIFACTS_READ]),
     }
+    engine.dispose()
     servers = [
-        Replica(
-            tmp_path / name, remote, signing_key, database_url, tmp_path / "tokens.json", github.api
-        )  # fmt: skip
+        Replica(tmp_path / name, remote, signing_key, database_url, github.api)
         for name in ("a", "b")
     ]
     for server in servers:

@@ -1,0 +1,76 @@
+"""GET/POST /api/v1/tokens and DELETE /api/v1/tokens/{name}: API tokens, for admins.
+
+The secret is in the POST's answer only; the list shows names, scopes, groups, when each was
+created and last used. A revoke is refused at once by every replica (they read the database).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from flask import Blueprint, Response, current_app, jsonify
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from bot.api.artifacts import json_body
+from bot.api.auth import require_scope
+from bot.api.errors import ApiError, invalid_fields
+from bot.auth import Scope, TokenError
+from bot.store.tokens import TokenStore
+
+blueprint = Blueprint("tokens", __name__, url_prefix="/api/v1/tokens")
+
+_Text = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class TokenBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: _Text = Field(
+        description="Who uses the token; their identity, unique ignoring case. Letters, "
+        "digits and . _ @ -; `ritmo` and the GitHub App's bot login are reserved."
+    )
+    scopes: list[Scope] = Field(min_length=1, description="At least one scope.")
+    groups: list[_Text] = Field(default_factory=list, description="Approver groups.")
+
+
+def _tokens() -> TokenStore:
+    tokens: TokenStore = current_app.extensions["ritmo"].tokens
+    return tokens
+
+
+def _refused(exc: TokenError) -> ApiError:
+    return ApiError(exc.status, str(exc), [{"field": exc.field, "message": str(exc)}])
+
+
+@blueprint.get("")
+@require_scope(Scope.ADMIN)
+def list_tokens() -> Response:
+    found = _tokens().all()
+    return jsonify({"items": [t.as_json() for t in found], "total": len(found)})
+
+
+@blueprint.post("")
+@require_scope(Scope.ADMIN)
+def create_token() -> tuple[Response, int]:
+    raw = json_body()
+    if not isinstance(raw, dict):
+        raise ApiError(422, 'body must be a JSON object: {"name": ..., "scopes": [...]}')
+    try:
+        body = TokenBody.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid_fields(exc) from None
+    try:
+        secret, made = _tokens().issue(body.name, body.scopes, body.groups)
+    except TokenError as exc:
+        raise _refused(exc) from None
+    return jsonify({**made.as_json(), "token": secret}), 201
+
+
+@blueprint.delete("/<name>")
+@require_scope(Scope.ADMIN)
+def revoke_token(name: str) -> Response:
+    try:
+        gone = _tokens().revoke(name)
+    except TokenError as exc:
+        raise _refused(exc) from None
+    return jsonify({**gone.as_json(), "revoked": True})
