@@ -9,7 +9,7 @@ from pathlib import Path
 
 from flask import Flask
 
-from bot.api import artifacts, cd, deployments, health, outbox, promotions, webhooks
+from bot.api import artifacts, cd, deployments, environments, health, outbox, promotions, webhooks
 from bot.api import audit as audit_api
 from bot.api.dashboard import blueprint as dashboard_blueprint
 from bot.api.errors import register_error_handlers
@@ -35,6 +35,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
     app.register_blueprint(cd.blueprint)
     app.register_blueprint(outbox.blueprint)
     app.register_blueprint(audit_api.blueprint)
+    app.register_blueprint(environments.blueprint)
     app.register_blueprint(openapi_blueprint)
     app.register_blueprint(dashboard_blueprint)
     instrument(app, app.extensions["ritmo"])  # /metrics, request metrics, log correlation ids

@@ -74,6 +74,10 @@ class RitmoClient:
     def get_promotion(self, promotion_id: str) -> ApiResponse:
         return self._call("GET", f"/api/v1/promotions/{promotion_id}")
 
+    def environments(self, app: str | None = None) -> ApiResponse:
+        """GET /api/v1/environments: what runs where, as the default branch pins it."""
+        return self._call("GET", "/api/v1/environments", params={"app": app} if app else {})
+
     def list_outbox(
         self, status: str | None = None, page: int = 1, per_page: int = 50
     ) -> ApiResponse:

@@ -36,6 +36,7 @@ from bot.policy.model import PromotionRule
 from bot.policy.source import PolicySource
 from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionService
+from bot.promotions.view import EnvironmentsView
 from bot.registry import ArtifactRegistry
 from bot.store.deliveries import DeliveryQueue
 from bot.store.deployments import DeploymentIndex
@@ -75,6 +76,7 @@ class Runtime:
     ledger: ManifestWriter
     outbox: Outbox
     chain_signer: PipelinedSigner
+    environments: EnvironmentsView
 
     def close(self) -> None:
         self.chain_signer.close()
@@ -217,7 +219,13 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         label = f"{artifact.record['name']} {artifact.record['version']}"
         return deployment_gate(rule, label, latest, now)
 
-    promotions = PromotionService(writer, index, templates, policy, gate=gate)
+    # What runs where, as git says; it also names the hand pin a promotion replaces.
+    environments = EnvironmentsView(
+        mirror, index, deployment_index, policy, settings.gnupghome, signer.fingerprint
+    )
+    promotions = PromotionService(
+        writer, index, templates, policy, gate=gate, unrecorded=environments.unrecorded
+    )
     tokens = TokenStore(settings.tokens_file)
     identity = Identity(settings.manifests.author_name, settings.manifests.author_email)
     requests = RequestService(
@@ -254,7 +262,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     runtime = Runtime(
         settings, signer, mirror, index, tokens, writer, registry, templates, policy, promotions,
         requests, requests_index, router, deliveries, webhooks, deployments, ledger, outbox,
-        chain_signer,
+        chain_signer, environments,
     )  # fmt: skip
 
     return runtime
