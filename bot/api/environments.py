@@ -64,6 +64,7 @@ class EnvironmentCell(BaseModel):
         description="Who promoted or rolled back; for an unrecorded pin, the commit's author"
     )
     pinned_at: str | None = Field(description="The pinning commit's time (ISO 8601)")
+    rolled_back: bool = Field(description="A rollback pinned it")
     rolled_back_from: str | None = Field(description="The version a rollback replaced")
     path: str = Field(description="The overlay file, per the policy's app target")
     health: str | None = Field(description="The latest deployment's status; null: none")

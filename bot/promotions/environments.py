@@ -87,6 +87,7 @@ def cell(facts: PinFacts) -> dict[str, Any]:
         "promotion": _promotion(facts.recorder) if recorded else None,
         "pinned_by": _pinned_by(facts, recorded),
         "pinned_at": _stamp(commit.when) if commit else None,
+        "rolled_back": recorded and bool(facts.recorder and facts.recorder.one("Ritmo-Rollback")),
         "rolled_back_from": facts.rolled_back_from if recorded else None,
         "path": facts.path,
     }

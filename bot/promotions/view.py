@@ -213,6 +213,8 @@ class EnvironmentsView:
             at_tip = self._value(tip, target.path(app, env), target, image)
         except Exception:  # the index's tip is another replica's, not in this mirror yet
             at_tip = current
+        if at_tip != current:
+            return None  # Ritmo's own pin, written on top of the tip and not followed yet
         if not replaced(current, at_tip, self._expected(app, env, target)):
             return None
         known = self._known(app, current, target, None)
