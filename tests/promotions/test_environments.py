@@ -235,6 +235,32 @@ class TestHandPin:
         assert (production["version"], production["recorded"]) == ("2.0.0", True)
         assert production["promotion"] == request_id and production["commit"] == merge
 
+    def test_a_hand_pin_of_the_version_promoted_next(
+        self, client: FlaskClient, runtime: Runtime, tokens: dict[str, str], remote: Path,
+        tmp_path: Path,
+    ) -> None:  # fmt: skip
+        """A person pins what Ritmo then promotes: the promotion's commit changes no file,
+        records it, and from then on the pin is recorded (set by the person's commit)."""
+        art = _register(client, tokens["ci"], "5.0.0")
+        hand = _hand_pin(remote, tmp_path, "staging", "5.0.0")
+        runtime.writer.sync()
+        staging = _cells(_environments(client, tokens["reader"]))["staging"]
+        assert (staging["version"], staging["artifact_id"]) == ("5.0.0", art)
+        assert (staging["recorded"], staging["commit"]) == (False, hand)
+
+        resp = _promote(client, tokens["promoter"], art, "dev", "staging")
+        assert resp.status_code == 201, resp.get_json()
+        sha = resp.get_json()["commit"]
+        assert git(remote, "diff", "--stat", hand, sha).strip() == ""
+        assert trailers(remote, sha)["Ritmo-Replaces"] == "5.0.0 (unrecorded)"
+        staging = _cells(_environments(client, tokens["reader"]))["staging"]
+        assert (staging["recorded"], staging["commit"], staging["recorded_by"]) == (
+            True,
+            hand,
+            sha,
+        )
+        assert staging["pinned_by"] == "release-bot"
+
 
 class TestAllRecorded:
     def test_versions_equal_to_the_index(
