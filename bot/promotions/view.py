@@ -215,6 +215,10 @@ class EnvironmentsView:
             at_tip = current
         if at_tip != current:
             return None  # Ritmo's own pin, written on top of the tip and not followed yet
+        last = self._index.last_promoted(app, env)  # the usual case, in two reads
+        found = self._index.get(last) if last else None
+        if found is not None and self._pins(target, found.record) == current:
+            return None
         if not replaced(current, at_tip, self._expected(app, env, target)):
             return None
         known = self._known(app, current, target, None)
