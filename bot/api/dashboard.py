@@ -134,7 +134,8 @@ def _version_of(runtime: Runtime, artifact_id: str | None) -> str | None:
 
 
 def dashboard_data(runtime: Runtime, now: datetime | None = None) -> dict[str, Any]:
-    """Everything the page shows, as plain data (pure assembly over the indexes)."""
+    """Everything the page shows, as plain data: the environments table (git's pins, read
+    once per tip) and the indexes."""
     now = now or datetime.now(UTC)
     pending = [_describe(runtime, r) for r in runtime.requests_index.pending()]
     table = runtime.environments.table()  # what GET /api/v1/environments answers

@@ -113,7 +113,7 @@ class EnvironmentsView:
         """The facts with their pinning commit, what recorded the pin, and its record."""
         if commit is None or facts.value is None:
             return facts
-        recorder = commit if commit.ritmo_signed else self._later_record(tip, facts, commit)
+        recorder = commit if commit.ritmo_signed else self._later_record(tip, facts, target, commit)
         artifact = self._known(facts.app, facts.value, target, recorder)
         failed = recorder.one("Ritmo-Rolled-Back") if recorder else None
         rolled_back_from = self._index.get(failed) if failed else None
@@ -122,9 +122,10 @@ class EnvironmentsView:
             rolled_back_from=str(rolled_back_from.record["version"]) if rolled_back_from else None,
         )  # fmt: skip
 
-    def _later_record(self, tip: str, facts: PinFacts, pinning: PinCommit) -> PinCommit | None:
+    def _later_record(
+        self, tip: str, facts: PinFacts, target: AppTarget, pinning: PinCommit
+    ) -> PinCommit | None:
         """The newest Ritmo-signed commit after the pinning one that records its value."""
-        target = self._policy().target(facts.app)
         since = pinning.sha
         candidates = recording_candidates(self._mirror, since, tip, facts.env)
         for later in commits(self._mirror, candidates, self._gnupghome, self._fingerprint):
