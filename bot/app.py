@@ -9,7 +9,17 @@ from pathlib import Path
 
 from flask import Flask
 
-from bot.api import artifacts, cd, deployments, health, outbox, promotions, tokens, webhooks
+from bot.api import (
+    artifacts,
+    cd,
+    deployments,
+    environments,
+    health,
+    outbox,
+    promotions,
+    tokens,
+    webhooks,
+)
 from bot.api import audit as audit_api
 from bot.api import policy as policy_api
 from bot.api.dashboard import blueprint as dashboard_blueprint
@@ -38,6 +48,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
     app.register_blueprint(tokens.blueprint)
     app.register_blueprint(audit_api.blueprint)
     app.register_blueprint(policy_api.blueprint)
+    app.register_blueprint(environments.blueprint)
     app.register_blueprint(openapi_blueprint)
     app.register_blueprint(dashboard_blueprint)
     instrument(app, app.extensions["ritmo"])  # /metrics, request metrics, log correlation ids

@@ -15,7 +15,8 @@ import requests
 from bot.audit.history import KINDS
 from bot.cli_tokens import token
 from bot.config import ConfigError, Settings, load_settings
-from bot.promotions.status import status_data
+from bot.promotions.environments import label
+from bot.promotions.status import open_requests
 
 if TYPE_CHECKING:
     from bot.client import ApiResponse
@@ -331,22 +332,14 @@ def approve(
 @click.option("--app", "app_name", help="Only this app.")
 @click.option("--json", "as_json", is_flag=True, help="Print the data as JSON.")
 def status(server: str, token_value: str, app_name: str | None, as_json: bool) -> None:
-    """Which version each environment holds, per app; then the open promotion requests."""
+    """Which version each environment holds, per app, as git pins it (a pin Ritmo did not
+    record is marked unrecorded, with its commit); then the open promotion requests."""
     client = _client(server, token_value)
-
-    def items(path: str, **query: Any) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = _checked(
-            server, lambda: client.all_pages(path, **query)
-        ).body["items"]
-        return found
-
-    data = status_data(
-        items("/api/v1/artifacts", name=app_name),
-        items("/api/v1/promotions", app=app_name, status="promoted"),
-        items("/api/v1/promotions", app=app_name, status="merged"),
-        items("/api/v1/promotions", app=app_name, status="pending"),
-        items("/api/v1/audit", app=app_name, kind="rolled_back"),
-    )
+    table = _checked(server, lambda: client.environments(app_name)).body
+    pending = _checked(
+        server, lambda: client.all_pages("/api/v1/promotions", app=app_name, status="pending")
+    ).body["items"]
+    data = {**table, "open_requests": open_requests(pending)}
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -354,7 +347,7 @@ def status(server: str, token_value: str, app_name: str | None, as_json: bool) -
     rows = [["APP", *(e.upper() for e in envs)]]
     for entry in data["apps"]:
         cells = entry["environments"]
-        rows.append([entry["app"], *((cells[e] or {}).get("version", "-") for e in envs)])
+        rows.append([entry["app"], *(label(cells.get(e) or {}) for e in envs)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

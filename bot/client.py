@@ -84,6 +84,10 @@ class RitmoClient:
             body["reason"] = reason
         return self._call("PUT", "/api/v1/policy", json=body, headers=headers)
 
+    def environments(self, app: str | None = None) -> ApiResponse:
+        """GET /api/v1/environments: what runs where, as the default branch pins it."""
+        return self._call("GET", "/api/v1/environments", params={"app": app} if app else {})
+
     def list_outbox(
         self, status: str | None = None, page: int = 1, per_page: int = 50
     ) -> ApiResponse:

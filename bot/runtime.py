@@ -51,6 +51,7 @@ from bot.policy.trust import TrustKeys
 from bot.promotions.policy_change import PolicyRequests
 from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionService
+from bot.promotions.view import EnvironmentsView
 from bot.registry import ArtifactRegistry
 from bot.store.deliveries import DeliveryQueue
 from bot.store.deployments import DeploymentIndex
@@ -96,6 +97,7 @@ class Runtime:
     outbox: Outbox
     chain_signer: PipelinedSigner
     drift: DriftWatch
+    environments: EnvironmentsView
 
     def close(self) -> None:
         self.chain_signer.close()
@@ -298,7 +300,13 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         label = f"{artifact.record['name']} {artifact.record['version']}"
         return deployment_gate(rule, label, latest, now)
 
-    promotions = PromotionService(writer, index, templates, policy, gate=gate)
+    # What runs where, as git says; it also names the hand pin a promotion replaces.
+    environments = EnvironmentsView(
+        mirror, index, deployment_index, policy, settings.gnupghome, signer.fingerprint
+    )
+    promotions = PromotionService(
+        writer, index, templates, policy, gate=gate, unrecorded=environments.unrecorded
+    )
     # Ritmo's own identities; any `<slug>[bot]` is refused besides (bot/auth.py check_name).
     reserved = reserved_names(settings.forge.kind, settings.forge.github.bot_login)
     tokens = TokenStore(index.engine, reserved)
@@ -343,7 +351,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     runtime = Runtime(
         settings, signer, mirror, index, tokens, writer, registry, templates, policy, promotions,
         requests, requests_index, router, deliveries, webhooks, deployments, ledger, outbox,
-        chain_signer, drift,
+        chain_signer, drift, environments,
     )  # fmt: skip
     if mirror.tip() is not None and not policy.adopted():
         adopt_policy(settings, writer, policy, templates)

@@ -160,7 +160,10 @@ class TestDirectPromote:
         status = invoke(live_server, tokens["reader"], ["status", "--json"])
         web = json.loads(status.stdout)["apps"][0]["environments"]
         assert web["staging"]["commit"] == sha
-        assert "production" not in web  # no promotion there yet: no column
+        # Every environment of the policy has a column; production holds the scaffold's
+        # pin, which Ritmo never recorded.
+        production = web["production"]
+        assert (production["version"], production["recorded"]) == ("0.1.0", False)
 
 
 class TestApprove:
@@ -241,7 +244,7 @@ class TestStatus:
         header = lines[0].split()
         rows = {}
         for line in lines[1 : lines.index("")]:
-            cells = line.split()
+            cells = re.split(r"\s{2,}", line.strip())  # a cell may hold single spaces
             rows[cells[0]] = dict(zip(header[1:], cells[1:], strict=True))
         return rows
 
@@ -288,16 +291,21 @@ class TestStatus:
         assert req["missing"] == [{"group": "security-team", "count": 1}]
         assert req["progress"] == "1/2 approvals"
 
-    def test_app_filter_and_empty(self, live_server: str, tokens: dict[str, str]) -> None:
+    def test_app_filter_and_empty(
+        self, live_server: str, tokens: dict[str, str], remote: Path
+    ) -> None:
         push(live_server, tokens, "2.0.0")
         result = invoke(live_server, tokens["reader"], ["status", "--app", "api"])
         assert result.exit_code == 0, result.output
-        assert result.stdout.splitlines()[:2] == ["APP", "(no apps)"]
+        assert result.stdout.splitlines()[:2] == ["APP  DEV  STAGING  PRODUCTION", "(no apps)"]
         assert result.stdout.splitlines()[-1] == "No open promotion requests."
 
         web = invoke(live_server, tokens["reader"], ["status", "--app", "web"])
         assert web.exit_code == 0, web.output
-        assert self.table(web.stdout) == {"web": {"DEV": "2.0.0", "STAGING": "2.0.0"}}
+        seed = git(remote, "rev-list", "--max-parents=0", "main").strip()[:7]
+        assert self.table(web.stdout) == {
+            "web": {"DEV": "2.0.0", "STAGING": "2.0.0", "PRODUCTION": f"0.1.0 (unrecorded, {seed})"}
+        }
 
     def test_token_without_read_scope(self, live_server: str, tokens: dict[str, str]) -> None:
         result = invoke(live_server, tokens["promoter"], ["status"])

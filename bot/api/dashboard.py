@@ -9,7 +9,8 @@ Ritmo to loopback or a trusted network as usual; when the server is reachable fr
 further away and the names of people should not be, put an authenticating proxy in front
 of `/` (the API under /api/v1 keeps its own tokens).
 
-`dashboard_data(runtime)` assembles a plain dict from the indexes (no HTML);
+`dashboard_data(runtime)` assembles a plain dict (no HTML): what runs where is GET
+/api/v1/environments' table (git's pins, unrecorded ones marked), the rest the indexes';
 `templates/dashboard/index.html` renders it with autoescaping on (commit text and names
 are untrusted: `bot.templates.Templates` does not escape, it renders commit messages).
 """
@@ -25,14 +26,12 @@ from urllib.parse import urlsplit
 import jinja2
 from flask import Blueprint, Response, current_app
 
-from bot.promotions.status import status_data
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 blueprint = Blueprint("dashboard", __name__)
 
-ALL = 10_000  # the API's own bound on "every" artifact or promotion
 RECENT = 20
 
 _HEADERS = {
@@ -80,54 +79,25 @@ def _request_link(runtime: Runtime, forge_ref: Any) -> str | None:
     return pull_request_url(forge.github.api_url, forge.github.repository, str(forge_ref))
 
 
-def _environments(runtime: Runtime, seen: list[str]) -> list[str]:
-    try:
-        named = list(runtime.policy().environment_names)
-    except RuntimeError:  # not read from the branch yet
-        named = []
-    return list(dict.fromkeys([*named, *seen]))
-
-
 def _latest(record: dict[str, Any]) -> Any:
     """When a deployment record last changed (ISO 8601 text compares in time order)."""
     return max(str(record.get("created_at") or ""), str(record.get("updated_at") or "")) or None
 
 
-def _after_rollbacks(
-    runtime: Runtime, cells: dict[tuple[str, str], Any], rollbacks: list[dict[str, Any]]
-) -> None:
-    """A rollback pins the restored version without a promotion: newer than the newest
-    promotion into the environment, it says what the environment holds."""
-    for rb in reversed(rollbacks):  # oldest first: the newest one wins
-        restored = runtime.index.get(rb["restored_artifact"])
-        if restored is None:
-            continue
-        key = (str(restored.record["name"]), str(rb["environment"]))
-        pin = cells.get(key)
-        pinned_at, rolled_at = str((pin or {}).get("at") or ""), str(rb["rolled_back_at"] or "")
-        if pin and (pinned_at > rolled_at or (
-            pinned_at == rolled_at and pin["artifact_id"] != rb["failed_artifact"]
-        )):  # fmt: skip
-            continue  # promoted again since (within the second: unless it is the failed one)
-        cells[key] = {
-            "version": restored.record["version"],
-            "artifact_id": restored.record["id"],
-            "promoted_by": rb["rolled_back_by"],
-            "at": rb["rolled_back_at"],
-            "rolled_back_from": _version_of(runtime, rb["failed_artifact"]),
-        }
-
-
-def _cell(runtime: Runtime, app: str, env: str, pin: dict[str, Any] | None, now: datetime) -> Any:
-    deployment = runtime.deployments.current(app, env)
+def _cell(env: str, pin: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """A cell of GET /api/v1/environments, as the page shows it."""
+    deployment = pin.get("deployment")
     cell: dict[str, Any] = {
         "env": env,
-        "version": pin["version"] if pin else None,
-        "artifact_id": pin["artifact_id"] if pin else None,
-        "promoted_by": pin["promoted_by"] if pin else None,
-        "promoted_at": pin["at"] if pin else None,
-        "age": age(pin["at"], now) if pin else None,
-        "rolled_back_from": pin.get("rolled_back_from") if pin else None,
+        "version": pin["version"],
+        "artifact_id": pin["artifact_id"],
+        "recorded": pin["recorded"],
+        "commit": pin["commit"],
+        "short_commit": (pin["commit"] or "")[:7],
+        "promoted_by": pin["pinned_by"],
+        "promoted_at": pin["pinned_at"],
+        "age": age(pin["pinned_at"], now) if pin["version"] else None,
+        "rolled_back_from": pin["rolled_back_from"],
         "health": None,
         "deployed_version": None,
         "deployed_at": None,
@@ -136,11 +106,12 @@ def _cell(runtime: Runtime, app: str, env: str, pin: dict[str, Any] | None, now:
     }
     if deployment is not None:
         cell.update(
-            health="rolled back" if deployment.get("rolled_back_by") else deployment["status"],
-            deployed_version=deployment.get("version"),
-            deployed_at=_latest(deployment),
+            health="rolled back" if deployment["rolled_back"] else deployment["status"],
+            deployed_version=deployment["version"],
+            deployed_at=deployment["at"],
             deployment_id=deployment["id"],
-            deployed_matches=bool(pin) and deployment["artifact_id"] == cell["artifact_id"],
+            deployed_matches=bool(pin["artifact_id"])
+            and deployment["artifact_id"] == pin["artifact_id"],
         )
     return cell
 
@@ -163,32 +134,15 @@ def _version_of(runtime: Runtime, artifact_id: str | None) -> str | None:
 
 
 def dashboard_data(runtime: Runtime, now: datetime | None = None) -> dict[str, Any]:
-    """Everything the page shows, as plain data (pure assembly over the indexes)."""
+    """Everything the page shows, as plain data: the environments table (git's pins, read
+    once per tip) and the indexes."""
     now = now or datetime.now(UTC)
-    artifacts = [a.as_json() for a in runtime.index.search(limit=ALL)[0]]
-    direct = [p for p in runtime.index.search_promotions(limit=ALL)[0] if not p["request_id"]]
-    merged = runtime.requests_index.search(status="merged", limit=ALL)[0]
-    merged = [{**r, "from": r["from_env"], "to": r["to_env"]} for r in merged]
     pending = [_describe(runtime, r) for r in runtime.requests_index.pending()]
-    status = status_data(artifacts, direct, merged, pending)
-    envs = _environments(runtime, status["environments"])
-    all_rollbacks = runtime.index.rollbacks()
-    pins = {
-        (entry["app"], env): cell
-        for entry in status["apps"]
-        for env, cell in entry["environments"].items()
-        if cell
-    }
-    _after_rollbacks(runtime, pins, all_rollbacks)
+    table = runtime.environments.table()  # what GET /api/v1/environments answers
+    envs = table["environments"]
     apps = [
-        {
-            "app": entry["app"],
-            "cells": [
-                _cell(runtime, entry["app"], env, pins.get((entry["app"], env)), now)
-                for env in envs
-            ],
-        }
-        for entry in status["apps"]
+        {"app": entry["app"], "cells": [_cell(e, entry["environments"][e], now) for e in envs]}
+        for entry in table["apps"]
     ]
     requests = []
     for r in pending:
@@ -227,7 +181,7 @@ def dashboard_data(runtime: Runtime, now: datetime | None = None) -> dict[str, A
         for d in runtime.deployments.index.search(limit=RECENT)[0]
     ]
     rollbacks = []
-    for rb in all_rollbacks[:RECENT]:
+    for rb in runtime.index.rollbacks()[:RECENT]:
         failed = runtime.index.get(rb["failed_artifact"])
         rollbacks.append(
             {

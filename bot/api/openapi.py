@@ -18,11 +18,13 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode
 
 import bot
 from bot.api.artifacts import ArtifactQuery
 from bot.api.audit import AuditQuery
 from bot.api.deployments import DeploymentBody, DeploymentQuery, RollbackBody
+from bot.api.environments import Environments, EnvironmentsQuery
 from bot.api.outbox import OutboxQuery
 from bot.api.policy import PolicyBody
 from bot.api.promotions import PromoteBody, PromotionQuery, ReviewBody
@@ -55,6 +57,7 @@ class Route:
     correlation_id: bool = False  # takes (and echoes) X-Correlation-ID
     tag: str = "api"
     content_type: str = _JSON  # of the successful response
+    response: type[BaseModel] | None = None  # the 200 body's model; default: an object
 
 
 _READ = (Scope.ARTIFACTS_READ,)
@@ -287,6 +290,20 @@ ROUTES: tuple[Route, ...] = (
         tag="policy",
     ),
     Route(
+        "get",
+        "/api/v1/environments",
+        "What runs where: apps x environments as the default branch pins them",
+        {
+            200: "Per app and environment: the pinned version, its commit, whether Ritmo "
+            "recorded it, deployment health",
+            503: "The policy or the manifests mirror cannot be read yet; retry",
+        },
+        _READ,
+        query=EnvironmentsQuery,
+        tag="environments",
+        response=Environments,
+    ),
+    Route(
         "post",
         "/webhooks/github",
         "GitHub App webhook",
@@ -404,9 +421,11 @@ class SchemaClash(ValueError):
     """Two models define a component of the same name differently."""
 
 
-def _add_schemas(components: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+def _add_schemas(
+    components: dict[str, Any], model: type[BaseModel], mode: JsonSchemaMode = "validation"
+) -> dict[str, Any]:
     """Put the model (and its $defs) into components; return a $ref to it."""
-    schema = model.model_json_schema(ref_template=REF, by_alias=True, mode="validation")
+    schema = model.model_json_schema(ref_template=REF, by_alias=True, mode=mode)
     defs = schema.pop("$defs", {})
     for name, sub in [*defs.items(), (model.__name__, schema)]:
         known = components.setdefault(name, sub)
@@ -508,6 +527,9 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
             entry["content"] = {"text/html": {"schema": {"type": "string"}}}
         elif code >= 400:
             entry["content"] = {_JSON: {"schema": {"$ref": REF.format(model="Error")}}}
+        elif route.content_type == _JSON and route.response is not None and code == 200:
+            schema = _add_schemas(components, route.response, "serialization")
+            entry["content"] = {_JSON: {"schema": schema}}
         elif route.content_type == _JSON:
             entry["content"] = {_JSON: {"schema": {"type": "object"}}}
         else:

@@ -28,3 +28,8 @@ def promotion_hop(trailers: dict[str, list[str]]) -> tuple[str, str] | None:
         return None
     source, sep, target = values[0].partition(" -> ")
     return (source.strip(), target.strip()) if sep else None
+
+
+def with_trailer(message: str, key: str, value: str) -> str:
+    """`message` with one more trailer, at the end of its closing trailer paragraph."""
+    return message.rstrip("\n") + f"\n{key}: {value}\n"

@@ -97,7 +97,7 @@ class MergeRequest:
     def plan(self, read: Reader) -> Edit | Unchanged:
         edit = self.pin.plan(read)
         assert isinstance(edit, Edit)  # a pin without preconditions always edits
-        return Edit(edit.files, self.pin.message, merge=self.tip)
+        return Edit(edit.files, edit.message, merge=self.tip)  # with Ritmo-Replaces if any
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.manifests.records import record_path, render_record, split_image
+from bot.manifests.trailers import with_trailer
 from bot.manifests.writer import Conflict, Edit, ManifestWriter, Reader, Unchanged
 from bot.policy.freeze import frozen_until
 from bot.policy.model import AppTarget, Policy, PromotionRule
@@ -40,7 +41,9 @@ class PinChange:
     the record file and its bytes, `follows` the previous hop, which must have pinned it.
     `promoted_already` says whether the index's latest promotion into the environment is
     this artifact: then an overlay that pins it already means the promotion was made (a
-    retry, or the same ask at another replica), and nothing is written.
+    retry, or the same ask at another replica), and nothing is written. `replaces` names
+    the unrecorded pin (a hand pin) that the value found there is, or None: the commit
+    says so in a `Ritmo-Replaces` trailer. It is decided here, against the tip written on.
     """
 
     environment: str
@@ -51,6 +54,7 @@ class PinChange:
     requires: tuple[str, bytes] | None = None
     follows: PinChange | None = None
     promoted_already: Callable[[], bool] | None = field(default=None, compare=False)
+    replaces: Callable[[str | None], str | None] | None = field(default=None, compare=False)
 
     @property
     def same_as(self) -> tuple[str, str, str]:
@@ -76,20 +80,28 @@ class PinChange:
             if self.promoted_already is not None and self.promoted_already():
                 return Unchanged()
             # Already pinned (by hand, say): the commit still records the promotion.
-            return Edit({}, self.message)
-        return Edit({self.path: updated}, self.message)
+            return Edit({}, self._message(text))
+        return Edit({self.path: updated}, self._message(text))
+
+    def _message(self, text: bytes) -> str:
+        hand = self.replaces(self._current(text)) if self.replaces is not None else None
+        if hand is None:
+            return self.message
+        return with_trailer(self.message, "Ritmo-Replaces", f"{hand} (unrecorded)")
+
+    def _current(self, text: bytes | None) -> str | None:
+        if text is None:
+            return None
+        image = split_image(str(self.record["image"]))[0]
+        try:
+            return current_value(self.target, text.decode(), image)
+        except ValueError:
+            return None
 
     def holds(self, read: Reader) -> bool:
         """Whether the overlay pins this artifact now."""
-        text = read(self.path)
-        if text is None:
-            return False
-        image = split_image(str(self.record["image"]))[0]
-        try:
-            current = current_value(self.target, text.decode(), image)
-        except ValueError:
-            return False
-        return current == pinned_value(self.target, self.record)
+        current = self._current(read(self.path))
+        return current is not None and current == pinned_value(self.target, self.record)
 
 
 def frozen(policy: Policy, rule: PromotionRule, now: datetime) -> tuple[datetime, str] | None:
@@ -99,6 +111,10 @@ def frozen(policy: Policy, rule: PromotionRule, now: datetime) -> tuple[datetime
 
 Gate = Callable[[IndexedArtifact, PromotionRule, datetime], str | None]
 """Why the artifact's deployment in the rule's source environment holds it back, or None."""
+
+Unrecorded = Callable[[dict[str, Any], AppTarget, str, str | None], str | None]
+"""The version of the unrecorded pin that pinning the record in an environment replaces
+(record, target, environment, value pinned there now), or None (EnvironmentsView)."""
 
 
 class PromotionService:
@@ -110,8 +126,10 @@ class PromotionService:
         policy: Callable[[], Policy],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         gate: Gate | None = None,
+        unrecorded: Unrecorded | None = None,
     ) -> None:
         self._writer = writer
+        self._unrecorded = unrecorded
         self._index = index
         self._templates = templates
         self._policy = policy
@@ -241,7 +259,9 @@ class PromotionService:
             correlation_id=correlation_id,
         )
         app, env, artifact = record["name"], ask.to_env, record["id"]
+        unrecorded = self._unrecorded
         return PinChange(
             env, target, record, path, message, requires,
             promoted_already=lambda: self._index.last_promoted(app, env) == artifact,
+            replaces=(lambda now: unrecorded(record, target, env, now)) if unrecorded else None,
         )  # fmt: skip

@@ -76,13 +76,18 @@ def status_data(
     envs = _env_order(edges)
     envs += sorted({env for _, env in cells} - set(envs))
     apps = sorted({a["name"] for a in artifacts} | {app for app, _ in cells})
-    keep = ("id", "app", "version", "from", "to", "progress", "missing", "decision", "reason",
-            "requested_by", "approval_ticket", "opened_at", "head")  # fmt: skip
     return {
         "environments": envs,
         "apps": [
             {"app": app, "environments": {env: cells.get((app, env)) for env in envs}}
             for app in apps
         ],
-        "open_requests": [{k: r.get(k) for k in keep} for r in pending],
+        "open_requests": open_requests(pending),
     }
+
+
+def open_requests(pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The open requests as `ritmo status` shows them (pending, as the API describes them)."""
+    keep = ("id", "app", "version", "from", "to", "progress", "missing", "decision", "reason",
+            "requested_by", "approval_ticket", "opened_at", "head")  # fmt: skip
+    return [{k: r.get(k) for k in keep} for r in pending]

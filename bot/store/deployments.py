@@ -156,6 +156,16 @@ class DeploymentIndex:
             if not record.get("superseded"):
                 yield record
 
+    def latest_by_place(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """(app, environment) -> its newest deployment, for every place with one; one query."""
+        newest = sa.select(sa.func.max(deployments.c.seq)).group_by(
+            deployments.c.app, deployments.c.environment
+        )
+        with self._engine.connect() as conn:
+            query = sa.select(deployments.c.record).where(deployments.c.seq.in_(newest))
+            found = [json.loads(r.record) for r in conn.execute(query)]
+        return {(r["app"], r["environment"]): r for r in found}
+
     def clear(self) -> None:
         with self._engine.begin() as conn:
             conn.execute(deployments.delete())

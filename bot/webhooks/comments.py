@@ -16,8 +16,9 @@ from bot.forge.github import GitHubForge
 from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN, artifact_id
 from bot.manifests.writer import Conflict
 from bot.policy.model import Policy
+from bot.promotions.environments import label as cell_label
 from bot.promotions.service import PromotionInput, PromotionRefused
-from bot.promotions.status import status_data
+from bot.promotions.status import open_requests
 from bot.webhooks.payloads import for_manifests
 from bot.webhooks.router import Event, Router
 
@@ -292,29 +293,18 @@ def _opened(request: Mapping[str, Any]) -> str:
 
 
 def _status(runtime: Runtime) -> str:
-    """What `ritmo status` shows, from the indexes, as Markdown."""
-    artifacts = [a.as_json() for a in runtime.index.search(limit=ALL)[0]]
-    direct = [p for p in runtime.index.search_promotions(limit=ALL)[0] if not p["request_id"]]
-
-    def described(status: str) -> list[dict[str, Any]]:
-        found = runtime.requests_index.search(status=status, limit=ALL)[0]
-        return [runtime.requests.describe(r["id"]) for r in found]
-
-    rolled_back = []
-    for rb in runtime.index.rollbacks():
-        restored = runtime.index.get(rb["restored_artifact"])
-        if restored is not None:
-            rolled_back.append({
-                "app": restored.record["name"], "environment": rb["environment"],
-                "version": restored.record["version"], "artifact_id": rb["restored_artifact"],
-                "commit": rb["commit"], "at": rb["rolled_back_at"], "actor": rb["rolled_back_by"],
-            })  # fmt: skip
-    data = status_data(artifacts, direct, described("merged"), described("pending"), rolled_back)
-    envs = list(dict.fromkeys([*runtime.policy().environment_names, *data["environments"]]))
+    """What `ritmo status` shows (GET /api/v1/environments and the open requests), as
+    Markdown."""
+    table = runtime.environments.table()
+    found = runtime.requests_index.search(status="pending", limit=ALL)[0]
+    data = {**table, "open_requests": open_requests(
+        [runtime.requests.describe(r["id"]) for r in found]
+    )}  # fmt: skip
+    envs = data["environments"]
     lines = ["| App | " + " | ".join(envs) + " |", "|---" * (len(envs) + 1) + "|"]
     for entry in data["apps"]:
         cells = entry["environments"]
-        versions = ((cells.get(env) or {}).get("version") or "-" for env in envs)
+        versions = (cell_label(cells.get(env) or {}) for env in envs)
         lines.append(f"| {entry['app']} | " + " | ".join(versions) + " |")
     if not data["apps"]:
         lines = ["No apps recorded yet."]

@@ -116,7 +116,11 @@ def test_the_data_says_what_runs_where(runtime: Runtime, state: dict[str, Any]) 
     assert (staging["version"], staging["rolled_back_from"]) == ("1.0.0", "1.1.0")
     assert (staging["health"], staging["deployed_version"]) == ("rolled back", "1.1.0")
     assert staging["deployed_matches"] is False
-    assert cells["production"]["version"] is None and cells["production"]["health"] is None
+    # Production holds the scaffold's pin: what git says, which Ritmo never recorded.
+    production = cells["production"]
+    assert (production["version"], production["recorded"]) == ("0.1.0", False)
+    assert production["health"] is None
+    assert all(cells[env]["recorded"] for env in ("dev", "staging"))
 
     (request,) = data["open_requests"]
     assert request["id"] == state["request"]
@@ -281,7 +285,10 @@ def test_the_page_in_headless_chromium(
     page.feed(dom)
     assert page.text("version", app="web", env="dev") == ["1.1.0"]
     assert page.text("version", app="web", env="staging") == ["1.0.0"]
-    assert page.text("version", app="web", env="production") == ["–"]
+    assert page.text("version", app="web", env="production") == ["0.1.0"]
+    (mark,) = page.text("unrecorded-mark", app="web", env="production")
+    assert mark.startswith("unrecorded, ")
+    assert page.text("unrecorded-mark", app="web", env="staging") == []
     assert page.text("health", app="web", env="dev") == ["succeeded"]
     assert page.text("health", app="web", env="staging") == ["rolled back (1.1.0)"]
     assert page.text("health", app="web", env="production") == ["not reported"]

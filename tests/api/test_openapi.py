@@ -11,6 +11,7 @@ from flask.testing import FlaskClient
 from openapi_spec_validator import validate
 
 from bot.api.deployments import DeploymentBody
+from bot.api.environments import Environments
 from bot.api.openapi import ROUTES, Route, SchemaClash, build_document
 from bot.auth import Scope
 from bot.manifests.records import ArtifactSpec
@@ -124,12 +125,34 @@ def test_query_parameters_come_from_the_validating_models(
     params = document["paths"][route.path][route.method]["parameters"]
     query = {p["name"]: p for p in params if p["in"] == "query"}
     assert set(query) == set(route.query.model_fields)
+    if route.response is Environments:  # one table, not a paged list
+        assert query["app"]["schema"]["pattern"] and "per_page" not in query
+        return
     assert query["per_page"]["schema"] == {
         "type": "integer",
         "minimum": 1,
         "maximum": 500,
         "default": 50,
     }
+
+
+def test_the_environments_response_is_described(
+    client: FlaskClient, runtime: Runtime, document: dict[str, Any]
+) -> None:
+    """The 200 body has a schema (not just "object"), and the API's answer fits it."""
+    ok = document["paths"]["/api/v1/environments"]["get"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Environments"
+    }
+    schemas = document["components"]["schemas"]
+    cell = schemas["EnvironmentCell"]
+    assert {"version", "commit", "recorded", "health"} <= set(cell["required"])
+    assert cell["properties"]["recorded"]["type"] == "boolean"
+    assert cell["additionalProperties"] is False
+    token = runtime.tokens.create("viewer", [Scope.ARTIFACTS_READ])
+    resp = client.get("/api/v1/environments", headers=bearer(token))
+    assert resp.status_code == 200
+    Environments.model_validate(resp.get_json())
 
 
 def test_the_webhooks_name_their_headers(document: dict[str, Any]) -> None:

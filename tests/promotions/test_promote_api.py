@@ -245,6 +245,8 @@ class TestPromoteEndpoint:
             "Ritmo-Promoted-By": "release-bot",
             "Ritmo-Approval-Ticket": "JIRA-1234",
             "Ritmo-Correlation-Id": "rel-7",
+            # The overlay a person added pins 0.1.0, which Ritmo never recorded.
+            "Ritmo-Replaces": "0.1.0 (unrecorded)",
         }
         # approved_by in a body is a note in the message, never an approval trailer.
         message = git(remote, "log", "-1", "--format=%B", resp.json["commit"])

@@ -352,7 +352,7 @@ class TestReplies:
     """Status and help answers, in one comment that later commands edit in place."""
 
     def test_status_then_help_edit_one_comment(
-        self, client: FlaskClient, rt: Runtime, gh: GitHubSandbox, artifact: Any
+        self, client: FlaskClient, rt: Runtime, gh: GitHubSandbox, artifact: Any, remote: Path
     ) -> None:
         assert _promote_via_api(client, rt, artifact, "staging").status_code == 201
         gh.opening()
@@ -371,7 +371,9 @@ class TestReplies:
         _comment(client, rt, _payload(body="/ritmo status"))
         status = _reply(gh)
         assert "| App | dev | staging | production |" in status
-        assert "| web | 2.0.0 | 2.0.0 | - |" in status
+        # Production: the scaffold's pin, as git says, which Ritmo never recorded.
+        seed = git(remote, "rev-list", "--max-parents=0", "main").strip()[:7]
+        assert f"| web | 2.0.0 | 2.0.0 | 0.1.0 (unrecorded, {seed}) |" in status
         assert "Open promotion requests (1):" in status
         assert f"- `{request_id}` web 2.0.0 staging -> production: 0/2 approvals" in status
         assert "needs 1 from ops-team, 1 from security-team (by release-bot" in status

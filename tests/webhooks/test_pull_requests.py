@@ -223,6 +223,12 @@ class TestMergedByAPerson:
         promoted, _ = rt.index.search_promotions(app="web", env="production")
         assert [p["request_id"] for p in promoted] == [request["id"]]
         assert rt.index.get(request["artifact_id"]).promotion_status == "production"  # type: ignore[union-attr]
+        # What runs where: the person's merge set the pin; Ritmo's signed record counts.
+        (web,) = rt.environments.table("web")["apps"]
+        production = web["environments"]["production"]
+        assert (production["version"], production["recorded"]) == ("2.0.0", True)
+        assert (production["commit"], production["recorded_by"]) == (merge, record)
+        assert production["promotion"] == request["id"]
 
         # Rebuilt from git alone, the request is merged, though GitHub kept its branch.
         reindex(rt.index, rt.mirror, rt.requests_index)
