@@ -3,7 +3,8 @@
 The default branch's first-parent line, oldest first, with the pins each commit changed
 (read per the policy in force when it landed: the one on its first parent) and the records
 it added; then each commit of the checked range with its signature status, as git reports
-it against a GnuPG home holding only the trusted public keys.
+it against a GnuPG home holding only the trusted public keys. And which of a few commits
+are signed by a trusted key, for the audit log.
 """
 
 from __future__ import annotations
@@ -12,12 +13,19 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.audit.verify import PinChange, Problem, RecordFact, VerifyCommit, verify
+from bot.audit.verify import (
+    GOOD_SIGNATURES,
+    PinChange,
+    Problem,
+    RecordFact,
+    VerifyCommit,
+    verify,
+)
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import read_path
 from bot.manifests.records import RECORDS_DIR, split_image
@@ -130,6 +138,38 @@ def _signatures(
         sha, parents, status, signer, message = parts[i : i + 5]
         found.append((sha.strip(), tuple(parents.split()), status.strip(), signer.strip(), message))
     return found
+
+
+# A commit's signature never changes: what the audit log learnt stays learnt, bounded.
+_TRUSTED_CACHE: dict[tuple[str, frozenset[str], str], bool] = {}
+_CACHE_LIMIT = 50_000
+
+
+def trusted_commits(
+    mirror: Mirror, shas: Sequence[str], gnupghome: Path, fingerprints: frozenset[str]
+) -> set[str]:
+    """Which of `shas` carry a good signature by one of `fingerprints` (the signing key or
+    its primary key), as gpg in `gnupghome` checks them: one `git log` for those unknown."""
+    wanted = {f.upper() for f in fingerprints}
+    key = (str(gnupghome), frozenset(wanted))
+    unknown = sorted({sha for sha in shas if (*key, sha) not in _TRUSTED_CACHE})
+    if unknown:
+        proc = subprocess.run(
+            ["git", "log", "--no-walk=unsorted", "--format=%x00%H%x00%G?%x00%GF%x00%GP",
+             *unknown, "--"],
+            cwd=mirror.path, capture_output=True, text=True, check=False,
+            env={**os.environ, "GNUPGHOME": str(gnupghome), "GIT_TERMINAL_PROMPT": "0"},
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise OSError(f"git log failed: {proc.stderr.strip()}")
+        if len(_TRUSTED_CACHE) > _CACHE_LIMIT:
+            _TRUSTED_CACHE.clear()
+        parts = proc.stdout.split("\0")[1:]
+        for i in range(0, len(parts) - 3, 4):
+            sha, status, signer, primary = (p.strip() for p in parts[i : i + 4])
+            good = status in GOOD_SIGNATURES and bool({signer, primary} & wanted)
+            _TRUSTED_CACHE[(*key, sha)] = good
+    return {sha for sha in shas if _TRUSTED_CACHE.get((*key, sha), False)}
 
 
 def read_history(
