@@ -644,7 +644,8 @@ def audit(
         if e.get("from_environment") and e["kind"] == "promoted":
             env_text = f"{e['from_environment']}->{e['environment']}"
         actor = (e["actor"] or "-") + (" (automatic)" * bool(e.get("automatic")))
-        cells = [e["at"], e["kind"], e["app"], env_text, e["version"], actor, e["ticket"],
+        kind = e["kind"] + (" (untrusted)" if e.get("trusted") is False else "")
+        cells = [e["at"], kind, e["app"], env_text, e["version"], actor, e["ticket"],
                  e["request_id"], (e["commit"] or "")[:12]]  # fmt: skip
         rows.append([str(c) if c else "-" for c in cells])
     widths = [max(len(row[i]) for row in rows) for i in range(len(heads))]

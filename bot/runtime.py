@@ -319,7 +319,8 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         mirror, writer, signer.sign, identity, promotions, requests_index,
         index.get, templates, policy,
         github_forge(settings, policy) or LocalForge(tokens.memberships),
-        Locks(index.engine, settings.data_dir / "locks"), report_drift=drift.report,
+        Locks(index.engine, settings.data_dir / "locks"), holds=index.holds_of,
+        report_drift=drift.report,
     )  # fmt: skip
     registry = ArtifactRegistry(
         writer, index, verifier, templates, settings.signing.require_artifact_signatures,

@@ -14,7 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from bot.api.auth import require_scope
 from bot.api.errors import ApiError, invalid_fields
 from bot.audit.history import AuditKind, Window
-from bot.audit.log import REVISION_PATTERN, Range, read_audit, time_or_revision
+from bot.audit.log import (
+    REVISION_PATTERN,
+    Range,
+    on_first_parent_line,
+    read_audit,
+    time_or_revision,
+)
+from bot.audit.repo import trusted_commits
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN
 from bot.runtime import Runtime
@@ -45,6 +52,14 @@ def _runtime() -> Runtime:
 def _refuse(field: str, value: str) -> ApiError:
     message = f"{value!r} is neither {_WHEN} on the default branch"
     return ApiError(400, f"invalid request: {field}", [{"field": field, "message": message}])
+
+
+def _off_the_line(field: str, value: str, sha: str, branch: str) -> ApiError:
+    message = (
+        f"{value!r} is commit {sha[:12]}, which is not on {branch}'s first-parent line (a "
+        f"request branch's commit, say); give a commit of {branch} itself, or a date"
+    )
+    return ApiError(422, f"invalid request: {field}", [{"field": field, "message": message}])
 
 
 @blueprint.get("")
@@ -78,10 +93,17 @@ def list_audit() -> Response:
             until_at, until_rev, ok = time_or_revision(mirror, query.until, end=True)
             if not ok:
                 raise _refuse("until", str(query.until))
+            # Only the branch's own history is the audit trail.
+            for name, value, sha in (("since", query.since, since_rev),
+                                     ("until", query.until, until_rev)):  # fmt: skip
+                if sha is not None and not on_first_parent_line(mirror, sha, tip):
+                    raise _off_the_line(name, str(value), sha, mirror.branch)
             window = Window(query.app, query.env, query.kind, since_at, until_at)
+            home, ritmo = runtime.settings.gnupghome, frozenset({runtime.signer.fingerprint})
             events, total = read_audit(
-                mirror, tip, window, Range(since_rev, until_rev), query.page, query.per_page
-            )
+                mirror, tip, window, Range(since_rev, until_rev), query.page, query.per_page,
+                trusted=lambda shas: trusted_commits(mirror, shas, home, ritmo),
+            )  # fmt: skip
             items = [e.as_json() for e in events]
     has_next = query.page * query.per_page < total
     response = jsonify(

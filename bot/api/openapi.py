@@ -265,7 +265,11 @@ ROUTES: tuple[Route, ...] = (
         "/api/v1/audit",
         "Audit events from the default branch's commit trailers, newest first",
         {
-            200: "A page of events; Link rel=next when there is more",
+            200: "A page of events; Link rel=next when there is more. Each event has "
+            "`trusted`: false when its commit is not signed by Ritmo's key",
+            400: "A malformed filter, or since/until is neither a date nor a commit",
+            422: "since or until is a commit off the default branch's first-parent line "
+            "(a request branch's, say)",
             503: "The manifests remote is unavailable; retry",
         },
         _READ,

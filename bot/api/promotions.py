@@ -70,15 +70,17 @@ class PromoteBody(BaseModel):
         )
 
 
+RequestStatus = Literal[
+    "pending", "approved", "merged", "rejected", "expired", "superseded", "stale", "promoted"
+]
+
+
 class PromotionQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     app: EnvName | None = None
     env: EnvName | None = None
-    status: (
-        Literal["pending", "approved", "merged", "rejected", "expired", "superseded", "promoted"]
-        | None
-    ) = None
+    status: RequestStatus | None = None
     artifact_id: Annotated[str, StringConstraints(pattern=r"^art-[0-9a-f]{20}$")] | None = None
     page: int = Field(default=1, ge=1, le=1_000_000)  # past it, SQL offsets overflow
     per_page: int = Field(default=50, ge=1, le=500)

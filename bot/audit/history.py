@@ -76,6 +76,9 @@ class AuditEvent:
     rolled_back_artifact_id: str | None = None
     detail: str | None = None
     offending_commit: str | None = None  # drift: the commit Ritmo did not make
+    # Signed by a trusted key (Ritmo's)? None until the reader checks the signature: a
+    # commit anyone could push may carry the same trailers.
+    trusted: bool | None = None
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)

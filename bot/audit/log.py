@@ -8,7 +8,8 @@ so the log needs git alone, never the index.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from bot.audit.history import (
@@ -86,6 +87,19 @@ def resolve(mirror: Mirror, revision: str) -> str | None:
     return None
 
 
+def on_first_parent_line(mirror: Mirror, sha: str, tip: str) -> bool:
+    """Whether `sha` is on the branch's own line (first parents from `tip`), not only
+    reachable from it: a request branch's commits are reachable once merged, and are not
+    the branch's history."""
+    parents = mirror.log("-1", "--format=%P", sha, "--").split()
+    line = mirror.log("--first-parent", "--format=%H", tip, "--not", *parents, "--")
+    return sha in line.split()
+
+
+Trusted = Callable[[Sequence[str]], set[str]]
+"""Which of these commits are signed by a trusted key (bot/audit/repo.trusted_commits)."""
+
+
 def read_audit(
     mirror: Mirror,
     tip: str,
@@ -93,11 +107,17 @@ def read_audit(
     span: Range = Range(),
     page: int = 1,
     per_page: int = 50,
+    trusted: Trusted | None = None,
 ) -> tuple[list[AuditEvent], int]:
-    """One page of the events in `span` that `window` keeps, newest first; and the total."""
+    """One page of the events in `span` that `window` keeps, newest first; and the total.
+    With `trusted`, each event of the page says whether its commit is trusted."""
     names = known_artifacts(mirror, tip)
     events = audit_events(branch_commits(mirror, tip, span), names.get)
-    return page_of(select(events, window), page, per_page)
+    found, total = page_of(select(events, window), page, per_page)
+    if trusted is not None:
+        good = trusted([e.commit for e in found])
+        found = [replace(e, trusted=e.commit in good) for e in found]
+    return found, total
 
 
 def time_or_revision(

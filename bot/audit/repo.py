@@ -5,7 +5,7 @@ The default branch's first-parent line, oldest first, with the pins each commit 
 bot/policy/trust.py decides it; before adoption, or in a history with none, the file as
 it was) and the records it added; then each commit of the checked range with its
 signature status, as git reports it against a GnuPG home holding only the trusted public
-keys.
+keys. And which of a few commits are signed by a trusted key, for the audit log.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,7 +30,7 @@ from bot.manifests.signing import open_gnupg
 from bot.manifests.trailers import parse_trailers
 from bot.policy.load import BRANCH_POLICY_PATH, PolicyError, default_policy, load_policy_bytes
 from bot.policy.model import Policy
-from bot.policy.trust import PolicyTrust, TrustKeys, describe, step
+from bot.policy.trust import GOOD_SIGNATURES, PolicyTrust, TrustKeys, describe, step
 from bot.promotions.pin import current_value
 from bot.store.reindex import record_in
 
@@ -171,6 +171,38 @@ def _signatures(
         found.append((sha.strip(), tuple(parents.split()), status.strip(), keys[0] if keys else "",
                       message))  # fmt: skip
     return found
+
+
+# A commit's signature never changes: what the audit log learnt stays learnt, bounded.
+_TRUSTED_CACHE: dict[tuple[str, frozenset[str], str], bool] = {}
+_CACHE_LIMIT = 50_000
+
+
+def trusted_commits(
+    mirror: Mirror, shas: Sequence[str], gnupghome: Path, fingerprints: frozenset[str]
+) -> set[str]:
+    """Which of `shas` carry a good signature by one of `fingerprints` (the signing key or
+    its primary key), as gpg in `gnupghome` checks them: one `git log` for those unknown."""
+    wanted = {f.upper() for f in fingerprints}
+    key = (str(gnupghome), frozenset(wanted))
+    unknown = sorted({sha for sha in shas if (*key, sha) not in _TRUSTED_CACHE})
+    if unknown:
+        proc = subprocess.run(
+            ["git", "log", "--no-walk=unsorted", "--format=%x00%H%x00%G?%x00%GF%x00%GP",
+             *unknown, "--"],
+            cwd=mirror.path, capture_output=True, text=True, check=False,
+            env={**os.environ, "GNUPGHOME": str(gnupghome), "GIT_TERMINAL_PROMPT": "0"},
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise OSError(f"git log failed: {proc.stderr.strip()}")
+        if len(_TRUSTED_CACHE) > _CACHE_LIMIT:
+            _TRUSTED_CACHE.clear()
+        parts = proc.stdout.split("\0")[1:]
+        for i in range(0, len(parts) - 3, 4):
+            sha, status, signer, primary = (p.strip() for p in parts[i : i + 4])
+            good = status in GOOD_SIGNATURES and bool({signer, primary} & wanted)
+            _TRUSTED_CACHE[(*key, sha)] = good
+    return {sha for sha in shas if _TRUSTED_CACHE.get((*key, sha), False)}
 
 
 def read_history(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from bot.deploy.forge_target import NotMirrored, forge_target
 from bot.deploy.gate import deployment_gate
 from bot.deploy.intake import Report
 from bot.deploy.legitimacy import Arrivals, choose_target
@@ -327,12 +328,18 @@ class DeploymentService:
     def _mirror_to_forge(self, record: dict[str, Any]) -> None:
         artifact = self._index.get(record["artifact_id"])
         meta = dict(artifact.record.get("metadata") or {}) if artifact else {}
-        repository = meta.get("repository")
+        target = forge_target(record["app"], self._policy().repository(record["app"]), meta)
+        if isinstance(target, NotMirrored):
+            if self._forge.kind != "local":  # the local forge mirrors nothing anyway
+                level = logging.INFO if target.expected else logging.WARNING
+                log.log(level, "deployment %s is not mirrored to %s: %s",
+                        record["id"], self._forge.kind, target.reason)  # fmt: skip
+            return
         view = DeploymentView(
             id=record["id"],
-            repository=str(repository) if repository else None,
+            repository=target.repository,
             environment=record["environment"],
-            ref=str(meta.get("commit") or record["version"]),
+            ref=target.ref,
             status="failed" if record.get("rolled_back_by") else record["status"],
             description=f"{record['app']} {record['version']} in {record['environment']}: "
             f"{record['status']}",

@@ -33,9 +33,10 @@ class DeploymentView:
     """What a forge needs to know to mirror one of Ritmo's deployments."""
 
     id: str  # Ritmo's deployment id, e.g. dep-0123abcd...
-    repository: str | None  # owner/name of the artifact's source repository; None: no mirror
+    # owner/name of the app's source repository as the policy names it; None: no mirror
+    repository: str | None
     environment: str  # e.g. staging
-    ref: str  # the source commit sha when known, else the version tag
+    ref: str  # the source commit sha (bot/deploy/forge_target)
     status: str  # progressing | succeeded | failed | degraded | inactive
     description: str  # e.g. "web 1.2.3 to staging" (GitHub caps it at 140 characters)
     log_url: str | None  # a link to the CD app (ArgoCD), if any

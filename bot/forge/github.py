@@ -382,7 +382,7 @@ class GitHubForge:
                 )  # fmt: skip
 
     def deployed(self, deployment: DeploymentView) -> str | None:
-        """Mirror a deployment as a GitHub Deployment in the artifact's source repository.
+        """Mirror a deployment as a GitHub Deployment in the app's source repository.
 
         Without `forge_ref`: create the deployment, then add its status (two requests);
         with it, only add the status (one). Returns the GitHub deployment id, or None when

@@ -27,6 +27,7 @@ from bot.notify.model import Integration
 
 _DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
 _SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 DEFAULT_OVERLAY = "apps/{app}/overlays/{env}/kustomization.yaml"
 
 Loc = tuple[str | int, ...]
@@ -299,6 +300,19 @@ class AppPolicy(AppTarget):
     rollback: dict[str, Rollback] = Field(
         default_factory=dict, description="environment -> rollback, over the environment's."
     )
+    repository: str | None = Field(
+        default=None,
+        description="owner/name of the app's source repository: where GitHub Deployments go.",
+    )
+
+    @field_validator("repository")
+    @classmethod
+    def _repository(cls, value: str | None) -> str | None:
+        if value is not None and (not _REPOSITORY.match(value) or value.endswith(("/.", "/.."))):
+            raise ValueError(
+                f"{value!r} is not a GitHub repository; write owner/name, e.g. acme/web"
+            )
+        return value
 
     @field_validator("deploy_name")
     @classmethod
@@ -384,13 +398,20 @@ class Policy(_Model):
         own = self.apps.get(app)
         if own is None:
             return AppTarget()
-        return AppTarget(**own.model_dump(exclude={"promotion_rules", "deploy_name", "rollback"}))
+        return AppTarget(
+            **own.model_dump(exclude={"promotion_rules", "deploy_name", "rollback", "repository"})
+        )
 
     def deploy_name(self, app: str, env: str) -> str:
         """The CD object (ArgoCD Application, Flux Kustomization) for `app` in `env`."""
         own = self.apps.get(app)
         pattern = own.deploy_name if own else "{app}-{env}"
         return pattern.replace("{app}", app).replace("{env}", env)
+
+    def repository(self, app: str) -> str | None:
+        """The app's source repository (owner/name) as the policy names it, if it does."""
+        own = self.apps.get(app)
+        return own.repository if own else None
 
     def rollback(self, app: str, env: str) -> Rollback:
         own = self.apps.get(app)

@@ -87,6 +87,10 @@ class PolicyRequests(RequestService):
         super().__init__(*args, **kwargs)
         self._report_drift = report_drift
 
+    @staticmethod
+    def _is_policy_change(request: Mapping[str, Any]) -> bool:
+        return is_policy_change(request)
+
     # -- PUT /api/v1/policy ---------------------------------------------------------
     def apply_policy(self, text: str, reason: str, by: str, correlation_id: str) -> Applied:
         """Validate `text` (PolicyError), judge it by the policy in force, then write it

@@ -24,6 +24,7 @@ from bot.manifests.trailers import parse_trailers
 from bot.manifests.writer import Edit, ManifestWriter, Reader, Unchanged, WriteUnavailable
 from bot.policy.evaluate import Decision, PromotionRequest, Review, evaluate
 from bot.policy.model import Policy, PromotionRule
+from bot.promotions.eligibility import MergeFacts, stale_reason
 from bot.promotions.pin import current_value, pinned_value
 from bot.promotions.service import PinChange, PromotionInput, PromotionRefused, PromotionService
 from bot.store.index import IndexedArtifact, RequestIndex
@@ -86,15 +87,23 @@ def _parse(stamp: str) -> datetime:
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
+class StaleRequest(Exception):
+    """The approved request's artifact is no longer eligible; the message says why."""
+
+
 @dataclass(frozen=True)
 class MergeRequest:
     """Merge a request branch: re-pin on the current default branch, with the branch tip
-    as second parent so the request shows as merged."""
+    as second parent so the request shows as merged. `recheck` asks once more, on the
+    writer's branch, whether the request went stale since the caller looked."""
 
     pin: PinChange
     tip: str
+    recheck: Callable[[], str | None] = lambda: None
 
     def plan(self, read: Reader) -> Edit | Unchanged:
+        if (stale := self.recheck()) is not None:
+            raise StaleRequest(stale)
         edit = self.pin.plan(read)
         assert isinstance(edit, Edit)  # a pin without preconditions always edits
         return Edit(edit.files, edit.message, merge=self.tip)  # with Ritmo-Replaces if any
@@ -133,8 +142,10 @@ class RequestService:
         forge: Forge,
         locks: Locks,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        holds: Callable[[str], list[str]] = lambda artifact_id: [],
     ) -> None:
         self._mirror = mirror
+        self._holds = holds  # artifact id -> environments a rollback holds it out of
         self._writer = writer
         self._sign = sign
         self._identity = identity
@@ -414,14 +425,55 @@ class RequestService:
             return request["status"] if request else "missing"
         decision = self.decide(request)
         if decision.status == "approved":
-            self._forge.progressed(self._view(request), decision)  # the status turns green
-            self._merge(request, decision)
-            return "merged"
+            self._writer.sync()  # what other replicas wrote (a rollback) counts too
+            with self._mirror.locked():
+                tip = self._mirror.fetch_branches(BRANCH_PREFIX).get(request["branch"])
+            stale = self.stale(request, tip, self._rollback_of(request) is not None)
+            if stale is None:
+                self._forge.progressed(self._view(request), decision)  # the status turns green
+                try:
+                    self._merge(request, decision)
+                    return "merged"
+                except StaleRequest as exc:
+                    stale = str(exc)
+            self.close(request_id, "stale", stale)
+            log.info("%s is stale, not merged: %s", request_id, stale)
+            return "stale"
         if decision.status == "expired":
             self.close(request_id, "expired", decision.reason)
             return "expired"
         self._forge.progressed(self._view(request), decision)
         return "pending"
+
+    def stale(
+        self, request: Mapping[str, Any], branch_tip: str | None, rollback: bool
+    ) -> str | None:
+        """Why the request must not merge now (bot/promotions/eligibility), or None.
+        Reads only the index: the writer's thread asks it too, holding the mirror."""
+        artifact = self._artifact(request["artifact_id"])
+        newest, _ = self._requests.search(app=request["app"], env=request["to_env"], limit=1)
+        return stale_reason(
+            MergeFacts(
+                app=request["app"],
+                version=request["version"],
+                from_env=request["from_env"],
+                to_env=request["to_env"],
+                rollback=rollback,
+                artifact_in=artifact.promotion_status if artifact else None,
+                held_in=frozenset(self._holds(request["artifact_id"])),
+                newest_request=newest[0]["id"] if newest else None,
+                request_id=request["id"],
+                branch=request["branch"],
+                branch_tip=branch_tip,
+                reviewed_tip=request["tip"],
+                artifact=not self._is_policy_change(request),
+            )
+        )
+
+    @staticmethod
+    def _is_policy_change(request: Mapping[str, Any]) -> bool:
+        """Promotion requests only here; PolicyRequests knows the other kind."""
+        return False
 
     def expire_due(self) -> list[str]:
         """The scheduled job: settle every pending request (merges, expiries)."""
@@ -459,6 +511,7 @@ class RequestService:
         pin = self._promotions.pin_change(
             artifact.record, ask, request["requested_by"], request["id"], auto=False
         )
+        rollback = self._rollback_of(request)
         message = self._templates.render(
             "commit/merge.txt",
             record=artifact.record,
@@ -471,12 +524,17 @@ class RequestService:
             path=pin.path,
             approval_ticket=request["approval_ticket"],
             correlation_id=request["id"],
-            rollback=self._rollback_of(request),
+            rollback=rollback,
         )
         with self._mirror.locked():
             self._fetch_if_missing(request["tip"])  # the merge's second parent
         # Always a commit: the merge records the approvals even over an overlay that pins it.
-        merge = MergeRequest(replace(pin, message=message, promoted_already=None), request["tip"])
+        merge = MergeRequest(
+            replace(pin, message=message, promoted_already=None),
+            request["tip"],
+            # The branch was checked; the index may have moved on since (another replica).
+            recheck=lambda: self.stale(request, request["tip"], rollback is not None),
+        )
         result = self._writer.write(merge)
         if self._forge.kind == "local":
             # On GitHub the pull request must see its head reach the default branch first;

@@ -155,7 +155,11 @@ def rebuild_requests(
             add(_Commit(head_sha, (), commit.at, commit.trailers), "pending", head_sha, [])
         row = rows.get(request_id)
         if row is not None:
-            row.update(status=commit.one("Ritmo-Request-Closed"), closed_at=commit.at)
+            row.update(
+                status=commit.one("Ritmo-Request-Closed"),
+                closed_at=commit.at,
+                reason=commit.one("Ritmo-Request-Close-Reason"),
+            )
             for line in commit.trailers.get("Ritmo-Review-Record", []):
                 reviewer, state, reviewed, at, sha = line.split(" ")
                 requests.add_review(

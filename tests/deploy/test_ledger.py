@@ -76,13 +76,20 @@ class TestGitHubDeploymentAfterARebuild:
         monkeypatch.setattr(github_forge_module, "READ_INTERVAL", None)
         monkeypatch.setattr(github_forge_module, "WRITE_INTERVAL", None)
 
+    @pytest.fixture
+    def remote_policy(self) -> str:
+        # GitHub Deployments go to the repository the policy names, never CI's metadata.
+        return TWO_APPROVERS_POLICY + "apps:\n  web: {repository: acme/web}\n"
+
     def test_one_github_deployment(self, settings: Settings) -> None:
         rt = build_runtime(with_github(settings))
         try:
             client = create_app(rt.settings, rt).test_client()
             ci = rt.tokens.create("ci", [Scope.ARTIFACTS_WRITE])
             cd = rt.tokens.create("cd", [Scope.DEPLOYMENTS_WRITE])
-            art = client.post("/api/v1/artifacts", json=artifact_body(), headers=bearer(ci))
+            sha = "a84d88e7554fc1fa21bcbc4efae3c782a70d2b9d"  # the ref: a full commit sha
+            art = client.post("/api/v1/artifacts", headers=bearer(ci),
+                              json=artifact_body(metadata={"commit": sha}))  # fmt: skip
             assert art.status_code == 201, art.json
             body = {"artifact_id": art.json["id"], "environment": "dev"}
             with sandbox() as gh:

@@ -457,8 +457,25 @@ class TestIgnored:
         assert resp.status_code == 202 and resp.json["status"] == "ignored"
 
 
+SHA = "a84d88e7554fc1fa21bcbc4efae3c782a70d2b9d"
+
+
 class TestRollback:
     """`/ritmo rollback <app> in <env>`: the latest deployment's previous version, pinned."""
+
+    @pytest.fixture
+    def remote_policy(self) -> str:
+        # GitHub Deployments go to the repository the policy names, at a full commit sha.
+        return POLICY + "apps:\n  web: {repository: acme/web}\n"
+
+    @pytest.fixture
+    def artifact(self, client: FlaskClient, rt: Runtime) -> dict[str, Any]:
+        ci = rt.tokens.create("ci", [Scope.ARTIFACTS_WRITE, Scope.ARTIFACTS_READ])
+        body = artifact_body(version="2.0.0", metadata={"commit": SHA})
+        resp = client.post("/api/v1/artifacts", json=body, headers=bearer(ci))
+        assert resp.status_code == 201 and resp.json["promotion_status"] == "dev", resp.json
+        recorded: dict[str, Any] = resp.json
+        return recorded
 
     def test_a_comment_rolls_back_the_latest_deployment(
         self, client: FlaskClient, rt: Runtime, gh: GitHubSandbox, artifact: Any, remote: Path
@@ -472,8 +489,8 @@ class TestRollback:
         deployed = {"artifact_id": artifact["id"], "environment": "dev"}
         assert client.post("/api/v1/deployments", json=deployed,
                            headers=bearer(cd)).status_code == 201  # fmt: skip
-        newer = client.post("/api/v1/artifacts", json=artifact_body(version="2.1.0"),
-                            headers=bearer(ci)).json  # fmt: skip
+        body = artifact_body(version="2.1.0", metadata={"commit": SHA})
+        newer = client.post("/api/v1/artifacts", json=body, headers=bearer(ci)).json
         deployed = {"artifact_id": newer["id"], "environment": "dev", "status": "degraded"}
         assert client.post("/api/v1/deployments", json=deployed,
                            headers=bearer(cd)).status_code == 201  # fmt: skip
