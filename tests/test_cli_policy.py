@@ -44,13 +44,20 @@ def test_apply_opens_a_request_then_approvals_merge_it(
     assert status.exit_code == 0, status.output
     data = json.loads(status.output)
     assert [r["id"] for r in data["open_requests"]] == [request_id]
-    assert data["environments"] == [] and data["apps"] == []  # a policy change pins nothing
+    # A policy change pins nothing: no app, only the policy's environments as columns.
+    assert data["environments"] == ["dev", "staging", "production"] and data["apps"] == []
     done = invoke(live_server, sec, ["approve", request_id])
     assert done.exit_code == 0, done.output
     assert done.output.startswith(f"merged: request {request_id} (policy change ")
     assert show(remote, "main:.ritmo/policy.yaml") == WEAKENED
     status = invoke(live_server, tokens["reader"], ["status", "--json"])
-    assert json.loads(status.output) == {"environments": [], "apps": [], "open_requests": []}
+    after = json.loads(status.output)
+    assert after["tip"] == remote_refs(remote)["refs/heads/main"]  # the tip it was read at
+    assert {k: v for k, v in after.items() if k != "tip"} == {
+        "environments": ["dev", "staging", "production"],
+        "apps": [],
+        "open_requests": [],
+    }
     assert trailers(remote, "main")["Ritmo-Reason"] == "drill"
     # The same text again: nothing to do.
     again = invoke(live_server, tokens["admin"], ["policy", "apply", str(path)])
