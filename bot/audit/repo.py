@@ -10,7 +10,6 @@ keys. And which of a few commits are signed by a trusted key, for the audit log.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -26,11 +25,12 @@ from bot.manifests.mirror import Mirror
 from bot.manifests.objects import read_path
 from bot.manifests.policy_log import policy_commits
 from bot.manifests.records import RECORDS_DIR, split_image
+from bot.manifests.signed_log import signed_log
 from bot.manifests.signing import open_gnupg
 from bot.manifests.trailers import parse_trailers
 from bot.policy.load import BRANCH_POLICY_PATH, PolicyError, default_policy, load_policy_bytes
 from bot.policy.model import Policy
-from bot.policy.trust import GOOD_SIGNATURES, PolicyTrust, TrustKeys, describe, step
+from bot.policy.trust import PolicyTrust, TrustKeys, describe, step
 from bot.promotions.pin import current_value
 from bot.store.reindex import record_in
 
@@ -155,22 +155,10 @@ def _signatures(
 ) -> list[tuple[str, tuple[str, ...], str, str, str]]:
     """(sha, parents, %G?, signer, message) of every commit in `rev`, oldest first; the
     signer is the primary key's fingerprint (%GP), else the signing key's (%GF)."""
-    proc = subprocess.run(
-        ["git", "log", "--reverse", "--topo-order",
-         "--format=%x00%H%x00%P%x00%G?%x00%GP %GF%x00%B", rev, "--"],
-        cwd=mirror.path, capture_output=True, text=True, check=False,
-        env={**os.environ, "GNUPGHOME": str(gnupghome), "GIT_TERMINAL_PROMPT": "0"},
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise OSError(f"git log failed: {proc.stderr.strip()}")
-    parts = proc.stdout.split("\0")[1:]
-    found = []
-    for i in range(0, len(parts) - 4, 5):
-        sha, parents, status, signer, message = parts[i : i + 5]
-        keys = signer.split()
-        found.append((sha.strip(), tuple(parents.split()), status.strip(), keys[0] if keys else "",
-                      message))  # fmt: skip
-    return found
+    return [
+        (c.sha, c.parents, c.status, c.fingerprint, c.message)
+        for c in signed_log(mirror, gnupghome, "--reverse", "--topo-order", rev)
+    ]
 
 
 # A commit's signature never changes: what the audit log learnt stays learnt, bounded.
@@ -187,21 +175,11 @@ def trusted_commits(
     key = (str(gnupghome), frozenset(wanted))
     unknown = sorted({sha for sha in shas if (*key, sha) not in _TRUSTED_CACHE})
     if unknown:
-        proc = subprocess.run(
-            ["git", "log", "--no-walk=unsorted", "--format=%x00%H%x00%G?%x00%GF%x00%GP",
-             *unknown, "--"],
-            cwd=mirror.path, capture_output=True, text=True, check=False,
-            env={**os.environ, "GNUPGHOME": str(gnupghome), "GIT_TERMINAL_PROMPT": "0"},
-        )  # fmt: skip
-        if proc.returncode != 0:
-            raise OSError(f"git log failed: {proc.stderr.strip()}")
+        found = signed_log(mirror, gnupghome, "--no-walk=unsorted", *unknown)
         if len(_TRUSTED_CACHE) > _CACHE_LIMIT:
             _TRUSTED_CACHE.clear()
-        parts = proc.stdout.split("\0")[1:]
-        for i in range(0, len(parts) - 3, 4):
-            sha, status, signer, primary = (p.strip() for p in parts[i : i + 4])
-            good = status in GOOD_SIGNATURES and bool({signer, primary} & wanted)
-            _TRUSTED_CACHE[(*key, sha)] = good
+        for commit in found:
+            _TRUSTED_CACHE[(*key, commit.sha)] = commit.signed_by(wanted)
     return {sha for sha in shas if _TRUSTED_CACHE.get((*key, sha), False)}
 
 

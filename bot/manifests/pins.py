@@ -7,17 +7,15 @@ made by `fingerprint`: another key in that home is not Ritmo.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.manifests.mirror import Mirror
+from bot.manifests.signed_log import signed_log
 from bot.manifests.trailers import parse_trailers
 
-_GOOD = frozenset("GU")  # a good signature (U: good, the key's trust is not set)
 _PAGE = 32
 
 
@@ -36,19 +34,6 @@ class PinCommit:
         return values[0] if values else None
 
 
-def _log(mirror: Mirror, *args: str, gnupghome: Path | None = None) -> str:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-    if gnupghome is not None:
-        env["GNUPGHOME"] = str(gnupghome)
-    proc = subprocess.run(
-        ["git", "log", *args], cwd=mirror.path, env=env,
-        capture_output=True, text=True, check=False, timeout=mirror.timeout,
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise OSError(f"git log failed: {proc.stderr.strip()}")
-    return proc.stdout
-
-
 def pinning_commit(
     mirror: Mirror, tip: str, path: str, value_at: Callable[[str | None], str | None]
 ) -> str | None:
@@ -57,8 +42,8 @@ def pinning_commit(
     None when no commit ever set it."""
     skip = 0
     while True:
-        out = _log(
-            mirror, "--first-parent", "--format=%H %P", f"-n{_PAGE}", f"--skip={skip}", tip,
+        out = mirror.log(
+            "--first-parent", "--format=%H %P", f"-n{_PAGE}", f"--skip={skip}", tip,
             "--", path,
         )  # fmt: skip
         rows = [line.split() for line in out.splitlines() if line.strip()]
@@ -75,20 +60,16 @@ def commits(mirror: Mirror, shas: list[str], gnupghome: Path, fingerprint: str) 
     call; gpg checks each signature)."""
     if not shas:
         return []
-    out = _log(
-        mirror, "--no-walk=unsorted", "--format=%x00%H%x00%ct%x00%an%x00%G?%x00%GF%x00%GP%x00%B",
-        *shas, "--", gnupghome=gnupghome,
-    )  # fmt: skip
-    parts = out.split("\0")[1:]
-    found = []
-    mine = fingerprint.casefold()
-    for i in range(0, len(parts) - 6, 7):
-        sha, when, author, status, key, primary, message = parts[i : i + 7]
-        signed = status.strip() in _GOOD and mine in (key.casefold(), primary.casefold())
-        found.append(
-            PinCommit(sha.strip(), int(when), author, parse_trailers(message), ritmo_signed=signed)
-        )
-    return found
+    return [
+        PinCommit(
+            c.sha,
+            c.when,
+            c.author,
+            parse_trailers(c.message),
+            ritmo_signed=c.signed_by(fingerprint),
+        )  # fmt: skip
+        for c in signed_log(mirror, gnupghome, "--no-walk=unsorted", *shas)
+    ]
 
 
 def recording_candidates(mirror: Mirror, since: str, tip: str, env: str) -> list[str]:
@@ -100,8 +81,8 @@ def recording_candidates(mirror: Mirror, since: str, tip: str, env: str) -> list
         f"^Ritmo-Promotion: .* -> {re.escape(env)}$",
         f"^Ritmo-Rollback: {re.escape(env)}$",
     ]
-    out = _log(
-        mirror, "--first-parent", "--format=%H", "-E", *(f"--grep={p}" for p in patterns),
+    out = mirror.log(
+        "--first-parent", "--format=%H", "-E", *(f"--grep={p}" for p in patterns),
         f"{since}..{tip}", "--",
     )  # fmt: skip
     return [line.strip() for line in out.splitlines() if line.strip()]

@@ -6,17 +6,15 @@ Signatures are checked against a GnuPG home of public keys only (Ritmo's and the
 
 from __future__ import annotations
 
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from bot.config import ConfigError
 from bot.manifests.mirror import Mirror
+from bot.manifests.signed_log import GOOD, signed_log
 from bot.manifests.signing import open_gnupg
 from bot.manifests.trailers import parse_trailers
-
-GOOD = frozenset("GU")  # good; U: good, validity unknown (the keyring is the trust)
 
 
 @dataclass(frozen=True)
@@ -103,49 +101,28 @@ def first_parent_line(mirror: Mirror, since: str | None, tip: str, limit: int) -
     return found
 
 
-def _git_log(mirror: Mirror, home: Path, *args: str) -> str:
-    proc = subprocess.run(
-        ["git", "log", *args],
-        cwd=mirror.path, capture_output=True, text=True, check=False,
-        env={**os.environ, "GNUPGHOME": str(home), "GIT_TERMINAL_PROMPT": "0"},
-    )  # fmt: skip
-    if proc.returncode != 0:
-        raise OSError(f"git log failed: {proc.stderr.strip()}")
-    return proc.stdout
-
-
 def signatures(mirror: Mirror, signers: Signers, shas: list[str]) -> dict[str, Signature]:
     """Each commit's signature as checked against the trusted keys."""
     if not shas:
         return {}
     mirror.flush()
-    out = _git_log(
-        mirror, signers.home, "--no-walk=unsorted", "--format=%x00%H%x00%G?%x00%GF%x00%GP",
-        *shas, "--",
-    )  # fmt: skip
-    parts = out.split("\0")[1:]
-    found = {}
-    for i in range(0, len(parts) - 3, 4):
-        sha, status, key, primary = (p.strip() for p in parts[i : i + 4])
-        found[sha] = Signature(status, frozenset(k.upper() for k in (key, primary) if k))
-    return found
+    return {
+        c.sha: Signature(c.status, c.keys)
+        for c in signed_log(mirror, signers.home, "--no-walk=unsorted", *shas)
+    }
 
 
 def drift_recorded(mirror: Mirror, signers: Signers, commit: str, kind: str, tip: str) -> bool:
     """Whether the first-parent line after `commit` up to `tip` holds Ritmo's signed drift
     commit for it: whoever recorded it (another replica, before a restart), once is enough."""
-    out = _git_log(
+    found = signed_log(
         mirror, signers.home, "--first-parent", "-F", f"--grep=Ritmo-Drift-Commit: {commit}",
-        "--format=%x00%G?%x00%GF%x00%GP%x00%B", f"{commit}..{tip}", "--",
+        f"{commit}..{tip}",
     )  # fmt: skip
-    parts = out.split("\0")[1:]
-    ritmo = frozenset({signers.ritmo})
-    for i in range(0, len(parts) - 3, 4):
-        status, key, primary, message = parts[i : i + 4]
-        keys = frozenset(k.strip().upper() for k in (key, primary) if k.strip())
-        trailers = parse_trailers(message)
+    for record in found:
+        trailers = parse_trailers(record.message)
         if (
-            Signature(status.strip(), keys).by(ritmo)
+            record.signed_by(signers.ritmo)
             and commit in trailers.get("Ritmo-Drift-Commit", [])
             and kind in trailers.get("Ritmo-Drift", [])
         ):

@@ -17,7 +17,7 @@ from bot.api.environments import Environments
 from bot.auth import Scope
 from bot.cli import main
 from bot.config import Settings
-from bot.manifests import pins
+from bot.manifests.mirror import Mirror
 from bot.manifests.pins import PinCommit
 from bot.promotions.environments import PinFacts, cell, is_recorded, label, replaced
 from bot.runtime import Runtime
@@ -305,13 +305,13 @@ class TestAllRecorded:
     ) -> None:
         _register(client, tokens["ci"], "4.0.0")
         calls: list[str] = []
-        real = pins._log
+        real = Mirror.log
 
         def counted(mirror: Any, *args: str, **kw: Any) -> str:
             calls.append(args[0])
             return real(mirror, *args, **kw)
 
-        monkeypatch.setattr(pins, "_log", counted)
+        monkeypatch.setattr(Mirror, "log", counted)  # every git log the mirror runs
         first = _environments(client, tokens["reader"])
         assert calls, "the first read of a tip reads git"
         calls.clear()
