@@ -16,17 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.audit.verify import Problem, RecordFact, VerifyCommit
+from bot.audit.verify import SIGNATURE_STATES, Problem, RecordFact, VerifyCommit
 from bot.deploy.legitimacy import Entry, arrivals
-
-_SIGNATURE_STATES = {
-    "N": "is not signed",
-    "B": "has a bad signature",
-    "E": "is signed by a key that is not trusted",
-    "X": "has an expired signature",
-    "Y": "is signed by an expired key",
-    "R": "is signed by a revoked key",
-}
 
 
 def illegitimate_rollbacks(history: Sequence[VerifyCommit]) -> list[Problem]:
@@ -60,7 +51,7 @@ def unsigned_ledger(ledger: Sequence[VerifyCommit], branch: str) -> list[Problem
     for commit in ledger:
         if commit.signed:
             continue
-        how = _SIGNATURE_STATES.get(commit.signature, f"has signature status {commit.signature}")
+        how = SIGNATURE_STATES.get(commit.signature, f"has signature status {commit.signature}")
         key = f" ({commit.signer})" if commit.signer and commit.signature != "N" else ""
         problems.append(
             Problem(

@@ -136,7 +136,7 @@ class _State:
         self.pinned.setdefault((app, env), set()).update(values)
 
 
-_SIGNATURE_STATES = {
+SIGNATURE_STATES = {
     "N": "is not signed",
     "B": "has a bad signature",
     "E": "is signed by a key that is not trusted",
@@ -205,7 +205,7 @@ def _signature_problems(commit: VerifyCommit) -> list[Problem]:
     found = []
     named = commit.ritmo_trailers
     if named and not commit.signed:
-        how = _SIGNATURE_STATES.get(commit.signature, f"has signature status {commit.signature}")
+        how = SIGNATURE_STATES.get(commit.signature, f"has signature status {commit.signature}")
         key = f" ({commit.signer})" if commit.signer and commit.signature != "N" else ""
         found.append(
             Problem(
