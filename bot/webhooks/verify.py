@@ -14,4 +14,6 @@ def valid_signature(secret: str, body: bytes, header: str | None) -> bool:
     """True when `header` is GitHub's HMAC-SHA256 of `body` under `secret`."""
     if not header or not header.startswith("sha256="):
         return False
-    return hmac.compare_digest(signature_for(secret, body), header)
+    # As bytes: compare_digest refuses str with non-ASCII characters (a 500, not a 401).
+    given = header.encode("utf-8", "replace")
+    return hmac.compare_digest(signature_for(secret, body).encode("ascii"), given)
