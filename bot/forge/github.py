@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -38,6 +38,7 @@ from bot.policy.model import Policy
 log = logging.getLogger(__name__)
 
 STATUS_CONTEXT = "ritmo/approval"
+_POSTED_LIMIT = 10_000  # commits whose last status is remembered
 STATUS_LIMIT = 140  # GitHub truncates nothing: a longer description is a 422
 PER_PAGE = 100  # the most GitHub serves per page: fewer requests for reviews and members
 # Marks Ritmo's one status comment per issue or pull request; only counts on the bot's own.
@@ -174,6 +175,10 @@ class GitHubForge:
         self._teams_lock = threading.Lock()
         self._status_comments: dict[int, int] = {}  # issue number -> Ritmo's comment id
         self._comments_lock = threading.Lock()
+        # sha -> (state, description) last posted: the scheduler re-evaluates every pass,
+        # and GitHub keeps at most 1,000 statuses per commit and context.
+        self._posted: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._posted_lock = threading.Lock()
         retry = _CountedRetry(
             self._count,
             total=retries,
@@ -579,9 +584,20 @@ class GitHubForge:
         return logins
 
     def _status(self, sha: str, state: str, description: str) -> None:
+        """Post the status only when it differs from the one this process last posted."""
+        wanted = (state, _clip(description))
+        with self._posted_lock:
+            if self._posted.get(sha) == wanted:
+                self._posted.move_to_end(sha)
+                return
         self._repo().get_commit(sha).create_status(
-            state=state, description=_clip(description), context=STATUS_CONTEXT
+            state=state, description=wanted[1], context=STATUS_CONTEXT
         )
+        with self._posted_lock:
+            self._posted[sha] = wanted
+            self._posted.move_to_end(sha)
+            while len(self._posted) > _POSTED_LIMIT:
+                self._posted.popitem(last=False)
 
 
 def _required(policy: Policy, request: RequestView) -> int:

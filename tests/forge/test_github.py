@@ -107,9 +107,10 @@ class TestAppAuth:
         gh.token()
         gh.status(HEAD)
         github = forge()
-        pending = _decision("pending", reason="missing approvals")
-        github.progressed(_view(), pending)
-        github.progressed(_view(), pending)
+        # Three different statuses (the same one again is not posted again).
+        pending = [_decision("pending", reason=f"missing approvals ({n})") for n in range(3)]
+        github.progressed(_view(), pending[0])
+        github.progressed(_view(), pending[1])
         exchanges = f"/app/installations/{INSTALLATION_ID}/access_tokens"
         assert len(gh.sent("POST", exchanges)) == 1
 
@@ -121,7 +122,7 @@ class TestAppAuth:
                 return real.now(tz) + timedelta(minutes=59, seconds=50)
 
         with mock.patch("github.Auth.datetime", Later):
-            github.progressed(_view(), pending)
+            github.progressed(_view(), pending[2])
         assert len(gh.sent("POST", exchanges)) == 2
         assert github.calls["progressed"] == 5  # 3 statuses, 2 token exchanges
 
