@@ -318,3 +318,38 @@ def test_settings_keep_other_keys_and_drop_an_inline_key(tmp_path: Path) -> None
         "repository": "acme/manifests", "app_id": 7,
         "private_key_file": str((tmp_path / "k.pem").resolve()), "webhook_secret": "s3cret-s3cret",
     }  # fmt: skip
+
+
+# -- the README's GitHub setup section ----------------------------------------------------
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _section(title: str) -> str:
+    text = README.read_text()
+    return text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_lists_exactly_the_permissions_the_manifest_asks_for() -> None:
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in _section("GitHub setup").splitlines()
+        if line.startswith("| ") and not line.startswith("| permission")
+    ]
+    listed = {row[0].split()[0]: row[1] for row in rows}
+    assert listed == {p.name: p.access for p in PERMISSIONS}
+
+
+def test_readme_verify_command_uses_the_real_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shlex
+
+    line = next(
+        ln for ln in _section("GitHub setup").splitlines() if ln.startswith("ritmo verify ")
+    )
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ritmo.asc").write_text("key")
+    args = shlex.split(line)[2:]
+    context = main.commands["verify"].make_context("verify", args)  # parses, runs nothing
+    assert context.params["repo"] == "." and context.params["trusted_keys"] == (Path("ritmo.asc"),)
