@@ -353,3 +353,62 @@ def test_readme_verify_command_uses_the_real_flags(
     args = shlex.split(line)[2:]
     context = main.commands["verify"].make_context("verify", args)  # parses, runs nothing
     assert context.params["repo"] == "." and context.params["trusted_keys"] == (Path("ritmo.asc"),)
+
+
+# -- every REST call Ritmo makes is covered, by GitHub's "Permissions required for GitHub Apps"
+
+# PyGithub method -> the permissions its REST operations need (any of them suffices).
+CALLS: dict[str, dict[str, str]] = {
+    "create_pull": {"pull_requests": "write"},  # POST /repos/{o}/{r}/pulls
+    "create_review_request": {"pull_requests": "write"},  # POST .../pulls/{n}/requested_reviewers
+    "get_pull": {"pull_requests": "read"},
+    "get_pulls": {"pull_requests": "read"},
+    "get_reviews": {"pull_requests": "read"},
+    "get_files": {"pull_requests": "read"},
+    "edit": {"pull_requests": "write", "issues": "write"},  # a pull request; an issue comment
+    "create_status": {"statuses": "write"},  # POST /repos/{o}/{r}/statuses/{sha}
+    "create_comment": {"issues": "write", "contents": "write"},  # issue; commit comments
+    "get_issue": {"issues": "read"},
+    "get_comment": {"issues": "read"},
+    "get_comments": {"issues": "read"},
+    "get_commit": {"contents": "read"},
+    "create_deployment": {"deployments": "write"},
+    "get_deployments": {"deployments": "read"},
+    "requestJsonAndCheck": {"deployments": "write"},  # POST .../deployments/{id}/statuses
+    "get_collaborator_permission": {"metadata": "read"},
+    "get_organization": {"members": "read"},
+    "get_team_by_slug": {"members": "read"},
+    "get_members": {"members": "read"},  # GET /orgs/{org}/teams/{slug}/members
+    "get_repo": {"metadata": "read"},
+    "get_page": {},  # a page of a listing above
+    "get_app": {},  # GET /app, as the App (JWT)
+    "get_access_token": {},  # POST /app/installations/{id}/access_tokens (JWT)
+}
+
+
+def test_every_github_call_in_the_forge_is_covered_by_a_permission() -> None:
+    """A new PyGithub call fails this until its permission is in the manifest (or known)."""
+    import re
+
+    from bot.github_app.manifest import LEVELS
+
+    source = (Path(__file__).resolve().parent.parent / "bot/forge/github.py").read_text()
+    used = set(
+        re.findall(r"\.(create_\w+|get_\w+|edit|delete\w*|merge|requestJsonAndCheck)\(", source)
+    )
+    assert used - set(CALLS) == set(), "map these calls to the permissions they need"
+    granted = {p.name: p.access for p in PERMISSIONS}
+    for call in used:
+        needs = CALLS[call]
+        assert not needs or any(
+            LEVELS.get(granted.get(name, ""), 0) >= LEVELS[access] for name, access in needs.items()
+        ), call
+
+
+def test_dispatch_integrations_are_covered() -> None:
+    from bot.github_app.manifest import WORKFLOW_DISPATCH
+
+    source = (Path(__file__).resolve().parent.parent / "bot/notify/targets.py").read_text()
+    assert '/dispatches"' in source  # repository_dispatch: contents write
+    assert {p.name: p.access for p in PERMISSIONS}["contents"] == "write"
+    assert "/actions/workflows/" in source and WORKFLOW_DISPATCH.name == "actions"

@@ -31,7 +31,8 @@ PERMISSIONS: tuple[Permission, ...] = (
         "contents",
         "write",
         "push events (a pin made outside Ritmo is seen at once); comments on such commits "
-        "(POST /repos/{o}/{r}/commits/{sha}/comments); repository_dispatch integrations",
+        "(POST /repos/{o}/{r}/commits/{sha}/comments); repository_dispatch and "
+        "update_gitops_repo integrations that name no secret",
     ),
     Permission(
         "pull_requests",
