@@ -18,6 +18,7 @@ from bot.doctor.findings import Finding, fail, ok, one_line, skip
 from bot.doctor.github_rules import (
     blocking_rulesets,
     classic_protection_problems,
+    delivery_problem,
     hook_problems,
     ruleset_lets_app_push,
 )
@@ -224,6 +225,13 @@ class GitHubChecks:
         where = f"{self.web}/settings/apps/{self._app.get('slug')}"
         needed = subscribed_events(handled_events())
         problems = hook_problems(config, self._app.get("events") or [], needed)
+        try:
+            deliveries = self._api.call("GET", "/app/hook/deliveries?per_page=30")
+        except GitHubError:
+            deliveries = []  # older GitHub Enterprise Servers: no delivery log to read
+        problem = delivery_problem(deliveries, self.gh.installation_id)
+        if problem is not None:
+            problems.append(problem)
         if not self.gh.webhook_secret:
             problems.append(
                 "forge.github.webhook_secret (RITMO_FORGE__GITHUB__WEBHOOK_SECRET) is not set"

@@ -104,3 +104,29 @@ def hook_problems(
     if missing:
         problems.append("subscribe the App to " + ", ".join(missing))
     return problems
+
+
+def delivery_problem(
+    deliveries: Sequence[Mapping[str, Any]], installation_id: int | None
+) -> str | None:
+    """What the newest delivery to this installation says (GET /app/hook/deliveries, newest
+    first): the one check of the webhook secret GitHub allows, since it never shows it."""
+    for delivery in deliveries:
+        if delivery.get("installation_id") not in (None, installation_id):
+            continue
+        code = delivery.get("status_code")
+        event = f"{delivery.get('event')} delivery {delivery.get('guid')}"
+        if code == 401:
+            return (
+                f"Ritmo answered 401 to the latest {event}: the App's webhook secret is not "
+                "forge.github.webhook_secret; set the same secret on both"
+            )
+        if code == 404:
+            return (
+                f"the webhook URL answered 404 to the latest {event}: is forge.kind github "
+                "on the Ritmo behind it?"
+            )
+        if not isinstance(code, int) or code == 0 or code >= 500:
+            return f"the latest {event} failed ({delivery.get('status')}): is Ritmo reachable?"
+        return None
+    return None

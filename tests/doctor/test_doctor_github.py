@@ -55,6 +55,7 @@ class GitHub:
         self.answer("GET", f"{REPO}/rulesets/42", "ruleset")
         self.answer("GET", f"{REPO}/branches/main", "branch")
         self.answer("GET", "/app/hook/config", "hook-config")
+        self.answer("GET", "/app/hook/deliveries", "hook-deliveries")
 
     def authorizations(self) -> dict[str, str]:
         return {
@@ -310,3 +311,34 @@ def test_github_enterprise_server(tmp_path: Path, settings: Settings, runtime: R
     assert result.exit_code == 1
     assert "https://ghe.acme.example/acme/manifests/settings/rules/42" in lines["branch rules"]
     assert {c.request.url.split("/api/v3")[0] for c in rsps.calls} == {"https://ghe.acme.example"}
+
+
+def test_a_webhook_secret_that_differs(ready: Path, rsps: responses.RequestsMock) -> None:
+    """GitHub never shows the secret; Ritmo's 401 to the latest delivery gives it away."""
+    gh = GitHub(rsps, "https://api.github.com")
+    gh.healthy()
+    deliveries = gh.body("hook-deliveries")
+    deliveries[0].update(status="Unauthorized", status_code=401)
+    gh.answer("GET", "/app/hook/deliveries", "hook-deliveries", deliveries)
+    result, lines = doctor(ready)
+    assert result.exit_code == 1
+    assert (
+        "Ritmo answered 401 to the latest pull_request_review delivery" in lines["github webhook"]
+    )
+    assert "set the same secret on both" in lines["github webhook"]
+    # A delivery to another installation of the App says nothing about this one.
+    deliveries[0]["installation_id"] = 99
+    gh.answer("GET", "/app/hook/deliveries", "hook-deliveries", deliveries)
+    result, lines = doctor(ready)
+    assert result.exit_code == 0, result.stdout
+
+
+def test_a_webhook_github_cannot_deliver(ready: Path, rsps: responses.RequestsMock) -> None:
+    gh = GitHub(rsps, "https://api.github.com")
+    gh.healthy()
+    deliveries = gh.body("hook-deliveries")
+    deliveries[0].update(status="failed to connect to host", status_code=0)
+    gh.answer("GET", "/app/hook/deliveries", "hook-deliveries", deliveries)
+    result, lines = doctor(ready)
+    assert result.exit_code == 1
+    assert "(failed to connect to host): is Ritmo reachable?" in lines["github webhook"]
