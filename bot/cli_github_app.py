@@ -116,8 +116,17 @@ def create_command(
     finally:
         flow.close()
     key_path = key_file or config.parent / f"{credentials.slug}.private-key.pem"
-    write_key(key_path, credentials.pem)
-    write_settings(config, credentials, key_path)
+    try:
+        write_key(key_path, credentials.pem)
+        write_settings(config, credentials, key_path)
+    except (OSError, FlowError) as exc:
+        # The App exists on GitHub now, and GitHub shows neither secret again: keep them.
+        click.echo(f"ritmo: cannot write the settings: {exc}", err=True)
+        click.echo(
+            f"app_id: {credentials.id}\nwebhook_secret: {credentials.webhook_secret}", err=True
+        )
+        click.echo(credentials.pem, err=True)
+        sys.exit(EXIT_FAILED)
     click.echo(f"App {credentials.slug} (id {credentials.id}) registered on GitHub.")
     click.echo(f"wrote the private key to {key_path} (mode 0600)")
     click.echo(

@@ -412,3 +412,27 @@ def test_dispatch_integrations_are_covered() -> None:
     assert '/dispatches"' in source  # repository_dispatch: contents write
     assert {p.name: p.access for p in PERMISSIONS}["contents"] == "write"
     assert "/actions/workflows/" in source and WORKFLOW_DISPATCH.name == "actions"
+
+
+def test_when_the_settings_cannot_be_written_the_secrets_are_not_lost(
+    tmp_path: Path, github_web: FakeGitHubWeb
+) -> None:
+    """GitHub shows the key and the webhook secret once: a failed write prints them."""
+    config = tmp_path / "ritmo.yaml"
+    port = _free_port()
+    status, headers, body = sample("app-manifest-conversion")
+    with responses.RequestsMock() as rsps:
+        rsps.add_passthru(github_web.base + "/organizations")
+        rsps.add_passthru(f"http://127.0.0.1:{port}")
+        rsps.post(
+            f"{github_web.base}/api/v3/app-manifests/{github_web.code}/conversions",
+            status=status, headers=headers, json=body,
+        )  # fmt: skip
+        (tmp_path / "keys").write_text("a file where the key's folder should be")
+        result, _ = _run_create(
+            config, github_web, port, "--key-file", str(tmp_path / "keys/k.pem")
+        )
+    assert result.exit_code == 1
+    assert "cannot write the settings" in result.stderr
+    assert "webhook_secret: e340154128314309424b7c8e90325147d99fdafa" in result.stderr
+    assert PRIVATE_KEY.strip() in result.stderr
