@@ -87,6 +87,16 @@ class LocalChecks:
         from bot.runtime import signing_key
 
         name = "signing key"
+        home = self.settings.gnupghome
+        if not home.exists():  # opening it would create it: the doctor only looks
+            embedded = (
+                " (`ritmo serve` creates the embedded key there)" * self.settings.embedded_remote
+            )
+            return fail(
+                name,
+                f"no GnuPG home at {home}{embedded}; set signing.gnupghome "
+                "(RITMO_SIGNING__GNUPGHOME) to the home that holds signing.key",
+            )
         try:
             signer = signing_key(self.settings)
             signer.sign(b"ritmo doctor\n")

@@ -342,3 +342,35 @@ def test_a_webhook_github_cannot_deliver(ready: Path, rsps: responses.RequestsMo
     result, lines = doctor(ready)
     assert result.exit_code == 1
     assert "(failed to connect to host): is Ritmo reachable?" in lines["github webhook"]
+
+
+def test_an_organization_ruleset(ready: Path, rsps: responses.RequestsMock) -> None:
+    """An organization's ruleset, read through the repository: bypass_actors are hidden from
+    an App that cannot edit it, current_user_can_bypass still speaks for the App."""
+    gh = GitHub(rsps, "https://api.github.com")
+    gh.healthy()
+    rules = gh.body("branch-rules")
+    for rule in rules:
+        rule.update(ruleset_source_type="Organization", ruleset_source="acme", ruleset_id=7)
+    gh.answer("GET", f"{REPO}/rules/branches/main", "branch-rules", rules)
+    ruleset = gh.body("ruleset")
+    ruleset.update(id=7, source_type="Organization", source="acme")
+    del ruleset["bypass_actors"]
+    gh.answer("GET", f"{REPO}/rulesets/7", "ruleset", ruleset)
+    result, lines = doctor(ready)
+    assert result.exit_code == 0, result.stdout
+    ruleset["current_user_can_bypass"] = "never"
+    gh.answer("GET", f"{REPO}/rulesets/7", "ruleset", ruleset)
+    result, lines = doctor(ready)
+    assert result.exit_code == 1 and '"protect main" (7)' in lines["branch rules"]
+
+
+def test_a_ruleset_it_cannot_read(ready: Path, rsps: responses.RequestsMock) -> None:
+    gh = GitHub(rsps, "https://api.github.com")
+    gh.healthy()
+    gh.answer("GET", f"{REPO}/rulesets/42", "not-installed")  # GitHub's 404 body
+    result, lines = doctor(ready)
+    assert result.exit_code == 1
+    line = lines["branch rules"]
+    assert "ruleset 42 requires a pull request" in line and "cannot be read (404 Not Found)" in line
+    assert "make sure the App ritmo is on its bypass list" in line

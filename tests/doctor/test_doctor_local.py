@@ -171,3 +171,13 @@ def test_the_doctor_writes_nothing_into_the_data_dir(
     assert [
         p for p in after if p not in before and not os.path.basename(p).startswith("index.sqlite3")
     ] == []
+
+
+def test_a_gnupg_home_that_does_not_exist(tmp_path: Path, settings: Settings) -> None:
+    home = tmp_path / "no-such-home"
+    config = write_config(tmp_path / "ritmo.yaml", settings, signing={"gnupghome": str(home)})
+    result, lines = doctor(config)
+    assert result.exit_code == 1
+    assert lines["signing key"].startswith(f"FAIL  signing key: no GnuPG home at {home}")
+    assert "RITMO_SIGNING__GNUPGHOME" in lines["signing key"]
+    assert not home.exists()
