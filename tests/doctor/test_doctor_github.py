@@ -14,7 +14,7 @@ import responses
 
 from bot.config import Settings
 from bot.runtime import Runtime
-from tests.doctor.conftest import doctor, write_config
+from tests.doctor.helpers import doctor, write_config
 from tests.forge.github_sandbox import PRIVATE_KEY, sample
 
 GHES = "https://ghe.acme.example/api/v3"

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from bot.config import Settings
 from bot.runtime import Runtime
-from tests.doctor.conftest import doctor, write_config
+from tests.doctor.helpers import doctor, write_config
 
 ORDER = [
     "settings", "remote reachable", "remote writable", "signing key", "policy", "database",
