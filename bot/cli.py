@@ -13,6 +13,8 @@ import click
 import requests
 
 from bot.audit.history import KINDS
+from bot.cli_doctor import doctor
+from bot.cli_github_app import github_app
 from bot.cli_tokens import token
 from bot.config import ConfigError, Settings, load_settings
 from bot.promotions.environments import label
@@ -55,6 +57,8 @@ def main(ctx: click.Context, config: Path | None) -> None:
 
 
 main.add_command(token)
+main.add_command(github_app)
+main.add_command(doctor)
 
 
 @main.command()

@@ -52,6 +52,10 @@ class Router:
             found += self._routes.get((event.name, event.action), [])
         return found
 
+    def events(self) -> frozenset[str]:
+        """Every event name some handler is registered for (the App subscribes to them)."""
+        return frozenset(name for name, _action in self._routes)
+
     def handles(self, event: Event) -> bool:
         return bool(self.handlers(event))
 
