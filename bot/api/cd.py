@@ -14,13 +14,13 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from bot.api.artifacts import correlation_id
 from bot.api.errors import ApiError
 from bot.config import Settings
+from bot.deploy.argocd import parse_argocd
 from bot.deploy.intake import (
     IntakeError,
     NotADeployment,
     Report,
     check_flux_signature,
     check_token,
-    parse_argocd,
     parse_flux,
 )
 from bot.deploy.service import DeploymentRefused, DeploymentService

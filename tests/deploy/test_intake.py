@@ -13,18 +13,16 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from bot.deploy.argocd import ARGOCD_TRIGGERS, argocd_status, parse_argocd
 from bot.deploy.intake import (
-    ARGOCD_TRIGGERS,
     MESSAGE_LIMIT,
     IntakeError,
     NotADeployment,
     Report,
-    argocd_status,
     check_flux_signature,
     check_token,
     flux_revision,
     flux_status,
-    parse_argocd,
     parse_flux,
 )
 
