@@ -90,6 +90,16 @@ class IntakeError(ValueError):
         self.message = message
 
 
+class Ignored(Exception):
+    """An authentic delivery Ritmo cannot use (no commit, an unknown app, an object that is
+    not Ritmo's). The HTTP layer answers 202 {"status": "ignored", "reason": ...}: a 4xx
+    would be lost for good, since the engines do not retry it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class NotADeployment(IntakeError):
     """A well-formed event about something that is not a deployment (a GitRepository, a
     HelmChart...). The caller answers 202 and ignores it."""
