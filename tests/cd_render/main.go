@@ -7,11 +7,14 @@
 // golang-github-antonmedv-expr-dev) with GO111MODULE=off and GOPATH=/usr/share/gocode:
 // sprig is imported without its /v3 suffix (GOPATH mode), and expr is Debian's 1.8.9
 // where notifications-engine pins expr-lang/expr 1.16; the differences that matter for
-// the shipped triggers are handled, and named, in expr18 and oncePer below.
+// the shipped triggers are handled, and named, in expr18 and oncePer below. Debian's
+// sprig is 3.2.3 where argo-cd pins 3.3.0: dig, default, first, list, regexMatch, toJson
+// and toString, all the templates use, behave the same in both.
 //
-// stdin:  {"triggers": {name: [{"when", "oncePer", "send"}]}, "templates": {name: body},
-//          "context": {key: value}, "app": <the Application object>, "now": RFC 3339}
-// stdout: {"fired": [{"trigger", "oncePer", "template", "body"}], "errors": [...]}
+// It reads one JSON object on stdin, {"triggers": {name: [{"when", "oncePer", "send"}]},
+// "templates": {name: body}, "context": {key: value}, "app": <the Application>, "now":
+// RFC 3339}, and writes {"fired": [{"trigger", "oncePer", "template", "body"}], "errors":
+// [...]}: an error is what the engine would log (a `when` that failed to evaluate).
 //
 // Sources: notifications-engine pkg/triggers/service.go (Run), pkg/templates/service.go
 // and pkg/services/webhook.go (GetTemplater); argo-cd util/notification/settings
@@ -23,6 +26,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"text/template"
@@ -90,8 +94,11 @@ func stringHelpers() map[string]any {
 
 // expr 1.8.9 cannot multiply an int by a time.Duration ("invalid operation: int *
 // time.Duration"); expr 1.16 can, and the catalog's on-deployed writes `1 * time.Minute`.
-// That one product is rewritten to its value; any other gap fails to compile, loudly.
-var expr18 = strings.NewReplacer("1 * time.Minute", "time.Minute")
+// `1 * time.<Unit>` is rewritten to its value, `time.<Unit>`; any other product (or other
+// gap between the versions) fails to compile and shows in "errors", loudly.
+var onceTimes = regexp.MustCompile(`(^|[^0-9.\w])1 \* (time\.[A-Z][a-z]+)`)
+
+func expr18(code string) string { return onceTimes.ReplaceAllString(code, "${1}${2}") }
 
 // run is expr.Run with panics (a bad time.Parse) returned as errors.
 func run(code string, env map[string]any) (val any, err error) {
@@ -100,7 +107,7 @@ func run(code string, env map[string]any) (val any, err error) {
 			err = fmt.Errorf("%v", r)
 		}
 	}()
-	program, err := expr.Compile(expr18.Replace(code))
+	program, err := expr.Compile(expr18(code))
 	if err != nil {
 		return nil, err
 	}
