@@ -163,6 +163,16 @@ def test_every_trigger_sends_its_template_to_labelled_apps_only() -> None:
     assert "kubectl -n argocd label application" in ARGOCD_CM.read_text()
 
 
+def test_the_fixtures_are_apps_the_subscription_selects() -> None:
+    """notifications-engine matches `selector` as a Kubernetes label selector; the shipped
+    one is a single key=value, which every Application the Go tests run carries."""
+    (subscription,) = YAML(typ="safe").load(argocd_cm()["subscriptions"])
+    key, _, value = subscription["selector"].partition("=")
+    for path in sorted(APPLICATIONS.glob("*.json")):
+        labels = json.loads(path.read_text())["metadata"].get("labels", {})
+        assert labels.get(key) == value, path.name
+
+
 def test_on_deployed_is_the_current_catalog_condition() -> None:
     (condition,) = YAML(typ="safe").load(argocd_cm()["trigger.on-deployed"])
     assert " ".join(str(condition["when"]).split()) == CATALOG_ON_DEPLOYED
