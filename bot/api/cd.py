@@ -14,13 +14,14 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from bot.api.artifacts import correlation_id
 from bot.api.errors import ApiError
 from bot.config import Settings
+from bot.deploy.argocd import parse_argocd
 from bot.deploy.intake import (
+    Ignored,
     IntakeError,
     NotADeployment,
     Report,
     check_flux_signature,
     check_token,
-    parse_argocd,
     parse_flux,
 )
 from bot.deploy.service import DeploymentRefused, DeploymentService
@@ -65,6 +66,8 @@ def _take(parse: Callable[[bytes], Report]) -> tuple[Response, int]:
     cid = correlation_id()
     try:
         report = parse(request.get_data(cache=True))
+    except Ignored as exc:  # authentic but unusable: a 4xx would be lost for good
+        return jsonify({"status": "ignored", "reason": exc.reason}), 202
     except NotADeployment as exc:
         return jsonify({"ignored": exc.message}), 202
     except IntakeError as exc:

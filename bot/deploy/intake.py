@@ -1,8 +1,7 @@
 """What ArgoCD and Flux send about a sync: parse, validate and authenticate it (pure).
 
-ArgoCD has no fixed body: Ritmo ships the notification template
-(templates/argocd/argocd-notifications-cm.yaml), so `parse_argocd` reads exactly what
-that template renders, authenticated by a shared token header (`check_token`). Flux's
+ArgoCD's body is Ritmo's own template (bot/deploy/argocd.py parses it), authenticated
+by a shared token header (`check_token`). Flux's
 notification-controller posts its `Event` JSON through a `generic-hmac` Provider
 (templates/flux/ritmo-alert.yaml), authenticated by the `X-Signature` HMAC of the raw
 body (`check_flux_signature`).
@@ -34,11 +33,6 @@ URL_LIMIT = 2_048
 REVISION_LIMIT = 512  # "<branch or tag>@sha1:<sha>"; git refs are rarely longer
 TOKEN_LIMIT = 128  # phase, health, severity, reason, kind
 
-# The triggers the shipped ArgoCD ConfigMap defines, each sending its own template whose
-# body names the trigger literally.
-ARGOCD_TRIGGERS = frozenset(
-    {"on-sync-succeeded", "on-sync-failed", "on-health-degraded", "on-deployed", "on-sync-running"}
-)
 # Flux objects whose events are deployments; any other kind is not Ritmo's business.
 FLUX_KINDS = frozenset({"Kustomization", "HelmRelease"})
 FLUX_SUCCESS_REASONS = frozenset(
@@ -96,6 +90,16 @@ class IntakeError(ValueError):
         self.message = message
 
 
+class Ignored(Exception):
+    """An authentic delivery Ritmo cannot use (no commit, an unknown app, an object that is
+    not Ritmo's). The HTTP layer answers 202 {"status": "ignored", "reason": ...}: a 4xx
+    would be lost for good, since the engines do not retry it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class NotADeployment(IntakeError):
     """A well-formed event about something that is not a deployment (a GitRepository, a
     HelmChart...). The caller answers 202 and ignores it."""
@@ -125,62 +129,6 @@ def check_flux_signature(body: bytes, header: str | None, secret: str) -> bool:
         return False
     expected = hmac.new(secret.encode("utf-8"), body, digest).hexdigest()
     return hmac.compare_digest(expected.encode("ascii"), given.lower().encode("ascii"))
-
-
-# ---------------------------------------------------------------------------------------
-# ArgoCD
-
-
-def parse_argocd(body: bytes) -> Report:
-    """The report the shipped `template.ritmo-<trigger>` renders:
-
-    {"trigger": "on-deployed", "app": "web-production", "namespace": "argocd",
-     "revision": "<40 hex>", "phase": "Succeeded", "health": "Healthy",
-     "message": "successfully synced (all tasks run)",
-     "url": "https://argocd.example.com/applications/web-production"}
-    """
-    data = _load(body)
-    trigger = _string(data, "trigger", TOKEN_LIMIT)
-    if trigger not in ARGOCD_TRIGGERS:
-        _fail(
-            "trigger",
-            f"unknown trigger {trigger!r}: expected one of {', '.join(sorted(ARGOCD_TRIGGERS))}; "
-            "install Ritmo's argocd-notifications-cm templates unchanged",
-        )
-    name = _name(data, "app")
-    namespace = _namespace(data, "namespace")
-    revision = _string(data, "revision", REVISION_LIMIT)
-    if not SHA.fullmatch(revision):
-        _fail(
-            "revision",
-            f"{_show(revision)} is not a 40-hex git commit sha; the Application must sync "
-            "a git source (the manifests repository), not a Helm chart or OCI artifact",
-        )
-    phase = _token(data, "phase")
-    health = _token(data, "health")
-    return Report(
-        source="argocd",
-        name=name,
-        revision=revision.lower(),
-        trigger=trigger,
-        status=argocd_status(trigger, phase, health),
-        message=_message(data),
-        log_url=_url(data, "url"),
-        namespace=namespace,
-    )
-
-
-def argocd_status(trigger: str, phase: str, health: str) -> Status:
-    """An ArgoCD notification's outcome; the first rule that holds wins."""
-    if trigger == "on-sync-failed" or phase in ("Failed", "Error"):
-        return "failed"
-    if trigger == "on-health-degraded" or health == "Degraded":
-        return "degraded"
-    if trigger == "on-deployed" or (phase == "Succeeded" and health == "Healthy"):
-        return "succeeded"
-    # on-sync-running, phase Running, health Progressing/Missing, and anything not yet
-    # settled (a sync that succeeded while the app is still rolling out).
-    return "progressing"
 
 
 # ---------------------------------------------------------------------------------------
