@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from bot.api.artifacts import correlation_id
 from bot.api.errors import ApiError
 from bot.config import Settings
+from bot.deploy.flux import parse_flux
 from bot.deploy.intake import (
     IntakeError,
     NotADeployment,
@@ -21,7 +22,6 @@ from bot.deploy.intake import (
     check_flux_signature,
     check_token,
     parse_argocd,
-    parse_flux,
 )
 from bot.deploy.service import DeploymentRefused, DeploymentService
 from bot.manifests.writer import WriteUnavailable

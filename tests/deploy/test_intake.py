@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+from bot.deploy.flux import flux_revision, flux_status, parse_flux
 from bot.deploy.intake import (
     ARGOCD_TRIGGERS,
     MESSAGE_LIMIT,
@@ -22,10 +23,7 @@ from bot.deploy.intake import (
     argocd_status,
     check_flux_signature,
     check_token,
-    flux_revision,
-    flux_status,
     parse_argocd,
-    parse_flux,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
