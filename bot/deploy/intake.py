@@ -64,12 +64,18 @@ class Report:
 
     source: Source
     name: str  # the ArgoCD Application / Flux Kustomization or HelmRelease name
-    revision: str  # the 40-hex git commit sha that was synced (lowercase)
+    revision: str  # the 40-hex git commit sha that was synced (lowercase); "" for versions
     trigger: str  # argocd: the notification trigger; flux: the event reason
     status: Status
     message: str  # short human text, at most MESSAGE_LIMIT characters
     log_url: str | None  # a link to the CD app when the payload has one
     namespace: str | None = None
+    # Which engine said it: the cluster or engine instance, so that two objects of one
+    # name (two clusters, two ArgoCD instances) are not taken for each other.
+    instance: str = ""
+    # A HelmRelease names no commit: the chart version and the app version it deployed,
+    # matched against the versions recorded for the app (used when `revision` is "").
+    versions: tuple[str, ...] = ()
 
 
 class IntakeError(ValueError):
@@ -83,9 +89,40 @@ class IntakeError(ValueError):
         self.message = message
 
 
-class NotADeployment(IntakeError):
+# Why an authentic, well-formed report is not recorded: a closed set, counted by reason in
+# /metrics (ritmo_cd_ignored). The engines do not retry a 4xx (notifications-engine even
+# marks the notification sent), so these are answered 202 and the reason says what to fix.
+IGNORED_REASONS: dict[str, str] = {
+    "not-a-deployment": "the object is not a deployment (a Flux source, an image policy)",
+    "unknown-app": "the name is no app and environment of the policy (not Ritmo's)",
+    "no-revision": "the report names no git commit, nor a chart or app version",
+    "unknown-revision": "the commit is not on the manifests repository's default branch, "
+    "or the app's overlay is not in it",
+    "unknown-version": "the version deployed is no version recorded for the app and pinned "
+    "in the environment",
+}
+
+
+class Ignored(Exception):
+    """An authentic report Ritmo cannot use: answered 202 {"status": "ignored", "reason"}.
+
+    Raised by the parsers and the deployment service; `reason` is one of IGNORED_REASONS."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        if reason not in IGNORED_REASONS:
+            raise ValueError(f"{reason!r} is not one of IGNORED_REASONS")
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+        self.message = message
+
+
+class NotADeployment(Ignored):
     """A well-formed event about something that is not a deployment (a GitRepository, a
-    HelmChart...). The caller answers 202 and ignores it."""
+    HelmChart...)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__("not-a-deployment", message)
+        self.field = field
 
 
 # ---------------------------------------------------------------------------------------

@@ -21,12 +21,14 @@ from bot.store.index import IndexedArtifact
 
 
 class PlacementError(Exception):
-    """The report names something Ritmo cannot place; `field` is what to fix."""
+    """The report names something Ritmo cannot place; `field` is what to fix, `reason`
+    why a CD engine's report is ignored (one of intake.IGNORED_REASONS)."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, reason: str) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
+        self.reason = reason
 
 
 def app_environment(policy: Policy, name: str, apps: Iterable[str]) -> tuple[str, str]:
@@ -39,6 +41,7 @@ def app_environment(policy: Policy, name: str, apps: Iterable[str]) -> tuple[str
         "name",
         f"no app and environment deploy as {name!r}; name the ArgoCD Application or Flux "
         "object {app}-{env} (e.g. web-staging), or set apps.<app>.deploy_name in the policy",
+        "unknown-app",
     )
 
 
@@ -59,6 +62,7 @@ def place(
                 "revision",
                 f"{revision} is not a commit of {mirror.url}; report the revision the CD "
                 "engine synced from the manifests repository",
+                "unknown-revision",
             )
     tip = mirror.tip()
     if tip is None or not mirror.is_ancestor(revision, tip):
@@ -66,12 +70,13 @@ def place(
             "revision",
             f"{revision} is not on {mirror.branch}; Ritmo tracks deployments of its "
             "default branch only",
+            "unknown-revision",
         )
     target = policy.target(app)
     path = target.path(app, env)
     text = read_path(mirror, mirror.tree_of(revision), path)
     if text is None:
-        raise PlacementError("revision", f"{path} does not exist at {revision}")
+        raise PlacementError("revision", f"{path} does not exist at {revision}", "unknown-revision")
     pin_commit = mirror.log("-1", "--first-parent", "--format=%H", revision, "--", path).strip()
     trailers = parse_trailers(mirror.log("-1", "--format=%B", pin_commit))
     named = next(iter(trailers.get("Ritmo-Artifact") or []), None)
@@ -85,6 +90,7 @@ def place(
         "revision",
         f"{path} at {revision[:12]} pins a version of {app} that no recorded artifact has; "
         "register the artifact, or promote through Ritmo",
+        "unknown-version",
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from bot.deploy.forge_target import NotMirrored, forge_target
 from bot.deploy.gate import deployment_gate
-from bot.deploy.intake import Report
+from bot.deploy.intake import Ignored, Report
 from bot.deploy.legitimacy import Arrivals, choose_target
 from bot.deploy.placement import PlacementError, app_environment, place
 from bot.deploy.records import (
@@ -177,7 +177,10 @@ class DeploymentService:
     # -- intake -------------------------------------------------------------------
     @traced("ritmo.deploy")
     def report(self, report: Report, correlation_id: str) -> Outcome:
-        """A CD engine's report; the same report again is a duplicate that changes nothing."""
+        """A CD engine's report; the same report again is a duplicate that changes nothing.
+
+        Raises Ignored for a report Ritmo cannot use (an unknown app, a revision that is
+        not the manifests repository's), PlacementError's reason saying why."""
         key = report_key(report)
         known = self.index.reported(key)
         if known is not None and (record := self.index.get(known)) is not None:
@@ -186,7 +189,7 @@ class DeploymentService:
         try:
             app, env = app_environment(policy, report.name, self._apps())
         except PlacementError as exc:
-            raise DeploymentRefused(422, exc.message, exc.field) from None
+            raise Ignored(exc.reason, exc.message) from None
         seen = Observation(
             status=report.status,
             source=report.source,
@@ -197,7 +200,10 @@ class DeploymentService:
             deployed_by=report.source,
             log_url=report.log_url or self._log_url(report.name),
         )
-        outcome = self._observe(app, env, report.revision, seen, correlation_id)
+        try:
+            outcome = self._observe(app, env, report.revision, seen, correlation_id)
+        except PlacementError as exc:  # the engine cannot fix it by sending it again
+            raise Ignored(exc.reason, exc.message) from None
         self.index.remember_report(key, outcome.record["id"])
         return outcome
 
@@ -223,10 +229,12 @@ class DeploymentService:
             with self._mirror.locked():
                 revision = self._mirror.fetch() or ""
             seen = dataclasses.replace(seen, revision=revision)
-        outcome = self._observe(
-            artifact.record["name"], environment, revision, seen, correlation_id, artifact_id
-        )
-        return outcome
+        try:
+            return self._observe(
+                artifact.record["name"], environment, revision, seen, correlation_id, artifact_id
+            )
+        except PlacementError as exc:
+            raise DeploymentRefused(422, exc.message, exc.field) from None
 
     def _observe(
         self,
@@ -239,12 +247,9 @@ class DeploymentService:
     ) -> Outcome:
         policy = self._policy()
         with self._mirror.locked():
-            try:
-                placed = place(
-                    self._mirror, policy, app, env, revision, self._index.get, self._artifacts_of
-                )
-            except PlacementError as exc:
-                raise DeploymentRefused(422, exc.message, exc.field) from None
+            placed = place(
+                self._mirror, policy, app, env, revision, self._index.get, self._artifacts_of
+            )
             if self._superseded(placed):
                 seen = dataclasses.replace(seen, superseded=True)
         if expected is not None and placed.artifact_id != expected:
