@@ -136,8 +136,12 @@ class _MarkRolledBack:
 
 
 def report_key(report: Report) -> str:
-    text = "\0".join((report.source, report.name, report.revision, report.trigger))
-    return hashlib.sha256(text.encode()).hexdigest()
+    """Who reported about what: (source, cluster or instance, namespace, name, revision).
+    The outcome is compared apart (`report`): the same outcome again is a re-send, another
+    one is news, in either direction."""
+    about = report.revision or "versions:" + ",".join(report.versions)
+    parts = (report.source, report.instance, report.namespace or "", report.name, about)
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 class DeploymentService:
@@ -177,14 +181,17 @@ class DeploymentService:
     # -- intake -------------------------------------------------------------------
     @traced("ritmo.deploy")
     def report(self, report: Report, correlation_id: str) -> Outcome:
-        """A CD engine's report; the same report again is a duplicate that changes nothing.
+        """A CD engine's report. The outcome its reporter sent last, again, is a duplicate
+        that changes nothing; another outcome for the same revision updates the deployment
+        (degraded to succeeded, or back), though a late `progressing` never undoes one.
 
         Raises Ignored for a report Ritmo cannot use (an unknown app, a revision that is
         not the manifests repository's), PlacementError's reason saying why."""
         key = report_key(report)
-        known = self.index.reported(key)
-        if known is not None and (record := self.index.get(known)) is not None:
-            return Outcome(record, duplicate=True)
+        known = self.index.last_report(key)
+        if known is not None and known[1] == report.status:
+            if (record := self.index.get(known[0])) is not None:
+                return Outcome(record, duplicate=True)
         policy = self._policy()
         try:
             app, env = app_environment(policy, report.name, self._apps())
@@ -204,7 +211,7 @@ class DeploymentService:
             outcome = self._observe(app, env, report.revision, seen, correlation_id)
         except PlacementError as exc:  # the engine cannot fix it by sending it again
             raise Ignored(exc.reason, exc.message) from None
-        self.index.remember_report(key, outcome.record["id"])
+        self.index.remember_report(key, outcome.record["id"], report.status)
         return outcome
 
     @traced("ritmo.deploy")
