@@ -14,6 +14,7 @@ from typing import Any
 from bot.deploy.intake import (
     REVISION_LIMIT,
     TOKEN_LIMIT,
+    Ignored,
     NotADeployment,
     Report,
     Status,
@@ -30,13 +31,18 @@ from bot.deploy.intake import (
 # Flux objects whose events are deployments; any other kind is not Ritmo's business.
 FLUX_KINDS = frozenset({"Kustomization", "HelmRelease"})
 FLUX_SUCCESS_REASONS = frozenset(
-    {"ReconciliationSucceeded", "InstallSucceeded", "UpgradeSucceeded"}
+    {"ReconciliationSucceeded", "InstallSucceeded", "UpgradeSucceeded", "TestSucceeded"}
 )
-# The metadata keys a Flux event may carry a revision under, in the order Flux itself
-# reads them (eventv1.Event.GetRevision). Controllers prefix them with their API group
-# ("kustomize.toolkit.fluxcd.io/revision"); notification-controller versions differ on
-# whether the prefix survives forwarding, so both spellings are read.
+# The metadata keys a Kustomization event may carry a commit under, in the order Flux
+# itself reads them (eventv1.Event.GetRevision).
 FLUX_REVISION_KEYS = ("commit", "originRevision", "revision")
+# helm-controller's event metadata (internal/reconcile/release.go): "revision" is the
+# chart version, "app-version" the chart's appVersion. Its "token" never reaches a
+# Provider, and "oci-digest" names the chart artifact, not what runs.
+HELM_VERSION_KEYS = ("revision", "app-version")
+READ_KEYS = frozenset({*FLUX_REVISION_KEYS, *HELM_VERSION_KEYS})
+UID_LIMIT = 64
+UID = re.compile(r"[0-9A-Za-z][0-9A-Za-z-]*")
 # A 40-hex commit, bare or as Flux writes it: "main@sha1:<sha>", "sha1:<sha>", or the
 # pre-2.0 "main/<sha>" (the branch itself may hold slashes).
 FLUX_REVISION = re.compile(r"(?:(?:.*@)?sha1:|.*/)?(?P<sha>[0-9a-fA-F]{40})", re.DOTALL)
@@ -45,7 +51,11 @@ FLUX_REVISION = re.compile(r"(?:(?:.*@)?sha1:|.*/)?(?P<sha>[0-9a-fA-F]{40})", re
 def parse_flux(body: bytes) -> Report:
     """A notification-controller `Event` about a Kustomization or HelmRelease.
 
-    Raises NotADeployment for events about other kinds (sources, image automation)."""
+    A Kustomization's event names the git commit it applied; a HelmRelease's names the
+    chart version and app version it deployed (helm-controller sends no commit), which the
+    deployment service matches against the versions recorded for the app. Raises
+    NotADeployment for events about other kinds (sources, image automation), and Ignored
+    ("no-revision") for an event that names neither (a dependency not ready, say)."""
     data = _load(body)
     involved = data.get("involvedObject")
     if not isinstance(involved, dict):
@@ -61,16 +71,21 @@ def parse_flux(body: bytes) -> Report:
         )
     name = _name(involved, "name", field="involvedObject.name")
     namespace = _namespace(involved, "namespace", field="involvedObject.namespace")
+    uid = _string(involved, "uid", UID_LIMIT, field="involvedObject.uid")
+    if uid and not UID.fullmatch(uid):
+        _fail("involvedObject.uid", f"{_show(uid)} is not a Kubernetes object uid")
     severity = _string(data, "severity", TOKEN_LIMIT)
     if severity not in ("info", "error", "trace"):
         _fail("severity", f"{_show(severity)} is not a Flux severity (info, error)")
     reason = _token(data, "reason")
     if not reason:
         _fail("reason", "missing: a Flux event names its reason (ReconciliationSucceeded...)")
-    metadata = data.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        _fail("metadata", "must be an object of strings")
-    revision = flux_revision(metadata or {})
+    metadata = flux_metadata(data.get("metadata"))
+    versions: tuple[str, ...] = ()
+    if kind == "HelmRelease":
+        revision, versions = "", helm_versions(metadata)
+    else:
+        revision = flux_revision(metadata)
     return Report(
         source="flux",
         name=name,
@@ -80,6 +95,9 @@ def parse_flux(body: bytes) -> Report:
         message=_message(data),
         log_url=None,
         namespace=namespace,
+        # The object's uid tells one cluster's web-production from another's.
+        instance=uid,
+        versions=versions,
     )
 
 
@@ -91,28 +109,55 @@ def flux_status(severity: str, reason: str) -> Status:
     return "progressing"
 
 
-def flux_revision(metadata: Mapping[str, Any]) -> str:
-    """The git commit a Flux event's metadata names, lowercase.
-
-    Kustomizations carry "revision" ("main@sha1:<sha>", or "main/<sha>" before Flux 2.0);
-    HelmReleases carry the chart version there and the commit, when the chart came from a
-    git or OCI source built from git, as "originRevision"."""
-    values: dict[str, list[str]] = {key: [] for key in FLUX_REVISION_KEYS}
-    for key, value in metadata.items():
+def flux_metadata(raw: Any) -> dict[str, str]:
+    """An event's metadata with the API group prefixes stripped, as notification-controller
+    forwards it ("kustomize.toolkit.fluxcd.io/revision" -> "revision"); an event a
+    controller posts directly still has them."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        _fail("metadata", "must be an object of strings")
+    out: dict[str, str] = {}
+    for key, value in raw.items():
         short = str(key).rpartition("/")[2]
-        if short in values and isinstance(value, str):
-            values[short].append(value)
+        if not isinstance(value, str):
+            _fail("metadata", f"{_show(str(key))} must be a string, not {type(value).__name__}")
+        if short in READ_KEYS and len(value) > REVISION_LIMIT:
+            _fail(f"metadata.{short}", f"longer than {REVISION_LIMIT} characters")
+        out.setdefault(short, value)
+    return out
+
+
+def flux_revision(metadata: Mapping[str, str]) -> str:
+    """The git commit a Kustomization event's metadata names, lowercase.
+
+    "revision" is "main@sha1:<sha>" (or "main/<sha>" before Flux 2.0) for a GitRepository
+    source; for an OCIRepository it is "<tag>@sha256:<digest>", and "originRevision" holds
+    the commit when the artifact recorded one. Raises Ignored("no-revision") otherwise."""
+    values = flux_metadata(metadata)
     for key in FLUX_REVISION_KEYS:
-        for value in values[key]:
-            if len(value) > REVISION_LIMIT:
-                _fail("metadata.revision", f"longer than {REVISION_LIMIT} characters")
-            found = FLUX_REVISION.fullmatch(value.strip())
-            if found:
-                return found["sha"].lower()
-    seen = "; ".join(f"{k}={_show(v)}" for k in FLUX_REVISION_KEYS for v in values[k]) or "none"
-    _fail(
-        "metadata.revision",
-        f"no git commit sha in the event's metadata ({seen}): the Kustomization or "
-        "HelmRelease must come from a GitRepository (or an OCI artifact that records its "
+        found = FLUX_REVISION.fullmatch(values.get(key, "").strip())
+        if found:
+            return found["sha"].lower()
+    seen = "; ".join(f"{k}={_show(values[k])}" for k in FLUX_REVISION_KEYS if k in values)
+    raise Ignored(
+        "no-revision",
+        f"no git commit sha in the event's metadata ({seen or 'none'}): Ritmo records "
+        "Kustomizations that apply a GitRepository (or an OCI artifact that records its "
         "origin revision)",
     )
+
+
+def helm_versions(metadata: Mapping[str, str]) -> tuple[str, ...]:
+    """What a HelmRelease event says it deployed: the chart version ("revision") and the
+    chart's appVersion ("app-version"), as helm-controller's eventMeta sets them. Raises
+    Ignored("no-revision") when it names neither (a values error, a dependency not ready)."""
+    found = [metadata.get(key, "").strip() for key in HELM_VERSION_KEYS]
+    versions = tuple(dict.fromkeys(v for v in found if v and len(v) <= TOKEN_LIMIT))
+    if not versions:
+        raise Ignored(
+            "no-revision",
+            "the HelmRelease event names no chart version nor app version; Ritmo records "
+            "the install, upgrade and test events, which do",
+        )
+    return versions

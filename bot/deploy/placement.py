@@ -7,7 +7,7 @@ the pin (a promotion, a merged request, a rollback, or a hand edit).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from bot.deploy.records import Placement
@@ -90,6 +90,50 @@ def place(
         "revision",
         f"{path} at {revision[:12]} pins a version of {app} that no recorded artifact has; "
         "register the artifact, or promote through Ritmo",
+        "unknown-version",
+    )
+
+
+PIN_SEARCH_LIMIT = 200  # overlay changes looked through for a HelmRelease's version
+
+
+def pin_of_version(
+    mirror: Mirror,
+    policy: Policy,
+    app: str,
+    env: str,
+    versions: Sequence[str],
+    artifacts_of: Callable[[str], list[IndexedArtifact]],
+) -> str:
+    """The newest commit on the default branch's first-parent line whose overlay for `env`
+    pins a recorded version of `app` among `versions` (a HelmRelease's chart version and
+    app version: helm-controller names no commit). The caller holds the mirror's lock."""
+    wanted = [a for a in artifacts_of(app) if str(a.record.get("version")) in versions]
+    shown = " or ".join(repr(v) for v in versions)
+    if not wanted:
+        raise PlacementError(
+            "versions",
+            f"{app} has no recorded version {shown} (the HelmRelease's chart version and app "
+            "version); register the artifact under the version the chart carries",
+            "unknown-version",
+        )
+    target = policy.target(app)
+    path = target.path(app, env)
+    for attempt in range(2):
+        tip = mirror.tip() if attempt == 0 else mirror.fetch()
+        if tip is None:
+            continue
+        changes = mirror.log(
+            f"-{PIN_SEARCH_LIMIT}", "--first-parent", "--format=%H", tip, "--", path
+        ).split()
+        for commit in changes:
+            text = read_path(mirror, mirror.tree_of(commit), path)
+            if text is not None and any(_pins(target, text.decode(), a.record) for a in wanted):
+                return commit
+    raise PlacementError(
+        "versions",
+        f"{path} has not pinned {app} {shown} in its last {PIN_SEARCH_LIMIT} changes on "
+        f"{mirror.branch}; promote that version to {env} through Ritmo",
         "unknown-version",
     )
 

@@ -20,7 +20,7 @@ from bot.deploy.forge_target import NotMirrored, forge_target
 from bot.deploy.gate import deployment_gate
 from bot.deploy.intake import Ignored, Report
 from bot.deploy.legitimacy import Arrivals, choose_target
-from bot.deploy.placement import PlacementError, app_environment, place
+from bot.deploy.placement import PlacementError, app_environment, pin_of_version, place
 from bot.deploy.records import (
     FAILED,
     Observation,
@@ -138,9 +138,8 @@ class _MarkRolledBack:
 def report_key(report: Report) -> str:
     """Who reported about what: (source, cluster or instance, namespace, name, revision).
     The outcome is compared apart (`report`): the same outcome again is a re-send, another
-    one is news, in either direction."""
-    about = report.revision or "versions:" + ",".join(report.versions)
-    parts = (report.source, report.instance, report.namespace or "", report.name, about)
+    one is news, in either direction. A HelmRelease's revision is the pin of its version."""
+    parts = (report.source, report.instance, report.namespace or "", report.name, report.revision)
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
@@ -187,16 +186,22 @@ class DeploymentService:
 
         Raises Ignored for a report Ritmo cannot use (an unknown app, a revision that is
         not the manifests repository's), PlacementError's reason saying why."""
+        policy = self._policy()
+        try:
+            app, env = app_environment(policy, report.name, self._apps())
+            if not report.revision:  # a HelmRelease: the pin of the version it names
+                with self._mirror.locked():
+                    revision = pin_of_version(
+                        self._mirror, policy, app, env, report.versions, self._artifacts_of
+                    )
+                report = dataclasses.replace(report, revision=revision)
+        except PlacementError as exc:  # the engine cannot fix it by sending it again
+            raise Ignored(exc.reason, exc.message) from None
         key = report_key(report)
         known = self.index.last_report(key)
         if known is not None and known[1] == report.status:
             if (record := self.index.get(known[0])) is not None:
                 return Outcome(record, duplicate=True)
-        policy = self._policy()
-        try:
-            app, env = app_environment(policy, report.name, self._apps())
-        except PlacementError as exc:
-            raise Ignored(exc.reason, exc.message) from None
         seen = Observation(
             status=report.status,
             source=report.source,
@@ -209,7 +214,7 @@ class DeploymentService:
         )
         try:
             outcome = self._observe(app, env, report.revision, seen, correlation_id)
-        except PlacementError as exc:  # the engine cannot fix it by sending it again
+        except PlacementError as exc:
             raise Ignored(exc.reason, exc.message) from None
         self.index.remember_report(key, outcome.record["id"], report.status)
         return outcome

@@ -67,6 +67,12 @@ def test_authentic_reports_ritmo_cannot_use_are_202_ignored_and_counted(
         (_flux(client, flux_event("kustomization-succeeded", "cert-manager", tip)), "unknown-app"),
         (_flux(client, flux_event("kustomization-succeeded", "web-dev", "f" * 40)),
          "unknown-revision"),
+        # An OCI-sourced Kustomization: no git commit anywhere in the event.
+        (_flux(client, (FLUX_SAMPLES / "kustomization-oci-succeeded.json").read_bytes()),
+         "no-revision"),
+        # A HelmRelease naming a chart version no artifact of web has.
+        (_flux(client, (FLUX_SAMPLES / "helmrelease-upgrade-succeeded.json").read_bytes()
+               .replace(b"web-production", b"web-dev")), "unknown-version"),
         (argocd_report(client, "on-deployed", "cert-manager", tip), "unknown-app"),
         (argocd_report(client, "on-deployed", "web-dev", "0" * 40), "unknown-revision"),
     ]  # fmt: skip
@@ -86,9 +92,11 @@ def test_authentic_reports_ritmo_cannot_use_are_202_ignored_and_counted(
     assert after[("flux", "not-a-deployment")] == 1
     assert after[("flux", "unknown-app")] == 1
     assert after[("flux", "unknown-revision")] == 1
+    assert after[("flux", "no-revision")] == 1
+    assert after[("flux", "unknown-version")] == 1
     assert after[("argocd", "unknown-app")] == 1
     assert after[("argocd", "unknown-revision")] == 1
-    assert sum(after.values()) == 5
+    assert sum(after.values()) == 7
     assert remote_refs(remote) == refs  # nothing written
     listed = client.get("/api/v1/deployments", headers=bearer(tokens["reader"]))
     assert listed.get_json()["items"] == []
