@@ -309,3 +309,11 @@ def test_flux_rejections(body: bytes, field: str) -> None:
 def test_flux_message_is_capped() -> None:
     report = parse_flux(flux_body(message="y" * 39_000))
     assert len(report.message) == MESSAGE_LIMIT
+
+
+def test_the_readme_says_which_flux_objects_and_versions() -> None:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Deployments and rollback", 1)[1].split("\n## ", 1)[0]
+    assert "notification-controller 1.8.4 or later" in section
+    assert "Kustomizations that apply the manifests repository" in section
+    assert "ritmo_cd_ignored_total" in section
