@@ -168,3 +168,38 @@ def test_helmrelease_events_are_recorded_by_chart_or_app_version(
                           headers=bearer(tokens["reader"]), timeout=60)  # fmt: skip
     by_version = {d["version"]: d["status"] for d in listed.json()["items"]}
     assert by_version == {"5.0.0": "succeeded", "5.1.0": "failed"}
+
+
+class TestAutomaticRollback:
+    @pytest.fixture
+    def remote_policy(self) -> str:
+        return POLICY.replace(
+            "{name: dev, auto_promote: true}",
+            "{name: dev, auto_promote: true, rollback: {on_failure: automatic}}",
+        )
+
+    def test_the_version_rolled_back_to_is_a_new_deployment_of_its_new_pin(
+        self, live_server: str, tokens: dict[str, str], remote: Path
+    ) -> None:
+        """The same chart version again after a rollback is not a re-send: the key holds
+        the pin the version resolves to, not the version."""
+        register(live_server, tokens["ci"], "6.0.0")
+        versions = {"revision": "6.0.0", "app-version": "6.0.0"}
+        first = send(live_server, controller_event("helmrelease-upgrade-succeeded", "web-dev",
+                                                   **versions))  # fmt: skip
+        assert first.status_code == 201, first.text
+        register(live_server, tokens["ci"], "6.1.0")
+        failed = send(live_server, controller_event(
+            "helmrelease-install-failed", "web-dev", revision="6.1.0",
+            **{"app-version": "6.1.0"}))  # fmt: skip
+        assert failed.status_code == 201, failed.text
+        assert failed.json()["rollback"]["restored_version"] == "6.0.0"
+        rolled_back = remote_refs(remote)["refs/heads/main"]
+        # Flux applies the rollback commit; helm-controller upgrades back to 6.0.0.
+        back = send(live_server, controller_event("helmrelease-upgrade-succeeded", "web-dev",
+                                                  **versions))  # fmt: skip
+        assert back.status_code == 201, back.text
+        assert back.json().get("duplicate") is None
+        assert back.json()["revision"] == rolled_back
+        assert back.json()["id"] != first.json()["id"]
+        assert back.json()["status"] == "succeeded" and not back.json()["superseded"]
