@@ -3,11 +3,19 @@
 ArgoCD's notifications webhook cannot sign, so it sends a shared token (X-Ritmo-Token);
 Flux's generic-hmac provider signs the body (X-Signature: sha256=<hex>). An endpoint
 whose secret is not set answers 404: it is off, and says which setting turns it on.
+
+Neither engine retries a 4xx (notifications-engine marks a oncePer notification sent even
+when the send failed; Flux retries connection errors, 429 and 5xx only), so an authentic
+report Ritmo cannot use is answered 202 {"status": "ignored", "reason": ...} and counted
+by reason (ritmo_cd_ignored); 401 is for bad credentials, 422 for a body the engine's
+shipped template never renders, 503 for a remote that is down (the engine retries).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -15,17 +23,21 @@ from bot.api.artifacts import correlation_id
 from bot.api.errors import ApiError
 from bot.config import Settings
 from bot.deploy.argocd import parse_argocd
+from bot.deploy.flux import parse_flux
 from bot.deploy.intake import (
     Ignored,
     IntakeError,
-    NotADeployment,
     Report,
     check_flux_signature,
     check_token,
-    parse_flux,
 )
 from bot.deploy.service import DeploymentRefused, DeploymentService
 from bot.manifests.writer import WriteUnavailable
+
+if TYPE_CHECKING:
+    from bot.telemetry.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 blueprint = Blueprint("cd", __name__, url_prefix="/webhooks")
 
@@ -44,7 +56,7 @@ def argocd() -> tuple[Response, int]:
         )
     if not check_token(request.headers.get("X-Ritmo-Token"), token):
         raise ApiError(401, "X-Ritmo-Token does not match cd.argocd_token; check the ArgoCD secret")
-    return _take(parse_argocd)
+    return _take("argocd", parse_argocd)
 
 
 @blueprint.post("/flux")
@@ -59,22 +71,18 @@ def flux() -> tuple[Response, int]:
             "X-Signature is not sha256=HMAC(body) under cd.flux_secret; check the Provider's "
             "secret",
         )
-    return _take(parse_flux)
+    return _take("flux", parse_flux)
 
 
-def _take(parse: Callable[[bytes], Report]) -> tuple[Response, int]:
+def _take(source: str, parse: Callable[[bytes], Report]) -> tuple[Response, int]:
     cid = correlation_id()
-    try:
-        report = parse(request.get_data(cache=True))
-    except Ignored as exc:  # authentic but unusable: a 4xx would be lost for good
-        return jsonify({"status": "ignored", "reason": exc.reason}), 202
-    except NotADeployment as exc:
-        return jsonify({"ignored": exc.message}), 202
-    except IntakeError as exc:
-        raise ApiError(422, f"invalid report: {exc.message}", [_field(exc)]) from None
     service: DeploymentService = current_app.extensions["ritmo"].deployments
     try:
-        outcome = service.report(report, cid)
+        outcome = service.report(parse(request.get_data(cache=True)), cid)
+    except Ignored as exc:
+        return _ignored(source, exc, cid)
+    except IntakeError as exc:
+        raise ApiError(422, f"invalid report: {exc.message}", [_field(exc)]) from None
     except DeploymentRefused as exc:
         fields = [{"field": exc.field, "message": exc.message}] if exc.field else None
         raise ApiError(exc.status, exc.message, fields) from None
@@ -83,6 +91,16 @@ def _take(parse: Callable[[bytes], Report]) -> tuple[Response, int]:
     response = jsonify(outcome.as_json())
     response.headers["X-Correlation-ID"] = cid
     return response, 200 if outcome.duplicate else 201
+
+
+def _ignored(source: str, exc: Ignored, cid: str) -> tuple[Response, int]:
+    metrics: Metrics | None = current_app.extensions.get("ritmo.metrics")
+    if metrics is not None:
+        metrics.cd_ignored.labels(source, exc.reason).inc()
+    log.info("%s report ignored (%s): %s", source, exc.reason, exc.message)
+    response = jsonify({"status": "ignored", "reason": exc.reason, "message": exc.message})
+    response.headers["X-Correlation-ID"] = cid
+    return response, 202
 
 
 def _field(exc: IntakeError) -> dict[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from bot.deploy.intake import (
     REVISION_LIMIT,
@@ -68,6 +69,7 @@ def parse_argocd(body: bytes) -> Report:
     started = _timestamp(data, "startedAt")
     health_changed = _timestamp(data, "healthChangedAt")
     fresh = started is not None and health_changed is not None and health_changed > started
+    log_url = _url(data, "url")
     return Report(
         source="argocd",
         name=name,
@@ -75,8 +77,10 @@ def parse_argocd(body: bytes) -> Report:
         trigger=trigger,
         status=argocd_status(trigger, phase, health, health_since_sync=fresh),
         message=_message(data),
-        log_url=_url(data, "url"),
+        log_url=log_url,
         namespace=namespace,
+        # The ArgoCD instance the link points at: one app name in two instances is two apps.
+        instance=urlsplit(log_url).netloc.lower() if log_url else "",
     )
 
 
@@ -99,8 +103,9 @@ def argocd_revision(data: Mapping[str, Any]) -> str:
             return candidate.lower()
     seen = ", ".join(_show(v) for v in candidates[:4] if v) or "none"
     raise Ignored(
+        "no-revision",
         f"no 40-hex git commit in revision or revisions ({seen}): Ritmo records syncs of a "
-        "git source (the manifests repository); a Helm chart or OCI source alone has none"
+        "git source (the manifests repository); a Helm chart or OCI source alone has none",
     )
 
 

@@ -3,8 +3,8 @@
 ArgoCD's body is Ritmo's own template (bot/deploy/argocd.py parses it), authenticated
 by a shared token header (`check_token`). Flux's
 notification-controller posts its `Event` JSON through a `generic-hmac` Provider
-(templates/flux/ritmo-alert.yaml), authenticated by the `X-Signature` HMAC of the raw
-body (`check_flux_signature`).
+(templates/flux/ritmo-alert.yaml; bot/deploy/flux.py parses it), authenticated by the
+`X-Signature` HMAC of the raw body (`check_flux_signature`).
 
 Everything here comes from outside and may be hostile: bodies are capped, identifiers are
 checked against what Kubernetes and git allow, and the free-text message loses its
@@ -33,16 +33,6 @@ URL_LIMIT = 2_048
 REVISION_LIMIT = 512  # "<branch or tag>@sha1:<sha>"; git refs are rarely longer
 TOKEN_LIMIT = 128  # phase, health, severity, reason, kind
 
-# Flux objects whose events are deployments; any other kind is not Ritmo's business.
-FLUX_KINDS = frozenset({"Kustomization", "HelmRelease"})
-FLUX_SUCCESS_REASONS = frozenset(
-    {"ReconciliationSucceeded", "InstallSucceeded", "UpgradeSucceeded"}
-)
-# The metadata keys a Flux event may carry a revision under, in the order Flux itself
-# reads them (eventv1.Event.GetRevision). Controllers prefix them with their API group
-# ("kustomize.toolkit.fluxcd.io/revision"); notification-controller versions differ on
-# whether the prefix survives forwarding, so both spellings are read.
-FLUX_REVISION_KEYS = ("commit", "originRevision", "revision")
 # HMAC algorithms an `X-Signature: <algo>=<hex>` header may name.
 HMAC_ALGORITHMS = {
     "sha1": hashlib.sha1,
@@ -53,9 +43,6 @@ HMAC_ALGORITHMS = {
 }
 
 SHA = re.compile(r"[0-9a-fA-F]{40}")
-# A 40-hex commit, bare or as Flux writes it: "main@sha1:<sha>", "sha1:<sha>", or the
-# pre-2.0 "main/<sha>" (the branch itself may hold slashes).
-FLUX_REVISION = re.compile(r"(?:(?:.*@)?sha1:|.*/)?(?P<sha>[0-9a-fA-F]{40})", re.DOTALL)
 NAME = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?")
 NAMESPACE = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
 TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
@@ -71,12 +58,18 @@ class Report:
 
     source: Source
     name: str  # the ArgoCD Application / Flux Kustomization or HelmRelease name
-    revision: str  # the 40-hex git commit sha that was synced (lowercase)
+    revision: str  # the 40-hex git commit sha that was synced (lowercase); "" for versions
     trigger: str  # argocd: the notification trigger; flux: the event reason
     status: Status
     message: str  # short human text, at most MESSAGE_LIMIT characters
     log_url: str | None  # a link to the CD app when the payload has one
     namespace: str | None = None
+    # Which engine said it: the cluster or engine instance, so that two objects of one
+    # name (two clusters, two ArgoCD instances) are not taken for each other.
+    instance: str = ""
+    # A HelmRelease names no commit: the chart version and the app version it deployed,
+    # matched against the versions recorded for the app (used when `revision` is "").
+    versions: tuple[str, ...] = ()
 
 
 class IntakeError(ValueError):
@@ -90,19 +83,40 @@ class IntakeError(ValueError):
         self.message = message
 
 
+# Why an authentic, well-formed report is not recorded: a closed set, counted by reason in
+# /metrics (ritmo_cd_ignored). The engines do not retry a 4xx (notifications-engine even
+# marks the notification sent), so these are answered 202 and the reason says what to fix.
+IGNORED_REASONS: dict[str, str] = {
+    "not-a-deployment": "the object is not a deployment (a Flux source, an image policy)",
+    "unknown-app": "the name is no app and environment of the policy (not Ritmo's)",
+    "no-revision": "the report names no git commit, nor a chart or app version",
+    "unknown-revision": "the commit is not on the manifests repository's default branch, "
+    "or the app's overlay is not in it",
+    "unknown-version": "the version deployed is no version recorded for the app and pinned "
+    "in the environment",
+}
+
+
 class Ignored(Exception):
-    """An authentic delivery Ritmo cannot use (no commit, an unknown app, an object that is
-    not Ritmo's). The HTTP layer answers 202 {"status": "ignored", "reason": ...}: a 4xx
-    would be lost for good, since the engines do not retry it."""
+    """An authentic report Ritmo cannot use: answered 202 {"status": "ignored", "reason"}.
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    Raised by the parsers and the deployment service; `reason` is one of IGNORED_REASONS."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        if reason not in IGNORED_REASONS:
+            raise ValueError(f"{reason!r} is not one of IGNORED_REASONS")
+        super().__init__(f"{reason}: {message}")
         self.reason = reason
+        self.message = message
 
 
-class NotADeployment(IntakeError):
+class NotADeployment(Ignored):
     """A well-formed event about something that is not a deployment (a GitRepository, a
-    HelmChart...). The caller answers 202 and ignores it."""
+    HelmChart...)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__("not-a-deployment", message)
+        self.field = field
 
 
 # ---------------------------------------------------------------------------------------
@@ -129,86 +143,6 @@ def check_flux_signature(body: bytes, header: str | None, secret: str) -> bool:
         return False
     expected = hmac.new(secret.encode("utf-8"), body, digest).hexdigest()
     return hmac.compare_digest(expected.encode("ascii"), given.lower().encode("ascii"))
-
-
-# ---------------------------------------------------------------------------------------
-# Flux
-
-
-def parse_flux(body: bytes) -> Report:
-    """A notification-controller `Event` about a Kustomization or HelmRelease.
-
-    Raises NotADeployment for events about other kinds (sources, image automation)."""
-    data = _load(body)
-    involved = data.get("involvedObject")
-    if not isinstance(involved, dict):
-        _fail("involvedObject", "missing: send the Flux Event JSON of a generic-hmac Provider")
-    kind = _token(involved, "kind", field="involvedObject.kind")
-    if not kind:
-        _fail("involvedObject.kind", "missing: a Flux event names the kind of its object")
-    if kind not in FLUX_KINDS:
-        raise NotADeployment(
-            "involvedObject.kind",
-            f"{_show(kind)} is not a deployment: Ritmo reads Kustomization and HelmRelease "
-            "events; narrow the Alert's eventSources to those kinds",
-        )
-    name = _name(involved, "name", field="involvedObject.name")
-    namespace = _namespace(involved, "namespace", field="involvedObject.namespace")
-    severity = _string(data, "severity", TOKEN_LIMIT)
-    if severity not in ("info", "error", "trace"):
-        _fail("severity", f"{_show(severity)} is not a Flux severity (info, error)")
-    reason = _token(data, "reason")
-    if not reason:
-        _fail("reason", "missing: a Flux event names its reason (ReconciliationSucceeded...)")
-    metadata = data.get("metadata")
-    if metadata is not None and not isinstance(metadata, dict):
-        _fail("metadata", "must be an object of strings")
-    revision = flux_revision(metadata or {})
-    return Report(
-        source="flux",
-        name=name,
-        revision=revision,
-        trigger=reason,
-        status=flux_status(severity, reason),
-        message=_message(data),
-        log_url=None,
-        namespace=namespace,
-    )
-
-
-def flux_status(severity: str, reason: str) -> Status:
-    if severity == "error":
-        return "degraded" if reason == "HealthCheckFailed" else "failed"
-    if reason in FLUX_SUCCESS_REASONS:
-        return "succeeded"
-    return "progressing"
-
-
-def flux_revision(metadata: Mapping[str, Any]) -> str:
-    """The git commit a Flux event's metadata names, lowercase.
-
-    Kustomizations carry "revision" ("main@sha1:<sha>", or "main/<sha>" before Flux 2.0);
-    HelmReleases carry the chart version there and the commit, when the chart came from a
-    git or OCI source built from git, as "originRevision"."""
-    values: dict[str, list[str]] = {key: [] for key in FLUX_REVISION_KEYS}
-    for key, value in metadata.items():
-        short = str(key).rpartition("/")[2]
-        if short in values and isinstance(value, str):
-            values[short].append(value)
-    for key in FLUX_REVISION_KEYS:
-        for value in values[key]:
-            if len(value) > REVISION_LIMIT:
-                _fail("metadata.revision", f"longer than {REVISION_LIMIT} characters")
-            found = FLUX_REVISION.fullmatch(value.strip())
-            if found:
-                return found["sha"].lower()
-    seen = "; ".join(f"{k}={_show(v)}" for k in FLUX_REVISION_KEYS for v in values[k]) or "none"
-    _fail(
-        "metadata.revision",
-        f"no git commit sha in the event's metadata ({seen}): the Kustomization or "
-        "HelmRelease must come from a GitRepository (or an OCI artifact that records its "
-        "origin revision)",
-    )
 
 
 # ---------------------------------------------------------------------------------------

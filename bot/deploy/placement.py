@@ -7,7 +7,7 @@ the pin (a promotion, a merged request, a rollback, or a hand edit).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from bot.deploy.records import Placement
@@ -21,12 +21,14 @@ from bot.store.index import IndexedArtifact
 
 
 class PlacementError(Exception):
-    """The report names something Ritmo cannot place; `field` is what to fix."""
+    """The report names something Ritmo cannot place; `field` is what to fix, `reason`
+    why a CD engine's report is ignored (one of intake.IGNORED_REASONS)."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, reason: str) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
+        self.reason = reason
 
 
 def app_environment(policy: Policy, name: str, apps: Iterable[str]) -> tuple[str, str]:
@@ -39,6 +41,7 @@ def app_environment(policy: Policy, name: str, apps: Iterable[str]) -> tuple[str
         "name",
         f"no app and environment deploy as {name!r}; name the ArgoCD Application or Flux "
         "object {app}-{env} (e.g. web-staging), or set apps.<app>.deploy_name in the policy",
+        "unknown-app",
     )
 
 
@@ -59,6 +62,7 @@ def place(
                 "revision",
                 f"{revision} is not a commit of {mirror.url}; report the revision the CD "
                 "engine synced from the manifests repository",
+                "unknown-revision",
             )
     tip = mirror.tip()
     if tip is None or not mirror.is_ancestor(revision, tip):
@@ -66,12 +70,13 @@ def place(
             "revision",
             f"{revision} is not on {mirror.branch}; Ritmo tracks deployments of its "
             "default branch only",
+            "unknown-revision",
         )
     target = policy.target(app)
     path = target.path(app, env)
     text = read_path(mirror, mirror.tree_of(revision), path)
     if text is None:
-        raise PlacementError("revision", f"{path} does not exist at {revision}")
+        raise PlacementError("revision", f"{path} does not exist at {revision}", "unknown-revision")
     pin_commit = mirror.log("-1", "--first-parent", "--format=%H", revision, "--", path).strip()
     trailers = parse_trailers(mirror.log("-1", "--format=%B", pin_commit))
     named = next(iter(trailers.get("Ritmo-Artifact") or []), None)
@@ -85,6 +90,51 @@ def place(
         "revision",
         f"{path} at {revision[:12]} pins a version of {app} that no recorded artifact has; "
         "register the artifact, or promote through Ritmo",
+        "unknown-version",
+    )
+
+
+PIN_SEARCH_LIMIT = 200  # overlay changes looked through for a HelmRelease's version
+
+
+def pin_of_version(
+    mirror: Mirror,
+    policy: Policy,
+    app: str,
+    env: str,
+    versions: Sequence[str],
+    artifacts_of: Callable[[str], list[IndexedArtifact]],
+) -> str:
+    """The newest commit on the default branch's first-parent line whose overlay for `env`
+    pins a recorded version of `app` among `versions` (a HelmRelease's chart version and
+    app version: helm-controller names no commit). The caller holds the mirror's lock."""
+    wanted = [a for a in artifacts_of(app) if str(a.record.get("version")) in versions]
+    shown = " or ".join(repr(v) for v in versions)
+    if not wanted:
+        raise PlacementError(
+            "versions",
+            f"{app} has no recorded version {shown} (the HelmRelease's chart version and app "
+            "version); register the artifact under the version the chart carries",
+            "unknown-version",
+        )
+    target = policy.target(app)
+    path = target.path(app, env)
+    for attempt in range(2):
+        tip = mirror.tip() if attempt == 0 else mirror.fetch()
+        if tip is None:
+            continue
+        changes = mirror.log(
+            f"-{PIN_SEARCH_LIMIT}", "--first-parent", "--format=%H", tip, "--", path
+        ).split()
+        for commit in changes:
+            text = read_path(mirror, mirror.tree_of(commit), path)
+            if text is not None and any(_pins(target, text.decode(), a.record) for a in wanted):
+                return commit
+    raise PlacementError(
+        "versions",
+        f"{path} has not pinned {app} {shown} in its last {PIN_SEARCH_LIMIT} changes on "
+        f"{mirror.branch}; promote that version to {env} through Ritmo",
+        "unknown-version",
     )
 
 

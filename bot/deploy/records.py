@@ -99,11 +99,13 @@ def new_record(place: Placement, seen: Observation) -> dict[str, Any]:
 def observe(
     record: dict[str, Any] | None, place: Placement, seen: Observation
 ) -> dict[str, Any] | None:
-    """The record after `seen`, or None when it adds nothing (a re-sent report).
+    """The record after `seen`, or None when it adds nothing (a re-sent report, or the
+    outcome the record already has at that revision).
 
     Once a deployment has an outcome, a late `progressing` does not take it back: ArgoCD
-    and Flux retry, so reports arrive out of order. Outcomes replace each other (a
-    succeeded deployment can degrade, a degraded one recover). A superseded report (about
+    and Flux retry, so reports arrive out of order. Outcomes replace each other, as often
+    as they change (a succeeded deployment can degrade, a degraded one recover, and
+    degrade again). A superseded report (about
     a revision older than the environment's current pin) is kept in the history only: it
     changes no status, and a record it creates is marked `superseded`.
     """
@@ -122,8 +124,7 @@ def observe(
         fresh = new_record(place, seen)
         fresh["history"] = [entry]
         return fresh
-    same = {k: v for k, v in entry.items() if k != "at"}
-    if any({k: v for k, v in old.items() if k != "at"} == same for old in record["history"]):
+    if _adds_nothing(record, seen, entry):
         return None
     updated = dict(record)
     updated["history"] = [*record["history"], entry][-HISTORY_LIMIT:]
@@ -142,6 +143,22 @@ def observe(
     if seen.deployed_by:
         updated["deployed_by"] = seen.deployed_by
     return updated
+
+
+def _adds_nothing(record: dict[str, Any], seen: Observation, entry: dict[str, Any]) -> bool:
+    if any(
+        getattr(seen, key) and getattr(seen, key) != record.get(key)
+        for key in ("log_url", "target_type", "target_url")
+    ):
+        return False  # a new link
+    history = record.get("history") or []
+    last = {k: v for k, v in history[-1].items() if k != "at"} if history else None
+    if last == {k: v for k, v in entry.items() if k != "at"}:
+        return True  # the newest report, sent again
+    # Flux says ReconciliationSucceeded again on every interval, with a new duration in
+    # the message: the same outcome at the same revision is not news.
+    same = seen.status == record["status"] and seen.revision == record["revision"]
+    return same and not seen.superseded
 
 
 def mark_rolled_back(record: dict[str, Any], commit: str, at: str) -> dict[str, Any]:

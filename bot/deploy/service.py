@@ -18,9 +18,9 @@ from typing import Any, Protocol
 
 from bot.deploy.forge_target import NotMirrored, forge_target
 from bot.deploy.gate import deployment_gate
-from bot.deploy.intake import Report
+from bot.deploy.intake import Ignored, Report
 from bot.deploy.legitimacy import Arrivals, choose_target
-from bot.deploy.placement import PlacementError, app_environment, place
+from bot.deploy.placement import PlacementError, app_environment, pin_of_version, place
 from bot.deploy.records import (
     FAILED,
     Observation,
@@ -136,8 +136,11 @@ class _MarkRolledBack:
 
 
 def report_key(report: Report) -> str:
-    text = "\0".join((report.source, report.name, report.revision, report.trigger))
-    return hashlib.sha256(text.encode()).hexdigest()
+    """Who reported about what: (source, cluster or instance, namespace, name, revision).
+    The outcome is compared apart (`report`): the same outcome again is a re-send, another
+    one is news, in either direction. A HelmRelease's revision is the pin of its version."""
+    parts = (report.source, report.instance, report.namespace or "", report.name, report.revision)
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
 class DeploymentService:
@@ -177,16 +180,28 @@ class DeploymentService:
     # -- intake -------------------------------------------------------------------
     @traced("ritmo.deploy")
     def report(self, report: Report, correlation_id: str) -> Outcome:
-        """A CD engine's report; the same report again is a duplicate that changes nothing."""
-        key = report_key(report)
-        known = self.index.reported(key)
-        if known is not None and (record := self.index.get(known)) is not None:
-            return Outcome(record, duplicate=True)
+        """A CD engine's report. The outcome its reporter sent last, again, is a duplicate
+        that changes nothing; another outcome for the same revision updates the deployment
+        (degraded to succeeded, or back), though a late `progressing` never undoes one.
+
+        Raises Ignored for a report Ritmo cannot use (an unknown app, a revision that is
+        not the manifests repository's), PlacementError's reason saying why."""
         policy = self._policy()
         try:
             app, env = app_environment(policy, report.name, self._apps())
-        except PlacementError as exc:
-            raise DeploymentRefused(422, exc.message, exc.field) from None
+            if not report.revision:  # a HelmRelease: the pin of the version it names
+                with self._mirror.locked():
+                    revision = pin_of_version(
+                        self._mirror, policy, app, env, report.versions, self._artifacts_of
+                    )
+                report = dataclasses.replace(report, revision=revision)
+        except PlacementError as exc:  # the engine cannot fix it by sending it again
+            raise Ignored(exc.reason, exc.message) from None
+        key = report_key(report)
+        known = self.index.last_report(key)
+        if known is not None and known[1] == report.status:
+            if (record := self.index.get(known[0])) is not None:
+                return Outcome(record, duplicate=True)
         seen = Observation(
             status=report.status,
             source=report.source,
@@ -197,8 +212,11 @@ class DeploymentService:
             deployed_by=report.source,
             log_url=report.log_url or self._log_url(report.name),
         )
-        outcome = self._observe(app, env, report.revision, seen, correlation_id)
-        self.index.remember_report(key, outcome.record["id"])
+        try:
+            outcome = self._observe(app, env, report.revision, seen, correlation_id)
+        except PlacementError as exc:
+            raise Ignored(exc.reason, exc.message) from None
+        self.index.remember_report(key, outcome.record["id"], report.status)
         return outcome
 
     @traced("ritmo.deploy")
@@ -223,10 +241,12 @@ class DeploymentService:
             with self._mirror.locked():
                 revision = self._mirror.fetch() or ""
             seen = dataclasses.replace(seen, revision=revision)
-        outcome = self._observe(
-            artifact.record["name"], environment, revision, seen, correlation_id, artifact_id
-        )
-        return outcome
+        try:
+            return self._observe(
+                artifact.record["name"], environment, revision, seen, correlation_id, artifact_id
+            )
+        except PlacementError as exc:
+            raise DeploymentRefused(422, exc.message, exc.field) from None
 
     def _observe(
         self,
@@ -239,12 +259,9 @@ class DeploymentService:
     ) -> Outcome:
         policy = self._policy()
         with self._mirror.locked():
-            try:
-                placed = place(
-                    self._mirror, policy, app, env, revision, self._index.get, self._artifacts_of
-                )
-            except PlacementError as exc:
-                raise DeploymentRefused(422, exc.message, exc.field) from None
+            placed = place(
+                self._mirror, policy, app, env, revision, self._index.get, self._artifacts_of
+            )
             if self._superseded(placed):
                 seen = dataclasses.replace(seen, superseded=True)
         if expected is not None and placed.artifact_id != expected:

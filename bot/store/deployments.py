@@ -29,9 +29,12 @@ deployments = sa.Table(
 cd_reports = sa.Table(
     "cd_reports",
     metadata,
-    # (source, name, revision, trigger): ArgoCD retries and Flux re-sends the same event.
+    # Who reported about what: (source, cluster or instance, namespace, name, revision),
+    # hashed; and the outcome it reported last. The same outcome again is a re-send (Flux
+    # says ReconciliationSucceeded on every interval); another outcome is news.
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("deployment_id", sa.String(64), nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=False, server_default=""),
 )
 
 forge_refs = sa.Table(
@@ -181,17 +184,34 @@ class DeploymentIndex:
     # -- reports already taken ----------------------------------------------------
     def reported(self, key: str) -> str | None:
         """The deployment a report with this key went to, when it was taken before."""
-        with self._engine.connect() as conn:
-            return conn.execute(
-                sa.select(cd_reports.c.deployment_id).where(cd_reports.c.key == key)
-            ).scalar_one_or_none()
+        last = self.last_report(key)
+        return last[0] if last else None
 
-    def remember_report(self, key: str, deployment_id: str) -> None:
+    def last_report(self, key: str) -> tuple[str, str] | None:
+        """(deployment id, outcome) of the last report taken with this key."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                sa.select(cd_reports.c.deployment_id, cd_reports.c.outcome).where(
+                    cd_reports.c.key == key
+                )
+            ).first()
+        return (str(row.deployment_id), str(row.outcome)) if row else None
+
+    def remember_report(self, key: str, deployment_id: str, outcome: str = "") -> None:
+        """The reporter's last outcome is `outcome` now (the deployment a key goes to never
+        changes: the key holds the revision)."""
         try:
             with self._engine.begin() as conn:
-                conn.execute(cd_reports.insert().values(key=key, deployment_id=deployment_id))
-        except IntegrityError:
-            pass  # a concurrent copy of the same report: it is taken once either way
+                conn.execute(
+                    cd_reports.insert().values(
+                        key=key, deployment_id=deployment_id, outcome=outcome
+                    )
+                )
+        except IntegrityError:  # taken before, or a concurrent copy: the outcome moves on
+            with self._engine.begin() as conn:
+                conn.execute(
+                    cd_reports.update().where(cd_reports.c.key == key).values(outcome=outcome)
+                )
 
     # -- the forge's mirror -------------------------------------------------------
     def forge_ref(self, deployment_id: str) -> str | None:

@@ -220,7 +220,7 @@ def make_engine(url: str) -> Engine:
 
 # Bumped when a table that git rebuilds changes shape. An index of another version is
 # dropped and rebuilt from git; queues (webhook deliveries, the outbox) are kept.
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"  # 4: cd_reports keeps the last outcome
 GIT_DERIVED = (
     "artifacts", "promotions", "promotion_requests", "promotion_reviews", "rollbacks",
     "holds", "deployments", "cd_reports", "deployment_forge_refs", "index_state",

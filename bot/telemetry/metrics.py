@@ -3,7 +3,8 @@
 Three kinds of series:
 
 - Counted as they happen, in this process: HTTP requests by method, route template (never
-  the raw path: bounded cardinality), status and kind (api, webhook, probe).
+  the raw path: bounded cardinality), status and kind (api, webhook, probe); CD reports
+  ignored, by engine and reason (a closed set: intake.IGNORED_REASONS).
 - Read live at scrape time from the runtime: webhook queue depth, outbox depth by status,
   GitHub API calls by operation and the rate limit left, git push attempts, pushes and
   retries of both writers (the default branch and the deployment ledger).
@@ -52,6 +53,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from bot.deploy.intake import IGNORED_REASONS
 from bot.store.deployments import deployments
 from bot.store.index import artifacts, promotions, rollbacks
 from bot.store.index import requests as promotion_requests
@@ -114,6 +116,7 @@ class _Instruments:
     http_duration: Histogram
     git: dict[str, Counter]  # push_attempts, pushes, push_retries: by writer
     github_calls: Counter  # by operation
+    cd_ignored: Counter  # by source and reason
 
 
 _SHARED: _Instruments | None = None  # multiprocess mode: one set per process
@@ -130,6 +133,12 @@ _GIT_COUNTS = {
         "Writes retried on the remote's new tip after a refused push, by writer",
     ),
 }
+_CD_IGNORED = (
+    "ritmo_cd_ignored",
+    "Authentic ArgoCD/Flux reports answered 202 and not recorded, by source and reason "
+    "(not-a-deployment, unknown-app, no-revision, unknown-revision, unknown-version)",
+)
+CD_SOURCES = ("argocd", "flux")
 _GITHUB_CALLS = (
     "ritmo_github_api_calls",
     "GitHub API requests made, by Ritmo operation (token refreshes included)",
@@ -153,6 +162,15 @@ def _http_instruments(registry: CollectorRegistry | None) -> tuple[Counter, Hist
     return requests_, duration
 
 
+def _ignored_counter(registry: CollectorRegistry | None) -> Counter:
+    """Every (source, reason) pair starts at 0: a closed set, so rate() sees the first."""
+    counter = Counter(*_CD_IGNORED, ["source", "reason"], registry=registry)
+    for source in CD_SOURCES:
+        for reason in IGNORED_REASONS:
+            counter.labels(source, reason)
+    return counter
+
+
 def _shared() -> _Instruments:
     """The process's instruments in multiprocess mode (registered nowhere: their values
     live in files that MultiProcessCollector sums)."""
@@ -165,7 +183,8 @@ def _shared() -> _Instruments:
                 for key, (name, text) in _GIT_COUNTS.items()
             }
             calls = Counter(*_GITHUB_CALLS, ["operation"], registry=None)
-            _SHARED = _Instruments(http_requests, http_duration, git, calls)
+            ignored = _ignored_counter(None)
+            _SHARED = _Instruments(http_requests, http_duration, git, calls, ignored)
         return _SHARED
 
 
@@ -185,8 +204,10 @@ class Metrics:
             if hasattr(forge, "on_call"):
                 forge.on_call = lambda operation: shared.github_calls.labels(operation).inc()
             self.http_requests, self.http_duration = shared.http_requests, shared.http_duration
+            self.cd_ignored = shared.cd_ignored
         else:
             self.http_requests, self.http_duration = _http_instruments(self.registry)
+            self.cd_ignored = _ignored_counter(self.registry)
         self.live = LiveCollector(runtime, counted_elsewhere=bool(shared_dir))
         self.index = IndexCollector(runtime, ttl=index_ttl)
         self.registry.register(self.live)

@@ -49,6 +49,7 @@ def test_parse_argocd_deployed() -> None:
         message="successfully synced (all tasks run)",
         log_url="https://argocd.example.com/applications/web-production",
         namespace="argocd",
+        instance="argocd.example.com",
     )
 
 
@@ -236,5 +237,13 @@ def test_argocd_rejections(body: bytes, field: str) -> None:
 def test_no_commit_is_ignored_with_the_reason(changes: dict[str, Any]) -> None:
     with pytest.raises(Ignored) as raised:
         parse_argocd(argocd_body(**changes))
-    assert "no 40-hex git commit" in raised.value.reason
-    assert "Helm chart or OCI source" in raised.value.reason
+    assert raised.value.reason == "no-revision"
+    assert "no 40-hex git commit" in raised.value.message
+    assert "Helm chart or OCI source" in raised.value.message
+
+
+def test_the_instance_is_the_argocd_host_the_link_names() -> None:
+    """One app name in two ArgoCD instances is two apps: de-duplication keys on it."""
+    other = parse_argocd(argocd_body(url="https://ArgoCD.eu.example.com/applications/web"))
+    assert other.instance == "argocd.eu.example.com"
+    assert parse_argocd(argocd_body(url=None)).instance == ""

@@ -387,5 +387,6 @@ def test_live_ritmo_ignores_a_helm_chart_only_app(
     for body in bodies(cd_render, application("helm-chart-only")).values():
         answer, said = _post(live_server, body)
         assert answer == 202, said
-        assert said["status"] == "ignored" and "no 40-hex git commit" in said["reason"]
+        assert said["status"] == "ignored" and said["reason"] == "no-revision"
+        assert "no 40-hex git commit" in said["message"]
     assert remote_refs(remote) == refs

@@ -166,11 +166,14 @@ def test_reports_are_deduplicated_and_bad_ones_write_nothing(
 
     wrong = _report(client, "on-deployed", "web-dev", tip, token="not-the-token-at-all")
     assert wrong.status_code == 401
+    # Authentic but unusable: 202 ignored with the reason (ArgoCD never retries a 4xx).
     unknown = _report(client, "on-deployed", "web-dev", "0" * 40)
-    assert unknown.status_code == 422
-    assert unknown.get_json()["fields"][0]["field"] == "revision"
+    assert unknown.status_code == 202
+    assert unknown.get_json()["status"] == "ignored"
+    assert unknown.get_json()["reason"] == "unknown-revision"
     nobody = _report(client, "on-deployed", "billing-dev", tip)
-    assert nobody.status_code == 422 and "deploy_name" in nobody.get_json()["error"]
+    assert nobody.status_code == 202 and nobody.get_json()["reason"] == "unknown-app"
+    assert "deploy_name" in nobody.get_json()["message"]
     assert remote_refs(remote) == refs
     listed = client.get("/api/v1/deployments?app=web", headers=bearer(tokens["reader"]))
     assert [d["status"] for d in listed.get_json()["items"]] == ["progressing"]
