@@ -38,7 +38,8 @@ from ruamel.yaml.resolver import VersionedResolver
 @dataclass(frozen=True)
 class YamlLimits:
     """Far above what a policy, a record, an overlay or a settings file needs (a 2,000-app
-    policy is about 100 KB and 10,000 nodes), and what round-trip parsing does in seconds."""
+    policy is about 100 KB and 10,000 nodes); round-trip parsing of the largest document
+    they allow takes seconds, once per blob."""
 
     max_bytes: int = 256 * 1024  # as PUT /api/v1/policy takes
     max_aliases: int = 1_000
