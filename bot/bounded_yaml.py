@@ -74,10 +74,6 @@ class _Refused(Exception):
 class BoundedComposer(Composer):
     """ruamel's Composer, counting as it goes (see the module docstring)."""
 
-    @property
-    def limits(self) -> YamlLimits:
-        return LIMITS
-
     def compose_document(self) -> Any:
         self._sizes: dict[int, int] = {}  # id(anchored node) -> its size once closed
         self._expanded = 0  # nodes the document stands for so far, aliases expanded
@@ -86,33 +82,42 @@ class BoundedComposer(Composer):
         return super().compose_document()
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        mark = self.parser.peek_event().start_mark
-        if self.parser.check_event(AliasEvent):
+        event = self.parser.peek_event()  # its start_mark places a refusal
+        limits = LIMITS
+        if isinstance(event, AliasEvent):
             node = super().compose_node(parent, index)
             self._aliases += 1
-            if self._aliases > self.limits.max_aliases:
-                raise _Refused(mark, f"too many aliases (more than {self.limits.max_aliases})")
+            if self._aliases > limits.max_aliases:
+                raise _Refused(
+                    event.start_mark, f"too many aliases (more than {limits.max_aliases})"
+                )
             size = self._sizes.get(id(node))
             if size is None:
-                raise _Refused(mark, "recursive alias: it refers to a node that contains it")
-            self._count(size, mark)
+                raise _Refused(
+                    event.start_mark, "recursive alias: it refers to a node that contains it"
+                )
+            self._count(size, event, limits)
             return node
         self._open += 1
-        if self._open > self.limits.max_depth:
-            raise _Refused(mark, f"nested too deeply (more than {self.limits.max_depth} levels)")
+        if self._open > limits.max_depth:
+            raise _Refused(
+                event.start_mark, f"nested too deeply (more than {limits.max_depth} levels)"
+            )
         before = self._expanded
-        self._count(1, mark)
+        self._count(1, event, limits)
         node = super().compose_node(parent, index)
         self._open -= 1
-        if getattr(node, "anchor", None) is not None:
+        if node.anchor is not None:
             self._sizes[id(node)] = self._expanded - before
         return node
 
-    def _count(self, size: int, mark: Any) -> None:
+    def _count(self, size: int, event: Any, limits: YamlLimits) -> None:
         self._expanded += size
-        if self._expanded > self.limits.max_nodes:
+        if self._expanded > limits.max_nodes:
             what = "too many aliases: the document" if self._aliases else "the document"
-            raise _Refused(mark, f"{what} expands to more than {self.limits.max_nodes} nodes")
+            raise _Refused(
+                event.start_mark, f"{what} expands to more than {limits.max_nodes} nodes"
+            )
 
 
 if CParser is not None:
