@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
+
+from bot import bounded_yaml
 
 
 class ConfigError(Exception):
@@ -268,7 +269,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
             f"config file {path}: {exc.strerror}; pass an existing file to --config or RITMO_CONFIG"
         ) from exc
     try:
-        data = YAML(typ="safe").load(text)
+        data = bounded_yaml.load(text, str(path))
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

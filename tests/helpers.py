@@ -108,3 +108,15 @@ def artifact_body(name: str = "web", version: str = "1.2.3", **overrides: Any) -
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def alias_bomb(levels: int = 9, policy: str = TWO_APPROVERS_POLICY) -> str:
+    """`policy` with a nested-alias bomb under an extra key: 9 x 9 x ... references.
+
+    Each level is a list of nine aliases of the one before, so it stands for 9**levels
+    strings in a few hundred bytes (levels=9: about 390 million, minutes to walk)."""
+    lol = ",".join(['"lol"'] * 9)
+    lines = [policy.rstrip("\n"), "bomb:", f"  l0: &l0 [{lol}]"]
+    for level in range(1, levels):
+        lines.append(f"  l{level}: &l{level} [" + ",".join([f"*l{level - 1}"] * 9) + "]")
+    return "\n".join(lines) + "\n"

@@ -16,8 +16,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ruamel.yaml import YAML
-
+from bot import bounded_yaml
 from bot.manifests.records import API_VERSION, render_record
 
 LEDGER_BRANCH = "ritmo/deployments"
@@ -169,8 +168,8 @@ def render_deployment(record: dict[str, Any]) -> bytes:
     return render_record(record)
 
 
-def parse_deployment(data: bytes) -> dict[str, Any]:
-    loaded = YAML(typ="safe").load(data)
+def parse_deployment(data: bytes, source: str = "deployment record") -> dict[str, Any]:
+    loaded = bounded_yaml.load(data, source)
     if not isinstance(loaded, dict) or loaded.get("kind") != "Deployment":
         raise ValueError("not a Deployment record")
     return loaded

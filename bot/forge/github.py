@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+import requests
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
@@ -54,6 +55,7 @@ DEPLOYMENT_STATES: dict[str, str] = {
     "inactive": "inactive",
 }
 PRODUCTION_ENVIRONMENTS = frozenset({"production", "prod"})
+RETIRE_WINDOW = 30  # earlier deployments looked at when a production one succeeds
 
 # PyGithub's pacing: GitHub asks for a second between mutating requests, or it answers with
 # secondary rate limits. Tests set these to 0.
@@ -418,9 +420,7 @@ class GitHubForge:
                         environment=deployment.environment,
                         description=_clip(deployment.description),
                         transient_environment=False,
-                        production_environment=(
-                            deployment.environment.casefold() in PRODUCTION_ENVIRONMENTS
-                        ),
+                        production_environment=_is_production(deployment.environment),
                     )
                 except GithubException as exc:
                     # 404/403: not in this installation; 422: the ref is not in the repository.
@@ -445,7 +445,55 @@ class GitHubForge:
                 )  # fmt: skip
                 if deployment.forge_ref is not None and exc.status in (403, 404):
                     return None  # gone, or no longer accessible
+                return forge_ref
+            if state == "success" and _is_production(deployment.environment):
+                self._retire_earlier(repository, int(forge_ref), deployment)
             return forge_ref
+
+    def _retire_earlier(self, repository: str, newest: int, deployment: DeploymentView) -> None:
+        """GitHub's auto_inactive skips production environments: mark the environment's
+        earlier deployments that still show success inactive, newest first, up to one
+        already inactive (the success that retired it retired those before it too).
+
+        One list, one status read per earlier deployment looked at, one write per one
+        retired: usually four requests. Best effort, like the mirroring itself."""
+        path = f"/repos/{repository}/deployments"
+        try:
+            _, listed = self._github.requester.requestJsonAndCheck(
+                "GET", path, parameters={"environment": deployment.environment,
+                                         "per_page": RETIRE_WINDOW},
+            )  # fmt: skip
+            earlier = sorted(
+                (int(d["id"]) for d in listed or [] if int(d["id"]) < newest), reverse=True
+            )
+            for deployment_id in earlier:
+                _, statuses = self._github.requester.requestJsonAndCheck(
+                    "GET", f"{path}/{deployment_id}/statuses", parameters={"per_page": 1}
+                )
+                latest = statuses[0]["state"] if statuses else None
+                if latest == "inactive":
+                    break
+                if latest != "success":
+                    continue  # failed or never finished: it was never the live one
+                self._github.requester.requestJsonAndCheck(
+                    "POST",
+                    f"{path}/{deployment_id}/statuses",
+                    input={
+                        "state": "inactive",
+                        "description": _clip(f"superseded by {deployment.description}"),
+                    },
+                    headers={"Accept": "application/vnd.github+json"},
+                )
+        except GithubException as exc:
+            log.warning(
+                "could not retire the earlier %s deployments in %s: %s %s",
+                deployment.environment, repository, exc.status, _message(exc),
+            )  # fmt: skip
+        except requests.RequestException as exc:  # the id made above must not be lost
+            log.warning(
+                "could not retire the earlier %s deployments in %s: %s",
+                deployment.environment, repository, exc,
+            )  # fmt: skip
 
     def _find_deployment(self, repository: str, deployment: DeploymentView) -> str | None:
         """The GitHub deployment made for `deployment` before, found by the payload Ritmo
@@ -607,6 +655,10 @@ def _required(policy: Policy, request: RequestView) -> int:
 
 def _describe(required: int) -> str:
     return f"0/{required} approvals" if required else "no approvals required"
+
+
+def _is_production(environment: str) -> bool:
+    return environment.casefold() in PRODUCTION_ENVIRONMENTS
 
 
 def _clip(text: str) -> str:

@@ -11,9 +11,10 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString, SingleQuotedScalarString
 from ruamel.yaml.util import load_yaml_guess_indent
+
+from bot.bounded_yaml import YamlRefused, bounded, load, load_with
 
 
 class OverlayError(ValueError):
@@ -25,20 +26,22 @@ class _Document:
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self._yaml = YAML(typ="rt")
+        self._yaml = bounded(YAML(typ="rt"))
         self._yaml.preserve_quotes = True
         self._yaml.width = 4096  # never re-wrap the user's long lines
         if not text.strip():
             self.root: Any = None
             return
         try:
-            # Guessing the indentation parses once more, without the quotes kept; files are small.
-            _, indent, offset = load_yaml_guess_indent(text)
-            if indent is not None:
-                self._yaml.indent(mapping=2, sequence=indent, offset=offset or 0)
-            self.root = self._yaml.load(text)
-        except YAMLError as exc:
-            raise OverlayError(f"not valid YAML: {' '.join(str(exc).split())}") from None
+            self.root = load_with(self._yaml, text, "overlay")
+        except YamlRefused as exc:
+            raise OverlayError(
+                f"not valid YAML: line {exc.line}, column {exc.column}: {exc.problem}"
+            ) from None
+        # Guessing the indentation parses once more (within the limits: it passed them).
+        _, indent, offset = load_yaml_guess_indent(text)
+        if indent is not None:
+            self._yaml.indent(mapping=2, sequence=indent, offset=offset or 0)
 
     def mapping(self, what: str) -> CommentedMap:
         """The top-level mapping; a file of only comments counts as an empty one."""
@@ -68,13 +71,12 @@ def _load(text: str) -> Any:
     return _Document(text).root
 
 
-_YAML_11 = YAML(typ="safe")
-_YAML_11.version = (1, 1)
-
-
 def _reads_as_string(value: str) -> bool:
     # kustomize and Helm read YAML 1.1, where yes/on/y are booleans; check both versions.
-    return all(isinstance(loader.load(value), str) for loader in (YAML(typ="safe"), _YAML_11))
+    try:
+        return all(isinstance(load(value, "value", version=v), str) for v in (None, (1, 1)))
+    except YamlRefused:
+        return False  # quoted, it reads as the string it is
 
 
 def _like(old: Any, new: str) -> Any:

@@ -15,6 +15,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from ruamel.yaml import YAML
 
+from bot import bounded_yaml
+
 API_VERSION = "ritmo.dev/v1"
 RECORDS_DIR = "artifacts"
 
@@ -142,7 +144,6 @@ def build_record(
 # A YAML object is not thread-safe, and building one costs more than the record (it scans
 # its plug-in directory every time): request threads borrow them from these pools.
 _dumpers: queue.SimpleQueue[YAML] = queue.SimpleQueue()
-_loaders: queue.SimpleQueue[YAML] = queue.SimpleQueue()
 
 
 def _dumper() -> YAML:
@@ -154,13 +155,6 @@ def _dumper() -> YAML:
         dumper.width = 4096  # a checksum stays on its key's line
         dumper.representer.sort_base_mapping_type_on_output = False  # apiVersion, kind first
         return dumper
-
-
-def _loader() -> YAML:
-    try:
-        return _loaders.get_nowait()
-    except queue.Empty:
-        return YAML(typ="safe")
 
 
 # Records rendered lately, by their bytes: the index and the outbox read back what was
@@ -185,16 +179,12 @@ def render_record(record: dict[str, Any]) -> bytes:
     return data
 
 
-def parse_record(data: bytes) -> dict[str, Any]:
+def parse_record(data: bytes, source: str = "artifact record") -> dict[str, Any]:
     with _rendered_lock:
         known = _RENDERED.get(data)
     if known is not None:
         return copy.deepcopy(known)
-    loader = _loader()
-    try:
-        loaded = loader.load(data)
-    finally:
-        _loaders.put(loader)
+    loaded = bounded_yaml.load(data, source)
     if not isinstance(loaded, dict) or loaded.get("kind") != "Artifact":
         raise ValueError("not an Artifact record")
     return loaded

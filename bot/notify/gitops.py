@@ -34,9 +34,9 @@ from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 import requests
-from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from bot import bounded_yaml
 from bot.manifests.mirror import Mirror, PushResult, PushStatus
 from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
 from bot.manifests.overlays import OverlayError, pin_kustomize_image, set_key_path
@@ -114,12 +114,9 @@ def update_branch(app: str, version: str, key: str) -> str:
 # -- the edit -----------------------------------------------------------------------
 
 
-_SAFE_YAML = YAML(typ="safe")
-
-
 def _load(text: str, path: str) -> Any:
     try:
-        return _SAFE_YAML.load(text)
+        return bounded_yaml.load(text, path)
     except YAMLError as exc:
         raise _dead(f"{path} is not valid YAML: {' '.join(str(exc).split())[:300]}") from None
 

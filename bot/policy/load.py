@@ -16,12 +16,12 @@ from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 import bot
+from bot import bounded_yaml
 from bot.policy.model import COHERENCE_ERROR, Loc, Policy, coherence_problems, dotted
 
 DEFAULT_POLICY_PATH = Path(bot.__file__).resolve().parent.parent / "policies" / "default.yaml"
@@ -55,7 +55,7 @@ class PolicyError(Exception):
 def load_policy(text: str, source: str) -> Policy:
     """Parse and validate a policy; raise PolicyError naming every problem in `source`."""
     try:
-        document = YAML(typ="rt").load(text)
+        document = bounded_yaml.load(text, source, round_trip=True)
     except YAMLError as exc:
         raise PolicyError([_yaml_problem(exc, source)]) from None
     data = _plain(document)

@@ -2,9 +2,12 @@
 
 Three kinds of series:
 
-- Counted as they happen, in this process: HTTP requests by method, route template (never
-  the raw path: bounded cardinality), status and kind (api, webhook, probe); CD reports
-  ignored, by engine and reason (a closed set: intake.IGNORED_REASONS).
+- Counted as they happen, in this process: HTTP requests by method, route template, status
+  and kind (api, webhook, probe); CD reports ignored, by engine and reason (a closed set:
+  intake.IGNORED_REASONS). Every label value comes from a closed set, whatever a client
+  sends: a known method or `other`, the route template (never the raw path) or
+  `unmatched`, a standard status code or its class (`5xx`). Anonymous requests cannot grow
+  the exposition.
 - Read live at scrape time from the runtime: webhook queue depth, outbox depth by status,
   GitHub API calls by operation and the rate limit left, git push attempts, pushes and
   retries of both writers (the default branch and the deployment ledger).
@@ -36,6 +39,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import Token
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -79,6 +83,11 @@ DURATION_BUCKETS = (
 )  # fmt: skip
 OUTBOX_STATUSES = ("queued", "delivering", "dead")  # delivered rows are history, not depth
 FINISHED = ("succeeded", "failed", "degraded")
+
+# Label values: closed sets (a client picks the method and the path, not the series).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"
+_STATUSES = frozenset(int(s) for s in HTTPStatus)
 
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # as bot/api/artifacts.py checks
 _DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -225,6 +234,13 @@ def _kind(route: str) -> str:
     return "api"
 
 
+def request_labels(method: str, rule: str | None, status: int) -> tuple[str, str, str]:
+    """(method, route, status) label values, from closed sets (see the module docstring)."""
+    method_label = method if method in METHODS else "other"
+    status_label = str(status) if status in _STATUSES else f"{status // 100}xx"
+    return method_label, rule if rule is not None else UNMATCHED, status_label
+
+
 def instrument(app: Flask, runtime: Runtime) -> Metrics:
     """Request metrics, correlation ids for logs, and GET /metrics on `app`."""
     metrics = Metrics(runtime)
@@ -252,13 +268,12 @@ def instrument(app: Flask, runtime: Runtime) -> Metrics:
     @app.after_request
     def _observe(response: Response) -> Response:
         started = g.get("ritmo_started")
-        route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        method, route, status = request_labels(request.method, rule, response.status_code)
         kind = _kind(route)
-        metrics.http_requests.labels(request.method, route, str(response.status_code), kind).inc()
+        metrics.http_requests.labels(method, route, status, kind).inc()
         if started is not None:
-            metrics.http_duration.labels(request.method, route, kind).observe(
-                time.perf_counter() - started
-            )
+            metrics.http_duration.labels(method, route, kind).observe(time.perf_counter() - started)
         cid = logs.correlation_id.get()
         if cid and "X-Correlation-ID" not in response.headers:
             response.headers["X-Correlation-ID"] = cid

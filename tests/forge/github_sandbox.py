@@ -176,6 +176,36 @@ class GitHubSandbox:
             body = [d for d in body if d["id"] != DEPLOYMENT_ID]
         self.add("GET", f"/repos/{repository}/deployments", "deployments-list", body)
 
+    def environment_history(
+        self, environment: str, history: list[tuple[int, str | None]],
+        repository: str = SOURCE_REPOSITORY,
+    ) -> None:  # fmt: skip
+        """An environment's deployments, newest first, each with its latest status state
+        (None: no status yet): GET .../deployments?environment=, GET .../{id}/statuses
+        (newest first, as GitHub lists them) and POST .../{id}/statuses for each."""
+        _, _, listed = sample("deployments-list", self.api)
+        _, _, statuses = sample("deployment-statuses-list", self.api)
+        deployments = []
+        for deployment_id, state in history:
+            deployment = json.loads(
+                json.dumps(listed[1]).replace("/deployments/1879999001",
+                                              f"/deployments/{deployment_id}")
+            )  # fmt: skip
+            deployment.update(id=deployment_id, environment=environment,
+                              original_environment=environment,
+                              production_environment=environment == "production")  # fmt: skip
+            deployments.append(deployment)
+            path = f"/repos/{repository}/deployments/{deployment_id}/statuses"
+            latest = [{**statuses[0], "state": state, "environment": environment}]
+            self.add("GET", path, "deployment-statuses-list", latest if state else [])
+            self.add(
+                "POST",
+                path,
+                "deployment-status-created",
+                self._deployment("deployment-status-created", repository, deployment_id),
+            )
+        self.add("GET", f"/repos/{repository}/deployments", "deployments-list", deployments)
+
     def deployment_status(
         self, repository: str = SOURCE_REPOSITORY, deployment_id: int = DEPLOYMENT_ID,
         name: str = "deployment-status-created",

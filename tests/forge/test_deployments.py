@@ -280,3 +280,103 @@ def test_enterprise_server_api_url() -> None:
         ghes.deployment_status()
         assert forge(api).deployed(_view()) == str(DEPLOYMENT_ID)
         assert ("POST", f"/api/v3{STATUSES}") in ghes.requests()
+
+
+class TestProductionRetiresEarlier:
+    """GitHub's auto_inactive skips production environments (issue 14, finding 7): a
+    production success marks the earlier deployments still showing success inactive."""
+
+    EARLIER, FAILED, RETIRED, NEWER = 1879999001, 1879999500, 1879990000, 1880000100
+
+    def _statuses(self, deployment_id: int) -> str:
+        return f"/repos/{SOURCE}/deployments/{deployment_id}/statuses"
+
+    def _reads(self, gh: GitHubSandbox) -> list[str]:
+        return [p for m, p in gh.requests() if m == "GET"]
+
+    def test_the_previous_success_is_marked_inactive(self, gh: GitHubSandbox) -> None:
+        gh.token()
+        gh.environment_history("production", [
+            (self.NEWER, None),  # started after this one: not touched
+            (DEPLOYMENT_ID, "in_progress"),  # this one, succeeding now
+            (self.FAILED, "failure"),  # never live: left as it is
+            (self.EARLIER, "success"),  # live until now
+            (self.RETIRED, "inactive"),  # retired by an earlier success: the end
+            (1879000000, "success"),  # beyond it: not even read
+        ])  # fmt: skip
+        github = forge()
+        view = _view(environment="production", status="succeeded", forge_ref=str(DEPLOYMENT_ID),
+                     description="web 1.2.3 to production")  # fmt: skip
+        assert github.deployed(view) == str(DEPLOYMENT_ID)
+        (succeeded,) = gh.sent("POST", STATUSES)
+        assert succeeded["state"] == "success"
+        assert gh.sent("POST", self._statuses(self.EARLIER)) == [
+            {"state": "inactive", "description": "superseded by web 1.2.3 to production"}
+        ]
+        for untouched in (self.NEWER, self.FAILED, self.RETIRED, 1879000000):
+            assert gh.sent("POST", self._statuses(untouched)) == []
+        (listed,) = [c.request.url for c in gh.rsps.calls if c.request.method == "GET"
+                     and c.request.url.split("?")[0].endswith(CREATED)]  # fmt: skip
+        assert "environment=production" in listed
+        assert [p for p in self._reads(gh) if p.endswith("/statuses")] == [
+            f"/repos/{SOURCE}/deployments/{i}/statuses"
+            for i in (self.FAILED, self.EARLIER, self.RETIRED)
+        ]
+        # token, status, list, three status reads, one retirement
+        assert github.calls == {"deployed": 7}
+
+    @pytest.mark.parametrize("environment", ["prod", "Production"])
+    def test_every_production_name(self, gh: GitHubSandbox, environment: str) -> None:
+        gh.token()
+        gh.environment_history(environment, [(DEPLOYMENT_ID, "in_progress"),
+                                             (self.EARLIER, "success")])  # fmt: skip
+        view = _view(environment=environment, status="succeeded", forge_ref=str(DEPLOYMENT_ID))
+        forge().deployed(view)
+        assert [b["state"] for b in gh.sent("POST", self._statuses(self.EARLIER))] == ["inactive"]
+
+    @pytest.mark.parametrize("status", ["progressing", "failed", "degraded"])
+    def test_only_a_success_retires(self, gh: GitHubSandbox, status: str) -> None:
+        """A failed rollout leaves the previous one live."""
+        gh.token()
+        gh.environment_history("production", [(DEPLOYMENT_ID, "in_progress"),
+                                              (self.EARLIER, "success")])  # fmt: skip
+        forge().deployed(_view(environment="production", status=status,
+                               forge_ref=str(DEPLOYMENT_ID)))  # fmt: skip
+        assert gh.sent("POST", self._statuses(self.EARLIER)) == []
+        assert self._reads(gh) == []
+
+    def test_other_environments_are_left_to_auto_inactive(self, gh: GitHubSandbox) -> None:
+        gh.token()
+        gh.deployment_status()
+        github = forge()
+        github.deployed(_view(status="succeeded", forge_ref=str(DEPLOYMENT_ID)))
+        assert gh.sent("POST", STATUSES)[0]["auto_inactive"] is True
+        assert self._reads(gh) == [] and github.calls == {"deployed": 2}
+
+    def test_a_refused_list_is_logged(
+        self, gh: GitHubSandbox, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        gh.token()
+        gh.deployment_status()
+        gh.add("GET", CREATED, "repository-not-found", status=403,
+               body={"message": "Resource not accessible by integration"})  # fmt: skip
+        with caplog.at_level(logging.WARNING, "bot.forge.github"):
+            ref = forge().deployed(_view(environment="production", status="succeeded",
+                                         forge_ref=str(DEPLOYMENT_ID)))  # fmt: skip
+        assert ref == str(DEPLOYMENT_ID)
+        assert "could not retire the earlier production deployments in acme/web: 403" in (
+            caplog.text
+        )
+
+    def test_a_connection_error_keeps_the_id(
+        self, gh: GitHubSandbox, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The sandbox answers an unregistered URL with a ConnectionError: the status was
+        set, so the deployment's id is still returned (losing it would make a duplicate)."""
+        gh.token()
+        gh.create_deployment()
+        gh.deployment_status()
+        with caplog.at_level(logging.WARNING, "bot.forge.github"):
+            ref = forge().deployed(_view(environment="production", status="succeeded"))
+        assert ref == str(DEPLOYMENT_ID)
+        assert "could not retire the earlier production deployments" in caplog.text

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
@@ -50,6 +51,7 @@ from tests.forge.github_sandbox import (
 )
 from tests.helpers import (
     TWO_APPROVERS_POLICY,
+    alias_bomb,
     artifact_body,
     bearer,
     checksum,
@@ -561,6 +563,40 @@ def deployment(state: dict[str, str]) -> dict[str, Any]:
     return {"artifact_id": state["art"], "environment": "staging", "target_type": "kubernetes"}
 
 
+# -- abuse (issue 14): anonymous requests that grow /metrics, YAML that expands
+
+
+def made_up_methods(w: World) -> list[str]:
+    """Made-up methods and paths, anonymous: none may become a label value."""
+    methods = [f"BREW{i}" for i in range(50)]
+    for i, method in enumerate(methods):
+        w.client.open(f"/healthz/probe-{i}" if i % 2 else "/healthz", method=method)
+    return methods
+
+
+def metrics_after(w: World, methods: list[str]) -> Answer:
+    return _answer(w.client.open("/metrics", method="BREW-AGAIN"))
+
+
+def metrics_hold_none_of_them(w: World, methods: list[str]) -> None:
+    text = w.client.get("/metrics").get_data(as_text=True)
+    assert not any(m in text for m in methods) and "probe-" not in text, text[:2000]
+    assert 'method="other",route="unmatched"' in text
+    assert 'method="other",route="/healthz"' not in text  # 405: no rule matched
+
+
+def put_policy(text: str) -> Callable[[World, Any], Answer]:
+    def act(w: World, _: Any) -> Answer:
+        started = time.perf_counter()
+        resp = w.client.put(
+            "/api/v1/policy", json={"policy": text}, headers=bearer(w.tokens["admin"])
+        )
+        assert time.perf_counter() - started < 1.0
+        return _answer(resp)
+
+    return act
+
+
 # ---------------------------------------------------------------------------------------
 # The catalogue
 
@@ -682,6 +718,13 @@ CASES: list[Case] = [
          post_artifact(metadata={"commit": "c" * 1025}), 422, field("metadata.commit")),
     Case("signature of 20 000 characters", nothing, post_artifact(signature="x" * 20_000), 422,
          field("signature")),
+    Case("PUT /api/v1/policy with a nested-alias bomb (9**7 strings)", nothing,
+         put_policy(alias_bomb(7)), 422, "too many aliases"),
+    Case("PUT /api/v1/policy nested 1,000 deep", nothing,
+         put_policy("environments: " + "[" * 1000 + "]" * 1000), 422, "nested too deeply"),
+    # -- anonymous load ---------------------------------------------------------------------
+    Case("made-up HTTP methods and paths are not label values in /metrics", made_up_methods,
+         metrics_after, 405, "method not allowed here", check=metrics_hold_none_of_them),
     # -- signatures -------------------------------------------------------------------------
     Case("signature by an untrusted key", nothing, signed_by("stranger"), 422, "unknown key"),
     Case("trusted signature over another checksum", nothing,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import random
 import shutil
+import string
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +19,7 @@ import bot.forge.github as github_forge_module
 from bot.api import health
 from bot.auth import Scope
 from bot.runtime import Runtime
-from bot.telemetry.metrics import LiveCollector
+from bot.telemetry.metrics import LiveCollector, request_labels
 from tests.forge.github_sandbox import GitHubSandbox, forge, sandbox
 from tests.helpers import TWO_APPROVERS_POLICY, artifact_body, bearer
 from tests.reliability.server import RitmoServer
@@ -263,3 +265,51 @@ def test_with_two_workers_every_scrape_sums_both(
         assert seen == [float(i) for i in range(10)]  # each scrape counts the ones before
     finally:
         server.stop()
+
+
+# -- label cardinality (issue 14, finding 1) ---------------------------------------------
+
+
+def test_random_methods_and_paths_do_not_grow_the_exposition(
+    client: FlaskClient, tokens: dict[str, str]
+) -> None:
+    """Anonymous requests with made-up methods and paths: label values stay in closed sets
+    (`other`, `unmatched`, the route template), so 10,000 of them add a few series at most."""
+    rng = random.Random(14)
+    letters = string.ascii_uppercase
+    assert client.get("/healthz").status_code == 200
+    before = len(client.get("/metrics").data)
+    for i in range(10_000):
+        method = "".join(rng.choices(letters, k=rng.randint(3, 12)))
+        if i % 3 == 0:  # a route that exists, with a template, and a method it lacks
+            path = f"/api/v1/artifacts/art-{rng.getrandbits(64):x}"
+        else:
+            path = "/" + "/".join(
+                "".join(rng.choices(string.ascii_lowercase + string.digits, k=rng.randint(1, 10)))
+                for _ in range(rng.randint(1, 4))
+            )
+        resp = client.open(path, method=method)
+        assert resp.status_code in (404, 405), (method, path, resp.status_code)
+    for i in range(200):  # known methods on unknown paths and on templated ones
+        client.get(f"/no/such/{i}")
+        client.get(f"/api/v1/artifacts/art-{i}", headers=bearer(tokens["reader"]))
+    grown = len(client.get("/metrics").data) - before
+    assert grown < 10 * 1024, grown
+    text = client.get("/metrics").get_data(as_text=True)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    samples = families["ritmo_http_requests"].samples
+    seen = {(s.labels["method"], s.labels["route"]) for s in samples}
+    assert {m for m, _ in seen} <= {"GET", "other"}, seen
+    assert {r for _, r in seen} <= {
+        "/healthz", "/metrics", "unmatched", "/api/v1/artifacts/<artifact_id>",
+    }, seen  # fmt: skip
+
+
+def test_request_labels_come_from_closed_sets() -> None:
+    assert request_labels("GET", "/healthz", 200) == ("GET", "/healthz", "200")
+    assert request_labels("get", None, 404) == ("other", "unmatched", "404")
+    assert request_labels("BREW", None, 418) == ("other", "unmatched", "418")
+    assert request_labels("PROPFIND", "/", 299) == ("other", "/", "2xx")
+    assert request_labels("DELETE", "/api/v1/tokens/<name>", 599) == (
+        "DELETE", "/api/v1/tokens/<name>", "5xx",
+    )  # fmt: skip
