@@ -158,3 +158,22 @@ def test_quick_start_through_the_installed_wheel(wheel_venv: Path, empty_dir: Pa
     verify_commit(bare, found[1], empty_dir / ".ritmo" / "gnupg")
     production = git(bare, "show", "main:apps/web/overlays/production/kustomization.yaml")
     assert "1.2.3" in production, production
+
+
+def test_the_image_holds_the_installed_wheel_only() -> None:
+    """The Dockerfile's last stage copies the venv the wheel was installed into, nothing of
+    the source tree, and nothing is installed editable. (No Docker daemon here to build it.)"""
+    stages: list[list[str]] = []
+    for line in (REPO / "Dockerfile").read_text().splitlines():
+        if line.startswith("FROM "):
+            stages.append([])
+        if stages and line.strip() and not line.startswith("#"):
+            stages[-1].append(line)
+    text = "\n".join(sum(stages, []))
+    assert " -e " not in text and "--editable" not in text
+    assert any("pip wheel" in line for line in stages[0])
+    assert any(re.search(r"pip install /dist/ritmo-\*\.whl", line) for line in stages[1])
+    final = stages[-1]
+    copies = [line.split() for line in final if line.startswith("COPY")]
+    assert copies == [["COPY", "--from=venv", "/opt/ritmo", "/opt/ritmo"]], copies
+    assert re.search(r"^USER \d+:\d+$", "\n".join(final), re.M)  # numeric: runAsNonRoot checks
