@@ -3,6 +3,7 @@ against a live `ritmo serve` on embedded defaults, from the directory the server
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -72,3 +73,18 @@ def test_the_readme_quick_start_runs_as_written(serve_cwd: Path) -> None:
     assert git(bare, "rev-parse", "main").strip() == merged[2]
     assert "Ritmo-Approved-By: alice, bob" in git(bare, "log", "-1", "--format=%B", "main")
     verify_commit(bare, merged[2], serve_cwd / ".ritmo" / "gnupg")
+
+
+def test_no_internal_jargon_where_users_read() -> None:
+    """The README, the shipped policy and the OpenAPI document speak to users, not to the
+    team that wrote them."""
+    from bot.api.openapi import build_document
+
+    repo = README.parent
+    texts = {
+        "README.md": README.read_text(encoding="utf-8"),
+        "policies/default.yaml": (repo / "policies" / "default.yaml").read_text(),
+        "openapi.json": json.dumps(build_document()),
+    }
+    for name, text in texts.items():
+        assert not re.search(r"\bthe brief\b|\bbrief's\b", text, re.I), name

@@ -8,7 +8,7 @@ Three kinds of series:
   GitHub API calls by operation and the rate limit left, git push attempts, pushes and
   retries of both writers (the default branch and the deployment ledger).
 - Computed at scrape time from the index (every process agrees on them, and they survive
-  restarts): the brief's five. Prometheus histograms cannot be recomputed from rows, so
+  restarts): five delivery figures. Prometheus histograms cannot be recomputed from rows, so
   these are histograms *of a window*: the promotions, deployments and requests of the
   last WINDOW_DAYS days, with buckets counted by the collector. They are snapshots, not
   counters: read them with histogram_quantile() and _sum/_count directly, never through
@@ -389,7 +389,7 @@ def _le(bound: float) -> str:
 
 
 class IndexCollector(Collector):
-    """The brief's five, from the index at scrape time (see the module docstring)."""
+    """Five delivery figures, from the index at scrape time (see the module docstring)."""
 
     def __init__(
         self,
