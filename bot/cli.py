@@ -75,9 +75,12 @@ def serve(ctx: click.Context) -> None:
     """Run the server (gunicorn). With nothing configured, it sets itself up in ./.ritmo/."""
     from bot.embedded import create_first_tokens, prepare_embedded, seed_embedded
     from bot.runtime import build_runtime
-    from bot.server import run_gunicorn
+    from bot.server import listen_problem, run_gunicorn
 
     settings = _settings(ctx)
+    problem = listen_problem(settings.listen)
+    if problem is not None:
+        _fail(problem)
     try:
         notes = prepare_embedded(settings)
         runtime = build_runtime(settings)

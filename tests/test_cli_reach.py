@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,16 @@ def test_serve_reads_config_given_after_it(tmp_path: Path) -> None:
     assert result.stderr.startswith("ritmo: setting listen (RITMO_LISTEN): ")
     assert str(config) in result.stderr
     assert not (tmp_path / ".ritmo").exists()
+
+
+def test_serve_on_a_port_in_use_stops_before_creating_anything(tmp_path: Path) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = invoke(["serve"], {"RITMO_LISTEN": f"127.0.0.1:{port}"})
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(
+        f"ritmo: setting listen (RITMO_LISTEN): cannot listen on 127.0.0.1:{port}: "
+    )
+    assert "in use" in line
+    assert list(tmp_path.iterdir()) == []  # no .ritmo: no key, no remote, no tokens
