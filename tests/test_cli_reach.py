@@ -106,3 +106,24 @@ def test_serve_on_a_port_in_use_stops_before_creating_anything(tmp_path: Path) -
     )
     assert "in use" in line
     assert list(tmp_path.iterdir()) == []  # no .ritmo: no key, no remote, no tokens
+
+
+def test_token_create_outside_a_data_directory_refuses(tmp_path: Path) -> None:
+    """Nothing configured and no ./.ritmo here: the token would go to a new, empty index
+    the server never reads."""
+    result = invoke(["token", "create", "--name", "alice", "--scope", "artifacts:read"])
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"ritmo: no data directory at {tmp_path.resolve() / '.ritmo'}: ")
+    assert "RITMO_DATA_DIR" in line
+    assert result.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+    for command in (["token", "list"], ["token", "revoke", "alice"]):
+        assert invoke(command).exit_code == 2
+
+
+def test_token_create_in_the_servers_directory(tmp_path: Path) -> None:
+    (tmp_path / ".ritmo").mkdir()
+    result = invoke(["token", "create", "--name", "alice", "--scope", "artifacts:read"])
+    assert result.exit_code == 0, result.output
+    assert [t.name for t in data_tokens(tmp_path / ".ritmo").all()] == ["alice"]
