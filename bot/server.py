@@ -41,6 +41,11 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "timeout": 300,  # a request waits for its push; the push has its own bound
             "accesslog": "-",
         }
+        if self._settings.log_format == "json":
+            from bot.telemetry.logs import gunicorn_logconfig
+
+            options["accesslog"] = None  # Ritmo's own access line, as JSON
+            options["logconfig_dict"] = gunicorn_logconfig()
         if self._settings.workers > 1:
             from bot.telemetry.metrics import worker_exited
 

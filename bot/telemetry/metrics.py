@@ -80,6 +80,7 @@ FINISHED = ("succeeded", "failed", "degraded")
 
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # as bot/api/artifacts.py checks
 _DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_ACCESS = logging.getLogger("ritmo.access")  # one line per request, with JSON logs
 
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -208,6 +209,8 @@ def instrument(app: Flask, runtime: Runtime) -> Metrics:
     """Request metrics, correlation ids for logs, and GET /metrics on `app`."""
     metrics = Metrics(runtime)
     app.extensions["ritmo.metrics"] = metrics
+    # With JSON logs gunicorn's access log is off and this line replaces it (bot/server.py).
+    access_lines = runtime.settings.log_format == "json"
     logs.add_secrets(logs.secrets_of(runtime.settings))
 
     @app.before_request
@@ -241,6 +244,14 @@ def instrument(app: Flask, runtime: Runtime) -> Metrics:
         cid = logs.correlation_id.get()
         if cid and "X-Correlation-ID" not in response.headers:
             response.headers["X-Correlation-ID"] = cid
+        if access_lines and started is not None:
+            duration_ms = round((time.perf_counter() - started) * 1000, 1)
+            fields = {"method": request.method, "route": route, "path": request.path,
+                      "status": response.status_code, "duration_ms": duration_ms}  # fmt: skip
+            _ACCESS.info(
+                "%s %s %s %.1fms", request.method, request.path, response.status_code,
+                duration_ms, extra={"fields": fields},
+            )  # fmt: skip
         return response
 
     @app.teardown_request
