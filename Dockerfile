@@ -36,16 +36,14 @@ ENV PATH=/opt/ritmo/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     RITMO_DATA_DIR=/var/lib/ritmo \
-    PROMETHEUS_MULTIPROC_DIR=/var/lib/ritmo/prometheus
+    RITMO_LISTEN=0.0.0.0:8080
 # Numeric, so Kubernetes' runAsNonRoot can check it.
 USER 10001:10001
 WORKDIR /var/lib/ritmo
 EXPOSE 8080
-# Configure with RITMO_CONFIG or RITMO_* (manifests.url, signing.key, signing.gnupghome, ...).
-# Without them the worker refuses to boot with one line naming the setting to set.
-# More workers: GUNICORN_CMD_ARGS="--workers 4". /metrics sums them through the files in
-# PROMETHEUS_MULTIPROC_DIR, emptied at each start. More replicas: one RITMO_DATABASE_URL
-# (PostgreSQL) for all of them. Kubernetes: templates/kubernetes/.
-CMD ["sh", "-c", "rm -rf \"$PROMETHEUS_MULTIPROC_DIR\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" \
-     && exec gunicorn --bind 0.0.0.0:8080 --worker-class gthread --threads 64 --timeout 300 \
-        --access-logfile - 'bot.app:create_app_from_env()'"]
+# `ritmo serve`: settings checked once (a bad one stops it with one line naming it), then
+# gunicorn. Configure with RITMO_CONFIG or RITMO_* (manifests.url, signing.key,
+# signing.gnupghome, ...); with nothing configured it sets itself up in /var/lib/ritmo, as
+# on a laptop. More workers: RITMO_WORKERS (/metrics sums them). More replicas: one
+# RITMO_DATABASE_URL (PostgreSQL) for all of them. Kubernetes: templates/kubernetes/.
+CMD ["ritmo", "serve"]

@@ -177,3 +177,4 @@ def test_the_image_holds_the_installed_wheel_only() -> None:
     copies = [line.split() for line in final if line.startswith("COPY")]
     assert copies == [["COPY", "--from=venv", "/opt/ritmo", "/opt/ritmo"]], copies
     assert re.search(r"^USER \d+:\d+$", "\n".join(final), re.M)  # numeric: runAsNonRoot checks
+    assert final[-1] == 'CMD ["ritmo", "serve"]'  # the wheel's entry point, as tested above
