@@ -88,3 +88,12 @@ def test_no_internal_jargon_where_users_read() -> None:
     }
     for name, text in texts.items():
         assert not re.search(r"\bthe brief\b|\bbrief's\b", text, re.I), name
+
+
+def test_the_promote_recipe_can_read_status() -> None:
+    """`ritmo status` needs artifacts:read: every release-bot token the README makes has it."""
+    text = README.read_text(encoding="utf-8")
+    recipes = re.findall(r"^.*token (?:create )?--name release-bot.*$", text, re.M)
+    assert len(recipes) >= 2  # the quick start's and the Promote section's
+    for line in recipes:
+        assert "--scope artifacts:read" in line, line
