@@ -43,7 +43,19 @@ def _settings(ctx: click.Context) -> Settings:
     return settings
 
 
-@click.group()
+class _Commands(click.Group):
+    """Every client command: an unreachable server is one line and exit 3, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from bot.client import Unreachable
+
+        try:
+            return super().invoke(ctx)
+        except Unreachable as exc:
+            _fail(f"cannot reach {exc.server}: {exc}", EXIT_UNAVAILABLE)
+
+
+@click.group(cls=_Commands)
 @click.option(
     "--config",
     type=click.Path(path_type=Path),
@@ -67,9 +79,12 @@ def serve(ctx: click.Context) -> None:
     """Run the server (gunicorn). With nothing configured, it sets itself up in ./.ritmo/."""
     from bot.embedded import create_first_tokens, prepare_embedded, seed_embedded
     from bot.runtime import build_runtime
-    from bot.server import run_gunicorn
+    from bot.server import listen_problem, run_gunicorn
 
     settings = _settings(ctx)
+    problem = listen_problem(settings.listen)
+    if problem is not None:
+        _fail(problem)
     try:
         notes = prepare_embedded(settings)
         runtime = build_runtime(settings)
@@ -801,3 +816,28 @@ def verify(
         click.echo(f"ritmo verify: {len(problems)} problem(s) in {where}", err=True)
         sys.exit(EXIT_REFUSED)
     click.echo(f"ritmo verify: ok, {where} checked against {keys_text}", err=True)
+
+
+def _remember_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.find_root().ensure_object(dict)["config"] = value
+
+
+def _config_after_the_command(group: click.Group) -> None:
+    """`ritmo serve --config f` works as `ritmo --config f serve` does."""
+    for command in group.commands.values():
+        if isinstance(command, click.Group):
+            _config_after_the_command(command)
+        elif not any(param.name == "config" for param in command.params):
+            command.params.append(
+                click.Option(
+                    ["--config"],
+                    type=click.Path(path_type=Path),
+                    expose_value=False,
+                    callback=_remember_config,
+                    help="YAML settings file (as `ritmo --config`).",
+                )
+            )
+
+
+_config_after_the_command(main)

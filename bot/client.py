@@ -25,6 +25,18 @@ class ApiResponse:
         return str(self.body)
 
 
+class Unreachable(requests.RequestException):
+    """The server did not answer: refused, timed out, unknown host, not a URL (exit 3)."""
+
+    def __init__(self, server: str, exc: requests.RequestException) -> None:
+        # urllib3's reason ends with what happened ("[Errno 111] Connection refused");
+        # requests wraps it in pool and retry details no one needs to read.
+        inner = getattr(exc.args[0], "reason", None) if exc.args else None
+        reason = str(inner if inner is not None else exc).split(">: ", 1)[-1]
+        super().__init__(reason)
+        self.server = server
+
+
 class RitmoClient:
     def __init__(self, server: str, token: str, timeout: float = 120) -> None:
         self._base = server.rstrip("/")
@@ -33,7 +45,10 @@ class RitmoClient:
         self._timeout = timeout
 
     def _call(self, method: str, path: str, **kwargs: Any) -> ApiResponse:
-        resp = self._session.request(method, self._base + path, timeout=self._timeout, **kwargs)
+        try:
+            resp = self._session.request(method, self._base + path, timeout=self._timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise Unreachable(self._base, exc) from None
         try:
             body = resp.json()
         except ValueError:

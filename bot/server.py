@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from bot.config import Settings
+
+
+def listen_problem(listen: str) -> str | None:
+    """Why `listen` cannot be bound now, or None. Checked before `serve` creates anything,
+    so a port in use stops it with the setting's name instead of a half set-up data_dir."""
+    host, _, port = listen.rpartition(":")
+    try:
+        # SO_REUSEADDR, as gunicorn binds: a port left in TIME_WAIT is not "in use".
+        with socket.create_server((host.strip("[]"), int(port))):
+            return None
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        return (
+            f"setting listen (RITMO_LISTEN): cannot listen on {listen}: {why}; "
+            "stop what uses it or set another host:port"
+        )
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -24,6 +41,11 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "timeout": 300,  # a request waits for its push; the push has its own bound
             "accesslog": "-",
         }
+        if self._settings.log_format == "json":
+            from bot.telemetry.logs import gunicorn_logconfig
+
+            options["accesslog"] = None  # Ritmo's own access line, as JSON
+            options["logconfig_dict"] = gunicorn_logconfig()
         if self._settings.workers > 1:
             from bot.telemetry.metrics import worker_exited
 

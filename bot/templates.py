@@ -7,7 +7,9 @@ from typing import Any
 
 import jinja2
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+from bot.shipped import shipped_dir
+
+TEMPLATES_DIR = shipped_dir("templates")
 
 
 class Templates:

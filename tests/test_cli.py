@@ -458,12 +458,15 @@ class TestReindex:
 class _Server:
     """`ritmo serve` as a child process, with its output read line by line."""
 
-    def __init__(self, cwd: Path, port: int) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.upper().startswith("RITMO_")}
+    def __init__(
+        self, cwd: Path, port: int, ritmo: Path = RITMO, environ: dict[str, str] | None = None
+    ) -> None:
+        base = os.environ if environ is None else environ
+        env = {k: v for k, v in base.items() if not k.upper().startswith("RITMO_")}
         env["RITMO_LISTEN"] = f"127.0.0.1:{port}"
         self.base = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(
-            [str(RITMO), "serve"], cwd=cwd, env=env, text=True,
+            [str(ritmo), "serve"], cwd=cwd, env=env, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         self.stdout: queue.Queue[str] = queue.Queue()

@@ -1,4 +1,4 @@
-"""POST /api/v1/artifacts/{id}/promote and GET /api/v1/promotions: the brief's promotion API."""
+"""POST /api/v1/artifacts/{id}/promote and GET /api/v1/promotions: the promotion API."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ Ticket = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._#:/-
 
 
 class PromoteBody(BaseModel):
-    """The brief's body; `from`/`to` or `from_environment`/`to_environment`."""
+    """A promotion: `from`/`to` or `from_environment`/`to_environment`."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,11 +19,11 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
-import bot
 from bot import bounded_yaml
 from bot.policy.model import COHERENCE_ERROR, Loc, Policy, coherence_problems, dotted
+from bot.shipped import shipped_dir
 
-DEFAULT_POLICY_PATH = Path(bot.__file__).resolve().parent.parent / "policies" / "default.yaml"
+DEFAULT_POLICY_PATH = shipped_dir("policies") / "default.yaml"
 BRANCH_POLICY_PATH = ".ritmo/policy.yaml"
 
 # The YAML keys pydantic names by alias, and the field names also accepted in their place.

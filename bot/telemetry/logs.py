@@ -141,6 +141,8 @@ class JsonFormatter(logging.Formatter):
             line["correlation_id"] = redact(str(cid))
         if did:
             line["delivery_id"] = redact(str(did))
+        for key, value in getattr(record, "fields", {}).items():  # e.g. an access line's
+            line.setdefault(key, redact(value) if isinstance(value, str) else value)
         if record.exc_info:
             line["exc_info"] = redact(self.formatException(record.exc_info))
         elif record.exc_text:
@@ -181,3 +183,28 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level)
     return handler
+
+
+def gunicorn_logconfig() -> dict[str, Any]:
+    """gunicorn's own lines (starting, booting a worker, a worker timing out) as JSON lines on
+    stderr. Its access log is off then: Ritmo writes one access line per request instead,
+    with the route, status, duration and correlation id (bot/telemetry/metrics.py)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "filters": {"redact": {"()": RedactingFilter}},
+        "handlers": {
+            "json": {
+                "class": "logging.StreamHandler",
+                "formatter": "json",
+                "filters": ["redact"],
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": "INFO", "handlers": []},  # each worker sets up its own
+        "loggers": {
+            "gunicorn.error": {"level": "INFO", "handlers": ["json"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False},
+        },
+    }

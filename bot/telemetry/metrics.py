@@ -12,7 +12,7 @@ Three kinds of series:
   GitHub API calls by operation and the rate limit left, git push attempts, pushes and
   retries of both writers (the default branch and the deployment ledger).
 - Computed at scrape time from the index (every process agrees on them, and they survive
-  restarts): the brief's five. Prometheus histograms cannot be recomputed from rows, so
+  restarts): five delivery figures. Prometheus histograms cannot be recomputed from rows, so
   these are histograms *of a window*: the promotions, deployments and requests of the
   last WINDOW_DAYS days, with buckets counted by the collector. They are snapshots, not
   counters: read them with histogram_quantile() and _sum/_count directly, never through
@@ -91,6 +91,7 @@ _STATUSES = frozenset(int(s) for s in HTTPStatus)
 
 _CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")  # as bot/api/artifacts.py checks
 _DELIVERY_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_ACCESS = logging.getLogger("ritmo.access")  # one line per request, with JSON logs
 
 
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -245,6 +246,8 @@ def instrument(app: Flask, runtime: Runtime) -> Metrics:
     """Request metrics, correlation ids for logs, and GET /metrics on `app`."""
     metrics = Metrics(runtime)
     app.extensions["ritmo.metrics"] = metrics
+    # With JSON logs gunicorn's access log is off and this line replaces it (bot/server.py).
+    access_lines = runtime.settings.log_format == "json"
     logs.add_secrets(logs.secrets_of(runtime.settings))
 
     @app.before_request
@@ -277,6 +280,14 @@ def instrument(app: Flask, runtime: Runtime) -> Metrics:
         cid = logs.correlation_id.get()
         if cid and "X-Correlation-ID" not in response.headers:
             response.headers["X-Correlation-ID"] = cid
+        if access_lines and started is not None:
+            duration_ms = round((time.perf_counter() - started) * 1000, 1)
+            fields = {"method": request.method, "route": route, "path": request.path,
+                      "status": response.status_code, "duration_ms": duration_ms}  # fmt: skip
+            _ACCESS.info(
+                "%s %s %s %.1fms", request.method, request.path, response.status_code,
+                duration_ms, extra={"fields": fields},
+            )  # fmt: skip
         return response
 
     @app.teardown_request
@@ -425,7 +436,7 @@ def _le(bound: float) -> str:
 
 
 class IndexCollector(Collector):
-    """The brief's five, from the index at scrape time (see the module docstring)."""
+    """Five delivery figures, from the index at scrape time (see the module docstring)."""
 
     def __init__(
         self,

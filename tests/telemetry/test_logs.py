@@ -81,7 +81,14 @@ def test_lines_are_json_with_the_correlation_id(
     assert client.get("/_shout", headers={"X-Correlation-ID": "build-142"}).status_code == 200
     said.info("outside a request")
     generated = client.get("/_shout")
-    lines = captured.lines()
+    everything = captured.lines()
+    # Each request also gets its access line (route, status, duration), with the same id.
+    access = [line for line in everything if line["logger"] == "ritmo.access"]
+    assert [(a["route"], a["status"], a["correlation_id"]) for a in access] == [
+        ("/_shout", 200, "build-142"),
+        ("/_shout", 200, generated.headers["X-Correlation-ID"]),
+    ]
+    lines = [line for line in everything if line["logger"] != "ritmo.access"]
     assert len(lines) == 3
     first, outside, second = lines
     assert first["correlation_id"] == "build-142"
