@@ -113,6 +113,7 @@ class _Instruments:
     http_requests: Counter
     http_duration: Histogram
     git: dict[str, Counter]  # push_attempts, pushes, push_retries: by writer
+    batch_attempts: Histogram  # push attempts a landed batch took, by writer
     github_calls: Counter  # by operation
 
 
@@ -130,6 +131,11 @@ _GIT_COUNTS = {
         "Writes retried on the remote's new tip after a refused push, by writer",
     ),
 }
+_BATCH_ATTEMPTS = (
+    "ritmo_git_push_attempts_per_batch",
+    "Push attempts each landed batch of commits took, by writer (1: no refused push)",
+)
+ATTEMPT_BUCKETS = (1, 2, 3, 4, 5, 6, 10, 20, 50)  # up to manifests.push_attempts' bound
 _GITHUB_CALLS = (
     "ritmo_github_api_calls",
     "GitHub API requests made, by Ritmo operation (token refreshes included)",
@@ -165,7 +171,10 @@ def _shared() -> _Instruments:
                 for key, (name, text) in _GIT_COUNTS.items()
             }
             calls = Counter(*_GITHUB_CALLS, ["operation"], registry=None)
-            _SHARED = _Instruments(http_requests, http_duration, git, calls)
+            batch_attempts = Histogram(
+                *_BATCH_ATTEMPTS, ["writer"], buckets=ATTEMPT_BUCKETS, registry=None
+            )
+            _SHARED = _Instruments(http_requests, http_duration, git, batch_attempts, calls)
         return _SHARED
 
 
@@ -181,6 +190,7 @@ class Metrics:
             prometheus_multiprocess.MultiProcessCollector(self.registry, shared_dir)  # type: ignore[no-untyped-call]
             for name, writer in (("manifests", runtime.writer), ("ledger", runtime.ledger)):
                 writer.on_count = _counter_hook(shared.git, name)
+                writer.on_batch = shared.batch_attempts.labels(name).observe
             forge = runtime.requests.forge
             if hasattr(forge, "on_call"):
                 forge.on_call = lambda operation: shared.github_calls.labels(operation).inc()
@@ -349,6 +359,17 @@ class LiveCollector(Collector):
         yield attempts
         yield pushed
         yield retries
+        per_batch = HistogramMetricFamily(*_BATCH_ATTEMPTS, labels=["writer"])
+        for name, writer in writers:
+            counts: dict[int, int] = dict(getattr(writer, "attempts_per_batch", {}))
+            buckets = [
+                (_le(b), float(sum(t for n, t in counts.items() if n <= b)))
+                for b in ATTEMPT_BUCKETS
+            ]
+            buckets.append(("+Inf", float(sum(counts.values()))))
+            total = float(sum(n * t for n, t in counts.items()))
+            per_batch.add_metric([name], buckets, sum_value=total)
+        yield per_batch
 
 
 def _parse(stamp: Any) -> datetime | None:
