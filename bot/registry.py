@@ -144,8 +144,8 @@ class ArtifactRegistry:
         chained = self._chain(record, registered_by, correlation_id)
         pins = [replace(pin, recorded=change.planned) for pin in chained]
         # Submitted together, so the record and its pins travel in one push.
-        recorded = self._writer.submit(change)
-        pinned = [(pin, self._writer.submit(pin)) for pin in pins]
+        recorded, *futures = self._writer.submit_all([change, *pins])
+        pinned = list(zip(pins, futures, strict=True))
         result = recorded.result(timeout=WRITE_TIMEOUT)
         promotions = []
         for pin, future in pinned:

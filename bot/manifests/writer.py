@@ -137,7 +137,7 @@ class ManifestWriter:
         # replicas wait their turn instead of racing into refused pushes and retries.
         self._exclusive = exclusive
         self._known_tip = known_tip
-        self._queue: queue.Queue[_Job] = queue.Queue()
+        self._queue: queue.Queue[list[_Job]] = queue.Queue()  # a group lands in one batch
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._synced = False
@@ -153,10 +153,15 @@ class ManifestWriter:
         self.on_batch: Callable[[int], None] = lambda attempts: None
 
     def submit(self, change: Change) -> Future[WriteResult]:
+        return self.submit_all([change])[0]
+
+    def submit_all(self, changes: list[Change]) -> list[Future[WriteResult]]:
+        """Changes planned together, in this order, in one batch (one push): a record and
+        the pins chained on it, which no other change comes between."""
         self._ensure_thread()
-        job = _Job(change)
-        self._queue.put(job)
-        return job.future
+        jobs = [_Job(change) for change in changes]
+        self._queue.put(jobs)
+        return [job.future for job in jobs]
 
     def write(self, change: Change, timeout: float = 300) -> WriteResult:
         return self.submit(change).result(timeout=timeout)
@@ -172,7 +177,7 @@ class ManifestWriter:
         while True:
             first = self._queue.get()
             try:
-                self._serve([first, *self._drain()])
+                self._serve([*first, *self._drain()])
             except Exception as exc:  # never let the writer thread die with callers waiting
                 log.exception("write failed")
                 self._fail_waiting(exc)
@@ -181,7 +186,7 @@ class ManifestWriter:
         jobs: list[_Job] = []
         while len(jobs) < self._batch_limit:
             try:
-                jobs.append(self._queue.get_nowait())
+                jobs.extend(self._queue.get_nowait())
             except queue.Empty:
                 break
         return jobs

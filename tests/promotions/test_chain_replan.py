@@ -5,8 +5,8 @@ names the pins that came with it. Automatic pins only move an environment forwar
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -100,9 +100,7 @@ def test_a_resent_registration_answers_with_the_same_pin_commits(
     assert commits_since(remote, base) == []
 
 
-def test_an_automatic_pin_never_moves_an_environment_back(
-    runtime: Runtime, remote: Path
-) -> None:
+def test_an_automatic_pin_never_moves_an_environment_back(runtime: Runtime, remote: Path) -> None:
     old = runtime.registry.register(_spec("1.0.0"), "ci", "c-1").artifact
     runtime.registry.register(_spec("1.0.1"), "ci", "c-2")
     base = git(remote, "rev-parse", "main").strip()
