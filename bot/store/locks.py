@@ -82,22 +82,23 @@ class Locks:
         conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
             conn.execute(sa.text(f"SET lock_timeout = {int(self._wait * 1000)}"))
-            try:
-                conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
-            except sa.exc.OperationalError as exc:
-                if getattr(exc.orig, "sqlstate", None) != "55P03":  # lock_not_available
-                    raise
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+                conn.rollback()
+                _release(conn, None)
                 raise LockBusy(f"{name} stayed busy for {self._wait:.0f} s; retry later") from None
-            try:
-                yield
-            finally:
-                try:
-                    conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                    conn.execute(sa.text("RESET lock_timeout"))
-                except sa.exc.SQLAlchemyError:
-                    conn.invalidate()  # a broken session: PostgreSQL dropped the lock with it
-        finally:
+            conn.invalidate()
             conn.close()
+            raise
+        except BaseException:
+            conn.invalidate()  # PostgreSQL drops whatever the session held
+            conn.close()
+            raise
+        try:
+            yield
+        finally:
+            _release(conn, key)
 
     def _deadline_passed(self, started: float, name: str) -> None:
         if time.monotonic() - started > self._wait:
@@ -145,3 +146,14 @@ class Locks:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _release(conn: sa.Connection, key: int | None) -> None:
+    """Unlock `key` (if taken) and give the connection back to the pool as it came."""
+    try:
+        if key is not None:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        conn.execute(sa.text("RESET lock_timeout"))
+    except sa.exc.SQLAlchemyError:
+        conn.invalidate()  # a broken session: PostgreSQL dropped the lock with it
+    conn.close()

@@ -269,6 +269,10 @@ def test_the_writers_lock_is_taken_in_turn(database_url: str, tmp_path: Path) ->
             "waiter",
             "holder again",
         ]
+        with impatient.in_turn(name):  # free now; its connection went back as it came
+            pass
+        with engines[2].connect() as conn:
+            assert conn.execute(sa.text("SHOW lock_timeout")).scalar_one() == "0"
     finally:
         for engine in engines:
             engine.dispose()
