@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,8 @@ from bot.manifests.records import (
     render_record,
 )
 from bot.manifests.signing import ArtifactVerifier
-from bot.manifests.writer import Conflict, Edit, ManifestWriter, Reader, Unchanged
+from bot.manifests.writer import Conflict, Edit, ManifestWriter, Planned, Reader, Unchanged
+from bot.promotions.service import REGISTERED
 from bot.store.index import ArtifactIndex, IndexedArtifact
 from bot.telemetry.tracing import traced
 from bot.templates import Templates
@@ -64,10 +65,13 @@ class ArtifactChange:
     path: str
     content: bytes
     message: str
+    planned: Planned = field(default_factory=Planned, compare=False)  # its pins read it
 
     def plan(self, read: Reader) -> Edit | Unchanged:
+        self.planned.wrote = False
         existing = read(self.path)
         if existing is None:
+            self.planned.wrote = True
             return Edit({self.path: self.content}, self.message)
         try:
             same = record_fields(parse_record(existing)) == self.spec_fields
@@ -107,7 +111,7 @@ class ArtifactRegistry:
         if known is not None:
             if record_fields(known.record) != fields:
                 raise ImmutableRecord(spec.name, version)
-            return Registration(False, known)
+            return Registration(False, known, self._chained(known.record["id"]))
 
         policy = self._policy() if self._policy else None
         check = self._verifier.check(
@@ -136,10 +140,12 @@ class ArtifactRegistry:
         change = ArtifactChange(
             fields, record_path(spec.name, version), render_record(record), message
         )
-        pins = self._chain(record, registered_by, correlation_id)
+        # A pin is part of its registration: written only if this plan writes the record.
+        chained = self._chain(record, registered_by, correlation_id)
+        pins = [replace(pin, recorded=change.planned) for pin in chained]
         # Submitted together, so the record and its pins travel in one push.
-        recorded = self._writer.submit(change)
-        pinned = [(pin, self._writer.submit(pin)) for pin in pins]
+        recorded, *futures = self._writer.submit_all([change, *pins])
+        pinned = list(zip(pins, futures, strict=True))
         result = recorded.result(timeout=WRITE_TIMEOUT)
         promotions = []
         for pin, future in pinned:
@@ -159,4 +165,8 @@ class ArtifactRegistry:
         indexed = self._index.get(record["id"])  # someone else's identical record landed first
         if indexed is None:  # the index follows every push; absence means a bug, not a user error
             raise RuntimeError(f"record {record['id']} was pushed but is not in the index")
-        return Registration(False, indexed, promotions)
+        # Its pins came with it: the answer names them, as the first answer did.
+        return Registration(False, indexed, self._chained(record["id"]))
+
+    def _chained(self, artifact_id: str) -> list[dict[str, Any]]:
+        return self._index.chained_pins(artifact_id, REGISTERED)

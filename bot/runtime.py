@@ -276,12 +276,21 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
 
     # The writers sign chains of commits: the next gpg starts while one signs.
     chain_signer = PipelinedSigner(signer)
+    locks = Locks(index.engine, settings.data_dir / "locks")
+    # Replicas share PostgreSQL: one writer of the remote's branch at a time, in turn, so
+    # none pushes on a stale tip (SQLite is one host, one replica: no lock, pipelined).
+    exclusive = None
+    if index.engine.dialect.name == "postgresql":
+        name = f"manifests-writer:{settings.remote_url}:{settings.manifests.branch}"
+        exclusive = partial(locks.in_turn, name)
     writer = ManifestWriter(
         mirror,
         chain_signer.sign,
         Identity(settings.manifests.author_name, settings.manifests.author_email),
         on_advance=advance,
         attempts=settings.manifests.push_attempts,
+        exclusive=exclusive,
+        known_tip=index.tip,
     )
     started = False
     try:
@@ -319,7 +328,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         mirror, writer, signer.sign, identity, promotions, requests_index,
         index.get, templates, policy,
         github_forge(settings, policy) or LocalForge(tokens.memberships),
-        Locks(index.engine, settings.data_dir / "locks"), holds=index.holds_of,
+        locks, holds=index.holds_of,
         report_drift=drift.report,
     )  # fmt: skip
     registry = ArtifactRegistry(

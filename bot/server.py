@@ -46,6 +46,10 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
             options["accesslog"] = None  # Ritmo's own access line, as JSON
             options["logconfig_dict"] = gunicorn_logconfig()
+        if "control_socket_disable" in self.cfg.settings:  # gunicorn 25 and later
+            # Ritmo never uses gunicorn's control interface, and its default socket
+            # (~/.gunicorn/gunicorn.ctl) is one per user: two replicas on one host share it.
+            options["control_socket_disable"] = True
         if self._settings.workers > 1:
             from bot.telemetry.metrics import worker_exited
 

@@ -7,8 +7,10 @@ import queue
 import random
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
@@ -33,6 +35,8 @@ class WrittenCommit:
 
 Written = list[WrittenCommit]  # oldest first
 OnAdvance = Callable[[str | None, str, Written | None], object]
+# Held around fetch, plan and push by every writer of one remote and branch (all replicas).
+Exclusive = Callable[[], AbstractContextManager[object]]
 
 
 class Conflict(Exception):
@@ -59,6 +63,15 @@ class Edit:
 @dataclass(frozen=True)
 class Unchanged:
     """The branch already says what the change wanted; no commit is needed."""
+
+
+class Planned:
+    """What a change's latest plan decided: whether it wrote. The writer plans a batch's
+    jobs in order, so a change chained on another (a pin on its record) and planned after
+    it reads what that change decided on the same tip, rebuilt or not."""
+
+    def __init__(self) -> None:
+        self.wrote = False
 
 
 class Change(Protocol):
@@ -108,6 +121,8 @@ class ManifestWriter:
         attempts: int = 6,
         batch_limit: int = 64,  # bounded: a burst's early requests land before its last
         clock: Callable[[], float] = time.time,
+        exclusive: Exclusive | None = None,
+        known_tip: Callable[[], str | None] | None = None,
     ) -> None:
         self._mirror = mirror
         self.mirror = mirror
@@ -117,7 +132,12 @@ class ManifestWriter:
         self._attempts = attempts
         self._batch_limit = batch_limit
         self._clock = clock
-        self._queue: queue.Queue[_Job] = queue.Queue()
+        # With `exclusive`, every batch is fetched (when `known_tip`, the tip the last
+        # writer left, is not the mirror's), planned and pushed under it: writers of other
+        # replicas wait their turn instead of racing into refused pushes and retries.
+        self._exclusive = exclusive
+        self._known_tip = known_tip
+        self._queue: queue.Queue[list[_Job]] = queue.Queue()  # a group lands in one batch
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._synced = False
@@ -127,14 +147,21 @@ class ManifestWriter:
         self.pushes = 0
         self.push_attempts = 0
         self.push_retries = 0  # rebuilds on the remote's new tip after a refused push
+        self.attempts_per_batch: Counter[int] = Counter()  # attempts a landed batch took
         # Told each count as it happens ("pushes", ...): metrics shared by worker processes.
         self.on_count: Callable[[str], None] = lambda name: None
+        self.on_batch: Callable[[int], None] = lambda attempts: None
 
     def submit(self, change: Change) -> Future[WriteResult]:
+        return self.submit_all([change])[0]
+
+    def submit_all(self, changes: list[Change]) -> list[Future[WriteResult]]:
+        """Changes planned together, in this order, in one batch (one push): a record and
+        the pins chained on it, which no other change comes between."""
         self._ensure_thread()
-        job = _Job(change)
-        self._queue.put(job)
-        return job.future
+        jobs = [_Job(change) for change in changes]
+        self._queue.put(jobs)
+        return [job.future for job in jobs]
 
     def write(self, change: Change, timeout: float = 300) -> WriteResult:
         return self.submit(change).result(timeout=timeout)
@@ -150,7 +177,7 @@ class ManifestWriter:
         while True:
             first = self._queue.get()
             try:
-                self._serve([first, *self._drain()])
+                self._serve([*first, *self._drain()])
             except Exception as exc:  # never let the writer thread die with callers waiting
                 log.exception("write failed")
                 self._fail_waiting(exc)
@@ -159,12 +186,47 @@ class ManifestWriter:
         jobs: list[_Job] = []
         while len(jobs) < self._batch_limit:
             try:
-                jobs.append(self._queue.get_nowait())
+                jobs.extend(self._queue.get_nowait())
             except queue.Empty:
                 break
         return jobs
 
     def _serve(self, batch: list[_Job]) -> None:
+        if self._exclusive is None:
+            self._serve_pipelined(batch)
+            return
+        self._taken = batch
+        with self._exclusive(), self._mirror.locked():
+            if (
+                not self._synced
+                or self._known_tip is None
+                or (self._known_tip() != self._mirror.tip())
+            ):
+                self._fetch()
+            segment = self._build(self._mirror.tip(), batch)
+            if segment.head == segment.base:
+                self._resolve(segment.jobs, segment.outcomes, segment.head)
+            else:
+                self._mirror.flush()
+                self._count_attempt()
+                result = self._mirror.push(str(segment.head))
+                if result.status is PushStatus.PUSHED:
+                    self._batch_landed(1)
+                    self._land(segment)
+                else:  # pushed by something other than a Ritmo writer
+                    log.info("push refused: %s", result.detail)
+                    self._write_with_retries(batch, result.detail)
+        self._taken = []
+
+    def _count_attempt(self) -> None:
+        self.push_attempts += 1
+        self.on_count("push_attempts")
+
+    def _batch_landed(self, attempts: int) -> None:
+        self.attempts_per_batch[attempts] += 1
+        self.on_batch(attempts)
+
+    def _serve_pipelined(self, batch: list[_Job]) -> None:
         """Build the next batch while the previous one is being pushed: one push in flight."""
         with self._mirror.locked():
             if not self._synced:
@@ -180,6 +242,7 @@ class ManifestWriter:
                     assert in_flight.push is not None
                     result = in_flight.push.result()
                     if result.status is PushStatus.PUSHED:
+                        self._batch_landed(1)
                         self._land(in_flight)
                     else:
                         # Rare: rebuild both on the remote's new tip, the careful way.
@@ -192,8 +255,7 @@ class ManifestWriter:
                     if segment.head == segment.base:
                         self._resolve(segment.jobs, segment.outcomes, segment.head)
                     else:
-                        self.push_attempts += 1
-                        self.on_count("push_attempts")
+                        self._count_attempt()
                         objects = self._mirror.detach()
                         segment.push = self._pusher.submit(
                             self._mirror.store_and_push, objects, str(segment.head)
@@ -243,10 +305,10 @@ class ManifestWriter:
                 self._resolve(segment.jobs, segment.outcomes, segment.head)
                 return
             self._mirror.flush()
-            self.push_attempts += 1
-            self.on_count("push_attempts")
+            self._count_attempt()
             result = self._mirror.push(str(segment.head))
             if result.status is PushStatus.PUSHED:
+                self._batch_landed(attempt + 1)
                 self._land(segment)
                 return
             last_error = result.detail

@@ -9,7 +9,7 @@ from typing import Any
 
 from bot.manifests.records import record_path, render_record, split_image
 from bot.manifests.trailers import with_trailer
-from bot.manifests.writer import Conflict, Edit, ManifestWriter, Reader, Unchanged
+from bot.manifests.writer import Conflict, Edit, ManifestWriter, Planned, Reader, Unchanged
 from bot.policy.freeze import frozen_until
 from bot.policy.model import AppTarget, Policy, PromotionRule
 from bot.promotions.pin import PinError, current_value, pin, pinned_value
@@ -44,6 +44,12 @@ class PinChange:
     retry, or the same ask at another replica), and nothing is written. `replaces` names
     the unrecorded pin (a hand pin) that the value found there is, or None: the commit
     says so in a `Ritmo-Replaces` trailer. It is decided here, against the tip written on.
+
+    `recorded` is what the plan of the record it is chained on decided: a record that was
+    on the branch already (a re-sent registration, or a rebuild after a refused push)
+    came with its chain, decided then, so the pin writes nothing. `newer_pinned` (automatic
+    pins) says whether the value pinned now is an artifact registered after this one: an
+    automatic pin only moves an environment forward.
     """
 
     environment: str
@@ -55,6 +61,8 @@ class PinChange:
     follows: PinChange | None = None
     promoted_already: Callable[[], bool] | None = field(default=None, compare=False)
     replaces: Callable[[str | None], str | None] | None = field(default=None, compare=False)
+    recorded: Planned | None = field(default=None, compare=False)
+    newer_pinned: Callable[[str | None], bool] | None = field(default=None, compare=False)
 
     @property
     def same_as(self) -> tuple[str, str, str]:
@@ -62,6 +70,8 @@ class PinChange:
         return ("pin", self.record["id"], self.environment)
 
     def plan(self, read: Reader) -> Edit | Unchanged:
+        if self.recorded is not None and not self.recorded.wrote:
+            return Unchanged()
         if self.requires is not None and read(self.requires[0]) != self.requires[1]:
             return Unchanged()
         if self.follows is not None and not self.follows.holds(read):
@@ -76,6 +86,9 @@ class PinChange:
             updated = pin(self.target, text.decode(), self.record).encode()
         except (PinError, ValueError) as exc:
             raise Conflict(f"{self.path}: {exc}") from None
+        if updated != text and self.newer_pinned is not None:
+            if self.newer_pinned(self._current(text)):
+                return Unchanged()  # never back to an older artifact by policy
         if updated == text:
             if self.promoted_already is not None and self.promoted_already():
                 return Unchanged()
@@ -260,8 +273,21 @@ class PromotionService:
         )
         app, env, artifact = record["name"], ask.to_env, record["id"]
         unrecorded = self._unrecorded
+
+        def newer_pinned(value: str | None) -> bool:
+            """Whether `value` pins the artifact last promoted into `env`, registered
+            after this one (a rollback or a hand pin is not a promotion: it may be left)."""
+            running = self._index.last_promoted(app, env)
+            if value is None or running is None or running == artifact:
+                return False
+            known = self._index.get(running)
+            if known is None or pinned_value(target, known.record) != value:
+                return False
+            return self._index.registered_after(running, artifact)
+
         return PinChange(
             env, target, record, path, message, requires,
             promoted_already=lambda: self._index.last_promoted(app, env) == artifact,
             replaces=(lambda now: unrecorded(record, target, env, now)) if unrecorded else None,
+            newer_pinned=newer_pinned if auto else None,
         )  # fmt: skip

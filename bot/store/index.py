@@ -427,6 +427,44 @@ class ArtifactIndex:
             ).scalar_one_or_none()
         return None if found is None else str(found)
 
+    def registered_after(self, artifact_id: str, other_id: str) -> bool:
+        """Whether `artifact_id` was recorded after `other_id` on the branch's history (an
+        artifact the index does not know yet is being recorded: it is the later one)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(artifacts.c.id, artifacts.c.seq).where(
+                    artifacts.c.id.in_([artifact_id, other_id])
+                )
+            ).all()
+        seq = {r.id: r.seq for r in rows}
+        if artifact_id not in seq:
+            return False
+        return other_id in seq and seq[artifact_id] > seq[other_id]
+
+    def chained_pins(self, artifact_id: str, first_from: str) -> list[dict[str, Any]]:
+        """The pins policy chained on the artifact's registration, as each answer to that
+        registration names them: its automatic promotions, in order, made under the
+        correlation id of the first (the one from `first_from`)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    promotions.c.from_env,
+                    promotions.c.to_env,
+                    promotions.c.commit,
+                    promotions.c.correlation_id,
+                )
+                .where(promotions.c.artifact_id == artifact_id, promotions.c.automatic)
+                .order_by(promotions.c.seq)
+            ).all()
+        first = next((r for r in rows if r.from_env == first_from), None)
+        if first is None:
+            return []
+        return [
+            {"environment": r.to_env, "commit": r.commit}
+            for r in rows
+            if r.correlation_id == first.correlation_id
+        ]
+
     def held(self, artifact_id: str, environment: str) -> bool:
         """Whether a rollback keeps the artifact out of the environment's auto-promotion."""
         with self._engine.connect() as conn:

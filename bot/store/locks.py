@@ -10,6 +10,12 @@ duration. It is taken with `pg_try_advisory_lock` and polled, so a waiting threa
 connection (blocking waiters could take the whole pool from the holder, which needs a
 connection to finish). On SQLite (one host by design) it is an `flock` on a file beside the
 data. Both are re-entrant within a thread: a request's settle may close it, and both lock.
+
+`in_turn` is for a lock that one thread per process asks for over and over (the manifests
+writer's, around fetch, plan and push): it waits in `pg_advisory_lock`, whose waiters
+PostgreSQL serves first come, first served, so a writer that releases and asks again at
+once goes behind the others instead of winning every poll. It holds one connection while
+it waits; `lock_timeout` bounds the wait.
 """
 
 from __future__ import annotations
@@ -66,6 +72,34 @@ class Locks:
             finally:
                 held[name] -= 1
 
+    @contextmanager
+    def in_turn(self, name: str) -> Iterator[None]:
+        if not self._advisory:
+            with self.hold(name):
+                yield
+            return
+        key = lock_key(name)
+        conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            conn.execute(sa.text(f"SET lock_timeout = {int(self._wait * 1000)}"))
+            conn.execute(sa.text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+                conn.rollback()
+                _release(conn, None)
+                raise LockBusy(f"{name} stayed busy for {self._wait:.0f} s; retry later") from None
+            conn.invalidate()
+            conn.close()
+            raise
+        except BaseException:
+            conn.invalidate()  # PostgreSQL drops whatever the session held
+            conn.close()
+            raise
+        try:
+            yield
+        finally:
+            _release(conn, key)
+
     def _deadline_passed(self, started: float, name: str) -> None:
         if time.monotonic() - started > self._wait:
             raise LockBusy(f"{name} stayed busy for {self._wait:.0f} s; retry later")
@@ -112,3 +146,14 @@ class Locks:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _release(conn: sa.Connection, key: int | None) -> None:
+    """Unlock `key` (if taken) and give the connection back to the pool as it came."""
+    try:
+        if key is not None:
+            conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        conn.execute(sa.text("RESET lock_timeout"))
+    except sa.exc.SQLAlchemyError:
+        conn.invalidate()  # a broken session: PostgreSQL dropped the lock with it
+    conn.close()

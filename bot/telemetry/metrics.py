@@ -125,6 +125,7 @@ class _Instruments:
     http_requests: Counter
     http_duration: Histogram
     git: dict[str, Counter]  # push_attempts, pushes, push_retries: by writer
+    batch_attempts: Histogram  # push attempts a landed batch took, by writer
     github_calls: Counter  # by operation
     cd_ignored: Counter  # by source and reason
 
@@ -149,6 +150,11 @@ _CD_IGNORED = (
     "(not-a-deployment, unknown-app, no-revision, unknown-revision, unknown-version)",
 )
 CD_SOURCES = ("argocd", "flux")
+_BATCH_ATTEMPTS = (
+    "ritmo_git_push_attempts_per_batch",
+    "Push attempts each landed batch of commits took, by writer (1: no refused push)",
+)
+ATTEMPT_BUCKETS = (1, 2, 3, 4, 5, 6, 10, 20, 50)  # up to manifests.push_attempts' bound
 _GITHUB_CALLS = (
     "ritmo_github_api_calls",
     "GitHub API requests made, by Ritmo operation (token refreshes included)",
@@ -194,7 +200,12 @@ def _shared() -> _Instruments:
             }
             calls = Counter(*_GITHUB_CALLS, ["operation"], registry=None)
             ignored = _ignored_counter(None)
-            _SHARED = _Instruments(http_requests, http_duration, git, calls, ignored)
+            batch_attempts = Histogram(
+                *_BATCH_ATTEMPTS, ["writer"], buckets=ATTEMPT_BUCKETS, registry=None
+            )
+            _SHARED = _Instruments(
+                http_requests, http_duration, git, batch_attempts, calls, ignored
+            )
         return _SHARED
 
 
@@ -210,6 +221,7 @@ class Metrics:
             prometheus_multiprocess.MultiProcessCollector(self.registry, shared_dir)  # type: ignore[no-untyped-call]
             for name, writer in (("manifests", runtime.writer), ("ledger", runtime.ledger)):
                 writer.on_count = _counter_hook(shared.git, name)
+                writer.on_batch = shared.batch_attempts.labels(name).observe
             forge = runtime.requests.forge
             if hasattr(forge, "on_call"):
                 forge.on_call = lambda operation: shared.github_calls.labels(operation).inc()
@@ -396,6 +408,17 @@ class LiveCollector(Collector):
         yield attempts
         yield pushed
         yield retries
+        per_batch = HistogramMetricFamily(*_BATCH_ATTEMPTS, labels=["writer"])
+        for name, writer in writers:
+            counts: dict[int, int] = dict(getattr(writer, "attempts_per_batch", {}))
+            buckets = [
+                (_le(b), float(sum(t for n, t in counts.items() if n <= b)))
+                for b in ATTEMPT_BUCKETS
+            ]
+            buckets.append(("+Inf", float(sum(counts.values()))))
+            total = float(sum(n * t for n, t in counts.items()))
+            per_batch.add_metric([name], buckets, sum_value=total)
+        yield per_batch
 
 
 def _parse(stamp: Any) -> datetime | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,8 +11,9 @@ import pytest
 
 from bot.config import Settings
 from bot.manifests.mirror import PushResult
-from bot.manifests.writer import Conflict, Edit, Reader, Unchanged, WriteResult
-from bot.runtime import Runtime
+from bot.manifests.objects import Identity
+from bot.manifests.writer import Conflict, Edit, ManifestWriter, Reader, Unchanged, WriteResult
+from bot.runtime import Runtime, open_mirror
 from tests.helpers import commits_since, git, show, verify_commit
 
 
@@ -111,3 +113,45 @@ class TestPipeline:
             bad.result(timeout=60)
         assert good.result(timeout=60).commit is not None
         assert show(remote, "main:b.txt") == "b\n"
+
+
+class TestTakingTurns:
+    """Writers of two replicas on one remote, each with its own mirror, that hold one
+    shared lock around fetch, plan and push (PostgreSQL's advisory lock in production):
+    neither pushes on a stale tip, so no push is refused and none is retried."""
+
+    def test_no_refused_push_between_writers_that_take_turns(
+        self, runtime: Runtime, settings: Settings, remote: Path, tmp_path: Path
+    ) -> None:
+        turn = threading.Lock()
+        writers = [
+            ManifestWriter(
+                open_mirror(settings.model_copy(update={"data_dir": tmp_path / name})),
+                runtime.chain_signer.sign,
+                Identity("Ritmo", "ritmo@example.com"),
+                exclusive=lambda: turn,
+                known_tip=lambda: None,  # nothing says where the branch is: always fetch
+            )
+            for name in ("one", "two")
+        ]
+        base = git(remote, "rev-parse", "main").strip()
+        futures = [
+            writers[i % 2].submit(AddFile(f"turns/{i}.txt", f"{i}\n".encode())) for i in range(16)
+        ]
+        assert all(f.result(timeout=120).commit for f in futures)
+        assert len(commits_since(remote, base)) == 16
+        for writer in writers:
+            assert writer.push_retries == 0
+            assert writer.pushes >= 1
+            assert set(writer.attempts_per_batch) == {1}
+
+    def test_a_group_is_planned_together_in_one_push(self, runtime: Runtime, remote: Path) -> None:
+        """A record and its chained pins: no other change comes between them."""
+        base = git(remote, "rev-parse", "main").strip()
+        pushes = runtime.writer.pushes
+        group = runtime.writer.submit_all(
+            [AddFile(f"group/{i}.txt", f"{i}\n".encode()) for i in range(3)]
+        )
+        commits = [f.result(timeout=60).commit for f in group]
+        assert commits_since(remote, base) == commits
+        assert runtime.writer.pushes == pushes + 1

@@ -16,7 +16,7 @@ from bot.scheduler import run_if_leader
 from bot.store.deployments import DeploymentIndex
 from bot.store.index import make_engine
 from bot.store.leader import LeaderLock
-from bot.store.locks import Locks
+from bot.store.locks import LockBusy, Locks
 from bot.store.outbox import NewDelivery, OutboxStore
 from tests.helpers import artifact_body, bearer, commits_since, git
 from tests.scale.conftest import close_replica, replica_settings
@@ -218,6 +218,11 @@ def test_two_replicas_register_concurrently(
             found, total = rt.index.search(name="web", limit=100)
             assert total == len(versions)
             assert sorted(a.record["version"] for a in found) == sorted(versions)
+        # They took turns at the remote: no push was refused, none retried.
+        assert runtime.writer.push_retries == second.writer.push_retries == 0
+        assert runtime.writer.push_attempts + second.writer.push_attempts == sum(
+            rt.writer.pushes for rt in (runtime, second)
+        )
     finally:
         close_replica(second)
 
@@ -231,3 +236,43 @@ def test_named_locks_are_advisory_locks_across_engines(database_url: str, tmp_pa
     finally:
         one.dispose()
         two.dispose()
+
+
+def test_the_writers_lock_is_taken_in_turn(database_url: str, tmp_path: Path) -> None:
+    """`in_turn` waits in line: the holder, asking again at once, goes behind a waiter;
+    a waiter past its bound gets LockBusy."""
+    engines = [make_engine(database_url) for _ in range(3)]
+    try:
+        holder, waiter = Locks(engines[0], tmp_path), Locks(engines[1], tmp_path)
+        impatient = Locks(engines[2], tmp_path, wait=0.2)
+        order: list[str] = []
+        name = "manifests-writer:remote:main"
+
+        def wait_then_take() -> None:
+            with waiter.in_turn(name):
+                order.append("waiter")
+
+        with holder.in_turn(name):
+            thread = threading.Thread(target=wait_then_take)
+            thread.start()
+            time.sleep(0.3)  # the waiter is in line
+            try:
+                with impatient.in_turn(name):
+                    order.append("impatient")
+            except LockBusy as exc:
+                order.append(str(exc))
+        with holder.in_turn(name):  # asked again at once: after the waiter
+            order.append("holder again")
+        thread.join(10)
+        assert order == [
+            f"{name} stayed busy for 0 s; retry later",
+            "waiter",
+            "holder again",
+        ]
+        with impatient.in_turn(name):  # free now; its connection went back as it came
+            pass
+        with engines[2].connect() as conn:
+            assert conn.execute(sa.text("SHOW lock_timeout")).scalar_one() == "0"
+    finally:
+        for engine in engines:
+            engine.dispose()

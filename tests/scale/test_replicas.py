@@ -436,3 +436,86 @@ class TestAReplicaDies:
         assert len(merges) == 1, merges
         assert "FORCED" not in log.read_text()
         git(remote, "fsck", "--strict", "--no-progress")
+
+
+RESENT_VERSIONS = tuple(f"2.0.{n}" for n in range(20))  # 3 apps x 20: 60 registrations
+_BUCKET = re.compile(r"^ritmo_git_push_attempts_per_batch_bucket\{(?P<labels>[^}]*)\} (?P<n>\S+)$")
+
+
+def _batches_within(metrics: str, attempts: float) -> tuple[float, float]:
+    """(batches the manifests writer landed within `attempts` push attempts, all batches)."""
+    within = total = 0.0
+    for line in metrics.splitlines():
+        found = _BUCKET.match(line)
+        if not found or 'writer="manifests"' not in found["labels"]:
+            continue
+        bound = re.search(r'le="([^"]+)"', found["labels"])
+        assert bound is not None, line
+        if bound[1] == "+Inf":
+            total += float(found["n"])
+        elif float(bound[1]) == attempts:
+            within += float(found["n"])
+    return within, total
+
+
+def _first_parent(remote: Path, base: str, *args: str) -> list[tuple[str, str]]:
+    out = git(remote, "log", "--first-parent", "--reverse", "--format=%H %s", f"{base}..main",
+              *args)  # fmt: skip
+    return [tuple(line.split(" ", 1)) for line in out.splitlines() if line]  # type: ignore[misc]
+
+
+def test_a_registration_sent_to_both_replicas_lands_with_its_pins_once_and_only_forward(
+    replicas: tuple[list[Replica], Path, Path, dict[str, str]],
+) -> None:
+    """Each of 60 registrations reaches both replicas at once (a retrying CI behind a load
+    balancer): one record and one dev pin each, dev never goes back to an artifact
+    registered earlier, both answers name the same commits, and no batch needs more than
+    2 push attempts (the replicas take turns at the remote instead of racing)."""
+    servers, remote, log, tokens = replicas
+    base = git(remote, "rev-parse", "main").strip()
+    bodies = [artifact_body(name=app, version=v) for v in RESENT_VERSIONS for app in APPS]
+    answers = _all_at_once([
+        _post(f"{server.url}/api/v1/artifacts", tokens["ci"], body)
+        for body in bodies for server in servers
+    ])  # fmt: skip
+
+    # Both answers of a pair: one 201, one 200, the same record and the same dev pin.
+    pins: dict[tuple[str, str], str] = {}
+    for i, body in enumerate(bodies):
+        pair = answers[2 * i : 2 * i + 2]
+        assert sorted(r.status_code for r in pair) == [200, 201], [r.text for r in pair]
+        first, second = (r.json() for r in pair)
+        assert (first["id"], first["commit"]) == (second["id"], second["commit"])
+        assert first["promotions"] == second["promotions"], (first, second)
+        assert [p["environment"] for p in first["promotions"]] == ["dev"], first
+        pins[(body["name"], body["version"])] = first["promotions"][0]["commit"]
+
+    # One commit per record and one per dev pin, the one both answers named.
+    history = _first_parent(remote, base)
+    subjects = [s for _, s in history]
+    for app, version in pins:
+        assert subjects.count(f"Record artifact {app} {version}") == 1, (app, version)
+        pinned = [sha for sha, s in history if s == f"Promote {app} {version} to dev"]
+        assert pinned == [pins[(app, version)]], (app, version, pinned)
+    assert len(history) == 2 * len(bodies), subjects
+
+    # Walk each dev overlay's first-parent history: every pin is of an artifact recorded
+    # after the one it replaces.
+    recorded = [s.rsplit(" ", 2)[1:] for s in subjects if s.startswith("Record artifact")]
+    order = {(app, version): n for n, (app, version) in enumerate(recorded)}
+    for app in APPS:
+        overlay = f"apps/{app}/overlays/dev/kustomization.yaml"
+        seen = []
+        for sha, subject in _first_parent(remote, base, "--", overlay):
+            tag = re.search(r'newTag: "([^"]+)"', git(remote, "show", f"{sha}:{overlay}"))
+            assert tag is not None, subject
+            seen.append(order[(app, tag[1])])
+        assert seen == sorted(seen) and len(set(seen)) == len(seen), (app, seen)
+
+    # Push attempts per batch, from each replica's /metrics: all within 2.
+    for server in servers:
+        exposed = requests.get(f"{server.url}/metrics", timeout=30).text
+        within, total = _batches_within(exposed, 2.0)
+        assert total > 0 and within == total, (server.url, within, total)
+    assert "FORCED" not in log.read_text()
+    git(remote, "fsck", "--strict", "--no-progress")

@@ -138,6 +138,9 @@ def test_metrics_after_register_promote_deploy_rollback(
         m, "ritmo_git_push_attempts", "ritmo_git_push_attempts_total", writer="manifests"
     )
     assert attempts >= pushes >= 4
+    per_batch = "ritmo_git_push_attempts_per_batch"  # one observation per landed batch
+    assert _value(m, per_batch, f"{per_batch}_count", writer="manifests") == pushes
+    assert _value(m, per_batch, f"{per_batch}_bucket", writer="manifests", le="1.0") == pushes
     assert _value(m, "ritmo_git_pushes", "ritmo_git_pushes_total", writer="ledger") >= 3
     assert _value(m, "ritmo_git_push_retries", "ritmo_git_push_retries_total", writer="ledger") == 0
     assert _value(m, "ritmo_webhook_queue_depth", "ritmo_webhook_queue_depth") == 0
