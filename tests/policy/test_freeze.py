@@ -42,6 +42,13 @@ def weekdays(dow: str) -> list[str]:
         ("5-7", ["Sun", "Fri", "Sat"]),
         ("6-7", ["Sun", "Sat"]),
         ("0,6", ["Sun", "Sat"]),
+        # Steps and ranges from Sunday count in standard numbering too.
+        ("*/2", ["Sun", "Tue", "Thu", "Sat"]),
+        ("1-5/2", ["Mon", "Wed", "Fri"]),
+        ("0-5", ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri"]),
+        ("0-6", ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]),
+        ("0-7", ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]),
+        ("6,0-1", ["Sun", "Mon", "Sat"]),
         ("fri", ["Fri"]),
         ("mon-fri", ["Mon", "Tue", "Wed", "Thu", "Fri"]),
     ],
@@ -59,6 +66,9 @@ def test_day_of_week_is_standard_cron(dow: str, days: list[str]) -> None:
         ("61 16 * * 5", "cron '61 16 * * 5'"),
         ("0 24 * * 5", "cron '0 24 * * 5'"),
         ("0 16 * * 8", "cron '0 16 * * 8'"),
+        ("0 16 * * 5-1", "cron '0 16 * * 5-1'"),
+        ("0 16 * * */0", "cron '0 16 * * */0'"),
+        ("0 16 * * 1/2", "write a range with the step, e.g. 1-5/2"),
         ("0 16 * * funday", "cron '0 16 * * funday'"),
     ],
 )
