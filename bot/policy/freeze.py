@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -77,7 +77,10 @@ def frozen_until(freezes: Iterable[Freeze], now: datetime) -> tuple[datetime, st
             end = _wall_clock_end(start, freeze.duration, zone)
             if end > local_now and (latest is None or end > latest[0]):
                 latest = (end, freeze.reason)
-            start = trigger.get_next_fire_time(start, start + timedelta(minutes=1))
+            # Step in UTC: in the hour a DST change repeats, wall-clock 02:30 + 1 minute is
+            # 02:31 of the first pass, which led back to the second 02:30 forever.
+            step = (start.astimezone(UTC) + timedelta(minutes=1)).astimezone(zone)
+            start = trigger.get_next_fire_time(start, step)
     return latest
 
 

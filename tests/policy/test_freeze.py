@@ -6,6 +6,9 @@ Times are written in UTC; the comments give the local wall clock the window is d
 from __future__ import annotations
 
 import re
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -132,6 +135,51 @@ def test_frozen_until(freezes: list[Freeze], now: str, until: str | None) -> Non
     else:
         assert found is not None
         assert found[0].astimezone(UTC) == utc(until)
+
+
+@contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Fail instead of hanging the suite if the code under test loops."""
+
+    def expired(signum: int, frame: object) -> None:
+        raise TimeoutError(f"still running after {seconds}s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# Starts at 02:30 local on Sundays: on 2026-10-25 02:30 happens twice (CEST, then CET),
+# on 2026-03-29 not at all (02:00 jumps to 03:00).
+SMALL_HOURS = freeze("30 2 * * 0", "1h", "Europe/Berlin", "small hours")
+
+
+@pytest.mark.parametrize(
+    ("now", "until"),
+    [
+        ("2026-10-25T00:29:00", None),
+        # 02:30 CEST: the first 02:30 has come, the window ends at 03:30 local (CET).
+        ("2026-10-25T00:30:00", "2026-10-25T02:30:00"),
+        ("2026-10-25T01:45:00", "2026-10-25T02:30:00"),
+        ("2026-10-25T02:29:59", "2026-10-25T02:30:00"),
+        ("2026-10-25T02:30:00", None),
+        # The start that does not exist fires at 03:00 CEST, and the window still ends 03:30.
+        ("2026-03-29T00:59:00", None),
+        ("2026-03-29T01:00:00", "2026-03-29T01:30:00"),
+        ("2026-03-29T01:30:00", None),
+    ],
+)
+def test_a_start_in_a_repeated_or_skipped_hour(now: str, until: str | None) -> None:
+    with deadline(5):
+        found = frozen_until([SMALL_HOURS], utc(now))
+    if until is None:
+        assert found is None
+    else:
+        assert found is not None and found[0].astimezone(UTC) == utc(until)
 
 
 def test_frozen_until_says_why_and_answers_in_local_time() -> None:
