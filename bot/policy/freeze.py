@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -17,17 +17,28 @@ _DOW_NAMES = ["sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 def _standard_dow(field: str) -> str:
-    def one(token: str) -> str:
-        return _DOW_NAMES[int(token)] if token.isdigit() and int(token) <= 7 else token
-
-    out = []
+    """`field` with numeric parts spelled as day names, so APScheduler (Monday = 0, and no
+    steps over named ranges) fires on the days standard cron would: `*/2` is Sun,Tue,Thu,Sat."""
+    out: list[str] = []
     for part in field.split(","):
-        step = ""
-        if "/" in part:
-            part, step = part.split("/", 1)
-            step = "/" + step
-        out.append("-".join(one(t) for t in part.split("-")) + step)
-    return ",".join(out)
+        days = _standard_days(part)
+        out.extend(days if days is not None else [part])
+    return ",".join(dict.fromkeys(out))
+
+
+def _standard_days(part: str) -> list[str] | None:
+    """The days a numeric part (`n`, `a-b`, `*`, each with an optional `/step`) names, or
+    None to leave the part to APScheduler (names, and mistakes it reports)."""
+    span, _, step = part.partition("/")
+    bounds = ["0", "6"] if span == "*" else span.split("-")
+    if not all(b.isdigit() for b in bounds) or len(bounds) > 2 or (step and not step.isdigit()):
+        return None
+    if step and len(bounds) == 1 and span != "*":
+        raise ValueError(f"day of week {part!r}: write a range with the step, e.g. 1-5/2")
+    first, last = int(bounds[0]), int(bounds[-1])
+    if last > 7 or first > last or step == "0" or (span == "*" and not step):
+        return None
+    return [_DOW_NAMES[d] for d in range(first, last + 1, int(step or 1))]
 
 
 def cron_trigger(expression: str, timezone: str) -> CronTrigger:
@@ -66,7 +77,10 @@ def frozen_until(freezes: Iterable[Freeze], now: datetime) -> tuple[datetime, st
             end = _wall_clock_end(start, freeze.duration, zone)
             if end > local_now and (latest is None or end > latest[0]):
                 latest = (end, freeze.reason)
-            start = trigger.get_next_fire_time(start, start + timedelta(minutes=1))
+            # Step in UTC: in the hour a DST change repeats, wall-clock 02:30 + 1 minute is
+            # 02:31 of the first pass, which led back to the second 02:30 forever.
+            step = (start.astimezone(UTC) + timedelta(minutes=1)).astimezone(zone)
+            start = trigger.get_next_fire_time(start, step)
     return latest
 
 
