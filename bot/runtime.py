@@ -19,6 +19,7 @@ from bot.deploy.ledger import follow_ledger
 from bot.deploy.provenance import read_arrivals
 from bot.deploy.records import LEDGER_BRANCH
 from bot.deploy.service import DeploymentService
+from bot.forge.app_token import app_push_token
 from bot.forge.github import GitHubForge, github_forge
 from bot.forge.local import LocalForge
 from bot.manifests.mirror import Mirror
@@ -170,11 +171,12 @@ def policy_source(
 
 
 def open_mirror(settings: Settings, branch: str | None = None) -> Mirror:
+    """The mirror, pushing with manifests.token, else as the GitHub App over https."""
     return Mirror(
         (settings.data_dir / "mirrors").resolve(),
         settings.remote_url,
         branch or settings.manifests.branch,
-        settings.manifests.token,
+        settings.manifests.token or app_push_token(settings),
     )
 
 
