@@ -135,9 +135,15 @@ class Mirror:
         if proc is None or proc.returncode != 0:
             err = proc.stderr.strip() if proc else ""
             why = err.splitlines()[-1] if err else "timeout"
+            credentials = (
+                "the GitHub App's installation (it must cover the repository with contents: "
+                "write), or set RITMO_MANIFESTS__TOKEN"
+                if callable(self._token)
+                else "the credentials in RITMO_MANIFESTS__TOKEN"
+            )
             raise ConfigError(
                 f"setting manifests.url (RITMO_MANIFESTS__URL): cannot reach {self.url} ({why}); "
-                "check the URL and the credentials in RITMO_MANIFESTS__TOKEN"
+                f"check the URL and {credentials}"
             )
 
     def fetch(self) -> str | None:

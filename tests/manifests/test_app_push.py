@@ -16,7 +16,7 @@ from unittest import mock
 
 import pytest
 
-from bot.config import Settings, load_settings
+from bot.config import ConfigError, Settings, load_settings
 from bot.manifests.mirror import Mirror, PushStatus
 from bot.runtime import open_mirror
 from tests.conftest import make_remote
@@ -192,6 +192,17 @@ class TestWithoutAToken:
         mirror = Mirror(tmp_path / "m", "https://127.0.0.1:9/acme/m.git", "main", provider)
         assert mirror.tip() is None
         assert asked == []
+
+    def test_refused_app_token_names_the_installation(
+        self, tmp_path: Path, served: GitHttpsServer, gh: GitHubSandbox
+    ) -> None:
+        _token(gh, FIRST, datetime.now(UTC) + timedelta(hours=1))
+        served.accepted = set()  # e.g. the installation does not cover this repository
+        mirror = open_mirror(_settings(tmp_path, served.url("remote.git")))
+        with pytest.raises(ConfigError, match="GitHub App's installation") as caught:
+            mirror.check_reachable()
+        assert served.seen == [FIRST]
+        assert FIRST not in str(caught.value)
 
     def test_no_token_fails_the_push_with_the_reason(
         self, tmp_path: Path, served: GitHttpsServer, gh: GitHubSandbox
