@@ -16,9 +16,11 @@ from unittest import mock
 
 import pytest
 
+from bot.app import create_app
+from bot.auth import Scope
 from bot.config import ConfigError, Settings, load_settings
 from bot.manifests.mirror import Mirror, PushStatus
-from bot.runtime import open_mirror
+from bot.runtime import build_runtime, open_mirror
 from tests.conftest import make_remote
 from tests.forge.github_sandbox import (
     APP_ID,
@@ -30,9 +32,17 @@ from tests.forge.github_sandbox import (
     _with_port,
     sample,
     sandbox,
+    with_github,
 )
 from tests.git_https import GitHttpsServer
-from tests.helpers import remote_refs
+from tests.helpers import (
+    artifact_body,
+    bearer,
+    commits_since,
+    kill_gpg_agent,
+    remote_refs,
+    verify_commit,
+)
 
 FIRST = sample("installation-token")[2]["token"]
 SECOND = "ghs_2nd7e42F292c6912E7710c838347Ae178B4b"
@@ -221,3 +231,30 @@ class TestWithoutAToken:
 
         for url in ("git@github.com:acme/manifests.git", str(tmp_path / "m.git")):
             assert app_push_token(_settings(tmp_path, url)) is None
+
+
+class TestRitmoPushesAsTheApp:
+    def test_start_and_register_push_signed_commits_as_the_app(
+        self, settings: Settings, served: GitHttpsServer, gh: GitHubSandbox
+    ) -> None:
+        _token(gh, FIRST, datetime.now(UTC) + timedelta(hours=1))
+        served.accepted = {FIRST}
+        app = with_github(settings)
+        url = served.url("remote.git")
+        app = app.model_copy(update={"manifests": app.manifests.model_copy(update={"url": url})})
+        before = remote_refs(_bare(served))["refs/heads/main"]
+        rt = build_runtime(app)
+        try:
+            client = create_app(rt.settings, rt).test_client()
+            ci = rt.tokens.create("ci", [Scope.ARTIFACTS_WRITE])
+            art = client.post("/api/v1/artifacts", json=artifact_body(), headers=bearer(ci))
+            assert art.status_code == 201, art.json
+        finally:
+            rt.close()
+            kill_gpg_agent(settings.data_dir / "trusted-gnupg")
+        tip = remote_refs(_bare(served))["refs/heads/main"]
+        new = commits_since(_bare(served), before)
+        assert new and tip == new[-1]
+        for sha in new:  # the policy adopted at start, then the artifact's record
+            verify_commit(_bare(served), sha, settings.gnupghome)
+        assert set(served.seen) == {FIRST}
