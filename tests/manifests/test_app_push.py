@@ -258,3 +258,4 @@ class TestRitmoPushesAsTheApp:
         for sha in new:  # the policy adopted at start, then the artifact's record
             verify_commit(_bare(served), sha, settings.gnupghome)
         assert set(served.seen) == {FIRST}
+        assert len(gh.sent("POST", EXCHANGES)) == 1  # one token for the branch and the ledger
