@@ -19,9 +19,10 @@ from bot.deploy.ledger import follow_ledger
 from bot.deploy.provenance import read_arrivals
 from bot.deploy.records import LEDGER_BRANCH
 from bot.deploy.service import DeploymentService
+from bot.forge.app_token import app_push_token
 from bot.forge.github import GitHubForge, github_forge
 from bot.forge.local import LocalForge
-from bot.manifests.mirror import Mirror
+from bot.manifests.mirror import Mirror, Token
 from bot.manifests.objects import Identity
 from bot.manifests.policy_log import GitPolicyHistory
 from bot.manifests.provenance import Signers, trust_home
@@ -169,12 +170,18 @@ def policy_source(
     return PolicySource(policy_from_bytes, GitPolicyHistory(mirror, signers.home), keys)
 
 
-def open_mirror(settings: Settings, branch: str | None = None) -> Mirror:
+def push_token(settings: Settings) -> Token:
+    """git's credential for the remote: manifests.token, else the GitHub App's over https."""
+    return settings.manifests.token or app_push_token(settings)
+
+
+def open_mirror(settings: Settings, branch: str | None = None, token: Token = None) -> Mirror:
+    """`token`: one source for all of a process's mirrors (None: push_token(settings))."""
     return Mirror(
         (settings.data_dir / "mirrors").resolve(),
         settings.remote_url,
         branch or settings.manifests.branch,
-        settings.manifests.token,
+        token or push_token(settings),
     )
 
 
@@ -217,7 +224,8 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     signer = signing_key(settings)
     verifier = artifact_verifier(settings)
-    mirror = open_mirror(settings)
+    credential = push_token(settings)  # one installation token for both mirrors
+    mirror = open_mirror(settings, token=credential)
     mirror.check_reachable()
     signers = trusted_signers(settings, signer)
     policy = policy_source(settings, signer, mirror, signers)
@@ -337,7 +345,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     )  # fmt: skip
     # Deployments go on a branch of their own: a commit on the default branch would make
     # ArgoCD and Flux sync again, and report again.
-    ledger_mirror = open_mirror(settings, LEDGER_BRANCH)
+    ledger_mirror = open_mirror(settings, LEDGER_BRANCH, credential)
     ledger = ManifestWriter(
         ledger_mirror,
         chain_signer.sign,

@@ -11,7 +11,7 @@ import signal
 import struct
 import subprocess
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,18 +48,24 @@ def git_environment(url: str, token: str | None) -> dict[str, str]:
     return env
 
 
+# A fixed token, or a source asked at each fetch or push (the GitHub App's token expires).
+Token = str | Callable[[], str] | None
+
+_REMOTE_COMMANDS = frozenset({"fetch", "push", "ls-remote"})
+
+
 class Mirror:
     """One bare clone per (remote, branch); writes are serialised by a file lock."""
 
     def __init__(
-        self, root: Path, url: str, branch: str, token: str | None = None, timeout: float = 60
+        self, root: Path, url: str, branch: str, token: Token = None, timeout: float = 60
     ) -> None:
         key = hashlib.sha256(f"{url}\0{branch}".encode()).hexdigest()[:16]
         self.path = root / key
         self.url = url
         self.branch = branch
         self.timeout = timeout
-        self._env = git_environment(url, token)
+        self._token = token
         self._tracking = f"refs/remotes/origin/{branch}"
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock_path = self.path / "ritmo-writer.lock"
@@ -85,7 +91,10 @@ class Mirror:
     def _git(
         self, *args: str, timeout: float | None = None, gnupghome: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, **self._env}
+        try:
+            env = {**os.environ, **self._environment(remote=args[0] in _REMOTE_COMMANDS)}
+        except OSError as exc:  # no token to be had: as if the remote were down
+            return subprocess.CompletedProcess(["git", *args], 128, "", f"fatal: {exc}\n")
         if gnupghome is not None:  # signatures are checked against these keys only
             env["GNUPGHOME"] = str(gnupghome)
         # Its own process group: on a timeout the helpers git started go too (a local
@@ -110,6 +119,14 @@ class Mirror:
                 raise
         return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
+    def _environment(self, remote: bool) -> dict[str, str]:
+        """Credentials only for commands that reach the remote: reading objects must not
+        wait on (or fail with) GitHub's token endpoint."""
+        token = self._token
+        if callable(token):
+            token = token() if remote else None
+        return git_environment(self.url, token)
+
     def check_reachable(self) -> None:
         try:
             proc = self._git("ls-remote", "--heads", "origin", timeout=30)
@@ -118,9 +135,15 @@ class Mirror:
         if proc is None or proc.returncode != 0:
             err = proc.stderr.strip() if proc else ""
             why = err.splitlines()[-1] if err else "timeout"
+            credentials = (
+                "the GitHub App's installation (it must cover the repository with contents: "
+                "write), or set RITMO_MANIFESTS__TOKEN"
+                if callable(self._token)
+                else "the credentials in RITMO_MANIFESTS__TOKEN"
+            )
             raise ConfigError(
                 f"setting manifests.url (RITMO_MANIFESTS__URL): cannot reach {self.url} ({why}); "
-                "check the URL and the credentials in RITMO_MANIFESTS__TOKEN"
+                f"check the URL and {credentials}"
             )
 
     def fetch(self) -> str | None:
