@@ -1,4 +1,9 @@
-"""POST /webhooks/github: verify, de-duplicate, queue, answer at once; the work happens later."""
+"""POST /webhooks/github: verify, de-duplicate, queue, answer at once; the work happens later.
+
+Acknowledging is: check the HMAC, insert one row (committed, in one transaction with the
+deliveries that arrive beside it), answer. The worker that handles the delivery is woken
+only once the answer has been sent (WSGI close), so its git and GitHub work never runs
+before it."""
 
 from __future__ import annotations
 
@@ -47,5 +52,6 @@ def receive_github() -> tuple[Response, int]:
         return jsonify({"status": "ignored", "event": name, "action": payload.get("action")}), 202
     if not runtime.deliveries.accept(delivery, name, body.decode()):
         return jsonify({"status": "duplicate", "delivery": delivery}), 200
-    runtime.webhooks.notify()
-    return jsonify({"status": "queued", "delivery": delivery}), 202
+    answer = jsonify({"status": "queued", "delivery": delivery})
+    answer.call_on_close(runtime.webhooks.notify)  # the server closes it once it is sent
+    return answer, 202

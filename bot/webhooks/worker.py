@@ -26,12 +26,17 @@ class DeliveryWorker:
         context: Callable[[], Any],
         clock: Callable[[], float] = time.time,
         idle_wait: float = 5.0,
+        settle: float = 0.05,
+        settle_at_most: float = 1.0,
     ) -> None:
         self._queue = queue
         self._router = router
         self._context = context
         self._clock = clock
         self._idle_wait = idle_wait
+        self._settle = settle
+        self._settle_at_most = settle_at_most
+        self._last_notified = 0.0
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -44,13 +49,27 @@ class DeliveryWorker:
                     target=self._run, name="ritmo-webhooks", daemon=True
                 )
                 self._thread.start()
+        self._last_notified = time.monotonic()
         self._wake.set()
 
     def _run(self) -> None:
         while True:
             self._wake.clear()
+            self._let_acknowledgements_finish()
             if not self.drain():
                 self._wake.wait(self._idle_wait)
+
+    def _let_acknowledgements_finish(self) -> None:
+        """Start once deliveries stop arriving for `settle` seconds (`settle_at_most` at the
+        longest): a burst of acknowledgements shares this process's interpreter and the
+        database's writer with the handlers, and answering comes first."""
+        started = time.monotonic()
+        while True:
+            quiet_for = time.monotonic() - self._last_notified
+            left = self._settle_at_most - (time.monotonic() - started)
+            if quiet_for >= self._settle or left <= 0:
+                return
+            time.sleep(min(self._settle - quiet_for, left))
 
     def drain(self) -> int:
         """Handle every due delivery; returns how many were handled."""
