@@ -28,6 +28,7 @@ def receive_github() -> tuple[Response, int]:
     body = request.get_data(cache=False)  # 413 past max_body_bytes
     if not valid_signature(secret, body, request.headers.get("X-Hub-Signature-256")):
         raise ApiError(401, "X-Hub-Signature-256 is missing or does not match the body")
+    runtime.webhooks.arriving()  # the worker holds back while a burst is being answered
     name = request.headers.get("X-GitHub-Event", "")
     delivery = request.headers.get("X-GitHub-Delivery", "")
     if not name or not delivery or len(delivery) > 128:

@@ -36,7 +36,7 @@ class DeliveryWorker:
         self._idle_wait = idle_wait
         self._settle = settle
         self._settle_at_most = settle_at_most
-        self._last_notified = 0.0
+        self._last_arrival = 0.0  # time.monotonic() of the latest signed delivery
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -49,23 +49,26 @@ class DeliveryWorker:
                     target=self._run, name="ritmo-webhooks", daemon=True
                 )
                 self._thread.start()
-        self._last_notified = time.monotonic()
+        self.arriving()
         self._wake.set()
+
+    def arriving(self) -> None:
+        """A signed delivery is being acknowledged (queued or not): hold back a moment."""
+        self._last_arrival = time.monotonic()
 
     def _run(self) -> None:
         while True:
             self._wake.clear()
-            self._let_acknowledgements_finish()
             if not self.drain():
                 self._wake.wait(self._idle_wait)
 
     def _let_acknowledgements_finish(self) -> None:
-        """Start once deliveries stop arriving for `settle` seconds (`settle_at_most` at the
-        longest): a burst of acknowledgements shares this process's interpreter and the
-        database's writer with the handlers, and answering comes first."""
+        """Wait until signed deliveries stop arriving for `settle` seconds (`settle_at_most`
+        at the longest): a burst of acknowledgements shares this process's interpreter and
+        the database's writer with the handlers, and answering comes first."""
         started = time.monotonic()
         while True:
-            quiet_for = time.monotonic() - self._last_notified
+            quiet_for = time.monotonic() - self._last_arrival
             left = self._settle_at_most - (time.monotonic() - started)
             if quiet_for >= self._settle or left <= 0:
                 return
@@ -75,6 +78,7 @@ class DeliveryWorker:
         """Handle every due delivery; returns how many were handled."""
         handled = 0
         for row in self._queue.due(self._clock()):
+            self._let_acknowledgements_finish()  # before each: a burst can start meanwhile
             delivery = row["delivery_id"]
             if not self._queue.claim(delivery, self._clock()):
                 continue  # another drain (here or on another replica) has it

@@ -1,12 +1,15 @@
 """Acknowledging a delivery is: check the HMAC, insert one row, answer. Nothing else runs
 before the answer is sent: no handler (so no git, no GitHub call), no other SQL; the
-worker starts once the server has closed the answer."""
+worker starts once the server has closed the answer, and holds back while a burst of
+deliveries is being answered (for a bounded time)."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +20,11 @@ from werkzeug.test import EnvironBuilder
 from bot.app import create_app
 from bot.config import Settings
 from bot.runtime import Runtime, build_runtime
-from bot.webhooks.router import Event
+from bot.store.deliveries import DeliveryQueue
+from bot.store.index import make_engine
+from bot.webhooks.router import Event, Router
 from bot.webhooks.verify import signature_for
+from bot.webhooks.worker import DeliveryWorker
 from tests.forge.github_sandbox import INSTALLATION_ID, WEBHOOK_SECRET, with_github
 from tests.helpers import kill_gpg_agent
 
@@ -120,3 +126,45 @@ def _request(delivery: str) -> dict[str, Any]:
             "Content-Type": "application/json",
         },
     }
+
+
+def _worker_with(
+    tmp_path: Path, settle: float, settle_at_most: float
+) -> tuple[DeliveryWorker, list[float]]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'queue.sqlite3'}")
+    queue = DeliveryQueue(engine)
+    router = Router()
+    handled_at: list[float] = []
+
+    @router.register("check_run")
+    def handle(event: Event, runtime: Any) -> None:
+        handled_at.append(time.monotonic())
+
+    assert queue.accept("d-burst", "check_run", json.dumps(CHECK_RUN))
+    return DeliveryWorker(queue, router, lambda: None, settle=settle,
+                          settle_at_most=settle_at_most), handled_at  # fmt: skip
+
+
+def _burst(worker: DeliveryWorker, seconds: float) -> float:
+    """Signed deliveries every 50 ms for `seconds`; returns when the last one came."""
+    worker.notify()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        worker.arriving()
+        time.sleep(0.05)
+    return time.monotonic()
+
+
+def test_the_worker_holds_back_while_a_burst_is_answered(tmp_path: Path) -> None:
+    worker, handled_at = _worker_with(tmp_path, settle=0.2, settle_at_most=5.0)
+    burst_ended = _burst(worker, 0.8)
+    deadline = time.monotonic() + 10
+    while not handled_at and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert handled_at and handled_at[0] > burst_ended  # only once the burst was over
+
+
+def test_the_worker_holds_back_for_a_bounded_time(tmp_path: Path) -> None:
+    worker, handled_at = _worker_with(tmp_path, settle=0.2, settle_at_most=0.5)
+    burst_ended = _burst(worker, 3.0)
+    assert handled_at and handled_at[0] < burst_ended  # a steady stream does not starve it
