@@ -1,4 +1,9 @@
-"""POST /webhooks/github: verify, de-duplicate, queue, answer at once; the work happens later."""
+"""POST /webhooks/github: verify, de-duplicate, queue, answer at once; the work happens later.
+
+Acknowledging is: check the HMAC, insert one row (committed, in one transaction with the
+deliveries that arrive beside it), answer. The worker that handles the delivery is woken
+only once the answer has been sent (WSGI close), so its git and GitHub work never runs
+before it."""
 
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ def receive_github() -> tuple[Response, int]:
     body = request.get_data(cache=False)  # 413 past max_body_bytes
     if not valid_signature(secret, body, request.headers.get("X-Hub-Signature-256")):
         raise ApiError(401, "X-Hub-Signature-256 is missing or does not match the body")
+    runtime.webhooks.arriving()  # the worker holds back while a burst is being answered
     name = request.headers.get("X-GitHub-Event", "")
     delivery = request.headers.get("X-GitHub-Delivery", "")
     if not name or not delivery or len(delivery) > 128:
@@ -47,5 +53,6 @@ def receive_github() -> tuple[Response, int]:
         return jsonify({"status": "ignored", "event": name, "action": payload.get("action")}), 202
     if not runtime.deliveries.accept(delivery, name, body.decode()):
         return jsonify({"status": "duplicate", "delivery": delivery}), 200
-    runtime.webhooks.notify()
-    return jsonify({"status": "queued", "delivery": delivery}), 202
+    answer = jsonify({"status": "queued", "delivery": delivery})
+    answer.call_on_close(runtime.webhooks.notify)  # the server closes it once it is sent
+    return answer, 202

@@ -26,12 +26,17 @@ class DeliveryWorker:
         context: Callable[[], Any],
         clock: Callable[[], float] = time.time,
         idle_wait: float = 5.0,
+        settle: float = 0.05,
+        settle_at_most: float = 1.0,
     ) -> None:
         self._queue = queue
         self._router = router
         self._context = context
         self._clock = clock
         self._idle_wait = idle_wait
+        self._settle = settle
+        self._settle_at_most = settle_at_most
+        self._last_arrival = 0.0  # time.monotonic() of the latest signed delivery
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -44,7 +49,12 @@ class DeliveryWorker:
                     target=self._run, name="ritmo-webhooks", daemon=True
                 )
                 self._thread.start()
+        self.arriving()
         self._wake.set()
+
+    def arriving(self) -> None:
+        """A signed delivery is being acknowledged (queued or not): hold back a moment."""
+        self._last_arrival = time.monotonic()
 
     def _run(self) -> None:
         while True:
@@ -52,10 +62,23 @@ class DeliveryWorker:
             if not self.drain():
                 self._wake.wait(self._idle_wait)
 
+    def _let_acknowledgements_finish(self) -> None:
+        """Wait until signed deliveries stop arriving for `settle` seconds (`settle_at_most`
+        at the longest): a burst of acknowledgements shares this process's interpreter and
+        the database's writer with the handlers, and answering comes first."""
+        started = time.monotonic()
+        while True:
+            quiet_for = time.monotonic() - self._last_arrival
+            left = self._settle_at_most - (time.monotonic() - started)
+            if quiet_for >= self._settle or left <= 0:
+                return
+            time.sleep(min(self._settle - quiet_for, left))
+
     def drain(self) -> int:
         """Handle every due delivery; returns how many were handled."""
         handled = 0
         for row in self._queue.due(self._clock()):
+            self._let_acknowledgements_finish()  # before each: a burst can start meanwhile
             delivery = row["delivery_id"]
             if not self._queue.claim(delivery, self._clock()):
                 continue  # another drain (here or on another replica) has it

@@ -150,6 +150,7 @@ class TestQueue:
         first = _post(hook, "check_run", CHECK_RUN, delivery="d-1")
         assert first.status_code == 202 and first.json["status"] == "queued"
         assert time.monotonic() - started < 1.0  # the handler is still waiting
+        first.close()  # sent: a WSGI server closes each response once written (PEP 3333)
         again = _post(hook, "check_run", CHECK_RUN, delivery="d-1")
         assert again.status_code == 200 and again.json["status"] == "duplicate"
         release.set()
