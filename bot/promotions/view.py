@@ -81,7 +81,7 @@ class EnvironmentsView:
 
     def _read(self, tip: str, policy: Policy) -> list[PinFacts]:
         pins: list[tuple[PinFacts, AppTarget, str | None]] = []
-        for app in sorted(set(self._index.names()) | set(policy.apps)):
+        for app in sorted(set(self._index.names()) | set(policy.app_names)):
             target = policy.target(app)
             image = target.image or self._image_of(app)
             for env in policy.environment_names:
