@@ -90,3 +90,20 @@ def test_a_name_wins_over_a_pattern_and_patterns_match_in_order() -> None:
     assert policy.target("team-ac").path("team-ac", "dev") == "teams/team-ac/dev/k.yaml"
     assert policy.app_names == ("team-ab",)
     assert not policy.declares("web")
+
+
+def test_drift_finds_the_overlay_of_an_app_declared_by_pattern() -> None:
+    from bot.trust.drift import overlay_of
+
+    policy = Policy.model_validate(
+        {
+            "environments": [{"name": "dev"}, {"name": "prod"}],
+            "apps": {"web": {}, "team-*": {"overlay": "teams/{app}/{env}/kustomization.yaml"}},
+        }
+    )
+    found = overlay_of(policy, "teams/team-a/prod/kustomization.yaml")
+    assert found is not None and found[:2] == ("team-a", "prod")
+    assert found[2].overlay == "teams/{app}/{env}/kustomization.yaml"
+    web = overlay_of(policy, "apps/web/overlays/dev/kustomization.yaml")
+    assert web is not None and web[:2] == ("web", "dev")
+    assert overlay_of(policy, "teams/other/prod/kustomization.yaml") is None

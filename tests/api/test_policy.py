@@ -30,8 +30,6 @@ promotion_rules:
 groups:
   ops-team: {kind: local}
   security-team: {kind: local}
-apps:
-  web: {}
 """
 
 # Production without approvals: the weakening change an attacker with admin would send.
@@ -43,8 +41,6 @@ environments:
 promotion_rules:
   - {from: dev, to: staging}
   - {from: staging, to: production}
-apps:
-  web: {}
 """
 
 # A policy whose own rule lets admins change it without approval.
