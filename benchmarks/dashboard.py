@@ -117,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             with ritmo_server(root, remote, gnupghome, fingerprint) as (url, token, _, _, up_s):
                 with requests.Session() as session:
                     first_s, page = timed_get(session, url + "/")
+                print(f"first GET / rendered in {first_s:.1f} s", flush=True)
                 rows_on_page = len(re.findall(r'<tr data-app="', page))
                 pages = -(-args.apps // PER_PAGE)
                 if rows_on_page != min(PER_PAGE, args.apps) or f"of {pages} (" not in page:
@@ -125,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"{args.concurrency} threads ...", flush=True)  # fmt: skip
                 one_by_one = sequential(url, args.requests)
                 together = concurrent(url, args.requests, args.concurrency)
-                changed_s = after_a_change(url, token)
+                kept_s, fresh_s = after_a_change(url, token)
             rows = [
                 ("apps x environments", f"{args.apps} x 3", f"{pages} pages of {PER_PAGE}"),
                 ("records in history", str(args.records), ""),
@@ -134,8 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ("first GET / (renders)", f"{first_s * 1000:.0f} ms", "once per start"),
                 *summary("GET / in a row", one_by_one),
                 *summary(f"GET / x{args.concurrency} threads", together),
-                ("GET / after a registration", f"{changed_s * 1000:.0f} ms",
-                 "renders again: once per change"),
+                ("GET / after a registration", f"{kept_s * 1000:.0f} ms",
+                 "the kept page, while the new one renders"),
+                ("page shows the registration", f"after {fresh_s:.1f} s",
+                 "one background render per change"),
             ]  # fmt: skip
             print_table("Ritmo dashboard benchmark", rows)
             return 0
@@ -144,8 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-def after_a_change(url: str, token: str) -> float:
-    """Register one artifact (the index moves), then time the GET / that renders again."""
+def after_a_change(url: str, token: str) -> tuple[float, float]:
+    """Register one artifact (the index moves); (the next GET /, served from the page kept
+    while the new one renders in the background; seconds until the page shows it)."""
     name = app_name(0)
     body = {
         "name": name,
@@ -163,10 +167,14 @@ def after_a_change(url: str, token: str) -> float:
         )
         if resp.status_code != 201:
             raise BenchError(f"register: {resp.status_code} {resp.text[:300]}")
+        registered = time.perf_counter()
         took, page = timed_get(session, url + "/")
-    if "9.9.9" not in page:
-        raise BenchError("the page after the registration does not show it")
-    return took
+        while "9.9.9" not in page:
+            if time.perf_counter() - registered > 1800:
+                raise BenchError("the page did not show the registration within 30 minutes")
+            time.sleep(0.5)
+            page = timed_get(session, url + "/")[1]
+    return took, time.perf_counter() - registered
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from bot.api.dashboard_cache import PageCache
 from bot.runtime import Runtime
 from tests.helpers import artifact_body, bearer
 
-APPS = [f"app-{i:03d}" for i in range(120)]
+APPS = [f"app-{i:03d}" for i in range(119)] + ["web"]  # web: the scaffold has overlays
 POLICY = (
     "environments:\n  - {name: dev, auto_promote: true}\n  - {name: staging}\n"
     "promotion_rules:\n  - {from: dev, to: staging}\n"
@@ -88,16 +88,21 @@ def test_one_render_per_change(
     for _ in range(20):
         assert client.get("/").status_code == 200
     assert renders == [1]
-    client.get("/?page=2")
-    client.get("/?page=2")
-    assert renders == [1, 2]
+    client.get("/?page=3")
+    client.get("/?page=3")
+    assert renders == [1, 3]
     resp = client.post(
-        "/api/v1/artifacts", json=artifact_body(name="app-000"), headers=bearer(tokens["ci"])
+        "/api/v1/artifacts", json=artifact_body(name="web"), headers=bearer(tokens["ci"])
     )
     assert resp.status_code == 201
-    client.get("/")  # the index moved: rendered again
-    client.get("/")
-    assert renders == [1, 2, 1]
+    pinned = 'data-app="web" data-env="dev">1.2.3</span>'
+    # The index moved: the kept page is served at once while the new one renders.
+    assert pinned not in client.get("/?page=3").get_data(as_text=True)
+    cache: PageCache = client.application.extensions["ritmo.dashboard"]
+    cache.settle()
+    assert pinned in client.get("/?page=3").get_data(as_text=True)
+    client.get("/?page=3")
+    assert renders == [1, 3, 3]  # page 1 is rendered again only when someone asks
 
 
 def test_concurrent_anonymous_loads_share_one_render(live_server: str, renders: list[int]) -> None:
@@ -117,7 +122,7 @@ def test_concurrent_anonymous_loads_share_one_render(live_server: str, renders: 
     assert renders == [1]
 
 
-def test_a_kept_page_expires_after_max_age() -> None:
+def test_a_kept_page_is_served_while_the_next_renders() -> None:
     now = [0.0]
     cache = PageCache(max_age=60, clock=lambda: now[0])
     made: list[str] = []
@@ -126,10 +131,28 @@ def test_a_kept_page_expires_after_max_age() -> None:
         made.append("x")
         return f"page {len(made)}"
 
-    assert cache.get("tip-1", 1, render) == "page 1"
+    assert cache.get("tip-1", 1, render) == "page 1"  # the first: rendered now
     now[0] = 59
     assert cache.get("tip-1", 1, render) == "page 1"
-    now[0] = 60  # ages like "5m ago" would be stale: rendered again
+    now[0] = 60  # ages like "5m ago" would be stale: served, and rendered again
+    assert cache.get("tip-1", 1, render) == "page 1"
+    cache.settle()
     assert cache.get("tip-1", 1, render) == "page 2"
-    assert cache.get("tip-2", 1, render) == "page 3"  # a new state
+    assert cache.get("tip-2", 1, render) == "page 2"  # a new state: the same
+    cache.settle()
+    assert cache.get("tip-2", 1, render) == "page 3"
     assert cache.renders == 3
+
+
+def test_a_failed_background_render_keeps_the_last_page() -> None:
+    cache = PageCache()
+    assert cache.get("tip-1", 1, lambda: "page 1") == "page 1"
+
+    def broken() -> str:
+        raise RuntimeError("the forge is down")
+
+    assert cache.get("tip-2", 1, broken) == "page 1"
+    cache.settle()
+    assert cache.get("tip-2", 1, lambda: "page 2") == "page 1"  # rendering now
+    cache.settle()
+    assert cache.get("tip-2", 1, broken) == "page 2"
