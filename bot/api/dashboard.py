@@ -269,7 +269,7 @@ def dashboard() -> Response:
     except ValidationError as exc:
         raise invalid_fields(exc, status=400) from None
     cache: PageCache = current_app.extensions.setdefault("ritmo.dashboard", PageCache())
-    state = dashboard_state(runtime)
+    state = cache.state(lambda: dashboard_state(runtime))
     pages = int(cache.get(state, "pages", lambda: str(_page_count(runtime))))
     if page > pages:
         raise ApiError(

@@ -21,6 +21,7 @@ from collections.abc import Callable, Hashable
 log = logging.getLogger(__name__)
 
 MAX_AGE = 60.0
+STATE_TTL = 1.0  # how long one read of the state answers for every caller
 
 # page -> (the state it shows, when it was rendered, the text)
 Kept = tuple[Hashable, float, str]
@@ -28,10 +29,15 @@ Kept = tuple[Hashable, float, str]
 
 class PageCache:
     def __init__(
-        self, max_age: float = MAX_AGE, clock: Callable[[], float] = time.monotonic
+        self,
+        max_age: float = MAX_AGE,
+        clock: Callable[[], float] = time.monotonic,
+        state_ttl: float = STATE_TTL,
     ) -> None:
         self._max_age = max_age
         self._clock = clock
+        self._state_ttl = state_ttl
+        self._state: tuple[Hashable, float] | None = None
         self._lock = threading.Lock()  # guards _pages and _refreshing
         self._render_lock = threading.Lock()  # one render at a time
         self._pages: dict[Hashable, Kept] = {}
@@ -52,6 +58,17 @@ class PageCache:
         if not self._fresh(kept, state):
             self._refresh(state, page, render)
         return kept[2]
+
+    def state(self, read: Callable[[], Hashable]) -> Hashable:
+        """`read()`, asked at most once per `state_ttl`: under many concurrent callers a
+        request costs a lookup, and a change shows within `state_ttl` plus its render."""
+        now = self._clock()
+        kept = self._state
+        if kept is not None and now - kept[1] < self._state_ttl:
+            return kept[0]
+        value = read()
+        self._state = (value, now)
+        return value
 
     def settle(self, timeout: float = 60.0) -> None:
         """Wait for the background renders under way (tests, the benchmark)."""

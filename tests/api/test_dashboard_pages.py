@@ -96,6 +96,7 @@ def test_one_render_per_change(
     )
     assert resp.status_code == 201
     pinned = 'data-app="web" data-env="dev">1.2.3</span>'
+    time.sleep(1.1)  # the state is read at most once a second (STATE_TTL)
     # The index moved: the kept page is served at once while the new one renders.
     assert pinned not in client.get("/?page=3").get_data(as_text=True)
     cache: PageCache = client.application.extensions["ritmo.dashboard"]
@@ -142,6 +143,20 @@ def test_a_kept_page_is_served_while_the_next_renders() -> None:
     cache.settle()
     assert cache.get("tip-2", 1, render) == "page 3"
     assert cache.renders == 3
+
+
+def test_the_state_is_read_at_most_once_per_ttl() -> None:
+    now = [0.0]
+    cache = PageCache(clock=lambda: now[0], state_ttl=1.0)
+    reads: list[int] = []
+
+    def read() -> int:
+        reads.append(1)
+        return len(reads)
+
+    assert [cache.state(read) for _ in range(100)] == [1] * 100
+    now[0] = 1.0
+    assert cache.state(read) == 2 and len(reads) == 2
 
 
 def test_a_failed_background_render_keeps_the_last_page() -> None:
