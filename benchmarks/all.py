@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/all.py
 
-Order: ingest, scale, webhooks, github_calls (the machine should be otherwise quiet: each
+Order: ingest, scale, webhooks, github_calls, dashboard (the machine should be otherwise quiet: each
 measures wall time on shared cores). Exit status: the first non-zero status of a benchmark
 (after all ran), or 0.
 """
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("ingest.py", "scale.py", "webhooks.py", "github_calls.py")
+BENCHMARKS = ("ingest.py", "scale.py", "webhooks.py", "github_calls.py", "dashboard.py")
 
 
 def main() -> int:

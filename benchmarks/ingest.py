@@ -141,7 +141,10 @@ def generate_key(home: Path) -> str:
     return fingerprints[0]
 
 
-RECORDS_ONLY_POLICY = "environments: [{name: dev}, {name: staging}, {name: production}]\n"
+RECORDS_ONLY_POLICY = (
+    "environments: [{name: dev}, {name: staging}, {name: production}]\n"
+    'apps: {"*": {}}\n'  # the benchmark makes its app names up
+)
 
 
 def make_remote(root: Path, name: str, hook_ms: int) -> tuple[Path, str]:

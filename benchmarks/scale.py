@@ -74,6 +74,7 @@ environments:
 promotion_rules:
   - {from: dev, to: staging, requires_approval: false}
   - {from: staging, to: production, requires_approval: false}
+apps: {"*": {}}
 """
 
 

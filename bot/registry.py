@@ -36,6 +36,18 @@ class SignatureRefused(Exception):
     """The artifact's signature is missing, bad or untrusted where it must be good."""
 
 
+class UnknownApp(Exception):
+    """The artifact's name is no app the policy declares (by name or pattern)."""
+
+    def __init__(self, name: str, declared: str) -> None:
+        self.name = name
+        super().__init__(
+            f"{name!r} is not an app the policy declares (declared: {declared}); register "
+            f"one of those, or declare it under `apps:` in .ritmo/policy.yaml, e.g. "
+            f'apps: {{{name}: {{}}}} or a pattern such as apps: {{"*": {{}}}}'
+        )
+
+
 class ImmutableRecord(Conflict):
     """The name and version are taken by a record with other content."""
 
@@ -106,6 +118,10 @@ class ArtifactRegistry:
     @traced("ritmo.record")
     def register(self, spec: ArtifactSpec, registered_by: str, correlation_id: str) -> Registration:
         version = spec.resolved_version()
+        policy = self._policy() if self._policy else None
+        # CI chooses the name, so CI would choose how many apps every view lists.
+        if policy is not None and not policy.declares(spec.name):
+            raise UnknownApp(spec.name, policy.declared_apps())
         fields = spec.fields()
         known = self._index.get(artifact_id(spec.name, version))
         if known is not None:
@@ -113,7 +129,6 @@ class ArtifactRegistry:
                 raise ImmutableRecord(spec.name, version)
             return Registration(False, known, self._chained(known.record["id"]))
 
-        policy = self._policy() if self._policy else None
         check = self._verifier.check(
             spec.checksum, spec.signature, policy.trusted_keys if policy else ()
         )

@@ -50,6 +50,9 @@ promotion_rules:
     to: production
     requires_approval: true
     approvals: [{group: ops-team, count: 1}, {group: security-team, count: 1}]
+apps:
+  web: {}
+  api: {}
 """
 
 

@@ -25,6 +25,8 @@ promotion_rules:
 groups:
   ops-team: {kind: local}
   security-team: {kind: local}
+apps:
+  web: {}
 """
 
 

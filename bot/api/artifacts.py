@@ -15,7 +15,7 @@ from bot.api.errors import ApiError, invalid_fields
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN, ArtifactSpec
 from bot.manifests.writer import Conflict, WriteUnavailable
-from bot.registry import SignatureRefused
+from bot.registry import SignatureRefused, UnknownApp
 from bot.runtime import Runtime
 from bot.telemetry import logs
 
@@ -85,6 +85,10 @@ def register_artifact() -> tuple[Response, int]:
         raise ApiError(409, str(exc)) from None
     except SignatureRefused as exc:
         raise ApiError(422, str(exc), [{"field": "signature", "message": str(exc)}]) from None
+    except UnknownApp as exc:
+        raise ApiError(
+            422, f"unknown app: {exc}", [{"field": "name", "message": str(exc)}]
+        ) from None
     except WriteUnavailable as exc:
         raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
     response = jsonify({**outcome.artifact.as_json(), "promotions": outcome.promotions})

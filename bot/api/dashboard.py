@@ -13,6 +13,10 @@ of `/` (the API under /api/v1 keeps its own tokens).
 /api/v1/environments' table (git's pins, unrecorded ones marked), the rest the indexes';
 `templates/dashboard/index.html` renders it with autoescaping on (commit text and names
 are untrusted: `bot.templates.Templates` does not escape, it renders commit messages).
+
+The page is anonymous, so it costs O(1) per request whatever the history: apps come
+`PER_PAGE` to a page (`?page=N`), and each page is rendered once per state of what it
+shows (`dashboard_state`) and then served from `bot.api.dashboard_cache`.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bot.api.dashboard_cache import PageCache
+from bot.api.errors import ApiError, invalid_fields
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -33,6 +40,16 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("dashboard", __name__)
 
 RECENT = 20
+PER_PAGE = 50  # apps on one page of the dashboard
+
+
+class DashboardQuery(BaseModel):
+    """`GET /?page=N`: the page of apps, 1 first. Other parameters are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    page: int = Field(default=1, ge=1, le=100_000)
+
 
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
@@ -133,16 +150,22 @@ def _version_of(runtime: Runtime, artifact_id: str | None) -> str | None:
     return str(found.record["version"]) if found else None
 
 
-def dashboard_data(runtime: Runtime, now: datetime | None = None) -> dict[str, Any]:
-    """Everything the page shows, as plain data: the environments table (git's pins, read
-    once per tip) and the indexes."""
+def pages_of(count: int) -> int:
+    """How many pages `count` apps take (an empty installation still has page 1)."""
+    return max(1, -(-count // PER_PAGE))
+
+
+def dashboard_data(runtime: Runtime, now: datetime | None = None, page: int = 1) -> dict[str, Any]:
+    """Everything page `page` shows, as plain data: its apps from the environments table
+    (git's pins, read once per tip) and the indexes."""
     now = now or datetime.now(UTC)
     pending = [_describe(runtime, r) for r in runtime.requests_index.pending()]
     table = runtime.environments.table()  # what GET /api/v1/environments answers
     envs = table["environments"]
+    shown = table["apps"][(page - 1) * PER_PAGE : page * PER_PAGE]
     apps = [
         {"app": entry["app"], "cells": [_cell(e, entry["environments"][e], now) for e in envs]}
-        for entry in table["apps"]
+        for entry in shown
     ]
     requests = []
     for r in pending:
@@ -199,6 +222,9 @@ def dashboard_data(runtime: Runtime, now: datetime | None = None) -> dict[str, A
         "generated_at": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "environments": envs,
         "apps": apps,
+        "page": page,
+        "pages": pages_of(len(table["apps"])),
+        "app_count": len(table["apps"]),
         "open_requests": requests,
         "deployments": deployments,
         "rollbacks": rollbacks,
@@ -218,8 +244,40 @@ def render_dashboard(runtime: Runtime, data: dict[str, Any]) -> str:
     return _jinja(str(runtime.templates.root)).get_template("dashboard/index.html").render(**data)
 
 
+def dashboard_state(runtime: Runtime) -> tuple[Any, ...]:
+    """What the page shows changes only when one of these does: the index's tip (records,
+    pins, rollbacks), the deployment ledger's tip, the open requests (a review moves a
+    request branch's tip) and the policy in force. A few small reads, whatever the size."""
+    pending = tuple((r["id"], r["tip"], r["status"]) for r in runtime.requests_index.pending())
+    return (
+        runtime.index.tip(),
+        runtime.deployments.index.ledger_tip(),
+        pending,
+        id(runtime.policy()),
+    )
+
+
+def _page_count(runtime: Runtime) -> int:
+    return pages_of(len(runtime.environments.table()["apps"]))
+
+
 @blueprint.get("/")
 def dashboard() -> Response:
     runtime: Runtime = current_app.extensions["ritmo"]
-    page = render_dashboard(runtime, dashboard_data(runtime))
-    return Response(page, mimetype="text/html", headers=_HEADERS)
+    try:
+        page = DashboardQuery.model_validate(request.args.to_dict()).page
+    except ValidationError as exc:
+        raise invalid_fields(exc, status=400) from None
+    cache: PageCache = current_app.extensions.setdefault("ritmo.dashboard", PageCache())
+    state = cache.state(lambda: dashboard_state(runtime))
+    pages = int(cache.get(state, "pages", lambda: str(_page_count(runtime))))
+    if page > pages:
+        raise ApiError(
+            404,
+            f"no page {page} of the dashboard",
+            [{"field": "page", "message": f"is past the last page; the pages are 1 to {pages}"}],
+        )
+    text = cache.get(
+        state, page, lambda: render_dashboard(runtime, dashboard_data(runtime, page=page))
+    )
+    return Response(text, mimetype="text/html", headers=_HEADERS)

@@ -23,6 +23,7 @@ from pydantic.json_schema import JsonSchemaMode
 import bot
 from bot.api.artifacts import ArtifactQuery
 from bot.api.audit import AuditQuery
+from bot.api.dashboard import DashboardQuery
 from bot.api.deployments import DeploymentBody, DeploymentQuery, RollbackBody
 from bot.api.environments import Environments, EnvironmentsQuery
 from bot.api.outbox import OutboxQuery
@@ -70,8 +71,13 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "get",
         "/",
-        "Read-only dashboard (HTML)",
-        {200: "The dashboard page"},
+        "Read-only dashboard (HTML); apps 50 to a page",
+        {
+            200: "The dashboard page",
+            400: "page is not a whole number >= 1",
+            404: "past the last page",
+        },
+        query=DashboardQuery,
         tag="meta",
         content_type="text/html",
     ),

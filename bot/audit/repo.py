@@ -229,7 +229,7 @@ def read_history(
             managed.add(record["name"])
         touched = {path for _, path in changes}
         pins = []
-        for app in sorted(managed | set(policy.apps)):
+        for app in sorted(managed | set(policy.app_names)):
             for env in policy.environment_names:
                 path = policy.target(app).path(app, env)
                 if path not in touched:

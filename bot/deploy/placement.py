@@ -33,7 +33,7 @@ class PlacementError(Exception):
 
 def app_environment(policy: Policy, name: str, apps: Iterable[str]) -> tuple[str, str]:
     """(app, environment) whose deploy name (by policy, `{app}-{env}`) is `name`."""
-    for app in dict.fromkeys([*policy.apps, *apps]):
+    for app in dict.fromkeys([*policy.app_names, *apps]):
         for env in policy.environment_names:
             if policy.deploy_name(app, env) == name:
                 return app, env

@@ -146,8 +146,8 @@ RULE_ERROR = "policy_rule"  # the same pydantic error type bot.policy.model uses
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _SECRET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
-_WORKFLOW = re.compile(r"^(?:\d+|[A-Za-z0-9._-]+\.ya?ml)$")
+REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
+WORKFLOW = re.compile(r"^(?:\d+|[A-Za-z0-9._-]+\.ya?ml)$")
 _HEADER = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
 _RESERVED_HEADERS = {
     "authorization",
@@ -265,17 +265,30 @@ def _url(value: str) -> str:
         raise ValueError(f"{value!r} is not an http(s) URL; write e.g. https://cd.example.com/hook")
     if "@" in probe.split("://", 1)[1].split("/", 1)[0]:
         raise ValueError("must not carry credentials; name a secret with `secret: NAME` instead")
+    _literal_host(value)
     return value
 
 
+def _literal_host(value: str) -> None:
+    """A URL's scheme, host and port are written out: a CI value must not choose where
+    the request (and its credentials) goes."""
+    rest = value.split("://", 1)[1] if "://" in value else ""
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "${" in authority.replace("$${", ""):
+        raise ValueError(
+            f"{value!r} has a ${{VAR}} in its host; write the scheme, host and port out "
+            "(a variable may fill a path segment, a query value or the fragment)"
+        )
+
+
 def _repository(value: str) -> str:
-    if not _REPOSITORY.match(_probe(value)):
+    if not REPOSITORY.match(_probe(value)):
         raise ValueError(f"{value!r} is not a repository; write owner/name, e.g. acme/web")
     return value
 
 
 def _workflow(value: str) -> str:
-    if not _WORKFLOW.match(_probe(value)):
+    if not WORKFLOW.match(_probe(value)):
         raise ValueError(
             f"{value!r} is not a workflow; give its file name (deploy.yml) or numeric id"
         )
@@ -335,6 +348,7 @@ def _git_url(value: str) -> str:
             raise ValueError(
                 "must not carry credentials; name a secret with `secret: NAME` instead"
             )
+        _literal_host(value)
         return value
     if probe.startswith(("ssh://", "file:///", "/")) or _SCP_LIKE.match(probe):
         return value

@@ -165,7 +165,12 @@ class Outbox:
     def _attempt(self, row: OutboxRow, stamp: Callable[[], float]) -> None:
         request = row.request
         try:
-            outcome = self._sender.send(row.target, request["target"], request["event"], row.key)
+            if request.get("refused"):  # rendering found it goes elsewhere: never sent
+                outcome = Outcome("dead", str(request["refused"]))
+            else:
+                outcome = self._sender.send(
+                    row.target, request["target"], request["event"], row.key
+                )
         except Exception as exc:  # a bug, not the target's doing: count it as an attempt
             log.exception("notification %d (%s) failed unexpectedly", row.id, row.target)
             outcome = Outcome("retry", f"{type(exc).__name__}: {exc}")

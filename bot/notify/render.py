@@ -14,9 +14,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.notify.model import EVENTS, TOKEN, Integration, TargetKind
+from bot.notify.urls import render_url, url_problem
 
 # Target fields that are names, never texts: left as they are.
 _LITERAL_FIELDS = ("secret", "secret_header")
+# Fields that are URLs: each value is percent-encoded where it stands, and the result
+# must still go where the template says (bot.notify.urls).
+_URL_FIELDS: dict[str, tuple[str, ...]] = {
+    "webhook": ("url",),
+    "spinnaker": ("url",),
+    "update_gitops_repo": ("url",),
+}
+# Fields that are Slack mrkdwn: values are escaped so CI cannot write <!channel> or links.
+_SLACK_FIELDS: dict[str, tuple[str, ...]] = {"slack": ("text",)}
 
 
 @dataclass(frozen=True)
@@ -47,10 +57,13 @@ class Rendered:
     event: dict[str, Any]  # the event document (a webhook's default body)
     integration: str | None  # the integration's name, if it has one
     key: str  # the idempotency key: stable for this event and target
+    refused: str | None = None  # why this must not be sent (a URL a value redirected)
 
     def request(self) -> dict[str, Any]:
-        """What the outbox stores: everything needed to send, except credentials."""
-        return {"kind": self.kind, "target": self.target, "event": self.event}
+        """What the outbox stores: everything needed to send, except credentials; a
+        refused one carries its reason and is dead-lettered instead of sent."""
+        stored = {"kind": self.kind, "target": self.target, "event": self.event}
+        return stored if self.refused is None else {**stored, "refused": self.refused}
 
 
 def _text(value: object) -> str:
@@ -112,6 +125,12 @@ def substitute_text(text: str, values: Mapping[str, str]) -> str:
     return TOKEN.sub(one, text)
 
 
+def slack_escape(text: str) -> str:
+    """Slack's "Escaping text": `&`, `<` and `>` as `&amp;`, `&lt;` and `&gt;`, so a
+    value cannot mention `<!channel>` or hide a link behind `<url|label>`."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def substitute(value: Any, values: Mapping[str, str]) -> Any:
     """Substitute in every string value, recursively (mapping keys are left alone)."""
     if isinstance(value, str):
@@ -154,16 +173,27 @@ def render(integration: Integration, event: str, context: EventContext) -> Rende
     kind, target = integration.target
     values = variables(event, context)
     fields = target.model_dump(mode="json")
-    rendered = {
-        name: value if name in _LITERAL_FIELDS else substitute(value, values)
-        for name, value in fields.items()
-    }
+    urls, slack = _URL_FIELDS.get(kind, ()), _SLACK_FIELDS.get(kind, ())
+    escaped = {name: slack_escape(value) for name, value in values.items()}
+    rendered: dict[str, Any] = {}
+    refused: str | None = None
+    for name, value in fields.items():
+        if name in _LITERAL_FIELDS:
+            rendered[name] = value
+        elif name in urls and isinstance(value, str):
+            rendered[name] = render_url(value, values)
+            refused = refused or url_problem(value, rendered[name])
+        elif name in slack:
+            rendered[name] = substitute(value, escaped)
+        else:
+            rendered[name] = substitute(value, values)  # JSON data: serialised when sent
     return Rendered(
         kind=kind,
         target=rendered,
         event=event_document(event, context),
         integration=integration.name,
         key=idempotency_key(event, context.event_id, kind, rendered),
+        refused=refused,
     )
 
 

@@ -42,7 +42,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from bot.notify.model import secret_env_name
+from bot.notify.model import REPOSITORY, WORKFLOW, secret_env_name
 
 if TYPE_CHECKING:
     from bot.notify.gitops import GitopsUpdater
@@ -220,7 +220,12 @@ class _GitHub(_Secrets):
 
     @staticmethod
     def _repo(target: Mapping[str, Any]) -> str:
-        owner, _, name = str(target["repository"]).partition("/")
+        """The API path of the rendered repository; a CI value that made it something
+        else than owner/name (`..`, more slashes) is refused, not sent."""
+        repository = str(target["repository"])
+        owner, _, name = repository.partition("/")
+        if not REPOSITORY.match(repository) or name in (".", ".."):
+            raise Unsendable(f"refused: the rendered repository {repository!r} is not owner/name")
         return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
 
 
@@ -231,6 +236,11 @@ class GitHubWorkflowHttp(_GitHub):
 
     def request(self, target: Mapping[str, Any], event: Mapping[str, Any], key: str) -> HttpRequest:
         token = self._token(target)
+        if not WORKFLOW.match(str(target["workflow"])):
+            raise Unsendable(
+                f"refused: the rendered workflow {target['workflow']!r} is not a file name "
+                "or numeric id"
+            )
         workflow = quote(str(target["workflow"]), safe="")
         path = f"{self._repo(target)}/actions/workflows/{workflow}/dispatches"
         body = {"ref": target.get("ref", "main"), "inputs": target.get("inputs", {})}

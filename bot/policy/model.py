@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from fnmatch import fnmatchcase
 from typing import Any, Literal
 
 from pydantic import (
@@ -29,6 +30,13 @@ _DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P
 _SLUG = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
 _REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
 DEFAULT_OVERLAY = "apps/{app}/overlays/{env}/kustomization.yaml"
+_GLOB = re.compile(r"[*?\[]")
+
+
+def is_pattern(name: str) -> bool:
+    """An `apps` key with glob characters (`*`, `?`, `[...]`) declares every app it matches."""
+    return bool(_GLOB.search(name))
+
 
 Loc = tuple[str | int, ...]
 """A path into the policy document, as pydantic reports it: keys and list indexes."""
@@ -327,7 +335,11 @@ class Policy(_Model):
     environments: tuple[Environment, ...] = Field(min_length=1)
     promotion_rules: tuple[PromotionRule, ...] = ()
     groups: dict[str, Group] = Field(default_factory=dict)
-    apps: dict[str, AppPolicy] = Field(default_factory=dict)
+    apps: dict[str, AppPolicy] = Field(
+        default_factory=dict,
+        description="The apps artifacts may be registered for: names, or glob patterns "
+        '(`"*"`, `"team-*"`); a name wins over a pattern, patterns match in order.',
+    )
     require_artifact_signatures: bool = False
     trusted_keys: tuple[str, ...] = ()
     integrations: tuple[Integration, ...] = ()
@@ -357,8 +369,31 @@ class Policy(_Model):
         i = names.index(name)
         return names[i + 1] if i + 1 < len(names) else None
 
+    def app(self, name: str) -> AppPolicy | None:
+        """What the policy says about app `name`: its own entry, else the first pattern
+        that matches it, else None (not declared)."""
+        own = self.apps.get(name)
+        if own is not None:
+            return own
+        return next(
+            (v for k, v in self.apps.items() if is_pattern(k) and fnmatchcase(name, k)), None
+        )
+
+    def declares(self, name: str) -> bool:
+        """Whether artifacts of app `name` may be registered."""
+        return self.app(name) is not None
+
+    @property
+    def app_names(self) -> tuple[str, ...]:
+        """The apps declared by name (patterns left out)."""
+        return tuple(k for k in self.apps if not is_pattern(k))
+
+    def declared_apps(self) -> str:
+        """The declared apps and patterns, for an error message."""
+        return ", ".join(self.apps) if self.apps else "none"
+
     def rules_for(self, app: str) -> tuple[PromotionRule, ...]:
-        own = self.apps.get(app)
+        own = self.app(app)
         if own is not None and own.promotion_rules is not None:
             return own.promotion_rules
         return self.promotion_rules
@@ -395,7 +430,7 @@ class Policy(_Model):
         ).as_rule()
 
     def target(self, app: str) -> AppTarget:
-        own = self.apps.get(app)
+        own = self.app(app)
         if own is None:
             return AppTarget()
         return AppTarget(
@@ -404,17 +439,17 @@ class Policy(_Model):
 
     def deploy_name(self, app: str, env: str) -> str:
         """The CD object (ArgoCD Application, Flux Kustomization) for `app` in `env`."""
-        own = self.apps.get(app)
+        own = self.app(app)
         pattern = own.deploy_name if own else "{app}-{env}"
         return pattern.replace("{app}", app).replace("{env}", env)
 
     def repository(self, app: str) -> str | None:
         """The app's source repository (owner/name) as the policy names it, if it does."""
-        own = self.apps.get(app)
+        own = self.app(app)
         return own.repository if own else None
 
     def rollback(self, app: str, env: str) -> Rollback:
-        own = self.apps.get(app)
+        own = self.app(app)
         if own is not None and env in own.rollback:
             return own.rollback[env]
         found = self.environment(env)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ class EnvironmentsView:
 
     def _read(self, tip: str, policy: Policy) -> list[PinFacts]:
         pins: list[tuple[PinFacts, AppTarget, str | None]] = []
-        for app in sorted(set(self._index.names()) | set(policy.apps)):
+        for app in sorted(set(self._index.names()) | set(policy.app_names)):
             target = policy.target(app)
             image = target.image or self._image_of(app)
             for env in policy.environment_names:
@@ -194,10 +195,7 @@ class EnvironmentsView:
         data = read_path(self._mirror, self._mirror.tree_of(commit), path)
         if data is None:
             return None
-        try:
-            return current_value(target, data.decode(), image or "")
-        except Exception:  # an overlay someone broke: no value can be read from it
-            return None
+        return _overlay_value(data, target, image or "")
 
     # -- for a pin about to be written (PinChange.plan) ---------------------------------
     def unrecorded(
@@ -224,3 +222,14 @@ class EnvironmentsView:
             return None
         known = self._known(app, current, target, None)
         return known.version if known else current
+
+
+@lru_cache(maxsize=8192)
+def _overlay_value(data: bytes, target: AppTarget, image: str) -> str | None:
+    """The value an overlay's content pins, parsed once per content: a table read after
+    a new tip meets the same files again (and a pin's file at its pinning commit is
+    usually the tip's), and YAML parsing was most of a read's time."""
+    try:
+        return current_value(target, data.decode(), image)
+    except Exception:  # an overlay someone broke: no value can be read from it
+        return None

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from bot.policy.model import DEFAULT_OVERLAY, AppTarget, Policy
+from bot.policy.model import DEFAULT_OVERLAY, AppTarget, Policy, is_pattern
 
 DriftKind = Literal["pin", "policy"]
 AUDIT_KINDS: dict[DriftKind, str] = {
@@ -163,11 +163,18 @@ def overlay_of(policy: Policy, path: str) -> tuple[str, str, AppTarget] | None:
     """(app, env, target) when `path` is an app's overlay under the policy: an app the
     policy configures, by its own template; any other app, by the default one."""
     envs = set(policy.environment_names)
-    for app in policy.apps:
+    for app in policy.app_names:
         target = policy.target(app)
         match = _template_pattern(target.overlay).match(path)
         if match and match["app"] in ("", app) and match["env"] in envs:
             return app, match["env"], target
+    for pattern in (k for k in policy.apps if is_pattern(k)):  # names first, then patterns
+        overlay = policy.apps[pattern].overlay
+        match = _template_pattern(overlay).match(path)
+        if match and match["app"] and match["env"] in envs:
+            app = match["app"]
+            if policy.app(app) is policy.apps[pattern]:  # the pattern that declares it
+                return app, match["env"], policy.target(app)
     match = _template_pattern(DEFAULT_OVERLAY).match(path)
     if match is None or match["env"] not in envs:
         return None

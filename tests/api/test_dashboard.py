@@ -43,6 +43,8 @@ promotion_rules:
 groups:
   ops-team: {kind: local}
   security-team: {kind: local}
+apps:
+  "*": {}  # by pattern: a declared name would be a row before any record
 """
 
 WIDTH, HEIGHT = 1280, 900

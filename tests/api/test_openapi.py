@@ -128,6 +128,9 @@ def test_query_parameters_come_from_the_validating_models(
     if route.response is Environments:  # one table, not a paged list
         assert query["app"]["schema"]["pattern"] and "per_page" not in query
         return
+    if route.path == "/":  # the anonymous dashboard: fixed pages, no per_page to inflate
+        assert query["page"]["schema"]["minimum"] == 1 and "per_page" not in query
+        return
     assert query["per_page"]["schema"] == {
         "type": "integer",
         "minimum": 1,

@@ -176,6 +176,7 @@ class TestPolicyRequiresSignatures:
         _, fpr = ci_keys["trusted"]  # type: ignore[misc]
         return (
             "environments: [{name: dev}, {name: staging}]\n"
+            "apps: {web: {}}\n"
             "require_artifact_signatures: true\n"
             f"trusted_keys: ['{fpr}']\n"
         )

@@ -31,6 +31,8 @@ promotion_rules:
     to: production
     requires_approval: true
     approvals: [{group: ops-team, count: 1}]
+apps:
+  web: {}
 """
 OVERLAY = "apps/web/overlays/{env}/kustomization.yaml"
 

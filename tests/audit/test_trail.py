@@ -34,6 +34,9 @@ promotion_rules:
 groups:
   ops-team: {kind: local}
   security-team: {kind: local}
+apps:
+  web: {}
+  api: {}
 """
 OVERLAY = "apps/web/overlays/{env}/kustomization.yaml"
 

@@ -25,6 +25,8 @@ environments:
   - {name: staging}
 promotion_rules:
   - {from: dev, to: staging}
+apps:
+  web: {}
 """
 
 

@@ -21,7 +21,7 @@ from tests.forge.github_sandbox import DEPLOYMENT_ID, GitHubSandbox, sandbox, wi
 from tests.helpers import TWO_APPROVERS_POLICY, artifact_body, bearer, kill_gpg_agent
 
 SHA = "a84d88e7554fc1fa21bcbc4efae3c782a70d2b9d"
-WITH_REPOSITORY = TWO_APPROVERS_POLICY + "apps:\n  web: {repository: acme/web}\n"
+WITH_REPOSITORY = TWO_APPROVERS_POLICY.replace("  web: {}\n", "  web: {repository: acme/web}\n")
 
 
 @pytest.fixture(autouse=True)
@@ -133,7 +133,7 @@ def test_forge_target() -> None:
 @pytest.mark.parametrize("repository", ["acme", "acme/web/x", "-acme/web", "acme/", "acme/..",
                                         "https://github.com/acme/web", "acme/we b"])  # fmt: skip
 def test_policy_repository_is_owner_slash_name(repository: str) -> None:
-    text = TWO_APPROVERS_POLICY + f"apps:\n  web: {{repository: '{repository}'}}\n"
+    text = TWO_APPROVERS_POLICY.replace("  web: {}\n", f"  web: {{repository: '{repository}'}}\n")
     with pytest.raises(PolicyError) as found:
         load_policy(text, "policy.yaml")
     assert "apps.web.repository" in str(found.value) and "owner/name" in str(found.value)

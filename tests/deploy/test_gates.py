@@ -25,6 +25,8 @@ environments:
 promotion_rules:
   - {from: dev, to: staging, auto_promote: true, soak: 2s}
   - {from: staging, to: production, requires_deployment: true}
+apps:
+  web: {}
 """
 
 

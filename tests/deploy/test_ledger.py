@@ -79,7 +79,7 @@ class TestGitHubDeploymentAfterARebuild:
     @pytest.fixture
     def remote_policy(self) -> str:
         # GitHub Deployments go to the repository the policy names, never CI's metadata.
-        return TWO_APPROVERS_POLICY + "apps:\n  web: {repository: acme/web}\n"
+        return TWO_APPROVERS_POLICY.replace("  web: {}\n", "  web: {repository: acme/web}\n")
 
     def test_one_github_deployment(self, settings: Settings) -> None:
         rt = build_runtime(with_github(settings))

@@ -31,6 +31,8 @@ environments:
   - {{name: staging}}
 promotion_rules:
   - {{from: dev, to: staging}}
+apps:
+  web: {{}}
 integrations:
   - on: [artifact_recorded, promoted, deployed, deployment_failed, rolled_back]
     apps: [web]

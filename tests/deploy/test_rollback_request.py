@@ -24,6 +24,8 @@ promotion_rules:
     to: production
     requires_approval: true
     approvals: [{group: ops-team, count: 1}]
+apps:
+  web: {}
 """
 
 

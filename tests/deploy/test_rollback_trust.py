@@ -28,6 +28,8 @@ promotion_rules:
     to: production
     requires_approval: true
     approvals: [{group: ops-team, count: 1}]
+apps:
+  web: {}
 """
 WAIVED = POLICY.replace(
     "{on_failure: automatic}", "{on_failure: automatic, requires_approval: false}"

@@ -50,6 +50,8 @@ groups:
   ops-team: {kind: github-team, team: acme/ops}
   security-team: {kind: github-team, team: acme/security}
   release-managers: {kind: local}
+apps:
+  web: {}
 """
 
 

@@ -252,6 +252,8 @@ promotion_rules:
   - {from: development, to: qa}
   - {from: qa, to: production, requires_approval: true,
      approvals: [{group: ops-team, count: 1}]}
+apps:
+  web: {}
 """
 
     @pytest.mark.parametrize("remote_policy", [BRANCH_POLICY])

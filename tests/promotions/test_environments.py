@@ -38,6 +38,8 @@ promotion_rules:
 groups:
   ops-team: {kind: local}
   security-team: {kind: local}
+apps:
+  web: {}
 """
 
 OVERLAY = "apps/web/overlays/{env}/kustomization.yaml"

@@ -37,6 +37,8 @@ promotion_rules:
     approvals: [{group: ops-team, count: 1}, {group: security-team, count: 1}]
     approval_timeout: 7d
 apps:
+  web: {}
+  api: {}
   chart:
     kind: helm
     overlay: "apps/{app}/{env}/values.yaml"

@@ -490,6 +490,8 @@ class TestTargetDownAcrossRestart:
     def remote_policy(self, port: int) -> str:
         return f"""\
 environments: [{{name: dev}}, {{name: staging}}, {{name: production}}]
+apps:
+  web: {{}}
 integrations:
   - on: [artifact_recorded]
     webhook:

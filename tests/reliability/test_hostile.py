@@ -465,6 +465,8 @@ environments:
 promotion_rules:
   - {from: dev, to: staging, auto_promote: true}
   - {from: staging, to: production}
+apps:
+  web: {}
 """
 
 
@@ -617,6 +619,8 @@ CASES: list[Case] = [
     Case("name fullwidth digit", nothing, post_artifact(name=f"web{FULLWIDTH_1}"), 422, NAME),
     Case("name trailing dot", nothing, post_artifact(name="web."), 422, NAME),
     Case("name very long", nothing, post_artifact(name="w" * 10_000), 422, NAME),
+    Case("name no app the policy declares", nothing, post_artifact(name="made-up"), 422,
+         NAME + "'made-up' is not an app the policy declares (declared: web)"),
     Case("version ../../x", nothing, post_artifact(version="../../x"), 422, VERSION),
     Case("version 1..%2fx", nothing, post_artifact(version="1..%2fx"), 422, VERSION),
     Case("version absolute /tmp/x", nothing, post_artifact(version="/tmp/x"), 422, VERSION),
@@ -668,6 +672,10 @@ CASES: list[Case] = [
          "no deployment"),
     Case("rollback deployment, very long id", nothing, rollback_path("dep-" + "f" * 10_000), 404,
          "no deployment"),
+    # -- the anonymous dashboard --------------------------------------------------------
+    Case("dashboard page -1", nothing, get("/?page=-1"), 400, field("page")),
+    Case("dashboard page past the last", nothing, get("/?page=99"), 404,
+         field("page") + "is past the last page"),
     # -- YAML injection in metadata -------------------------------------------------------
     Case("metadata value x\\nkind: Evil", nothing,
          post_artifact(metadata={"commit": "x\nkind: Evil"}), 422, field("metadata.commit")),

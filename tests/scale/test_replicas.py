@@ -56,6 +56,10 @@ promotion_rules:
 groups:
   ops-team: {kind: github-team, team: acme/ops}
   security-team: {kind: github-team, team: acme/security}
+apps:
+  web: {}
+  api: {}
+  jobs: {}
 """
 
 # Logs every ref update the remote is asked for and refuses (and marks) any that is not a

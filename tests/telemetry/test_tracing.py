@@ -30,6 +30,8 @@ promotion_rules:
     approvals: [{group: ops-team, count: 1}]
 groups:
   ops-team: {kind: local}
+apps:
+  web: {}
 """
 
 

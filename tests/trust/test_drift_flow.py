@@ -57,6 +57,8 @@ promotion_rules:
     to: production
     requires_approval: true
     approvals: [{{group: ops-team, count: 1}}]
+apps:
+  web: {{}}
 integrations:
   - on: [drift]
     name: security-desk

@@ -48,6 +48,8 @@ groups:
   ops-team: {kind: github-team, team: acme/ops}
   security-team: {kind: github-team, team: acme/security}
   release-managers: {kind: local}
+apps:
+  web: {}
 """
 
 NUMBER = 12  # the pull request the samples' comments are on
@@ -466,7 +468,7 @@ class TestRollback:
     @pytest.fixture
     def remote_policy(self) -> str:
         # GitHub Deployments go to the repository the policy names, at a full commit sha.
-        return POLICY + "apps:\n  web: {repository: acme/web}\n"
+        return POLICY.replace("  web: {}\n", "  web: {repository: acme/web}\n")
 
     @pytest.fixture
     def artifact(self, client: FlaskClient, rt: Runtime) -> dict[str, Any]:

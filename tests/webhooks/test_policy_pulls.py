@@ -44,6 +44,8 @@ promotion_rules:
 groups:
   ops-team: {kind: github-team, team: acme/ops}
   security-team: {kind: github-team, team: acme/security}
+apps:
+  web: {}
 """
 
 
