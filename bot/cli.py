@@ -13,6 +13,7 @@ import click
 import requests
 
 from bot.audit.history import KINDS
+from bot.cli_table import table
 from bot.cli_tokens import token
 from bot.config import ConfigError, Settings, load_settings
 from bot.promotions.environments import label
@@ -220,13 +221,36 @@ def artifact_list(
     if as_json:
         click.echo(json.dumps(resp.body, indent=2))
         return
-    click.echo(f"{'ID':26} {'NAME':20} {'VERSION':16} {'STATUS':12} CREATED")
-    for item in resp.body["items"]:
-        click.echo(
-            f"{item['id']:26} {item['name']:20} {item['version']:16} "
-            f"{item['promotion_status']:12} {item['created_at']}"
-        )
+    rows = [
+        [item["id"], item["name"], item["version"], item["promotion_status"], item["created_at"]]
+        for item in resp.body["items"]
+    ]
+    _echo_table(["ID", "NAME", "VERSION", "STATUS", "CREATED"], rows)
     click.echo(f"({len(resp.body['items'])} of {resp.body['total']})")
+
+
+def _echo_table(
+    heads: list[str], rows: Iterable[Iterable[object]], right: Iterable[int] = ()
+) -> None:
+    for line in table(heads, [list(row) for row in rows], right):
+        click.echo(line)
+
+
+def audit_row(event: dict[str, Any]) -> list[object]:
+    """One audit event as `ritmo audit` shows it."""
+    env_text = event["environment"]
+    if event.get("from_environment") and event["kind"] == "promoted":
+        env_text = f"{event['from_environment']}->{event['environment']}"
+    actor = event["actor"] or "-"
+    # Ritmo's own actor already says so (`ritmo (automatic)`); a token's does not.
+    if event.get("automatic") and not actor.endswith("(automatic)"):
+        actor += " (automatic)"
+    kind = event["kind"] + (" (untrusted)" if event.get("trusted") is False else "")
+    version = event["version"]
+    if event.get("restored_version"):
+        version = f"{version}->{event['restored_version']}"
+    return [event["at"], kind, event["app"], env_text, version, actor, event["ticket"],
+            event["request_id"], (event["commit"] or "")[:12]]  # fmt: skip
 
 
 def _checked(server: str, call: Callable[[], ApiResponse]) -> ApiResponse:
@@ -344,14 +368,12 @@ def status(server: str, token_value: str, app_name: str | None, as_json: bool) -
         click.echo(json.dumps(data, indent=2))
         return
     envs = data["environments"]
-    rows = [["APP", *(e.upper() for e in envs)]]
-    for entry in data["apps"]:
-        cells = entry["environments"]
-        rows.append([entry["app"], *(label(cells.get(e) or {}) for e in envs)])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    if len(rows) == 1:
+    rows = [
+        [entry["app"], *(label(entry["environments"].get(e) or {}) for e in envs)]
+        for entry in data["apps"]
+    ]
+    _echo_table(["APP", *(e.upper() for e in envs)], rows)
+    if not rows:
         click.echo("(no apps)")
     requests_open = data["open_requests"]
     click.echo("")
@@ -431,13 +453,13 @@ def deployments_list(
     if as_json:
         click.echo(json.dumps(resp.body, indent=2))
         return
-    click.echo(f"{'ID':25} {'APP':16} {'ENV':12} {'VERSION':16} {'STATUS':12} UPDATED")
-    for item in resp.body["items"]:
-        status_text = item["status"] + (" (rolled back)" if item.get("rolled_back_by") else "")
-        click.echo(
-            f"{item['id']:25} {item['app']:16} {item['environment']:12} "
-            f"{item['version']:16} {status_text:12} {item['updated_at']}"
-        )
+    rows = [
+        [item["id"], item["app"], item["environment"], item["version"],
+         item["status"] + (" (rolled back)" if item.get("rolled_back_by") else ""),
+         item["updated_at"]]
+        for item in resp.body["items"]
+    ]  # fmt: skip
+    _echo_table(["ID", "APP", "ENV", "VERSION", "STATUS", "UPDATED"], rows)
     click.echo(f"({len(resp.body['items'])} of {resp.body['total']})")
 
 
@@ -562,13 +584,13 @@ def outbox_list(
     if as_json:
         click.echo(json.dumps(resp.body, indent=2))
         return
-    click.echo(f"{'ID':>6} {'STATUS':10} {'TRIES':>5} {'EVENT':17} {'APP':16} {'TARGET':19} ERROR")
-    for item in resp.body["items"]:
-        error = " ".join(str(item.get("last_error") or "").split())[:80]
-        click.echo(
-            f"{item['id']:>6} {item['status']:10} {item['attempts']:>5} {item['event']:17} "
-            f"{item['app']:16} {item['target']:19} {error}"
-        )
+    rows = [
+        [item["id"], item["status"], item["attempts"], item["event"], item["app"],
+         item["target"], " ".join(str(item.get("last_error") or "").split())[:80]]
+        for item in resp.body["items"]
+    ]  # fmt: skip
+    heads = ["ID", "STATUS", "TRIES", "EVENT", "APP", "TARGET", "ERROR"]
+    _echo_table(heads, rows, right=(0, 2))
     click.echo(f"({len(resp.body['items'])} of {resp.body['total']})")
 
 
@@ -638,19 +660,7 @@ def audit(
         click.echo(json.dumps(resp.body, indent=2))
         return
     heads = ["AT", "KIND", "APP", "ENV", "VERSION", "ACTOR", "TICKET", "REQUEST", "COMMIT"]
-    rows = [heads]
-    for e in resp.body["items"]:
-        env_text = e["environment"] or "-"
-        if e.get("from_environment") and e["kind"] == "promoted":
-            env_text = f"{e['from_environment']}->{e['environment']}"
-        actor = (e["actor"] or "-") + (" (automatic)" * bool(e.get("automatic")))
-        kind = e["kind"] + (" (untrusted)" if e.get("trusted") is False else "")
-        cells = [e["at"], kind, e["app"], env_text, e["version"], actor, e["ticket"],
-                 e["request_id"], (e["commit"] or "")[:12]]  # fmt: skip
-        rows.append([str(c) if c else "-" for c in cells])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(heads))]
-    for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    _echo_table(heads, [audit_row(e) for e in resp.body["items"]])
     click.echo(f"({len(resp.body['items'])} of {resp.body['total']})")
 
 

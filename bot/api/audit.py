@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.api.auth import require_scope
 from bot.api.errors import ApiError, invalid_fields
-from bot.audit.history import AuditKind, Window
+from bot.audit.history import AuditEvent, AuditKind, Window
 from bot.audit.log import (
     REVISION_PATTERN,
     Range,
@@ -42,6 +42,18 @@ class AuditQuery(BaseModel):
     until: str | None = Field(default=None, pattern=REVISION_PATTERN)
     page: int = Field(default=1, ge=1, le=1_000_000)  # as the other lists
     per_page: int = Field(default=50, ge=1, le=500)
+
+
+class AuditPage(BaseModel):
+    """A page of audit events, newest first. A `rolled_back` event's `version` and
+    `artifact_id` name the version rolled back; `restored_version` and
+    `restored_artifact_id` the one pinned again (null on other kinds)."""
+
+    items: list[AuditEvent]
+    page: int
+    per_page: int
+    total: int
+    has_next: bool
 
 
 def _runtime() -> Runtime:

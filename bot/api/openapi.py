@@ -22,7 +22,7 @@ from pydantic.json_schema import JsonSchemaMode
 
 import bot
 from bot.api.artifacts import ArtifactQuery
-from bot.api.audit import AuditQuery
+from bot.api.audit import AuditPage, AuditQuery
 from bot.api.deployments import DeploymentBody, DeploymentQuery, RollbackBody
 from bot.api.environments import Environments, EnvironmentsQuery
 from bot.api.outbox import OutboxQuery
@@ -275,6 +275,7 @@ ROUTES: tuple[Route, ...] = (
         _READ,
         query=AuditQuery,
         tag="audit",
+        response=AuditPage,
     ),
     Route(
         "put",

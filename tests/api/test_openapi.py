@@ -212,3 +212,18 @@ def test_clashing_component_names_are_refused() -> None:
     validate(build_document(routes))
     with pytest.raises(SchemaClash, match="Inner"):
         build_document((*routes, Route("post", "/c", "c", {200: "ok"}, body=Three)))
+
+
+def test_audit_events_are_described_field_by_field(document: dict[str, Any]) -> None:
+    """A rolled_back row's `version` (rolled back) and `restored_version` are in the schema."""
+    from dataclasses import fields
+
+    from bot.audit.history import AuditEvent
+
+    ok = document["paths"]["/api/v1/audit"]["get"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/AuditPage"}
+    schemas = document["components"]["schemas"]
+    event = schemas["AuditEvent"]["properties"]
+    assert set(event) == {f.name for f in fields(AuditEvent)}
+    assert {"version", "restored_version", "restored_artifact_id"} <= set(event)
+    assert "restored_version" in schemas["AuditPage"]["description"]

@@ -145,7 +145,7 @@ class TestAuditTrail:
             ("approved", "web", "production", "1.0.0", "bob"),
             ("approved", "web", "production", "1.0.0", "alice"),
             ("promoted", "web", "production", "1.0.0", "release-bot"),
-            ("rolled_back", "web", "staging", "1.0.0", "argo-cd"),
+            ("rolled_back", "web", "staging", "1.1.0", "argo-cd"),
             ("promoted", "web", "staging", "1.1.0", "release-bot"),
             ("promoted", "web", "dev", "1.1.0", "ci"),
             ("registered", "web", None, "1.1.0", "ci"),
@@ -161,8 +161,10 @@ class TestAuditTrail:
         rolled = events[3]
         assert rolled["commit"] == ids["rollback"]
         assert rolled["deployment_id"] == ids["deployment"]
-        assert rolled["rolled_back_artifact_id"] == ids["new"]
-        assert rolled["artifact_id"] == ids["old"] and not rolled["automatic"]
+        # version: the one rolled back; restored_version: the one pinned again
+        assert (rolled["version"], rolled["artifact_id"]) == ("1.1.0", ids["new"])
+        assert (rolled["restored_version"], rolled["restored_artifact_id"]) == ("1.0.0", ids["old"])
+        assert rolled["rolled_back_artifact_id"] == ids["new"] and not rolled["automatic"]
         assert (events[4]["ticket"], events[4]["automatic"]) == ("CHG-2", False)
         assert events[5]["automatic"] and events[5]["from_environment"] == "registered"
         assert events[6]["correlation_id"] == "build-web-1.1.0"
@@ -177,15 +179,15 @@ class TestAuditTrail:
         assert kinds("app=api") == [("registered", "0.9.0")]
         assert kinds("env=production&kind=approved") == [("approved", "1.0.0")] * 2
         assert kinds("env=staging") == [
-            ("rolled_back", "1.0.0"), ("promoted", "1.1.0"), ("promoted", "1.0.0"),
+            ("rolled_back", "1.1.0"), ("promoted", "1.1.0"), ("promoted", "1.0.0"),
         ]  # fmt: skip
         # since a commit: after it (exclusive); until a commit: up to it (inclusive)
         assert kinds(f"since={ids['staging_1.1.0']}") == [
             ("approved", "1.0.0"), ("approved", "1.0.0"), ("promoted", "1.0.0"),
-            ("rolled_back", "1.0.0"),
+            ("rolled_back", "1.1.0"),
         ]  # fmt: skip
         assert kinds(f"since={ids['staging_1.1.0']}&until={ids['rollback']}") == [
-            ("rolled_back", "1.0.0")
+            ("rolled_back", "1.1.0")
         ]
         assert len(kinds("since=2000-01-01")) == 11
         assert kinds("until=2000-01-01") == []
