@@ -665,7 +665,12 @@ def audit(
 
 
 @main.command("verify")
-@click.option("--since", metavar="REV", help="Check the commits after REV only (default: all).")
+@click.option(
+    "--since",
+    metavar="REV|DATE",
+    help="Check the commits after REV (any revision of the default branch: a sha, main~5, "
+    "HEAD~100), or committed after an ISO date or date-time, only (default: all).",
+)
 @click.option(
     "--repo",
     "--remote",
@@ -719,7 +724,8 @@ def verify(
     """
     import tempfile
 
-    from bot.audit.log import resolve
+    from bot.audit.history import parse_when
+    from bot.audit.log import last_commit_by, resolve
     from bot.audit.repo import (
         TrustedKeyError,
         import_policy_keys,
@@ -780,11 +786,20 @@ def verify(
                     _fail(f"cannot read {branch} of {url}: {exc}")
                 if tip is None:
                     _fail(f"{url} has no branch {branch}")
-                base = None
+                base, after = None, ""
                 if since is not None and since.strip("0"):
-                    base = resolve(mirror, since)
-                    if base is None:
-                        _fail(f"--since {since}: no such commit in {url} ({branch})")
+                    when = parse_when(since)
+                    if when is not None:  # a date: what was committed after it
+                        base, after = last_commit_by(mirror, tip, when), f" after {since}"
+                    else:
+                        base, after = resolve(mirror, since), f" after {since}"
+                        if base is None:
+                            _fail(
+                                f"--since {since}: neither a revision git resolves in {url} "
+                                f"nor an ISO date (2024-05-01, 2024-05-01T12:00:00Z)"
+                            )
+                        if not mirror.is_ancestor(base, tip):
+                            _fail(f"--since {since}: {base[:12]} is not on {branch}")
                 verified = verify_repository(mirror, tip, base, home, keys)
         except TrustedKeyError as exc:
             _fail(f"trusted keys: {exc}")
@@ -799,9 +814,7 @@ def verify(
             f"in {verified.adopted_at} are before adoption, not judged",
             err=True,
         )
-    where = f"{checked} commit{'s' * (checked != 1)} of {branch}" + (
-        f" after {since}" if base else ""
-    )
+    where = f"{checked} commit{'s' * (checked != 1)} of {branch}{after}"
     keys_text = f"{len(fingerprints)} trusted key{'s' * (len(fingerprints) != 1)}"
     if problems:
         click.echo(f"ritmo verify: {len(problems)} problem(s) in {where}", err=True)

@@ -332,6 +332,30 @@ class TestAuditTrail:
         # A pin set before the range is not judged again, but counts: 3.0.0 is fine.
         assert _verify(settings, "--since", skipped).exit_code == 0
 
+    def test_verify_since_any_revision_of_the_branch_or_a_date(
+        self, client: FlaskClient, tokens: dict[str, str], settings: Settings, remote: Path
+    ) -> None:
+        """`--since` takes what git resolves on the default branch (HEAD~N too: the
+        mirror's own HEAD names no branch) and ISO dates; the count says what was checked."""
+        for version in ("1.0.0", "1.1.0", "1.2.0"):
+            _register(client, tokens["ci"], version)
+        total = int(git(remote, "rev-list", "--count", "--first-parent", "main"))
+        tip = _tip(remote)
+        for since, checked in (
+            ("HEAD~2", 2), ("HEAD^", 1), ("HEAD~3", 3), ("main~2", 2), (tip, 0),
+            (git(remote, "rev-parse", "main~4").strip(), 4),
+            ("2000-01-01", total), ("2000-01-01T00:00:00Z", total), ("2999-12-31", 0),
+        ):  # fmt: skip
+            result = _verify(settings, "--since", since)
+            assert result.exit_code == 0, (since, result.output)
+            word = "commit" if checked == 1 else "commits"
+            assert f"ok, {checked} {word} of main after {since} checked" in result.stderr, since
+        for since in ("HEAD~999", "nosuchbranch", "2024-13-45"):
+            refused = _verify(settings, "--since", since)
+            assert refused.exit_code == 2, (since, refused.output)
+            assert f"--since {since}: neither a revision git resolves" in refused.stderr
+            assert "nor an ISO date" in refused.stderr
+
     def test_verify_a_repository_given_by_path_with_trusted_key_files(
         self,
         client: FlaskClient,
