@@ -782,8 +782,8 @@ def verify(
                 keys = TrustKeys(frozenset(fingerprints), frozenset(policy_fprs))
                 try:
                     tip = mirror.fetch()
-                except OSError as exc:
-                    _fail(f"cannot read {branch} of {url}: {exc}")
+                except OSError as exc:  # the user's own repository: all git said
+                    _fail(f"cannot read {branch} of {url}: {getattr(exc, 'detail', exc)}")
                 if tip is None:
                     _fail(f"{url} has no branch {branch}")
                 base, after = None, ""

@@ -57,8 +57,8 @@ def place(
         if not mirror.has_commit(revision):
             raise PlacementError(
                 "revision",
-                f"{revision} is not a commit of {mirror.url}; report the revision the CD "
-                "engine synced from the manifests repository",
+                f"{revision} is not a commit of the manifests repository; report the "
+                "revision the CD engine synced from it",
             )
     tip = mirror.tip()
     if tip is None or not mirror.is_ancestor(revision, tip):
