@@ -564,6 +564,10 @@ def _add_links(paths: dict[str, dict[str, Any]], links: tuple[Link, ...]) -> Non
         entry: dict[str, Any] = {"operationId": target["operationId"]}
         if link.parameters:
             entry["parameters"] = dict(link.parameters)
+        if link.request_body is not None:
+            if "requestBody" not in target:
+                raise ValueError(f"link {link.name}: {link.target} takes no body")
+            entry["requestBody"] = dict(link.request_body)
         if link.description:
             entry["description"] = link.description
         for code in link.codes:

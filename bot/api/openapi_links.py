@@ -23,6 +23,7 @@ class Link:
     target: str
     parameters: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    request_body: dict[str, str] | None = None  # fields of the target's body, as expressions
 
 
 _ART = "/api/v1/artifacts/{artifact_id}"
@@ -62,16 +63,22 @@ def _to_row(source: str, expr: str) -> list[Link]:
 
 _REGISTER = "post /api/v1/artifacts"
 _APP = {"app": "$response.body#/name"}
+# A report that the artifact runs where it is pinned (its promotion status).
+_REPORT = {"artifact_id": "$response.body#/id", "environment": "$response.body#/promotion_status"}
 
 LINKS: tuple[Link, ...] = (
     # A registration: the artifact, and what lists it by its app.
     *_to_artifact(_REGISTER, (201, 200), "$response.body#/id"),
-    Link("ListItsPromotions", _REGISTER, (201, 200), "get /api/v1/promotions",
-         {"artifact_id": "$response.body#/id"}),
-    Link("ListItsDeployments", _REGISTER, (201, 200), "get /api/v1/deployments", _APP),
     Link("ItsAuditTrail", _REGISTER, (201, 200), "get /api/v1/audit", _APP),
-    Link("WhereItRuns", _REGISTER, (201, 200), "get /api/v1/environments", _APP),
+    Link("ReportItsDeployment", _REGISTER, (201, 200), "post /api/v1/deployments",
+         request_body=_REPORT),
     *_to_artifact("get /api/v1/artifacts", (200,), "$response.body#/items/0/id"),
+    Link("RegisterAnotherVersion", "get /api/v1/artifacts", (200,), _REGISTER,
+         request_body={"name": "$response.body#/items/0/name"},
+         description="Register another version of a listed app"),
+    Link("ReportItsDeployment", f"get {_ART}", (200,), "post /api/v1/deployments",
+         request_body=_REPORT),
+    Link("ItsAuditTrail", f"get {_ART}", (200,), "get /api/v1/audit", _APP),
     Link("PromoteArtifact", f"get {_ART}", (200,), f"post {_ART}/promote",
          {"artifact_id": "$response.body#/id"}),
     # A promotion: the request it opened (202), or the promotion made (201).
@@ -89,6 +96,11 @@ LINKS: tuple[Link, ...] = (
     Link("RollBack", f"get {_DEPLOYMENT}", (200,), f"post {_DEPLOYMENT}/rollback",
          {"deployment_id": "$response.body#/id"}),
     *_to_request(f"post {_DEPLOYMENT}/rollback", (202,), "$response.body#/request/id"),
+    # The audit trail names requests and deployments.
+    Link("GetRequest", "get /api/v1/audit", (200,), f"get {_PROMOTION}",
+         {"promotion_id": "$response.body#/items/0/request_id"}),
+    Link("GetDeployment", "get /api/v1/audit", (200,), f"get {_DEPLOYMENT}",
+         {"deployment_id": "$response.body#/items/0/deployment_id"}),
     # The outbox: a row, and its retry.
     *_to_row("get /api/v1/outbox", "$response.body#/items/0/id"),
     Link("RetryNotification", f"get {_ROW}", (200,), f"post {_ROW}/retry",
