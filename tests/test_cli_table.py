@@ -76,3 +76,23 @@ def test_a_rollback_row_shows_the_version_rolled_back_and_the_one_restored() -> 
     assert (event["version"], event["restored_version"]) == ("2.0.0", "1.0.0")
     assert audit_row(event)[1:6] == ["rolled_back", "web", "staging", "2.0.0->1.0.0",
                                      "ritmo (automatic)"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("by", "said"),
+    [
+        ("ritmo (automatic)", "dev -> staging by ritmo (automatic), by policy."),
+        ("ci", "dev -> staging by ci (automatic, by policy)."),
+    ],
+)
+def test_an_automatic_promotion_commit_says_automatic_once(by: str, said: str) -> None:
+    from bot.templates import Templates
+
+    message = Templates().render(
+        "commit/promotion.txt", record={"name": "web", "version": "2.0.0", "id": ART},
+        from_env="dev", to_env="staging", promoted_by=by, auto=True, pinned="2.0.0",
+        path="apps/web/overlays/staging/kustomization.yaml", notes=None,
+        approved_by_note=None, approval_ticket=None, correlation_id="c-1",
+    )  # fmt: skip
+    assert message.splitlines()[2] == said
+    assert f"Ritmo-Promoted-By: {by}" in message
