@@ -12,7 +12,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.api.auth import require_scope
-from bot.api.errors import ApiError, invalid_fields
+from bot.api.errors import ApiError, invalid_fields, reason_of
 from bot.audit.history import AuditEvent, AuditKind, Window
 from bot.audit.log import (
     REVISION_PATTERN,
@@ -89,7 +89,7 @@ def list_audit() -> Response:
     try:
         runtime.writer.sync()  # fetch: the log reads the branch as it is on the remote
     except OSError as exc:
-        raise ApiError(503, f"the manifests remote is unavailable: {exc}", headers={
+        raise ApiError(503, f"the manifests remote is unavailable: {reason_of(exc)}", headers={
             "Retry-After": "5"
         }) from None  # fmt: skip
     mirror = runtime.mirror

@@ -74,3 +74,14 @@ def test_an_unreachable_remote_is_a_503_without_its_path(
     resp = client.post("/api/v1/artifacts", json=artifact_body(), headers=bearer(tokens["ci"]))
     assert resp.status_code == 503, resp.get_json()
     _no_paths(resp.get_data(as_text=True), remote, settings.data_dir)
+
+
+def test_a_file_system_error_is_answered_by_its_kind_only() -> None:
+    from bot.api.errors import reason_of
+    from bot.manifests.mirror import GitFailed
+
+    gone = FileNotFoundError(2, "No such file or directory", "/srv/ritmo/data/index.db")
+    assert reason_of(gone) == "FileNotFoundError (the server log has the details)"
+    said = GitFailed("git log failed: fatal: bad revision 'x'", "git log failed: ...")
+    assert reason_of(said) == "git log failed: fatal: bad revision 'x'"
+    assert reason_of(RuntimeError("no policy read yet")) == "no policy read yet"
