@@ -15,6 +15,7 @@ import requests
 from bot.audit.history import KINDS
 from bot.cli_doctor import doctor
 from bot.cli_github_app import github_app
+from bot.cli_table import table
 from bot.cli_tokens import token
 from bot.config import ConfigError, Settings, load_settings
 from bot.promotions.environments import label
@@ -239,13 +240,36 @@ def artifact_list(
     if as_json:
         click.echo(json.dumps(resp.body, indent=2))
         return
-    click.echo(f"{'ID':26} {'NAME':20} {'VERSION':16} {'STATUS':12} CREATED")
-    for item in resp.body["items"]:
-        click.echo(
-            f"{item['id']:26} {item['name']:20} {item['version']:16} "
-            f"{item['promotion_status']:12} {item['created_at']}"
-        )
+    rows = [
+        [item["id"], item["name"], item["version"], item["promotion_status"], item["created_at"]]
+        for item in resp.body["items"]
+    ]
+    _echo_table(["ID", "NAME", "VERSION", "STATUS", "CREATED"], rows)
     click.echo(f"({len(resp.body['items'])} of {resp.body['total']})")
+
+
+def _echo_table(
+    heads: list[str], rows: Iterable[Iterable[object]], right: Iterable[int] = ()
+) -> None:
+    for line in table(heads, [list(row) for row in rows], right):
+        click.echo(line)
+
+
+def audit_row(event: dict[str, Any]) -> list[object]:
+    """One audit event as `ritmo audit` shows it."""
+    env_text = event["environment"]
+    if event.get("from_environment") and event["kind"] == "promoted":
+        env_text = f"{event['from_environment']}->{event['environment']}"
+    actor = event["actor"] or "-"
+    # Ritmo's own actor already says so (`ritmo (automatic)`); a token's does not.
+    if event.get("automatic") and not actor.endswith("(automatic)"):
+        actor += " (automatic)"
+    kind = event["kind"] + (" (untrusted)" if event.get("trusted") is False else "")
+    version = event["version"]
+    if event.get("restored_version"):
+        version = f"{version}->{event['restored_version']}"
+    return [event["at"], kind, event["app"], env_text, version, actor, event["ticket"],
+            event["request_id"], (event["commit"] or "")[:12]]  # fmt: skip
 
 
 def _checked(server: str, call: Callable[[], ApiResponse]) -> ApiResponse:
@@ -363,14 +387,12 @@ def status(server: str, token_value: str, app_name: str | None, as_json: bool) -
         click.echo(json.dumps(data, indent=2))
         return
     envs = data["environments"]
-    rows = [["APP", *(e.upper() for e in envs)]]
-    for entry in data["apps"]:
-        cells = entry["environments"]
-        rows.append([entry["app"], *(label(cells.get(e) or {}) for e in envs)])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    if len(rows) == 1:
+    rows = [
+        [entry["app"], *(label(entry["environments"].get(e) or {}) for e in envs)]
+        for entry in data["apps"]
+    ]
+    _echo_table(["APP", *(e.upper() for e in envs)], rows)
+    if not rows:
         click.echo("(no apps)")
     requests_open = data["open_requests"]
     click.echo("")
@@ -450,13 +472,13 @@ def deployments_list(
     if as_json:
         click.echo(json.dumps(resp.body, indent=2))
         return
-    click.echo(f"{'ID':25} {'APP':16} {'ENV':12} {'VERSION':16} {'STATUS':12} UPDATED")
-    for item in resp.body["items"]:
-        status_text = item["status"] + (" (rolled back)" if item.get("rolled_back_by") else "")
-        click.echo(
-            f"{item['id']:25} {item['app']:16} {item['environment']:12} "
-            f"{item['version']:16} {status_text:12} {item['updated_at']}"
-        )
+    rows = [
+        [item["id"], item["app"], item["environment"], item["version"],
+         item["status"] + (" (rolled back)" if item.get("rolled_back_by") else ""),
+         item["updated_at"]]
+        for item in resp.body["items"]
+    ]  # fmt: skip
+    _echo_table(["ID", "APP", "ENV", "VERSION", "STATUS", "UPDATED"], rows)
     click.echo(f"({len(resp.body['items'])} of {resp.body['total']})")
 
 
@@ -581,13 +603,13 @@ def outbox_list(
     if as_json:
         click.echo(json.dumps(resp.body, indent=2))
         return
-    click.echo(f"{'ID':>6} {'STATUS':10} {'TRIES':>5} {'EVENT':17} {'APP':16} {'TARGET':19} ERROR")
-    for item in resp.body["items"]:
-        error = " ".join(str(item.get("last_error") or "").split())[:80]
-        click.echo(
-            f"{item['id']:>6} {item['status']:10} {item['attempts']:>5} {item['event']:17} "
-            f"{item['app']:16} {item['target']:19} {error}"
-        )
+    rows = [
+        [item["id"], item["status"], item["attempts"], item["event"], item["app"],
+         item["target"], " ".join(str(item.get("last_error") or "").split())[:80]]
+        for item in resp.body["items"]
+    ]  # fmt: skip
+    heads = ["ID", "STATUS", "TRIES", "EVENT", "APP", "TARGET", "ERROR"]
+    _echo_table(heads, rows, right=(0, 2))
     click.echo(f"({len(resp.body['items'])} of {resp.body['total']})")
 
 
@@ -657,24 +679,17 @@ def audit(
         click.echo(json.dumps(resp.body, indent=2))
         return
     heads = ["AT", "KIND", "APP", "ENV", "VERSION", "ACTOR", "TICKET", "REQUEST", "COMMIT"]
-    rows = [heads]
-    for e in resp.body["items"]:
-        env_text = e["environment"] or "-"
-        if e.get("from_environment") and e["kind"] == "promoted":
-            env_text = f"{e['from_environment']}->{e['environment']}"
-        actor = (e["actor"] or "-") + (" (automatic)" * bool(e.get("automatic")))
-        kind = e["kind"] + (" (untrusted)" if e.get("trusted") is False else "")
-        cells = [e["at"], kind, e["app"], env_text, e["version"], actor, e["ticket"],
-                 e["request_id"], (e["commit"] or "")[:12]]  # fmt: skip
-        rows.append([str(c) if c else "-" for c in cells])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(heads))]
-    for row in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    _echo_table(heads, [audit_row(e) for e in resp.body["items"]])
     click.echo(f"({len(resp.body['items'])} of {resp.body['total']})")
 
 
 @main.command("verify")
-@click.option("--since", metavar="REV", help="Check the commits after REV only (default: all).")
+@click.option(
+    "--since",
+    metavar="REV|DATE",
+    help="Check the commits after REV (any revision of the default branch: a sha, main~5, "
+    "HEAD~100), or committed after an ISO date or date-time, only (default: all).",
+)
 @click.option(
     "--repo",
     "--remote",
@@ -728,7 +743,8 @@ def verify(
     """
     import tempfile
 
-    from bot.audit.log import resolve
+    from bot.audit.history import parse_when
+    from bot.audit.log import last_commit_by, resolve
     from bot.audit.repo import (
         TrustedKeyError,
         import_policy_keys,
@@ -785,15 +801,24 @@ def verify(
                 keys = TrustKeys(frozenset(fingerprints), frozenset(policy_fprs))
                 try:
                     tip = mirror.fetch()
-                except OSError as exc:
-                    _fail(f"cannot read {branch} of {url}: {exc}")
+                except OSError as exc:  # the user's own repository: all git said
+                    _fail(f"cannot read {branch} of {url}: {getattr(exc, 'detail', exc)}")
                 if tip is None:
                     _fail(f"{url} has no branch {branch}")
-                base = None
+                base, after = None, ""
                 if since is not None and since.strip("0"):
-                    base = resolve(mirror, since)
-                    if base is None:
-                        _fail(f"--since {since}: no such commit in {url} ({branch})")
+                    when = parse_when(since)
+                    if when is not None:  # a date: what was committed after it
+                        base, after = last_commit_by(mirror, tip, when), f" after {since}"
+                    else:
+                        base, after = resolve(mirror, since), f" after {since}"
+                        if base is None:
+                            _fail(
+                                f"--since {since}: neither a revision git resolves in {url} "
+                                f"nor an ISO date (2024-05-01, 2024-05-01T12:00:00Z)"
+                            )
+                        if not mirror.is_ancestor(base, tip):
+                            _fail(f"--since {since}: {base[:12]} is not on {branch}")
                 verified = verify_repository(mirror, tip, base, home, keys)
         except TrustedKeyError as exc:
             _fail(f"trusted keys: {exc}")
@@ -808,9 +833,7 @@ def verify(
             f"in {verified.adopted_at} are before adoption, not judged",
             err=True,
         )
-    where = f"{checked} commit{'s' * (checked != 1)} of {branch}" + (
-        f" after {since}" if base else ""
-    )
+    where = f"{checked} commit{'s' * (checked != 1)} of {branch}{after}"
     keys_text = f"{len(fingerprints)} trusted key{'s' * (len(fingerprints) != 1)}"
     if problems:
         click.echo(f"ritmo verify: {len(problems)} problem(s) in {where}", err=True)

@@ -12,6 +12,7 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.auth import Scope, TokenError, reserved_names
+from bot.cli_table import table as print_table
 from bot.store.tokens import TokenInfo, TokenStore
 
 EXIT_REFUSED = 1
@@ -107,8 +108,7 @@ def token_revoke(ctx: click.Context, name: str) -> None:
 
 def table(tokens: Sequence[TokenInfo]) -> list[str]:
     """An aligned table, one token a line."""
-    rows = [("NAME", "SCOPES", "GROUPS", "CREATED", "LAST USED")]
-    rows += [
+    rows = [
         (
             t.name,
             ",".join(t.scopes),
@@ -118,8 +118,4 @@ def table(tokens: Sequence[TokenInfo]) -> list[str]:
         )
         for t in tokens
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return [
-        "  ".join([*(cell.ljust(w) for cell, w in zip(row, widths, strict=False)), row[-1]])
-        for row in rows
-    ]
+    return print_table(("NAME", "SCOPES", "GROUPS", "CREATED", "LAST USED"), rows)

@@ -12,8 +12,8 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.api.auth import require_scope
-from bot.api.errors import ApiError, invalid_fields
-from bot.audit.history import AuditKind, Window
+from bot.api.errors import ApiError, invalid_fields, reason_of
+from bot.audit.history import AuditEvent, AuditKind, Window
 from bot.audit.log import (
     REVISION_PATTERN,
     Range,
@@ -42,6 +42,18 @@ class AuditQuery(BaseModel):
     until: str | None = Field(default=None, pattern=REVISION_PATTERN)
     page: int = Field(default=1, ge=1, le=1_000_000)  # as the other lists
     per_page: int = Field(default=50, ge=1, le=500)
+
+
+class AuditPage(BaseModel):
+    """A page of audit events, newest first. A `rolled_back` event's `version` and
+    `artifact_id` name the version rolled back; `restored_version` and
+    `restored_artifact_id` the one pinned again (null on other kinds)."""
+
+    items: list[AuditEvent]
+    page: int
+    per_page: int
+    total: int
+    has_next: bool
 
 
 def _runtime() -> Runtime:
@@ -77,7 +89,7 @@ def list_audit() -> Response:
     try:
         runtime.writer.sync()  # fetch: the log reads the branch as it is on the remote
     except OSError as exc:
-        raise ApiError(503, f"the manifests remote is unavailable: {exc}", headers={
+        raise ApiError(503, f"the manifests remote is unavailable: {reason_of(exc)}", headers={
             "Retry-After": "5"
         }) from None  # fmt: skip
     mirror = runtime.mirror

@@ -33,6 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.api.dashboard_cache import PageCache
 from bot.api.errors import ApiError, invalid_fields
+from bot.deploy.records import FAILED
+from bot.manifests.trailers import parse_trailers
 from bot.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -150,6 +152,38 @@ def _version_of(runtime: Runtime, artifact_id: str | None) -> str | None:
     return str(found.record["version"]) if found else None
 
 
+def rollback_why(status: str | None, reason: str | None) -> str:
+    """Why a rollback happened, as the page says it: the deployment failed (or degraded),
+    or someone rolled back one that had not failed; then the reason they gave."""
+    if status in FAILED:
+        why = f"deployment {status}"
+    elif status is None:
+        why = "rolled back"  # no deployment named (or no longer indexed)
+    else:
+        why = f"rolled back by hand (the deployment had {status})"
+    return f"{why}: {reason}" if reason else why
+
+
+def _reasons(runtime: Runtime, commits: list[str]) -> dict[str, str]:
+    """commit -> the Ritmo-Reason its rollback recorded, for the commits this mirror has."""
+    if not commits:
+        return {}
+    try:
+        said = runtime.mirror.log(
+            "--no-walk=unsorted", "--ignore-missing", "--format=%x00%H%x00%B", *commits, "--"
+        )
+    except OSError as exc:
+        log.warning("dashboard: could not read rollback reasons: %s", exc)
+        return {}
+    parts = said.split("\0")[1:]
+    found = {}
+    for sha, message in zip(parts[::2], parts[1::2], strict=False):
+        reason = parse_trailers(message).get("Ritmo-Reason")
+        if reason:
+            found[sha.strip()] = reason[0]
+    return found
+
+
 def pages_of(count: int) -> int:
     """How many pages `count` apps take (an empty installation still has page 1)."""
     return max(1, -(-count // PER_PAGE))
@@ -204,15 +238,23 @@ def dashboard_data(runtime: Runtime, now: datetime | None = None, page: int = 1)
         for d in runtime.deployments.index.search(limit=RECENT)[0]
     ]
     rollbacks = []
-    for rb in runtime.index.rollbacks()[:RECENT]:
-        failed = runtime.index.get(rb["failed_artifact"])
+    recent = runtime.index.rollbacks()[:RECENT]
+    reasons = _reasons(runtime, [rb["commit"] for rb in recent])
+    for rb in recent:
+        replaced = runtime.index.get(rb["failed_artifact"])
+        found = runtime.deployments.index.get(rb["deployment_id"]) if rb["deployment_id"] else None
+        status = found["status"] if found else None
         rollbacks.append(
             {
                 "commit": rb["commit"],
-                "app": failed.record["name"] if failed else None,
+                "app": replaced.record["name"] if replaced else None,
                 "environment": rb["environment"],
-                "failed_version": failed.record["version"] if failed else None,
+                # Rolled back is not failed: a healthy deployment can be rolled back too.
+                "rolled_back_version": replaced.record["version"] if replaced else None,
                 "restored_version": _version_of(runtime, rb["restored_artifact"]),
+                "deployment_status": status,
+                "failed": status in FAILED,
+                "why": rollback_why(status, reasons.get(rb["commit"])),
                 "rolled_back_by": rb["rolled_back_by"],
                 "at": rb["rolled_back_at"],
                 "age": age(rb["rolled_back_at"], now),

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from bot.api.auth import require_scope
-from bot.api.errors import ApiError, invalid_fields
+from bot.api.errors import ApiError, invalid_fields, reason_of
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN
 from bot.runtime import Runtime
@@ -99,7 +99,7 @@ def list_environments() -> Response:
     try:
         table = runtime.environments.table(query.app)
     except (RuntimeError, OSError) as exc:  # no policy read yet; git failed
-        raise ApiError(503, f"cannot read the environments now: {exc}", headers={
+        raise ApiError(503, f"cannot read the environments now: {reason_of(exc)}", headers={
             "Retry-After": "5"
         }) from None  # fmt: skip
     return jsonify(table)

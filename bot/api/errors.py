@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import requests
@@ -10,7 +11,10 @@ from github import GithubException
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from bot.manifests.mirror import GitFailed
 from bot.store.locks import LockBusy
+
+log = logging.getLogger(__name__)
 
 _HINTS = {
     "name": "a DNS-label-like slug: lowercase letters, digits and '-', e.g. web",
@@ -23,6 +27,16 @@ _HINTS = {
 }
 
 _UNION_PARTS = {"str", "constrained-str", "int", "float", "bool", "[key]"}
+
+
+def reason_of(exc: BaseException) -> str:
+    """An error's text fit for a response: git's reason (GitFailed: without the server's
+    paths) or a domain message; a file-system error names paths, so only its kind is
+    said and the log has the rest."""
+    if isinstance(exc, OSError) and not isinstance(exc, GitFailed):
+        log.warning("answered without its details: %r", exc)
+        return f"{type(exc).__name__} (the server log has the details)"
+    return str(exc)
 
 
 class ApiError(Exception):

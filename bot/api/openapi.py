@@ -22,10 +22,11 @@ from pydantic.json_schema import JsonSchemaMode
 
 import bot
 from bot.api.artifacts import ArtifactQuery
-from bot.api.audit import AuditQuery
+from bot.api.audit import AuditPage, AuditQuery
 from bot.api.dashboard import DashboardQuery
 from bot.api.deployments import DeploymentBody, DeploymentQuery, RollbackBody
 from bot.api.environments import Environments, EnvironmentsQuery
+from bot.api.openapi_links import LINKS, Link
 from bot.api.outbox import OutboxQuery
 from bot.api.policy import PolicyBody
 from bot.api.promotions import PromoteBody, PromotionQuery, ReviewBody
@@ -281,6 +282,7 @@ ROUTES: tuple[Route, ...] = (
         _READ,
         query=AuditQuery,
         tag="audit",
+        response=AuditPage,
     ),
     Route(
         "put",
@@ -549,8 +551,44 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
     return op
 
 
-def build_document(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
-    """The OpenAPI 3.1 document for `routes` (pure)."""
+def _add_links(paths: dict[str, dict[str, Any]], links: tuple[Link, ...]) -> None:
+    """Each link on its source's responses; a link naming nothing is refused."""
+
+    def operation(name: str) -> dict[str, Any]:
+        method, _, path = name.partition(" ")
+        found: dict[str, Any] | None = paths.get(path, {}).get(method)
+        if found is None:
+            raise ValueError(f"link to or from {name!r}: no such operation")
+        return found
+
+    for link in links:
+        source, target = operation(link.source), operation(link.target)
+        takes = {p["name"] for p in target.get("parameters", ())}
+        unknown = sorted(set(link.parameters) - takes)
+        if unknown:
+            raise ValueError(f"link {link.name} to {link.target}: no parameters {unknown}")
+        entry: dict[str, Any] = {"operationId": target["operationId"]}
+        if link.parameters:
+            entry["parameters"] = dict(link.parameters)
+        if link.request_body is not None:
+            if "requestBody" not in target:
+                raise ValueError(f"link {link.name}: {link.target} takes no body")
+            entry["requestBody"] = dict(link.request_body)
+        if link.description:
+            entry["description"] = link.description
+        for code in link.codes:
+            response = source["responses"].get(str(code))
+            if response is None:
+                raise ValueError(f"link {link.name}: {link.source} never answers {code}")
+            response.setdefault("links", {})[link.name] = entry
+
+
+def build_document(
+    routes: tuple[Route, ...] = ROUTES, links: tuple[Link, ...] | None = None
+) -> dict[str, Any]:
+    """The OpenAPI 3.1 document for `routes` and the `links` between them (pure); by
+    default the LINKS between the routes given (tests/api/test_openapi.py checks that
+    each of LINKS names routes of ROUTES)."""
     components: dict[str, Any] = {"Error": _ERROR_SCHEMA}
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
@@ -558,6 +596,10 @@ def build_document(routes: tuple[Route, ...] = ROUTES) -> dict[str, Any]:
         if route.method in ops:
             raise ValueError(f"{route.method.upper()} {route.path} is described twice")
         ops[route.method] = _operation(route, components)
+    if links is None:
+        described = {f"{r.method} {r.path}" for r in routes}
+        links = tuple(x for x in LINKS if {x.source, x.target} <= described)
+    _add_links(paths, links)
     return {
         "openapi": "3.1.0",
         "info": {

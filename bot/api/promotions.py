@@ -33,9 +33,24 @@ Ticket = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._#:/-
 
 
 class PromoteBody(BaseModel):
-    """A promotion: `from`/`to` or `from_environment`/`to_environment`."""
+    """`from` (or `from_environment`) and `to` (or `to_environment`) are required: both
+    names of one may be sent only if they agree. They name environments of the policy in
+    force: `from` the one the artifact is in now, `to` one a promotion rule leads to from
+    it (the next, unless a rule says otherwise); anything else is a 409 that says why, as
+    is a freeze, a hold after a rollback, or a deployment the rule waits for. A 404: no
+    artifact of that id. A rule that requires approval opens a request instead (202)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        # What _one_name_each checks, so that the schema is as strict as the validation.
+        json_schema_extra={
+            "allOf": [
+                {"anyOf": [{"required": ["from"]}, {"required": ["from_environment"]}]},
+                {"anyOf": [{"required": ["to"]}, {"required": ["to_environment"]}]},
+            ]
+        },
+    )
 
     from_: EnvName | None = Field(default=None, alias="from")
     to: EnvName | None = None

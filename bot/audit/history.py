@@ -7,8 +7,9 @@ turns a parsed commit into the events it records:
 - `promoted`: `Ritmo-Promotion: a -> b` (a direct promotion, Ritmo's merge of a request,
   or Ritmo's record of a request a person merged on the forge);
 - `approved`: one per name in `Ritmo-Approved-By` (a merged request);
-- `rolled_back`: `Ritmo-Rollback: env` (`Ritmo-Artifact` is the version restored,
-  `Ritmo-Rolled-Back` the one replaced);
+- `rolled_back`: `Ritmo-Rollback: env`; the event's `version` and `artifact_id` are the
+  version rolled back (`Ritmo-Rolled-Back`), `restored_version` and `restored_artifact_id`
+  the one pinned again (the commit's `Ritmo-Artifact`);
 - `request_closed`: `Ritmo-Request-Closed: status` (expired, superseded, rejected, ...);
 - `merged_outside_policy`: `Ritmo-Policy-Held: no` (a person merged before the policy held);
 - `pinned_outside_ritmo`, `policy_changed_outside_ritmo`: `Ritmo-Drift: pin|policy`, Ritmo's
@@ -73,7 +74,9 @@ class AuditEvent:
     correlation_id: str | None
     automatic: bool
     deployment_id: str | None = None
-    rolled_back_artifact_id: str | None = None
+    rolled_back_artifact_id: str | None = None  # rolled_back: the same as artifact_id
+    restored_version: str | None = None  # rolled_back: the version pinned again
+    restored_artifact_id: str | None = None
     detail: str | None = None
     offending_commit: str | None = None  # drift: the commit Ritmo did not make
     # Signed by a trusted key (Ritmo's)? None until the reader checks the signature: a
@@ -150,22 +153,32 @@ def events_of(commit: Commit, lookup: Lookup) -> list[AuditEvent]:
             )
         )
     elif rollback_env and artifact:
+        # The event is about the version rolled back; the commit pins the restored one.
         failed = commit.one("Ritmo-Rolled-Back")
         failed_of = lookup(failed) if failed else None
-        replaced = f"{failed_of[1]}" if failed_of else failed
-        detail = f"replaces {replaced}"
+        failed_version = failed_of[1] if failed_of else None
+        detail = f"restores {version or artifact}"
         if commit.one("Ritmo-Returned-To"):
-            detail += f", which stands in {commit.one('Ritmo-Returned-To')} again"
+            was = failed_version or failed
+            detail += f"; {was} stands in {commit.one('Ritmo-Returned-To')} again"
         by = commit.one("Ritmo-Rolled-Back-By")
         found.append(
             AuditEvent(
-                **{**base, "automatic": "(automatic)" in (by or "")},
+                **{
+                    **base,
+                    "app": failed_of[0] if failed_of else app,
+                    "version": failed_version,
+                    "artifact_id": failed,
+                    "automatic": "(automatic)" in (by or ""),
+                },
                 kind="rolled_back",
                 environment=rollback_env,
                 from_environment=None,
                 actor=by,
                 deployment_id=commit.one("Ritmo-Deployment"),
                 rolled_back_artifact_id=failed,
+                restored_version=version,
+                restored_artifact_id=artifact,
                 detail=f"{detail}; {on_forge}" if on_forge else detail,
             )
         )

@@ -73,10 +73,17 @@ def known_artifacts(mirror: Mirror, tip: str) -> dict[str, tuple[str, str]]:
     return found
 
 
+# `HEAD` and what is relative to it (`HEAD~100`, `HEAD^2`): the mirror is bare and its
+# own HEAD names no branch, so these mean the tip of the default branch as fetched.
+_HEAD = re.compile(r"^HEAD(?=$|[~^])")
+
+
 def resolve(mirror: Mirror, revision: str) -> str | None:
-    """The commit `revision` names in the mirror (a sha, `main`, `main~2`), or None."""
+    """The commit `revision` names in the mirror (a sha, `main`, `main~2`, `HEAD~100`),
+    or None."""
     if not re.match(REVISION_PATTERN, revision):
         return None
+    revision = _HEAD.sub(f"refs/remotes/origin/{mirror.branch}", revision, count=1)
     for candidate in (revision, f"origin/{revision}"):
         try:
             sha = mirror.log("-1", "--format=%H", f"{candidate}^{{commit}}", "--").strip()
@@ -85,6 +92,14 @@ def resolve(mirror: Mirror, revision: str) -> str | None:
         if sha:
             return sha
     return None
+
+
+def last_commit_by(mirror: Mirror, tip: str, when: datetime) -> str | None:
+    """The newest commit of the branch's first-parent line committed at or before `when`;
+    None when every commit is later."""
+    stamp = f"@{int(when.timestamp())}"
+    found = mirror.log("-1", "--first-parent", f"--before={stamp}", "--format=%H", tip, "--")
+    return found.strip() or None
 
 
 def on_first_parent_line(mirror: Mirror, sha: str, tip: str) -> bool:

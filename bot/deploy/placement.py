@@ -60,8 +60,8 @@ def place(
         if not mirror.has_commit(revision):
             raise PlacementError(
                 "revision",
-                f"{revision} is not a commit of {mirror.url}; report the revision the CD "
-                "engine synced from the manifests repository",
+                f"{revision} is not a commit of the manifests repository; report the "
+                "revision the CD engine synced from it",
                 "unknown-revision",
             )
     tip = mirror.tip()

@@ -6,7 +6,9 @@ import base64
 import enum
 import fcntl
 import hashlib
+import logging
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -19,6 +21,34 @@ from pathlib import Path
 import git
 
 from bot.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class GitFailed(OSError):
+    """A git command failed. Its text is what an API response may say: git's reason
+    without the server's paths or the remote's URL; `detail` is all git said (for the log
+    and the local CLI)."""
+
+    def __init__(self, public: str, detail: str) -> None:
+        super().__init__(public)
+        self.detail = detail
+
+
+# An absolute path or a file:// URL as git quotes them ('/srv/ritmo/data/...').
+_PATH = re.compile(r"(?:file://)?(?<![\w.~-])/[^\s'\"`:;,)]+")
+
+
+def public_reason(said: str, *private: str) -> str:
+    """git's own reason, fit for a response: its first fatal:/error: line (else its last
+    line), with `private` strings (the remote URL, the mirror's path) and any absolute
+    path replaced, so that no answer shows where the server keeps its files."""
+    lines = [ln.strip() for ln in said.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
+    text = (errors or lines[-1:] or ["no reason given"])[0]
+    for secret in sorted((p for p in private if p), key=len, reverse=True):
+        text = text.replace(secret, "<manifests remote>")
+    return _PATH.sub("<path>", text)
 
 
 class PushStatus(enum.Enum):
@@ -127,6 +157,18 @@ class Mirror:
             token = token() if remote else None
         return git_environment(self.url, token)
 
+    def _failed(self, what: str, stderr: str) -> GitFailed:
+        detail = f"{what} failed: {stderr.strip()}"
+        log.warning("%s (remote %s)", detail, self.url)
+        reason = public_reason(stderr, self.url, str(self.path))
+        return GitFailed(f"{what} failed: {reason}", detail)
+
+    def _push_failure(self, proc: subprocess.CompletedProcess[str]) -> str:
+        reason = _push_failure(proc.stdout, proc.stderr)
+        if proc.stderr.strip():
+            log.warning("git push failed: %s (remote %s)", proc.stderr.strip(), self.url)
+        return public_reason(reason, self.url, str(self.path))
+
     def check_reachable(self) -> None:
         try:
             proc = self._git("ls-remote", "--heads", "origin", timeout=30)
@@ -155,7 +197,7 @@ class Mirror:
         if proc.returncode != 0:
             if "couldn't find remote ref" in proc.stderr:
                 return None
-            raise OSError(f"git fetch from {self.url} failed: {proc.stderr.strip()}")
+            raise self._failed("git fetch from the manifests remote", proc.stderr)
         return self.tip()
 
     def fetch_branches(self, prefix: str) -> dict[str, str]:
@@ -165,7 +207,7 @@ class Mirror:
             f"+refs/heads/{prefix}*:refs/remotes/origin/{prefix}*",
         )  # fmt: skip
         if proc.returncode != 0:
-            raise OSError(f"git fetch from {self.url} failed: {proc.stderr.strip()}")
+            raise self._failed("git fetch from the manifests remote", proc.stderr)
         return self.branches(prefix)
 
     def branches(self, prefix: str) -> dict[str, str]:
@@ -191,7 +233,7 @@ class Mirror:
         out = proc.stdout + proc.stderr
         if "[rejected]" in out or "fetch first" in out or "non-fast-forward" in out:
             return PushResult(PushStatus.REJECTED, "not a fast-forward")
-        return PushResult(PushStatus.FAILED, _push_failure(proc.stdout, proc.stderr))
+        return PushResult(PushStatus.FAILED, self._push_failure(proc))
 
     def delete_branch(self, branch: str, expected: str) -> bool:
         """Delete a request branch if it still points at `expected`; True when gone.
@@ -231,7 +273,7 @@ class Mirror:
             return PushResult(PushStatus.PUSHED)
         if "[rejected]" in out or "fetch first" in out or "non-fast-forward" in out:
             return PushResult(PushStatus.REJECTED, "not a fast-forward")
-        return PushResult(PushStatus.FAILED, _push_failure(proc.stdout, proc.stderr))
+        return PushResult(PushStatus.FAILED, self._push_failure(proc))
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -301,7 +343,7 @@ class Mirror:
             check=False,
         )
         if proc.returncode != 0:
-            raise OSError(f"git index-pack failed: {proc.stderr.decode(errors='replace')}")
+            raise self._failed("git index-pack", proc.stderr.decode(errors="replace"))
 
     def _remember_tree(self, sha: str, data: bytes) -> None:
         # Objects never change, so a tree read once stays right; the bound keeps memory flat.
@@ -336,7 +378,7 @@ class Mirror:
             "--format=%x00%H", rev, "--", prefix,
         )  # fmt: skip
         if proc.returncode != 0:
-            raise OSError(f"git log failed: {proc.stderr.strip()}")
+            raise self._failed("git log", proc.stderr)
         out: list[tuple[str, str]] = []
         for chunk in proc.stdout.split("\0")[1:]:
             sha, _, names = chunk.partition("\n")
@@ -348,7 +390,7 @@ class Mirror:
         deleted)."""
         proc = self._git("diff", "--no-renames", "--name-only", since, until, "--", prefix)
         if proc.returncode != 0:
-            raise OSError(f"git diff failed: {proc.stderr.strip()}")
+            raise self._failed("git diff", proc.stderr)
         return [line for line in proc.stdout.splitlines() if line.strip()]
 
     def commit_messages(
@@ -362,7 +404,7 @@ class Mirror:
             args += ["-E", f"--grep={grep}"]
         proc = self._git(*args, rev)
         if proc.returncode != 0:
-            raise OSError(f"git log failed: {proc.stderr.strip()}")
+            raise self._failed("git log", proc.stderr)
         parts = proc.stdout.split("\0")[1:]
         return [
             (parts[i].strip(), int(parts[i + 1]), parts[i + 2]) for i in range(0, len(parts) - 2, 3)
@@ -372,14 +414,14 @@ class Mirror:
         """`git log ARGS` in the mirror; its output. `gnupghome`: the keys `%G?` checks."""
         proc = self._git("log", *args, gnupghome=gnupghome)
         if proc.returncode != 0:
-            raise OSError(f"git log failed: {proc.stderr.strip()}")
+            raise self._failed("git log", proc.stderr)
         return proc.stdout
 
     def first_parent_line(self, rev: str) -> list[str]:
         """The commits of `rev`'s first-parent line, oldest first."""
         proc = self._git("rev-list", "--first-parent", "--reverse", rev)
         if proc.returncode != 0:
-            raise OSError(f"git rev-list failed: {proc.stderr.strip()}")
+            raise self._failed("git rev-list", proc.stderr)
         return proc.stdout.split()
 
     def blobs_under(self, commit: str, prefix: str) -> dict[str, str]:

@@ -729,19 +729,26 @@ class RequestService:
                 for r in self._requests.reviews_of(request_id)
             ],
         }  # fmt: skip
-        if request["status"] == "pending":
-            decision = self._fresh_decision(request) if fresh else self.decide(request)
-            out.update(
-                {
-                    "progress": decision.progress,
-                    "missing": [{"group": g, "count": n} for g, n in decision.missing],
-                    "approvers": list(decision.approvers),
-                    "blocked_by": list(decision.blocked_by),
-                    "frozen_until": stamp(decision.frozen_until) if decision.frozen_until else None,
-                    "reason": decision.reason,
-                    "decision": decision.status,
-                }
-            )
+        pending = request["status"] == "pending"
+        if fresh:
+            decision = self._fresh_decision(request)
+        else:
+            # A closed request shows where it stood when it closed (a merged one: met,
+            # `missing` empty), by the reviews given by then.
+            closed = _parse(request["closed_at"]) if request["closed_at"] else None
+            decision = self.decide(request, at=None if pending else closed)
+        out.update(
+            {
+                "progress": decision.progress,
+                "missing": [{"group": g, "count": n} for g, n in decision.missing],
+                "approvers": list(decision.approvers),
+                "blocked_by": list(decision.blocked_by),
+                "frozen_until": stamp(decision.frozen_until) if decision.frozen_until else None,
+                "decision": decision.status,
+            }
+        )
+        if pending:
+            out["reason"] = decision.reason
         return out
 
 

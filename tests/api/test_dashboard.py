@@ -146,7 +146,43 @@ def test_the_data_says_what_runs_where(runtime: Runtime, state: dict[str, Any]) 
     assert deployments[0]["rolled_back"] is True
     (rollback,) = data["rollbacks"]
     assert (rollback["app"], rollback["environment"]) == ("web", "staging")
-    assert (rollback["failed_version"], rollback["restored_version"]) == ("1.1.0", "1.0.0")
+    assert (rollback["rolled_back_version"], rollback["restored_version"]) == ("1.1.0", "1.0.0")
+    assert (rollback["why"], rollback["failed"]) == ("deployment degraded", True)
+
+
+def test_a_healthy_deployment_rolled_back_by_hand_is_not_shown_as_failed(
+    client: FlaskClient, runtime: Runtime, state: dict[str, Any], tokens: dict[str, str]
+) -> None:
+    """Rolled back is not failed: the row says who rolled back what, and why."""
+    reader = bearer(tokens["reader"])
+    found = client.get("/api/v1/deployments?env=dev&status=succeeded", headers=reader)
+    dev = next(d for d in found.get_json()["items"] if d["version"] == "1.1.0")
+    done = client.post(
+        f"/api/v1/deployments/{dev['id']}/rollback",
+        json={"reason": "checkout   latency  doubled"},
+        headers=bearer(tokens["promoter"]),
+    )
+    assert done.status_code == 201, done.get_json()
+    by_env = {rb["environment"]: rb for rb in dashboard_data(runtime)["rollbacks"]}
+    by_hand = by_env["dev"]
+    assert (by_hand["rolled_back_version"], by_hand["restored_version"]) == ("1.1.0", "1.0.0")
+    assert by_hand["why"] == (
+        "rolled back by hand (the deployment had succeeded): checkout latency doubled"
+    )
+    assert (by_hand["failed"], by_hand["rolled_back_by"]) == (False, "release-bot")
+    assert by_env["staging"]["why"] == "deployment degraded"
+
+    page = client.get("/").get_data(as_text=True)
+    headings = re.search(r'<table class="rollbacks">.*?</thead>', page, re.S)
+    assert headings is not None and ">Failed<" not in headings.group(0)
+    assert ">Rolled back</th>" in headings.group(0) and ">Why</th>" in headings.group(0)
+    row = re.search(r'<tr class="rollback"[^>]*data-env="dev">.*?</tr>', page, re.S)
+    assert row is not None, page
+    assert (
+        '<td class="why">rolled back by hand (the deployment had succeeded): '
+        "checkout latency doubled</td>"
+    ) in row.group(0)
+    assert '<td class="why failed">deployment degraded</td>' in page
 
 
 def test_the_page_needs_no_token_and_shows_no_secrets(

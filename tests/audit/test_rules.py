@@ -74,10 +74,13 @@ class TestEvents:
             "Ritmo-Rolled-Back-By: ritmo (automatic)\nRitmo-Correlation-Id: c-2",
         )
         (event,) = events_of(rolled, NAMES.get)
-        assert (event.kind, event.environment, event.version) == ("rolled_back", "staging", "1.0.0")
-        assert event.rolled_back_artifact_id == ART and event.deployment_id == "dep-1"
+        # The row is about the version rolled back; the restored one has its own fields.
+        assert (event.kind, event.environment, event.version) == ("rolled_back", "staging", "2.0.0")
+        assert (event.artifact_id, event.rolled_back_artifact_id) == (ART, ART)
+        assert (event.restored_version, event.restored_artifact_id) == ("1.0.0", OLD)
+        assert event.deployment_id == "dep-1"
         assert event.automatic and event.actor == "ritmo (automatic)"
-        assert event.detail == "replaces 2.0.0, which stands in dev again"
+        assert event.detail == "restores 1.0.0; 2.0.0 stands in dev again"
         closed = _commit(
             "f" * 40,
             "Ritmo-Request: req-3\nRitmo-Request-Closed: expired\nRitmo-Request-Head: abc\n"

@@ -148,7 +148,7 @@ class TestAuditTrail:
             ("approved", "web", "production", "1.0.0", "bob"),
             ("approved", "web", "production", "1.0.0", "alice"),
             ("promoted", "web", "production", "1.0.0", "release-bot"),
-            ("rolled_back", "web", "staging", "1.0.0", "argo-cd"),
+            ("rolled_back", "web", "staging", "1.1.0", "argo-cd"),
             ("promoted", "web", "staging", "1.1.0", "release-bot"),
             ("promoted", "web", "dev", "1.1.0", "ci"),
             ("registered", "web", None, "1.1.0", "ci"),
@@ -164,8 +164,10 @@ class TestAuditTrail:
         rolled = events[3]
         assert rolled["commit"] == ids["rollback"]
         assert rolled["deployment_id"] == ids["deployment"]
-        assert rolled["rolled_back_artifact_id"] == ids["new"]
-        assert rolled["artifact_id"] == ids["old"] and not rolled["automatic"]
+        # version: the one rolled back; restored_version: the one pinned again
+        assert (rolled["version"], rolled["artifact_id"]) == ("1.1.0", ids["new"])
+        assert (rolled["restored_version"], rolled["restored_artifact_id"]) == ("1.0.0", ids["old"])
+        assert rolled["rolled_back_artifact_id"] == ids["new"] and not rolled["automatic"]
         assert (events[4]["ticket"], events[4]["automatic"]) == ("CHG-2", False)
         assert events[5]["automatic"] and events[5]["from_environment"] == "registered"
         assert events[6]["correlation_id"] == "build-web-1.1.0"
@@ -180,15 +182,15 @@ class TestAuditTrail:
         assert kinds("app=api") == [("registered", "0.9.0")]
         assert kinds("env=production&kind=approved") == [("approved", "1.0.0")] * 2
         assert kinds("env=staging") == [
-            ("rolled_back", "1.0.0"), ("promoted", "1.1.0"), ("promoted", "1.0.0"),
+            ("rolled_back", "1.1.0"), ("promoted", "1.1.0"), ("promoted", "1.0.0"),
         ]  # fmt: skip
         # since a commit: after it (exclusive); until a commit: up to it (inclusive)
         assert kinds(f"since={ids['staging_1.1.0']}") == [
             ("approved", "1.0.0"), ("approved", "1.0.0"), ("promoted", "1.0.0"),
-            ("rolled_back", "1.0.0"),
+            ("rolled_back", "1.1.0"),
         ]  # fmt: skip
         assert kinds(f"since={ids['staging_1.1.0']}&until={ids['rollback']}") == [
-            ("rolled_back", "1.0.0")
+            ("rolled_back", "1.1.0")
         ]
         assert len(kinds("since=2000-01-01")) == 11
         assert kinds("until=2000-01-01") == []
@@ -332,6 +334,30 @@ class TestAuditTrail:
         assert _problems(after) == []
         # A pin set before the range is not judged again, but counts: 3.0.0 is fine.
         assert _verify(settings, "--since", skipped).exit_code == 0
+
+    def test_verify_since_any_revision_of_the_branch_or_a_date(
+        self, client: FlaskClient, tokens: dict[str, str], settings: Settings, remote: Path
+    ) -> None:
+        """`--since` takes what git resolves on the default branch (HEAD~N too: the
+        mirror's own HEAD names no branch) and ISO dates; the count says what was checked."""
+        for version in ("1.0.0", "1.1.0", "1.2.0"):
+            _register(client, tokens["ci"], version)
+        total = int(git(remote, "rev-list", "--count", "--first-parent", "main"))
+        tip = _tip(remote)
+        for since, checked in (
+            ("HEAD~2", 2), ("HEAD^", 1), ("HEAD~3", 3), ("main~2", 2), (tip, 0),
+            (git(remote, "rev-parse", "main~4").strip(), 4),
+            ("2000-01-01", total), ("2000-01-01T00:00:00Z", total), ("2999-12-31", 0),
+        ):  # fmt: skip
+            result = _verify(settings, "--since", since)
+            assert result.exit_code == 0, (since, result.output)
+            word = "commit" if checked == 1 else "commits"
+            assert f"ok, {checked} {word} of main after {since} checked" in result.stderr, since
+        for since in ("HEAD~999", "nosuchbranch", "2024-13-45"):
+            refused = _verify(settings, "--since", since)
+            assert refused.exit_code == 2, (since, refused.output)
+            assert f"--since {since}: neither a revision git resolves" in refused.stderr
+            assert "nor an ISO date" in refused.stderr
 
     def test_verify_a_repository_given_by_path_with_trusted_key_files(
         self,

@@ -268,6 +268,17 @@ def test_the_cli_lists_deployments_and_rolls_back(
     again = CliRunner(env=env).invoke(main, ["rollback", dep_id])
     assert again.exit_code == 1 and "rolled back already" in again.output
 
+    # `degraded (rolled back)` is longer than any status: the columns still line up.
+    listed = CliRunner(env=env).invoke(main, ["deployments", "list", "--app", "web"])
+    assert listed.exit_code == 0, listed.output
+    head, *rows = listed.output.splitlines()[:-1]
+    marked = [row for row in rows if "degraded (rolled back)" in row]
+    assert len(marked) == 1, listed.output
+    column = head.index("UPDATED")
+    for row in rows:
+        assert row[column - 2 : column] == "  " and row[column] != " ", listed.output
+        assert row[column:].startswith(("19", "20")), listed.output  # the timestamp
+
 
 def test_a_rollback_the_remote_refused_is_made_by_the_scheduler(
     client: FlaskClient, runtime: Runtime, tokens: dict[str, str], remote: Path

@@ -136,6 +136,9 @@ class TestApprovalFlow:
         second = _review(client, people["bob"], req["id"])
         assert second.status_code == 201, second.json
         assert second.json["status"] == "merged"
+        # Merged, the request still says what it met and who approved it.
+        met = {"progress": "2/2 approvals", "missing": [], "approvers": ["alice", "bob"]}
+        assert {k: second.json.get(k) for k in met} == met
         merge = second.json["merge_commit"]
         assert _main(remote) == merge
         assert git(remote, "rev-parse", f"{merge}^1").strip() == before
@@ -164,6 +167,9 @@ class TestApprovalFlow:
         listed = client.get("/api/v1/promotions?env=production", headers=reader).json
         assert [(i["id"], i["status"]) for i in listed["items"]] == [(req["id"], "merged")]
         assert listed["items"][0]["merge_commit"] == merge
+        assert {k: listed["items"][0].get(k) for k in met} == met
+        got = client.get(f"/api/v1/promotions/{req['id']}", headers=reader).json
+        assert {k: got.get(k) for k in met} == met
 
 
 class TestRefusals:
@@ -259,6 +265,9 @@ class TestLifecycle:
         gone = client.get(f"/api/v1/promotions/{old['id']}", headers=reader).json
         assert gone["status"] == "superseded"
         assert gone["superseded_by"] == new["id"]
+        # Closed, it shows where it stood: alice's approval, bob's still missing.
+        assert (gone["progress"], gone["approvers"]) == ("1/2 approvals", ["alice"])
+        assert gone["missing"] == [{"group": "security-team", "count": 1}]
         late = _review(client, people["bob"], old["id"])
         assert late.status_code == 409
         assert new["progress"] == "0/2 approvals"  # the old approval does not carry over

@@ -31,9 +31,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from bot.store.outbox import NewDelivery
 from tests.helpers import artifact_body, bearer
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
+SCENARIOS = int(os.environ.get("FUZZ_SCENARIOS", "15"))  # stateful: scenarios per run
+ROUNDS = 6  # stateful: at most this many runs until every operation is seen
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
@@ -42,18 +45,21 @@ CHECKS = [
 ]
 
 
-def _config(headers: dict[str, str] | None) -> SchemathesisConfig:
+def _config(
+    headers: dict[str, str] | None, stateful: bool = False, seed: int = 20260408
+) -> SchemathesisConfig:
     project: dict[str, Any] = {
-        "seed": 20260408,
+        "seed": seed,
         "phases": {
-            "examples": {"enabled": True},
-            "coverage": {"enabled": True},
-            "fuzzing": {"enabled": True},
-            "stateful": {"enabled": False},
+            "examples": {"enabled": not stateful},
+            "coverage": {"enabled": not stateful},
+            "fuzzing": {"enabled": not stateful},
+            # Only the links the document states: schemathesis' own inference off.
+            "stateful": {"enabled": stateful, "max-steps": 8, "inference": {"algorithms": []}},
         },
         "generation": {
             "mode": "all",  # positive and negative data
-            "max-examples": EXAMPLES,
+            "max-examples": SCENARIOS if stateful else EXAMPLES,
             "deterministic": True,
             "no-shrink": True,
             "database": "none",
@@ -61,6 +67,8 @@ def _config(headers: dict[str, str] | None) -> SchemathesisConfig:
     }
     if headers:
         project["headers"] = headers
+    if stateful:
+        project["checks"] = {"enabled": False, **{c.__name__: {"enabled": True} for c in CHECKS}}
     return SchemathesisConfig.from_dict(project)
 
 
@@ -92,8 +100,15 @@ def _seed(app: Flask, admin: str) -> dict[str, list[str]]:
     }
 
 
-def _load(app: Flask, headers: dict[str, str] | None, known: dict[str, list[str]]) -> BaseSchema:
-    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app, config=_config(headers))
+def _load(
+    app: Flask,
+    headers: dict[str, str] | None,
+    known: dict[str, list[str]],
+    stateful: bool = False,
+    seed: int = 20260408,
+) -> BaseSchema:
+    config = _config(headers, stateful, seed)
+    schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app, config=config)
 
     @schema.hook("flatmap_path_parameters")
     def _sometimes_known(context: Any, path_parameters: dict[str, Any]) -> Any:
@@ -113,6 +128,25 @@ def _load(app: Flask, headers: dict[str, str] | None, known: dict[str, list[str]
             return st.just(body)
         ids = known.get("artifact_id", [])
         return st.sampled_from([body] + [{**body, "artifact_id": value} for value in ids])
+
+    if stateful:
+
+        @schema.hook("flatmap_body")
+        def _sometimes_a_valid_one(context: Any, body: Any) -> Any:
+            """Now and then a registration CI would send, or a token an admin would make
+            (a generated body rarely has a signature, an image and a version that all hold,
+            or a name nobody has), so that the links from their 201 are followed too."""
+            if not isinstance(body, dict):
+                return st.just(body)
+            if "checksum" in body and "build_id" in body:  # POST /api/v1/artifacts
+                made = st.integers(0, 999).map(lambda n: artifact_body(version=f"7.{n}.0"))
+            elif "scopes" in body and "name" in body:  # POST /api/v1/tokens
+                made = st.integers(0, 999).map(
+                    lambda n: {"name": f"fuzz-{n}", "scopes": ["artifacts:read"]}
+                )
+            else:
+                return st.just(body)
+            return st.one_of(st.just(body), made)
 
     return schema
 
@@ -188,3 +222,60 @@ def test_huge_numbers_are_refused_not_500(
     resp = client.open(path, method=method.upper(), headers=bearer(tokens["admin"]))
     assert resp.status_code == status, resp.get_json()
     assert resp.get_json()["error"]
+
+
+# Operations that take nothing and give no id: no link leads to them or from them, so the
+# stateful phase has nothing to chain (the other phases call them).
+UNLINKED = {"GET /", "GET /healthz", "GET /api/v1/openapi.json"}
+
+
+def test_stateful_phase_reaches_every_operation(app: Flask, tokens: dict[str, str]) -> None:
+    """schemathesis' engine, stateful phase only, following our OpenAPI links alone (its own
+    link inference off). Its state machine has a way into every operation (a link, or a
+    start); runs of it (a few short ones, each with its own seed, until all are seen) call
+    every operation, each that takes an id at least once with one an earlier answer gave
+    (an answer other than 404); no answer is a 5xx or differs from the description."""
+    from schemathesis.core.result import Ok
+    from schemathesis.engine import events, from_schema
+
+    known = _seed(app, tokens["admin"])
+    # A notification to list, read and retry (the shipped policy sends none).
+    app.extensions["ritmo"].outbox.store.enqueue(
+        [NewDelivery("fuzz-1", "promoted", "web", "dev", None, "https://hooks.example", {})], 0
+    )
+    headers = bearer(tokens["admin"])
+    schema = _load(app, headers, known, stateful=True).exclude(path_regex=WEBHOOKS)
+    every = {r.ok().label for r in schema.get_all_operations() if isinstance(r, Ok)}
+    # Which operations its state machine can call: a start (a root rule) or a link's target
+    # (schemathesis 4.32 keeps both on the generated class).
+    machine: Any = schema.as_state_machine()
+    linked = {label for label, t in machine._transitions.operations.items() if t.incoming}
+    entered = linked | set(machine._root_labels)
+    assert every - UNLINKED - entered == set(), sorted(entered)
+
+    by_id = {label for label in every if "{" in label}
+    reached: dict[str, set[int]] = {}
+    failed: list[str] = []
+    for seed in range(ROUNDS):
+        if not (every - UNLINKED - set(reached)) and all(reached[x] - {404} for x in by_id):
+            break
+        run = _load(app, headers, known, stateful=True, seed=seed).exclude(path_regex=WEBHOOKS)
+        for event in from_schema(run).execute():
+            if isinstance(event, events.NonFatalError | events.FatalError):
+                failed.append(str(getattr(event, "info", None) or event))
+            if not isinstance(event, events.ScenarioFinished):
+                continue
+            for case_id, node in event.recorder.cases.items():
+                interaction = event.recorder.interactions.get(case_id)
+                status = interaction.response.status_code if interaction else 0
+                reached.setdefault(node.value.operation.label, set()).add(status)
+            failed += [
+                f"{check.name}: {check.failure_info}"
+                for checks in event.recorder.checks.values()
+                for check in checks
+                if check.status.name == "FAILURE"
+            ]
+    assert failed == []
+    assert every - UNLINKED - set(reached) == set(), sorted(reached.items())
+    only_404 = sorted(label for label in by_id if not reached[label] - {404})
+    assert only_404 == [], {label: reached[label] for label in by_id}
