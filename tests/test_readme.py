@@ -46,7 +46,7 @@ def test_argocd_triggers() -> None:
     cm = next(d for d in data if d and d.get("kind") == "ConfigMap")["data"]
     triggers = {key.removeprefix("trigger.") for key in cm if key.startswith("trigger.")}
     templates = {key.removeprefix("template.ritmo-") for key in cm if key.startswith("template.")}
-    said = _paragraph("- **ArgoCD**:")
+    said = _paragraph("- **ArgoCD**")
     assert _count(said, "triggers") == len(triggers), said
     assert {n for n in _named(said) if n.startswith("on-")} == triggers, said
     if "one JSON template per trigger" in said:
