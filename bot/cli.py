@@ -62,11 +62,13 @@ main.add_command(token)
 def serve(ctx: click.Context) -> None:
     """Run the server (gunicorn). With nothing configured, it sets itself up in ./.ritmo/."""
     from bot.embedded import create_first_tokens, prepare_embedded, seed_embedded
+    from bot.listen import check_listen
     from bot.runtime import build_runtime
     from bot.server import run_gunicorn
 
     settings = _settings(ctx)
     try:
+        check_listen(settings.listen)
         notes = prepare_embedded(settings)
         runtime = build_runtime(settings)
         try:
