@@ -61,12 +61,15 @@ main.add_command(token)
 @click.pass_context
 def serve(ctx: click.Context) -> None:
     """Run the server (gunicorn). With nothing configured, it sets itself up in ./.ritmo/."""
+    from bot.app import configure_logging
     from bot.embedded import create_first_tokens, prepare_embedded, seed_embedded
     from bot.listen import check_listen
     from bot.runtime import build_runtime
     from bot.server import run_gunicorn
+    from bot.telemetry.logs import console_line
 
     settings = _settings(ctx)
+    configure_logging(settings)  # the master's lines too, in log_format
     try:
         check_listen(settings.listen)
         notes = prepare_embedded(settings)
@@ -85,9 +88,8 @@ def serve(ctx: click.Context) -> None:
     del runtime
     gc.collect()
     gc.freeze()
-    for line in notes:
-        click.echo(line)
-    click.echo(f"Ritmo listening on http://{settings.listen}")
+    for line in [*notes, f"Ritmo listening on http://{settings.listen}"]:
+        click.echo(console_line(line, settings.log_format))
     sys.stdout.flush()
     run_gunicorn(settings)
 

@@ -24,6 +24,10 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             "timeout": 300,  # a request waits for its push; the push has its own bound
             "accesslog": "-",
         }
+        if self._settings.log_format == "json":
+            from bot.telemetry.gunicorn_log import JsonGunicornLogger
+
+            options["logger_class"] = JsonGunicornLogger
         if self._settings.workers > 1:
             from bot.telemetry.metrics import worker_exited
 

@@ -496,7 +496,8 @@ class _Server:
 
     def _pump(self, stream: IO[str], into: queue.Queue[str]) -> None:
         for line in stream:
-            into.put(line.rstrip("\n"))
+            # log_format json (the default): the start-up notes are JSON lines too
+            into.put(str(json.loads(line)["message"]))
 
     def _drain(self, stream: IO[str]) -> None:
         for line in stream:

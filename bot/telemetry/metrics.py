@@ -8,8 +8,8 @@ Three kinds of series:
   GitHub API calls by operation and the rate limit left, git push attempts, pushes and
   retries of both writers (the default branch and the deployment ledger).
 - Computed at scrape time from the index (every process agrees on them, and they survive
-  restarts): the brief's five. Prometheus histograms cannot be recomputed from rows, so
-  these are histograms *of a window*: the promotions, deployments and requests of the
+  restarts): the five delivery measures. Prometheus histograms cannot be recomputed from
+  rows, so these are histograms *of a window*: the promotions, deployments and requests of the
   last WINDOW_DAYS days, with buckets counted by the collector. They are snapshots, not
   counters: read them with histogram_quantile() and _sum/_count directly, never through
   rate(). Rollbacks are an all-time counter (rate() gives the frequency). The queries
@@ -232,6 +232,7 @@ def instrument(app: Flask, runtime: Runtime) -> Metrics:
     def _observe(response: Response) -> Response:
         started = g.get("ritmo_started")
         route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+        request.environ["ritmo.route"] = route  # for gunicorn's access line (gunicorn_log)
         kind = _kind(route)
         metrics.http_requests.labels(request.method, route, str(response.status_code), kind).inc()
         if started is not None:
@@ -389,7 +390,7 @@ def _le(bound: float) -> str:
 
 
 class IndexCollector(Collector):
-    """The brief's five, from the index at scrape time (see the module docstring)."""
+    """The five delivery measures, from the index at scrape time (module docstring)."""
 
     def __init__(
         self,
