@@ -1,4 +1,4 @@
-"""The brief's deployment API: CD systems report deployments; anyone may roll one back.
+"""The deployment API: CD systems report deployments; anyone may roll one back.
 
 POST /api/v1/deployments needs `deployments:write`, the CD credential that can do nothing
 else. Reading needs `artifacts:read` or `deployments:write`. A rollback is a change to an
@@ -31,7 +31,7 @@ Url = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[\x2
 
 
 class DeploymentBody(BaseModel):
-    """The brief's body, plus what a CD system knows about the outcome."""
+    """A CD system's report: which artifact it deployed where, and how that went."""
 
     model_config = ConfigDict(extra="forbid")
 

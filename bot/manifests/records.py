@@ -35,7 +35,7 @@ MetaValue = Annotated[str, StringConstraints(max_length=1024, pattern=_LINE)] | 
 
 
 class ArtifactSpec(BaseModel):
-    """What CI sends to register an artifact (the brief's POST /api/v1/artifacts)."""
+    """What CI sends to register an artifact (POST /api/v1/artifacts)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
