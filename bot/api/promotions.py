@@ -34,6 +34,15 @@ Note = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r
 Ticket = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._#:/-]{0,127}$")]
 
 
+class _BodyProblem(Exception):
+    """Raised past pydantic (which would name no field): `field` is wrong, `message` why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
 class PromoteBody(BaseModel):
     """Where to promote: `from`/`to` (or `from_environment`/`to_environment`)."""
 
@@ -58,9 +67,9 @@ class PromoteBody(BaseModel):
             given = [v for v in (getattr(self, short), getattr(self, long)) if v is not None]
             label = short.rstrip("_")
             if not given and (label == "to" or self.from_required):
-                raise ValueError(f"{label} (or {long}) is required")
+                raise _BodyProblem(label, f"{label} (or {long}) is required, e.g. staging")
             if len(set(given)) > 1:
-                raise ValueError(f"{label} and {long} disagree; send one of them")
+                raise _BodyProblem(label, f"{label} and {long} disagree; send one of them")
         return self
 
     def ask(self, default_from: str | None = None) -> PromotionInput:
@@ -116,6 +125,9 @@ def _ask_of(model: type[PromoteBody], body: Any) -> PromoteBody:
         return model.model_validate(body)
     except ValidationError as exc:
         raise invalid_fields(exc) from None
+    except _BodyProblem as exc:
+        fields = [{"field": exc.field, "message": exc.message}]
+        raise ApiError(422, f"invalid request: {exc.field}", fields) from None
 
 
 @blueprint.post("/artifacts/<artifact_id>/promote")

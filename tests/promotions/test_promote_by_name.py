@@ -119,7 +119,12 @@ def test_unknown_app_or_version_is_a_404_naming_both(
     [
         ({"version": "2.0.0", "to": "production"}, "app", "Field required"),
         ({"app": "web", "to": "production"}, "version", "Field required"),
-        ({"app": "web", "version": "2.0.0"}, "body", "to (or to_environment) is required"),
+        ({"app": "web", "version": "2.0.0"}, "to", "to (or to_environment) is required"),
+        (
+            {"app": "web", "version": "2.0.0", "to": "production", "to_environment": "dev"},
+            "to",
+            "to and to_environment disagree",
+        ),
         ({"app": "Web!", "version": "2.0.0", "to": "production"}, "app", "pattern"),
         ({"app": "web", "version": "../x", "to": "production"}, "version", "pattern"),
         ({"app": "web", "version": "2.0.0", "to": "production", "force": 1}, "force", "remove it"),
