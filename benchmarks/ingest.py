@@ -241,6 +241,7 @@ def ritmo_server(
         **(extra_env or {}),
     }
     scope_args = [arg for scope in scopes for arg in ("--scope", scope)]
+    data_dir.mkdir(parents=True, exist_ok=True)  # `ritmo token` refuses outside a data dir
     token_cmd = [*ritmo_command(), "token", "create", "--name", "bench", *scope_args]
     token = run(token_cmd, cwd=work, env=env).stdout.strip().splitlines()[-1]
     log_path = work / "server.log"

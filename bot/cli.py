@@ -78,15 +78,17 @@ main.add_command(doctor)
 @click.pass_context
 def serve(ctx: click.Context) -> None:
     """Run the server (gunicorn). With nothing configured, it sets itself up in ./.ritmo/."""
+    from bot.app import configure_logging
     from bot.embedded import create_first_tokens, prepare_embedded, seed_embedded
+    from bot.listen import check_listen
     from bot.runtime import build_runtime
-    from bot.server import listen_problem, run_gunicorn
+    from bot.server import run_gunicorn
+    from bot.telemetry.logs import console_line
 
     settings = _settings(ctx)
-    problem = listen_problem(settings.listen)
-    if problem is not None:
-        _fail(problem)
+    configure_logging(settings)  # the master's lines too, in log_format
     try:
+        check_listen(settings.listen)  # before anything is created
         notes = prepare_embedded(settings)
         runtime = build_runtime(settings)
         try:
@@ -103,9 +105,8 @@ def serve(ctx: click.Context) -> None:
     del runtime
     gc.collect()
     gc.freeze()
-    for line in notes:
-        click.echo(line)
-    click.echo(f"Ritmo listening on http://{settings.listen}")
+    for line in [*notes, f"Ritmo listening on http://{settings.listen}"]:
+        click.echo(console_line(line, settings.log_format))
     sys.stdout.flush()
     run_gunicorn(settings)
 
@@ -309,8 +310,12 @@ def _request_line(req: dict[str, Any]) -> str:
 @main.command()
 @_server_option
 @_token_option
-@click.argument("artifact_id")
-@click.option("--from", "from_env", required=True, help="The environment it is in now.")
+@click.argument("target", nargs=-1, required=True, metavar="ARTIFACT_ID | APP VERSION")
+@click.option(
+    "--from",
+    "from_env",
+    help="The environment it is in now (default with APP VERSION: the one before --to).",
+)
 @click.option("--to", "to_env", required=True, help="The next environment.")
 @click.option("--notes", help="Recorded in the commit (and the request).")
 @click.option("--approval-ticket", help="A change ticket, e.g. CHG-42.")
@@ -318,30 +323,32 @@ def _request_line(req: dict[str, Any]) -> str:
 def promote(
     server: str,
     token_value: str,
-    artifact_id: str,
-    from_env: str,
+    target: tuple[str, ...],
+    from_env: str | None,
     to_env: str,
     notes: str | None,
     approval_ticket: str | None,
     correlation_id: str | None,
 ) -> None:
-    """Promote ARTIFACT_ID, or open a request when the policy wants approvals.
+    """Promote ARTIFACT_ID (with --from), or APP VERSION (e.g. `web 1.2.3 --to production`);
+    or open a request when the policy wants approvals.
 
     Exit 0: promoted, or request opened; 1: refused; 3: retry later.
     """
-    fields: dict[str, Any] = {"from": from_env, "to": to_env}
-    if notes is not None:
-        fields["notes"] = notes
-    if approval_ticket is not None:
-        fields["approval_ticket"] = approval_ticket
-    client = _client(server, token_value)
-    resp = _checked(server, lambda: client.promote(artifact_id, fields, correlation_id))
+    from bot.promote_args import promote_call
+
+    try:
+        call = promote_call(_client(server, token_value), target, from_env, to_env, correlation_id,
+                            notes=notes, approval_ticket=approval_ticket)  # fmt: skip
+    except ValueError as exc:
+        _fail(str(exc))
+    resp = _checked(server, call)
     body = resp.body
     if resp.status == 202:
         click.echo(_request_line(body["request"]))
         return
     promotion = body.get("promotion") or {}
-    what = f"{promotion['app']} {promotion['version']}" if promotion else artifact_id
+    what = f"{promotion['app']} {promotion['version']}" if promotion else " ".join(target)
     if body.get("status") == "unchanged" or not body.get("commit"):
         click.echo(f"unchanged: {what} is already pinned in {body['environment']}")
         return

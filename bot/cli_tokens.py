@@ -29,20 +29,15 @@ def _store(ctx: click.Context) -> TokenStore:
     from bot.store.token_import import TokenFileError, import_tokens_file
 
     settings = _settings(ctx)
-    if (
-        "data_dir" not in settings.model_fields_set
-        and settings.database_url is None
-        and not settings.data_dir.is_dir()
-    ):
-        # Run away from the server's directory: a new empty index would take the token,
-        # and the server would never see it.
-        _fail(
-            f"no data directory at {settings.data_dir.resolve()}: run this where `ritmo serve` "
-            "runs, or name its data_dir (RITMO_DATA_DIR, or --config)"
-        )
     github = settings.forge.github
+    if settings.database_url is None and not settings.data_dir.is_dir():
+        # A new empty database here would hold tokens no server reads.
+        _fail(
+            f"no data directory at {settings.data_dir.resolve()} (setting data_dir, "
+            "RITMO_DATA_DIR); run this where `ritmo serve` runs, or point data_dir or "
+            "database_url at the server's"
+        )
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
         store = TokenStore(
             make_engine(settings.index_url),
             reserved_names(settings.forge.kind, github.bot_login),

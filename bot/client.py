@@ -76,6 +76,13 @@ class RitmoClient:
             "POST", f"/api/v1/artifacts/{artifact_id}/promote", json=fields, headers=headers
         )
 
+    def promote_by_name(
+        self, fields: dict[str, Any], correlation_id: str | None = None
+    ) -> ApiResponse:
+        """POST /api/v1/promotions: fields carry app, version, to (and optionally from)."""
+        headers = {"X-Correlation-ID": correlation_id} if correlation_id else {}
+        return self._call("POST", "/api/v1/promotions", json=fields, headers=headers)
+
     def review(self, request_id: str, state: str, commit: str | None = None) -> ApiResponse:
         body: dict[str, Any] = {"state": state}
         if commit is not None:

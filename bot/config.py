@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
+from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -282,8 +285,40 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
+# RITMO_* variables that are not settings: the file's name, the client commands' server
+# and token, and what the test suite reads (RITMO_TEST_DATABASE_URL).
+NOT_SETTINGS = frozenset({"RITMO_CONFIG", "RITMO_SERVER", "RITMO_TOKEN"})
+NOT_SETTINGS_PREFIX = "RITMO_TEST_"
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """RITMO_* names that name no setting. A known section with an unknown key inside
+    (RITMO_MANIFESTS__URLL) is left to the model, which reports it as a setting."""
+    known = set(Settings.model_fields)
+    found = []
+    for name in environ:
+        upper = name.upper()
+        if not upper.startswith("RITMO_") or upper in NOT_SETTINGS:
+            continue
+        if upper.startswith(NOT_SETTINGS_PREFIX):
+            continue
+        if upper.removeprefix("RITMO_").split("__")[0].lower() not in known:
+            found.append(name)
+    return sorted(found)
+
+
+def _unknown_variable(name: str) -> str:
+    key = name.upper().removeprefix("RITMO_").split("__")[0].lower()
+    close = difflib.get_close_matches(key, list(Settings.model_fields), n=1)
+    hint = f" (RITMO_{close[0].upper()}?)" if close else ""
+    return f"variable {name}: is not a known setting; remove it or check the spelling{hint}"
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the one Settings object; raise ConfigError with a one-line fix on bad input."""
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise ConfigError("; ".join(_unknown_variable(name) for name in unknown))
     data = _read_config_file(config_file) if config_file else {}
     token = _config_data.set(data)
     try:

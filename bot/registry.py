@@ -22,6 +22,7 @@ from bot.manifests.signing import ArtifactVerifier
 from bot.manifests.writer import Conflict, Edit, ManifestWriter, Planned, Reader, Unchanged
 from bot.promotions.service import REGISTERED
 from bot.store.index import ArtifactIndex, IndexedArtifact
+from bot.telemetry.events import event
 from bot.telemetry.tracing import traced
 from bot.templates import Templates
 
@@ -172,6 +173,28 @@ class ArtifactRegistry:
             if outcome.commit:
                 promotions.append({"environment": pin.environment, "commit": outcome.commit})
         if result.commit is not None:
+            event(
+                "registered",
+                f"registered {record['id']} ({spec.name} {version}) in {result.commit}",
+                artifact_id=record["id"],
+                app=spec.name,
+                version=version,
+                commit=result.commit,
+                correlation_id=correlation_id,
+            )
+            for done in promotions:
+                if done.get("commit"):
+                    event(
+                        "promoted",
+                        f"promoted {record['id']} ({spec.name} {version}) to "
+                        f"{done['environment']} by policy in {done['commit']}",
+                        artifact_id=record["id"],
+                        app=spec.name,
+                        version=version,
+                        to=done["environment"],
+                        commit=done["commit"],
+                        automatic=True,
+                    )
             # What the index now says, without asking it: the record as written, standing
             # in the last environment its pins reached.
             reached = [p["environment"] for p in promotions if p.get("commit")]

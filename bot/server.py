@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 from bot.config import Settings
-
-
-def listen_problem(listen: str) -> str | None:
-    """Why `listen` cannot be bound now, or None. Checked before `serve` creates anything,
-    so a port in use stops it with the setting's name instead of a half set-up data_dir."""
-    host, _, port = listen.rpartition(":")
-    try:
-        # SO_REUSEADDR, as gunicorn binds: a port left in TIME_WAIT is not "in use".
-        with socket.create_server((host.strip("[]"), int(port))):
-            return None
-    except OSError as exc:
-        why = exc.strerror or str(exc)
-        return (
-            f"setting listen (RITMO_LISTEN): cannot listen on {listen}: {why}; "
-            "stop what uses it or set another host:port"
-        )
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]

@@ -85,6 +85,7 @@ class TestTokenCreate:
     """`ritmo token create` prints the token once and stores only its hash."""
 
     def test_create_with_groups(self, tmp_path: Path) -> None:
+        (tmp_path / "data").mkdir()  # where `ritmo serve` would have run
         env = {"RITMO_DATA_DIR": str(tmp_path / "data")}
         result = invoke(
             ["token", "create", "--name", "alice", "--scope", "promotions:approve",
@@ -121,6 +122,7 @@ class TestTokenCreate:
             "created_at": entry.created_at,
         }
         target.write_text(json.dumps({"tokens": [row]}))
+        (tmp_path / "data").mkdir()
         env = {"RITMO_DATA_DIR": str(tmp_path / "data"), "RITMO_AUTH__TOKENS_FILE": str(target)}
         result = invoke(["token", "create", "--name", "cd", "--scope", "deployments:write"], env)
         assert result.exit_code == 0, result.output
@@ -139,11 +141,26 @@ class TestTokenCreate:
         assert not (tmp_path / "data" / "index.sqlite3").exists()
 
     def test_bad_name_exits_2(self, tmp_path: Path) -> None:
+        (tmp_path / "data").mkdir()
         env = {"RITMO_DATA_DIR": str(tmp_path / "data")}
         result = invoke(["token", "create", "--name", "a b", "--scope", "admin"], env)
         assert result.exit_code == 2
         assert result.stderr.startswith("ritmo: name 'a b'")
         assert data_tokens(tmp_path / "data").names() == []
+
+    @pytest.mark.parametrize("command", [["create", "--name", "ci", "--scope", "admin"], ["list"]])
+    def test_outside_a_data_directory_refuses_and_says_where(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+    ) -> None:
+        monkeypatch.chdir(tmp_path)  # no .ritmo here: `ritmo serve` never ran in it
+        result = invoke(["token", *command])
+        assert result.exit_code == 2, result.output
+        assert result.stderr == (
+            f"ritmo: no data directory at {tmp_path / '.ritmo'} (setting data_dir, "
+            "RITMO_DATA_DIR); run this where `ritmo serve` runs, or point data_dir or "
+            "database_url at the server's\n"
+        )
+        assert list(tmp_path.iterdir()) == []  # nothing created
 
 
 class TestKeysExport:
@@ -482,7 +499,8 @@ class _Server:
 
     def _pump(self, stream: IO[str], into: queue.Queue[str]) -> None:
         for line in stream:
-            into.put(line.rstrip("\n"))
+            # log_format json (the default): the start-up notes are JSON lines too
+            into.put(str(json.loads(line)["message"]))
 
     def _drain(self, stream: IO[str]) -> None:
         for line in stream:

@@ -66,6 +66,7 @@ def test_config_after_the_command(tmp_path: Path) -> None:
     data = tmp_path / "elsewhere"
     config = tmp_path / "ritmo.yaml"
     config.write_text(f"data_dir: {data}\n")
+    data.mkdir()  # where `ritmo serve` ran: token commands refuse a data_dir that is not there
     result = invoke(["token", "create", "--name", "alice", "--scope", "artifacts:read",
                      "--config", str(config)])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -77,6 +78,7 @@ def test_config_after_the_command_wins_over_before(tmp_path: Path) -> None:
     first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
     first.write_text(f"data_dir: {tmp_path / 'one'}\n")
     second.write_text(f"data_dir: {tmp_path / 'two'}\n")
+    (tmp_path / "two").mkdir()
     result = invoke(["--config", str(first), "token", "create", "--name", "bob",
                      "--scope", "artifacts:read", "--config", str(second)])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -102,7 +104,7 @@ def test_serve_on_a_port_in_use_stops_before_creating_anything(tmp_path: Path) -
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.splitlines()
     assert line.startswith(
-        f"ritmo: setting listen (RITMO_LISTEN): cannot listen on 127.0.0.1:{port}: "
+        f"ritmo: setting listen (RITMO_LISTEN): 127.0.0.1:{port} is already in use; "
     )
     assert "in use" in line
     assert list(tmp_path.iterdir()) == []  # no .ritmo: no key, no remote, no tokens
@@ -114,7 +116,7 @@ def test_token_create_outside_a_data_directory_refuses(tmp_path: Path) -> None:
     result = invoke(["token", "create", "--name", "alice", "--scope", "artifacts:read"])
     assert result.exit_code == 2, result.output
     (line,) = result.stderr.splitlines()
-    assert line.startswith(f"ritmo: no data directory at {tmp_path.resolve() / '.ritmo'}: ")
+    assert line.startswith(f"ritmo: no data directory at {tmp_path.resolve() / '.ritmo'} (")
     assert "RITMO_DATA_DIR" in line
     assert result.stdout == ""
     assert list(tmp_path.iterdir()) == []

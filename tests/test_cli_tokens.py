@@ -24,6 +24,7 @@ def _create(env: dict[str, str], name: str, *args: str) -> str:
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "data").mkdir()  # where `ritmo serve` would have run
     return {"RITMO_DATA_DIR": str(tmp_path / "data")}
 
 
@@ -84,7 +85,6 @@ def test_revoke_from_the_cli_is_refused_by_the_running_app_at_once(
 
 def test_an_old_tokens_file_is_imported_once(env: dict[str, str], tmp_path: Path) -> None:
     data = tmp_path / "data"
-    data.mkdir()
     entry = {
         "name": "ci",
         "sha256": hashlib.sha256(b"ritmo_old").hexdigest(),

@@ -183,6 +183,26 @@ class TestRefusals:
         assert "manifests.branhc" in str(info.value)
         assert "RITMO_MANIFESTS__BRANHC" in str(info.value)
 
+    @pytest.mark.parametrize("name", ["RITMO_LISTN", "RITMO_MANIFEST__URL", "ritmo_colour"])
+    def test_unknown_variable_like_an_unknown_key(
+        self, monkeypatch: pytest.MonkeyPatch, name: str
+    ) -> None:
+        monkeypatch.setenv(name, "/srv/m.git")
+        with pytest.raises(ConfigError) as info:
+            load_settings(None)
+        assert str(info.value).startswith(
+            f"variable {name}: is not a known setting; remove it or check the spelling"
+        )
+
+    def test_variables_that_are_not_settings_are_allowed(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The client's, the settings file's, the test suite's (documented in the README)."""
+        for name in ("RITMO_CONFIG", "RITMO_SERVER", "RITMO_TOKEN", "RITMO_TEST_DATABASE_URL"):
+            monkeypatch.setenv(name, "x")
+        monkeypatch.setenv("RITMO_TEST_DATABASE_URL", "postgresql://nowhere/x")
+        assert load_settings(None).listen == "127.0.0.1:8080"
+
     def test_unknown_nested_key_in_env(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("RITMO_SIGNING__KEYS", OTHER_KEY)
         with pytest.raises(ConfigError) as info:
@@ -487,6 +507,14 @@ class TestServeRefuses:
     def test_bad_url(self, tmp_path: Path, url: str) -> None:
         proc = run_serve({"RITMO_MANIFESTS__URL": url}, tmp_path)
         self.assert_refused(proc, "manifests.url", "RITMO_MANIFESTS__URL")
+
+    def test_unknown_variable(self, tmp_path: Path) -> None:
+        proc = run_serve({"RITMO_LISTN": "127.0.0.1:9"}, tmp_path)
+        self.assert_refused(
+            proc, "variable RITMO_LISTN: is not a known setting; remove it or check the "
+            "spelling (RITMO_LISTEN?)",
+        )  # fmt: skip
+        assert not (tmp_path / ".ritmo").exists()
 
     def test_unknown_key_in_config_file(self, tmp_path: Path) -> None:
         path = write_yaml(tmp_path / "ritmo.yaml", "manifest:\n  url: /srv/m.git\n")

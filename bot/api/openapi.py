@@ -29,7 +29,7 @@ from bot.api.environments import Environments, EnvironmentsQuery
 from bot.api.openapi_links import LINKS, Link
 from bot.api.outbox import OutboxQuery
 from bot.api.policy import PolicyBody
-from bot.api.promotions import PromoteBody, PromotionQuery, ReviewBody
+from bot.api.promotions import PromoteBody, PromoteByName, PromotionQuery, ReviewBody
 from bot.api.tokens import TokenBody
 from bot.auth import Scope
 from bot.manifests.records import ArtifactSpec
@@ -127,6 +127,22 @@ ROUTES: tuple[Route, ...] = (
         },
         (Scope.PROMOTIONS_WRITE,),
         body=PromoteBody,
+        correlation_id=True,
+        tag="promotions",
+    ),
+    Route(
+        "post",
+        "/api/v1/promotions",
+        "Promote an artifact named by app and version",
+        {
+            201: "Promoted (pushed)",
+            202: "A promotion request was opened; approvals pending",
+            404: "No artifact with this app and version",
+            409: "Refused by policy or a conflict",
+            503: "The remote is unavailable; retry",
+        },
+        (Scope.PROMOTIONS_WRITE,),
+        body=PromoteByName,
         correlation_id=True,
         tag="promotions",
     ),

@@ -1,8 +1,9 @@
-"""POST /api/v1/artifacts/{id}/promote and GET /api/v1/promotions: the promotion API."""
+"""The promotion API: promote an artifact (by id, or by app and version), list promotions
+and requests, review a request."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from pydantic import (
@@ -18,18 +19,28 @@ from bot.api.artifacts import correlation_id, json_body
 from bot.api.auth import require_scope
 from bot.api.errors import ApiError, invalid_fields
 from bot.auth import Scope
-from bot.manifests.records import NAME_PATTERN
+from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN
+from bot.manifests.records import artifact_id as artifact_id_of
 from bot.manifests.writer import Conflict, WriteUnavailable
 from bot.promotions.requests import ReviewRefused
 from bot.promotions.service import PromotionInput, PromotionRefused
 from bot.runtime import Runtime
-from bot.store.index import promotion_history
+from bot.store.index import IndexedArtifact, promotion_history
 
 blueprint = Blueprint("promotions", __name__, url_prefix="/api/v1")
 
 EnvName = Annotated[str, StringConstraints(pattern=NAME_PATTERN)]
 Note = Annotated[str, StringConstraints(min_length=1, max_length=1024, pattern=r"^[\x20-\x7e]*$")]
 Ticket = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._#:/-]{0,127}$")]
+
+
+class _BodyProblem(Exception):
+    """Raised past pydantic (which would name no field): `field` is wrong, `message` why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
 
 
 class PromoteBody(BaseModel):
@@ -39,6 +50,8 @@ class PromoteBody(BaseModel):
     it (the next, unless a rule says otherwise); anything else is a 409 that says why, as
     is a freeze, a hold after a rollback, or a deployment the rule waits for. A 404: no
     artifact of that id. A rule that requires approval opens a request instead (202)."""
+
+    from_required: ClassVar[bool] = True
 
     model_config = ConfigDict(
         extra="forbid",
@@ -68,16 +81,16 @@ class PromoteBody(BaseModel):
         for short, long in (("from_", "from_environment"), ("to", "to_environment")):
             given = [v for v in (getattr(self, short), getattr(self, long)) if v is not None]
             label = short.rstrip("_")
-            if not given:
-                raise ValueError(f"{label} (or {long}) is required")
+            if not given and (label == "to" or self.from_required):
+                raise _BodyProblem(label, f"{label} (or {long}) is required, e.g. staging")
             if len(set(given)) > 1:
-                raise ValueError(f"{label} and {long} disagree; send one of them")
+                raise _BodyProblem(label, f"{label} and {long} disagree; send one of them")
         return self
 
-    def ask(self) -> PromotionInput:
+    def ask(self, default_from: str | None = None) -> PromotionInput:
         note = self.approved_by
         return PromotionInput(
-            from_env=str(self.from_ or self.from_environment),
+            from_env=str(self.from_ or self.from_environment or default_from),
             to_env=str(self.to or self.to_environment),
             notes=self.notes,
             approval_ticket=self.approval_ticket,
@@ -106,21 +119,88 @@ def _runtime() -> Runtime:
     return runtime
 
 
+class PromoteByName(PromoteBody):
+    """Promote the artifact `app` `version` to `to`; `from` defaults to the environment
+    before `to` in the policy."""
+
+    from_required: ClassVar[bool] = False
+
+    app: Annotated[str, StringConstraints(pattern=NAME_PATTERN)] = Field(
+        description="The artifact's name, e.g. web"
+    )
+    version: Annotated[str, StringConstraints(pattern=VERSION_PATTERN)] = Field(
+        description="The artifact's version, e.g. 1.2.3"
+    )
+
+
+def _ask_of(model: type[PromoteBody], body: Any) -> PromoteBody:
+    if not isinstance(body, dict):
+        raise ApiError(422, 'body must be a JSON object: {"from": ..., "to": ...}')
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise invalid_fields(exc) from None
+    except _BodyProblem as exc:
+        fields = [{"field": exc.field, "message": exc.message}]
+        raise ApiError(422, f"invalid request: {exc.field}", fields) from None
+
+
 @blueprint.post("/artifacts/<artifact_id>/promote")
 @require_scope(Scope.PROMOTIONS_WRITE)
 def promote_artifact(artifact_id: str) -> tuple[Response, int]:
     cid = correlation_id()
-    body = json_body()
-    if not isinstance(body, dict):
-        raise ApiError(422, 'body must be a JSON object: {"from": ..., "to": ...}')
-    try:
-        ask = PromoteBody.model_validate(body).ask()
-    except ValidationError as exc:
-        raise invalid_fields(exc) from None
-    runtime = _runtime()
-    artifact = runtime.index.get(artifact_id)
+    ask = _ask_of(PromoteBody, json_body()).ask()
+    artifact = _runtime().index.get(artifact_id)
     if artifact is None:
         raise ApiError(404, f"no artifact {artifact_id!r}; list them with GET /api/v1/artifacts")
+    return _promote(artifact, ask, cid)
+
+
+@blueprint.post("/promotions")
+@require_scope(Scope.PROMOTIONS_WRITE)
+def promote_by_name() -> tuple[Response, int]:
+    """`ritmo promote web 1.2.3 --to production`: the artifact named by app and version."""
+    cid = correlation_id()
+    body = _ask_of(PromoteByName, json_body())
+    assert isinstance(body, PromoteByName)
+    runtime = _runtime()
+    artifact = runtime.index.get(artifact_id_of(body.app, body.version))
+    if artifact is None:
+        raise ApiError(
+            404,
+            f"no artifact with app {body.app!r} and version {body.version!r}; list that app's "
+            f"versions with GET /api/v1/artifacts?name={body.app}",
+        )
+    return _promote(artifact, body.ask(default_from=_source(body, artifact)), cid)
+
+
+def _source(body: PromoteByName, artifact: IndexedArtifact) -> str | None:
+    """Without `from`: the environment before `to` in the policy. An unknown `to` is left
+    to the policy check, which names the environments."""
+    if body.from_ or body.from_environment:
+        return None
+    to_env = str(body.to or body.to_environment)
+    names = _runtime().policy().environment_names
+    if to_env not in names:
+        return to_env
+    where = names.index(to_env)
+    if where == 0:
+        raise ApiError(
+            409, f"{to_env} is the first environment: registering an artifact puts it there"
+        )
+    before = names[where - 1]
+    if artifact.promotion_status != before and artifact.promotion_status in names[:where]:
+        step = names[names.index(artifact.promotion_status) + 1]
+        raise ApiError(
+            409,
+            f"{body.app} {body.version} is in {artifact.promotion_status}, not {before}; "
+            f"promote it to {step} first",
+        )
+    return before
+
+
+def _promote(artifact: IndexedArtifact, ask: PromotionInput, cid: str) -> tuple[Response, int]:
+    runtime = _runtime()
     by = g.principal.name
     try:
         rule = runtime.promotions.check(artifact, ask)
@@ -136,6 +216,7 @@ def promote_artifact(artifact_id: str) -> tuple[Response, int]:
     except WriteUnavailable as exc:
         raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
     promotion = runtime.index.promotion("pro-" + str(outcome["commit"])[:16])
+    artifact_id = artifact.record["id"]
     response = jsonify({**outcome, "artifact_id": artifact_id, "promotion": promotion})
     response.headers["X-Correlation-ID"] = cid
     return response, 201

@@ -48,6 +48,7 @@ from bot.promotions.requests import RequestService, RollbackAsk
 from bot.promotions.service import PromotionInput, PromotionRefused, PromotionService, frozen
 from bot.store.deployments import DeploymentIndex
 from bot.store.index import ArtifactIndex, IndexedArtifact, RollbackFact
+from bot.telemetry.events import event
 from bot.telemetry.tracing import traced
 from bot.templates import Templates
 from bot.timestamps import stamp
@@ -283,6 +284,18 @@ class DeploymentService:
         if record is None:  # the ledger already said so (another process wrote it)
             raise DeploymentRefused(503, "the deployment ledger is behind; retry")
         outcome = Outcome(record, created=before is None, duplicate=result.commit is None)
+        if not outcome.duplicate:
+            event(
+                "deployment",
+                f"deployment {record['id']}: {app} {placed.version} in {env} {record['status']}",
+                deployment_id=record["id"],
+                artifact_id=placed.artifact_id,
+                app=app,
+                version=placed.version,
+                environment=env,
+                status=record["status"],
+                correlation_id=correlation_id,
+            )
         if seen.superseded:
             log.info("%s: a report about %s, older than %s's current pin; kept as history",
                      record["id"], revision[:12], env)  # fmt: skip
@@ -497,7 +510,18 @@ class DeploymentService:
             "returned_to": returned_to,
             "rolled_back_by": by,
         }
-        log.info("rolled back %s in %s to %s (%s)", app, env, restored.record["version"], commit)
+        event(
+            "rollback",
+            f"rolled back {app} in {env} to {restored.record['version']} "
+            f"({commit}); {failed.record['id']} is held out",
+            app=app,
+            environment=env,
+            failed_artifact=failed.record["id"],
+            restored_artifact=restored.record["id"],
+            commit=commit,
+            rolled_back_by=by,
+            correlation_id=correlation_id,
+        )
         return done
 
     def rolled_back_on_main(self, facts: list[RollbackFact]) -> None:

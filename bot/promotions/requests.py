@@ -29,6 +29,7 @@ from bot.promotions.pin import current_value, pinned_value
 from bot.promotions.service import PinChange, PromotionInput, PromotionRefused, PromotionService
 from bot.store.index import IndexedArtifact, RequestIndex
 from bot.store.locks import Locks
+from bot.telemetry.events import event
 from bot.telemetry.tracing import traced
 from bot.templates import Templates
 from bot.timestamps import stamp
@@ -291,6 +292,18 @@ class RequestService:
         view = self._view(row, body)
         row["forge_ref"] = self._forge.opened(view)
         self._requests.save(row)
+        event(
+            "request_opened",
+            f"opened {request_id}: {app} {record['version']} "
+            f"{ask.from_env} -> {env} ({record['id']})",
+            request_id=request_id,
+            artifact_id=record["id"],
+            app=app,
+            version=record["version"],
+            to=env,
+            requested_by=by,
+            correlation_id=correlation_id,
+        )
         if older is not None:
             # The branch already holds the new request: only the old one's record ends,
             # with a pointer to the new one (its pull request, on GitHub).
@@ -544,6 +557,16 @@ class RequestService:
             {**request, "status": "merged", "merge_commit": result.commit,
              "closed_at": stamp(self._clock()), "reason": decision.reason}
         )  # fmt: skip
+        event(
+            "request_merged",
+            f"merged {request['id']}: {request['app']} {request['version']} "
+            f"to {request['to_env']} in {result.commit}",
+            request_id=request["id"],
+            artifact_id=request["artifact_id"],
+            app=request["app"],
+            to=request["to_env"],
+            commit=result.commit,
+        )
 
     @one_at_a_time
     def close(
@@ -585,6 +608,15 @@ class RequestService:
             {**request, "status": status, "closed_at": stamp(self._clock()), "reason": reason,
              "superseded_by": superseded_by}
         )  # fmt: skip
+        event(
+            "request_closed",
+            f"closed {request_id} ({status}): {reason}",
+            request_id=request_id,
+            artifact_id=request["artifact_id"],
+            app=request["app"],
+            to=request["to_env"],
+            status=status,
+        )
 
     # -- outside Ritmo ------------------------------------------------------------
     @one_at_a_time
@@ -643,6 +675,17 @@ class RequestService:
              "reason": f"merged by {by} on {self._forge.kind}; policy held: "
                        f"{'yes' if held else 'no'} ({reason})"}
         )  # fmt: skip
+        event(
+            "request_merged",
+            f"merged {request_id} by {by} on {self._forge.kind}: "
+            f"{request['app']} {request['version']} to {request['to_env']} in {merge_commit}",
+            request_id=request_id,
+            artifact_id=request["artifact_id"],
+            app=request["app"],
+            to=request["to_env"],
+            commit=merge_commit,
+            policy_held=held,
+        )
         if not held:
             self._forge.flagged(merge_commit, f"merged by {by} without the policy: {reason}")
             self._forge.alert(

@@ -14,6 +14,7 @@ from bot.policy.freeze import frozen_until
 from bot.policy.model import AppTarget, Policy, PromotionRule
 from bot.promotions.pin import PinError, current_value, pin, pinned_value
 from bot.store.index import ArtifactIndex, IndexedArtifact
+from bot.telemetry.events import event
 from bot.telemetry.tracing import traced
 from bot.templates import Templates
 
@@ -204,6 +205,19 @@ class PromotionService:
         record = artifact.record
         change = self.pin_change(record, ask, by, correlation_id, auto=auto)
         result = self._writer.write(change)
+        if result.commit:
+            event(
+                "promoted",
+                f"promoted {record['id']} ({record['name']} {record['version']}) "
+                f"{ask.from_env} -> {ask.to_env} in {result.commit}",
+                artifact_id=record["id"],
+                app=record["name"],
+                version=record["version"],
+                to=ask.to_env,
+                commit=result.commit,
+                promoted_by=by,
+                correlation_id=correlation_id,
+            )
         return {
             "status": "promoted" if result.commit else "unchanged",
             "environment": ask.to_env,

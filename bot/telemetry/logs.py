@@ -126,7 +126,8 @@ class RedactingFilter(logging.Filter):
 
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: time, level, logger, message, correlation_id, delivery_id,
-    exc_info; every string masked."""
+    the record's `fields` (ids, an access line's route and status), exc_info; every
+    string masked."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
@@ -150,6 +151,21 @@ class JsonFormatter(logging.Formatter):
         if record.stack_info:
             line["stack_info"] = redact(self.formatStack(record.stack_info))
         return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def console_line(text: str, log_format: Literal["json", "text"]) -> str:
+    """A line `ritmo serve` prints for the person who started it (the first tokens, where
+    it listens): as it is, or as a JSON line like the logs. Not masked: it is meant to be
+    read, once."""
+    if log_format == "text":
+        return text
+    line = {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "level": "INFO",
+        "logger": "ritmo.serve",
+        "message": text,
+    }
+    return json.dumps(line, ensure_ascii=False)
 
 
 class TextFormatter(logging.Formatter):

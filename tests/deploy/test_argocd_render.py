@@ -289,7 +289,10 @@ def test_an_application_that_never_synced(cd_render: Path) -> None:
 @pytest.fixture
 def remote_policy() -> str:
     """Registration pins dev, so a sync of main's tip deploys a known artifact there."""
-    return "environments:\n  - {name: dev, auto_promote: true}\n  - {name: staging}\n"
+    return (
+        'apps:\n  "*": {}\n'
+        "environments:\n  - {name: dev, auto_promote: true}\n  - {name: staging}\n"
+    )
 
 
 @pytest.fixture

@@ -20,6 +20,8 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "flux"
 SECRET = "flux-hmac-key-e2e-0123456789abcdef"
 ALERT_METADATA = {"cluster": "prod-eu-1"}  # an Alert's spec.eventMetadata
 POLICY = """\
+apps:
+  "*": {}
 environments:
   - {name: dev, auto_promote: true}
   - {name: staging}

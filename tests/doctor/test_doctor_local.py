@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from bot.config import Settings
 from bot.runtime import Runtime
+from bot.store.index import SCHEMA_VERSION
 from tests.doctor.helpers import doctor, write_config
 
 ORDER = [
@@ -28,7 +29,7 @@ def test_all_ok_on_a_working_setup(tmp_path: Path, settings: Settings, runtime: 
     assert "git push --dry-run to main accepted" in lines["remote writable"]
     assert settings.signing.key is not None and settings.signing.key in lines["signing key"]
     assert "valid, in force" in lines["policy"]
-    assert "schema 3" in lines["database"]
+    assert f"schema {SCHEMA_VERSION}" in lines["database"]
     assert "ArgoCD secret set; Flux off" in lines["cd endpoints"]
 
 
@@ -134,7 +135,9 @@ def test_an_index_of_another_schema(tmp_path: Path, settings: Settings, runtime:
         conn.execute(sa.text("UPDATE index_state SET value = '2' WHERE key = 'schema'"))
     result, lines = doctor(write_config(tmp_path / "ritmo.yaml", settings))
     assert result.exit_code == 1
-    assert lines["database"].startswith("FAIL  database: schema 2, this Ritmo needs schema 3")
+    assert lines["database"].startswith(
+        f"FAIL  database: schema 2, this Ritmo needs schema {SCHEMA_VERSION}"
+    )
 
 
 def test_no_index_yet(tmp_path: Path, settings: Settings) -> None:

@@ -19,6 +19,8 @@ from bot.runtime import Runtime, build_runtime
 from tests.helpers import artifact_body, bearer, commits_since, git, kill_gpg_agent, show
 
 POLICY = """\
+apps:
+  "*": {}
 environments:
   - {name: dev, auto_promote: true}
   - {name: staging}

@@ -37,6 +37,7 @@ class RitmoServer:
     def __init__(self, work: Path, remote: Path, gnupghome: Path, fingerprint: str) -> None:
         self.work = work
         self.data_dir = work / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)  # tokens are created before serving
         self.port = ingest.free_port()
         self.url = f"http://{ingest.HOST}:{self.port}"
         self.env = {
