@@ -101,6 +101,9 @@ class Runtime:
     environments: EnvironmentsView
 
     def close(self) -> None:
+        # Writers first: what they hold queued still needs the signer and the mirrors.
+        self.writer.close()
+        self.ledger.close()
         self.chain_signer.close()
         self.drift.close()
         self.outbox.stop()

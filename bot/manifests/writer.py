@@ -142,6 +142,7 @@ class ManifestWriter:
         self._start_lock = threading.Lock()
         self._synced = False
         self._taken: list[_Job] = []  # jobs the writer holds, failed together on a crash
+        self._stopping = False  # close() asked, and everything before it is taken
         # Pushes run beside the writer, so the next batch is built while one is on the wire.
         self._pusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ritmo-push")
         self.pushes = 0
@@ -173,22 +174,43 @@ class ManifestWriter:
                 self._thread = threading.Thread(target=self._run, name="ritmo-writer", daemon=True)
                 self._thread.start()
 
+    def close(self, timeout: float = 60) -> None:
+        """Land what is queued, then stop the thread. `ritmo serve` writes before gunicorn
+        forks: a fork while this thread holds the mirror's lock hands the child a held
+        lock it then waits on for ever, so the master stops its writers first."""
+        with self._start_lock:
+            thread, self._thread = self._thread, None
+        if thread is not None and thread.is_alive():
+            self._queue.put([])  # an empty group: stop once everything before it landed
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("the writer did not stop within %.0f s", timeout)
+
     def _run(self) -> None:
         while True:
             first = self._queue.get()
+            if not first:
+                return
+            self._stopping = False
             try:
                 self._serve([*first, *self._drain()])
             except Exception as exc:  # never let the writer thread die with callers waiting
                 log.exception("write failed")
                 self._fail_waiting(exc)
+            if self._stopping:
+                return
 
     def _drain(self) -> list[_Job]:
+        """Queued jobs up to the batch limit; none after a stop (see close)."""
         jobs: list[_Job] = []
-        while len(jobs) < self._batch_limit:
+        while len(jobs) < self._batch_limit and not self._stopping:
             try:
-                jobs.extend(self._queue.get_nowait())
+                group = self._queue.get_nowait()
             except queue.Empty:
                 break
+            if not group:
+                self._stopping = True
+            jobs.extend(group)
         return jobs
 
     def _serve(self, batch: list[_Job]) -> None:

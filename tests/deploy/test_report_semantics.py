@@ -20,6 +20,8 @@ from tests.helpers import artifact_body, bearer, remote_refs
 
 LEDGER = f"refs/heads/{LEDGER_BRANCH}"
 POLICY = """\
+apps:
+  "*": {}
 environments:
   - {name: dev, auto_promote: true}
   - {name: staging}

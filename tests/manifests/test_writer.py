@@ -155,3 +155,26 @@ class TestTakingTurns:
         commits = [f.result(timeout=60).commit for f in group]
         assert commits_since(remote, base) == commits
         assert runtime.writer.pushes == pushes + 1
+
+
+def test_close_lands_what_is_queued_and_lets_go_of_the_mirror(
+    runtime: Runtime, remote: Path
+) -> None:
+    """`ritmo serve` writes, closes its runtime, then gunicorn forks: a writer thread still
+    holding the mirror's flock at the fork hands the worker a lock it waits on for ever."""
+    import fcntl
+
+    writer = runtime.writer
+    writer.write(AddFile("first.txt", b"first\n"))  # the thread runs
+    running = writer._thread
+    assert running is not None and running.is_alive()
+    futures = [writer.submit(AddFile(f"f{i}.txt", f"{i}\n".encode())) for i in range(5)]
+    writer.close()
+    assert all(f.done() and f.result().commit is not None for f in futures)
+    assert writer._thread is None and not running.is_alive()  # stopped, not merely idle
+    with open(runtime.mirror.path / "ritmo-writer.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: raises if still held
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    assert show(remote, "main:f4.txt") == "4\n"
+    # A write after close starts the thread again.
+    assert writer.write(AddFile("g.txt", b"g\n")).commit is not None
