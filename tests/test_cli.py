@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -485,6 +486,7 @@ class _Server:
         self.proc = subprocess.Popen(
             [str(ritmo), "serve"], cwd=cwd, env=env, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True,  # its own process group: stop() reaches the workers too
         )  # fmt: skip
         self.stdout: queue.Queue[str] = queue.Queue()
         self.stdout_lines: list[str] = []
@@ -536,6 +538,10 @@ class _Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        # A worker the master left behind still holds the pipes: the reader threads (and
+        # closing the pipes under them) would then wait for ever. End the whole group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
         for thread in self._threads:
             thread.join(timeout=10)
         assert self.proc.stdout is not None and self.proc.stderr is not None
