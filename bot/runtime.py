@@ -101,12 +101,13 @@ class Runtime:
     environments: EnvironmentsView
 
     def close(self) -> None:
-        # Writers first: what they hold queued still needs the signer and the mirrors.
+        # What submits writes stops first, then the writers (what they hold queued still
+        # needs the signer and the mirrors), then the signer.
+        self.drift.close()
+        self.outbox.stop()
         self.writer.close()
         self.ledger.close()
         self.chain_signer.close()
-        self.drift.close()
-        self.outbox.stop()
         self.mirror.close()
         self.ledger.mirror.close()
         forge_close = getattr(self.requests.forge, "close", None)
