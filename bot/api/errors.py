@@ -11,8 +11,8 @@ from github import GithubException
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from bot.errors import Forbidden, Invalid, NotFound, Refused, RitmoError, Unavailable
 from bot.manifests.mirror import GitFailed
-from bot.store.locks import LockBusy
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,27 @@ class ApiError(Exception):
         return response, self.status
 
 
+# Each domain error kind answers with one status, here and nowhere else.
+_STATUS: tuple[tuple[type[RitmoError], int], ...] = (
+    (NotFound, 404),
+    (Invalid, 422),
+    (Refused, 409),
+    (Forbidden, 403),
+    (Unavailable, 503),
+)
+
+
+def status_of(exc: RitmoError) -> int:
+    return next((status for kind, status in _STATUS if isinstance(exc, kind)), 400)
+
+
+def from_domain(exc: RitmoError) -> ApiError:
+    """The one mapping from a domain refusal to its HTTP answer."""
+    fields = [{"field": exc.field, "message": exc.message}] if exc.field else None
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, Unavailable) else None
+    return ApiError(status_of(exc), exc.message, fields, headers)
+
+
 def invalid_fields(exc: ValidationError, status: int = 422) -> ApiError:
     fields: list[dict[str, str]] = []
     for err in exc.errors():
@@ -109,9 +130,9 @@ def register_error_handlers(app: Flask) -> None:
         }
         return jsonify(body), 503, {"Retry-After": "30"}  # type: ignore[return-value]
 
-    @app.errorhandler(LockBusy)
-    def _busy(exc: LockBusy) -> tuple[Response, int]:
-        return jsonify({"error": str(exc)}), 503, {"Retry-After": "5"}  # type: ignore[return-value]
+    @app.errorhandler(RitmoError)
+    def _domain(exc: RitmoError) -> tuple[Response, int]:
+        return from_domain(exc).response()
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> tuple[Response, int]:

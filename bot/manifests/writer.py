@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Protocol
 
+from bot.errors import Unavailable
 from bot.manifests.mirror import Mirror, PushResult, PushStatus
 from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
 
@@ -43,7 +44,7 @@ class Conflict(Exception):
     """The change cannot be applied to the branch as it is (e.g. an immutable file differs)."""
 
 
-class WriteUnavailable(Exception):
+class WriteUnavailable(Unavailable):
     """The remote did not take the push within the retry bound; nothing was acknowledged."""
 
 

@@ -32,11 +32,13 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.errors import Unavailable
+
 POLL_SECONDS = 0.02
 WAIT_SECONDS = 120.0
 
 
-class LockBusy(Exception):
+class LockBusy(Unavailable):
     """The lock stayed taken for the whole wait: the caller answers 503, retry later."""
 
 
