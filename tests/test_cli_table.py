@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.audit.history import Commit, events_of
-from bot.cli import audit_row
-from bot.cli_table import table
+from bot.cli.tables import audit_row, table
 from bot.manifests.trailers import parse_trailers
 
 ART = "art-00000000000000000001"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
+from bot.cli.errors import EXIT_REFUSED, fail
 from bot.config import ConfigError, load_settings
 from bot.github_app.manifest import Permission, build_manifest, check_public_url, new_app_page
 from bot.github_app.manifest import permissions as needed_permissions
 
-EXIT_FAILED = 1
 DEFAULT_CONFIG = Path("ritmo.yaml")
 
 
@@ -92,15 +92,13 @@ def create_command(
     try:
         settings = load_settings(config if config.exists() else None)
     except ConfigError as exc:
-        click.echo(f"ritmo: {exc}", err=True)
-        sys.exit(2)
+        fail(str(exc))
     api_url = settings.forge.github.api_url
     manifest = build_manifest(url, name, workflow_dispatch=workflow_dispatch)
     try:
         flow = ManifestFlow(new_app_page(api_url, org), manifest, port)
     except OSError as exc:
-        click.echo(f"ritmo: cannot listen on 127.0.0.1:{port}: {exc.strerror}", err=True)
-        sys.exit(2)
+        fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}")
     try:
         local = flow.start()
         click.echo(f"Open {local} in a browser signed in to GitHub, then name the App.", err=True)
@@ -111,8 +109,7 @@ def create_command(
         code = flow.wait(timeout)
         credentials = convert(api_url, code)
     except FlowError as exc:
-        click.echo(f"ritmo: {exc}", err=True)
-        sys.exit(EXIT_FAILED)
+        fail(str(exc), EXIT_REFUSED)
     finally:
         flow.close()
     key_path = key_file or config.parent / f"{credentials.slug}.private-key.pem"
@@ -126,7 +123,7 @@ def create_command(
             f"app_id: {credentials.id}\nwebhook_secret: {credentials.webhook_secret}", err=True
         )
         click.echo(credentials.pem, err=True)
-        sys.exit(EXIT_FAILED)
+        sys.exit(EXIT_REFUSED)
     click.echo(f"App {credentials.slug} (id {credentials.id}) registered on GitHub.")
     click.echo(f"wrote the private key to {key_path} (mode 0600)")
     click.echo(

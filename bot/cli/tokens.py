@@ -12,10 +12,10 @@ import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.auth import Scope, TokenError, reserved_names
-from bot.cli_table import table as print_table
+from bot.cli.errors import EXIT_REFUSED, fail
+from bot.cli.options import settings_from
+from bot.cli.tables import table as print_table
 from bot.store.tokens import TokenInfo, TokenStore
-
-EXIT_REFUSED = 1
 
 
 @click.group()
@@ -24,15 +24,14 @@ def token() -> None:
 
 
 def _store(ctx: click.Context) -> TokenStore:
-    from bot.cli import _fail, _settings
     from bot.store.index import make_engine
     from bot.store.token_import import TokenFileError, import_tokens_file
 
-    settings = _settings(ctx)
+    settings = settings_from(ctx)
     github = settings.forge.github
     if settings.database_url is None and not settings.data_dir.is_dir():
         # A new empty database here would hold tokens no server reads.
-        _fail(
+        fail(
             f"no data directory at {settings.data_dir.resolve()} (setting data_dir, "
             "RITMO_DATA_DIR); run this where `ritmo serve` runs, or point data_dir or "
             "database_url at the server's"
@@ -45,9 +44,9 @@ def _store(ctx: click.Context) -> TokenStore:
         import_tokens_file(store, settings.tokens_file)  # what the server would do first
     except (SQLAlchemyError, ImportError) as exc:
         why = " ".join(str(exc).split())[:200]
-        _fail(f"setting database_url (RITMO_DATABASE_URL): cannot open the database ({why})")
+        fail(f"setting database_url (RITMO_DATABASE_URL): cannot open the database ({why})")
     except TokenFileError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     return store
 
 
@@ -67,12 +66,10 @@ def token_create(
     ctx: click.Context, name: str, scopes: tuple[str, ...], groups: tuple[str, ...]
 ) -> None:
     """Create a token. It is printed once, as the last line; only its hash is stored."""
-    from bot.cli import _fail
-
     try:
         value = _store(ctx).create(name, list(scopes), list(groups))
     except TokenError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"Created token {name!r} with scopes {', '.join(scopes)}; it is not shown again:")
     click.echo(value)
 
@@ -92,12 +89,10 @@ def token_list(ctx: click.Context) -> None:
 @click.pass_context
 def token_revoke(ctx: click.Context, name: str) -> None:
     """Delete the token NAME (any case): its next request is refused, on every replica."""
-    from bot.cli import _fail
-
     try:
         gone = _store(ctx).revoke(name)
     except TokenError as exc:
-        _fail(str(exc), EXIT_REFUSED)
+        fail(str(exc), EXIT_REFUSED)
     click.echo(f"Revoked token {gone.name!r} ({', '.join(gone.scopes)})")
 
 

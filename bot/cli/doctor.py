@@ -6,7 +6,7 @@ import sys
 
 import click
 
-EXIT_FAILED = 1
+from bot.cli.errors import EXIT_REFUSED
 
 
 @click.command("doctor")
@@ -21,4 +21,4 @@ def doctor(ctx: click.Context) -> None:
     for finding in diagnose(config):
         click.echo(finding.line())
         failed = failed or finding.status == "fail"
-    sys.exit(EXIT_FAILED if failed else 0)
+    sys.exit(EXIT_REFUSED if failed else 0)
