@@ -27,7 +27,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal, get_args
 
 from bot.policy.freeze import frozen_until as _frozen_until
-from bot.policy.model import Policy, PromotionRule
+from bot.policy.model import Policy
+from bot.policy.rules import PromotionRule
 
 ReviewState = Literal["approved", "changes_requested", "commented", "dismissed"]
 Status = Literal["approved", "pending", "blocked", "frozen", "expired"]

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.triggers.cron import CronTrigger
 
 if TYPE_CHECKING:
-    from bot.policy.model import Freeze
+    from bot.policy.rules import Freeze
 
 # Standard cron counts days of the week from Sunday = 0 (and 7); APScheduler from Monday.
 _DOW_NAMES = ["sun", "mon", "tue", "wed", "thu", "fri", "sat", "sun"]

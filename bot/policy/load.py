@@ -20,7 +20,9 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from bot import bounded_yaml
-from bot.policy.model import COHERENCE_ERROR, Loc, Policy, coherence_problems, dotted
+from bot.policy.coherence import coherence_problems
+from bot.policy.fields import COHERENCE_ERROR, Loc, dotted
+from bot.policy.model import Policy
 from bot.shipped import shipped_dir
 
 DEFAULT_POLICY_PATH = shipped_dir("policies") / "default.yaml"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from bot.policy.freeze import cron_trigger, frozen_until
-from bot.policy.model import Freeze
+from bot.policy.rules import Freeze
 
 
 def utc(text: str) -> datetime:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from bot.policy.load import PolicyError, default_policy, load_policy
-from bot.policy.model import POLICY_APP
+from bot.policy.rules import POLICY_APP
 
 BASE = """\
 environments:
