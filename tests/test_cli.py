@@ -43,7 +43,7 @@ from tests.helpers import (
     verify_commit,
 )
 
-RITMO = Path(sys.executable).parent / "ritmo"  # bot/cli.py has no `__main__` guard
+RITMO = Path(sys.executable).parent / "ritmo"  # bot/cli/ has no `__main__` guard
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ from bot.manifests.signing import open_gnupg
 from bot.runtime import build_runtime
 from tests.helpers import kill_gpg_agent
 
-RITMO = Path(sys.executable).parent / "ritmo"  # bot/cli.py has no `__main__` guard
+RITMO = Path(sys.executable).parent / "ritmo"  # bot/cli/ has no `__main__` guard
 ABSENT_KEY = "A" * 40
 OTHER_KEY = "B" * 40
 
