@@ -13,6 +13,7 @@ from bot.cli.options import client_for, server_option, token_option
 from bot.cli.tables import audit_row, echo_table, needs_text, request_line
 from bot.promotions.environments import label
 from bot.promotions.status import open_requests
+from bot.statuses import DeploymentStatus, values
 
 
 @click.command()
@@ -135,7 +136,7 @@ def deployment_commands() -> None:
 @token_option
 @click.option("--app")
 @click.option("--env")
-@click.option("--status", type=click.Choice(["progressing", "succeeded", "failed", "degraded"]))
+@click.option("--status", type=click.Choice(values(DeploymentStatus)))
 @click.option("--page", type=int, default=1)
 @click.option("--json", "as_json", is_flag=True)
 def deployments_list(
