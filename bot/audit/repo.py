@@ -128,6 +128,31 @@ class _Walk:
             return None
 
 
+class _Overlays:
+    """Which overlays a commit touched, as (app, env, path) in app then env order. Each
+    app's overlay paths are worked out once per policy, and looked up by path: a commit
+    costs what it touched, not apps x environments."""
+
+    def __init__(self) -> None:
+        self._policy: Policy | None = None
+        self._apps: set[str] = set()
+        self._by_path: dict[str, list[tuple[str, int, str, str]]] = {}  # path -> hits
+
+    def touched(
+        self, policy: Policy, managed: set[str], touched: set[str]
+    ) -> list[tuple[str, str, str]]:
+        if policy is not self._policy:
+            self._policy, self._apps, self._by_path = policy, set(), {}
+        for app in (managed | set(policy.app_names)) - self._apps:
+            target = policy.target(app)
+            for i, env in enumerate(policy.environment_names):
+                path = target.path(app, env)
+                self._by_path.setdefault(path, []).append((app, i, env, path))
+            self._apps.add(app)
+        hits = sorted(hit for path in touched for hit in self._by_path.get(path, ()))
+        return [(app, env, path) for app, _, env, path in hits]
+
+
 def _first_parent_line(mirror: Mirror, tip: str) -> list[tuple[str, tuple[str, ...], str, str]]:
     """(sha, parents, message, name-status lines) of the first-parent line, oldest first."""
     out = mirror.log(
@@ -206,11 +231,19 @@ def read_history(
     managed: set[str] = set()  # apps with a record so far
     history: list[VerifyCommit] = []
     before_adoption = adoption is not None
+    # The file's policy on the first parent: read again only after a commit changed it.
+    file_policy: Policy | None = None
+    overlays = _Overlays()
     for sha, parents, message, changes_text in line:
         before_adoption = before_adoption and sha != adoption
         changes = _changes(changes_text)
         parent = parents[0] if parents else None
-        policy = walk.trusted(trust.in_force) if trust.adopted else walk.policy_at(parent or sha)
+        if trust.adopted:
+            policy = walk.trusted(trust.in_force)
+        else:
+            if file_policy is None or parent is None:
+                file_policy = walk.policy_at(parent or sha)
+            policy = file_policy
         records = []
         for status, path in changes:
             if status != "A" or not path.startswith(RECORDS_DIR + "/"):
@@ -228,16 +261,14 @@ def read_history(
             )
             managed.add(record["name"])
         touched = {path for _, path in changes}
+        if BRANCH_POLICY_PATH in touched:
+            file_policy = None  # the next commit's first parent is this one
         pins = []
-        for app in sorted(managed | set(policy.app_names)):
-            for env in policy.environment_names:
-                path = policy.target(app).path(app, env)
-                if path not in touched:
-                    continue
-                before = walk.pinned(parent, path, app, policy)
-                after = walk.pinned(sha, path, app, policy)
-                if before != after:
-                    pins.append(PinChange(app, env, path, before, after))
+        for app, env, path in overlays.touched(policy, managed, touched):
+            before = walk.pinned(parent, path, app, policy)
+            after = walk.pinned(sha, path, app, policy)
+            if before != after:
+                pins.append(PinChange(app, env, path, before, after))
         status, signer = signed.get(sha, ("N", ""))
         history.append(
             VerifyCommit(

@@ -17,7 +17,7 @@ from pathlib import Path
 from bot.manifests.openpgp_verify import Key, Unreadable, key_material, packets
 
 _TTL_SECONDS = 60.0
-_FILES = ("pubring.kbx", "pubring.gpg", "trustdb.gpg")
+_FILES = ("pubring.kbx", "pubring.gpg", "trustdb.gpg", "gpg.conf")
 _VALID = set("ufm")  # ultimate, full, marginal: git's %G? says G; anything else U
 
 _cache: dict[str, tuple[tuple[int, ...], float, dict[str, Key]]] = {}
@@ -34,7 +34,18 @@ def _gpg(home: Path, *args: str) -> bytes:
     return proc.stdout
 
 
-def parse_keys(listing: str, exported: bytes, now: int) -> dict[str, Key]:
+def trusts_every_key(gpg_conf: str) -> bool:
+    """`trust-model always` (the last trust-model line wins): gpg then prints no TRUST_
+    line, and git's %G? says G for every good signature."""
+    models = [
+        line.split()[1:] for line in gpg_conf.splitlines() if line.split()[:1] == ["trust-model"]
+    ]
+    return bool(models) and models[-1] == ["always"]
+
+
+def parse_keys(
+    listing: str, exported: bytes, now: int, every_key_valid: bool = False
+) -> dict[str, Key]:
     """Keys by fingerprint and by key id, from `--with-colons --fixed-list-mode -k` and
     the binary `--export` of the same home."""
     material: dict[str, tuple[int, object | None]] = {}
@@ -56,7 +67,8 @@ def parse_keys(listing: str, exported: bytes, now: int) -> dict[str, Key]:
         elif fields[0] == "fpr" and pending is not None and len(fields) > 9:
             fingerprint = fields[9].upper()
             if pending[0] == "pub":
-                primary, primary_valid = fingerprint, pending[1] in _VALID
+                primary = fingerprint
+                primary_valid = every_key_valid or pending[1] in _VALID
             expires = int(pending[6]) if pending[6].isdigit() else 0
             algorithm, public = material.get(fingerprint, (int(pending[3] or 0), None))
             key = Key(
@@ -89,7 +101,11 @@ def keys_of(home: Path) -> dict[str, Key]:
         if cached and cached[0] == stamp and time.monotonic() - cached[1] < _TTL_SECONDS:
             return cached[2]
     listing = _gpg(home, "--with-colons", "--fixed-list-mode", "--list-keys").decode()
-    keys = parse_keys(listing, _gpg(home, "--export"), int(time.time()))
+    try:
+        conf = (home / "gpg.conf").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        conf = ""
+    keys = parse_keys(listing, _gpg(home, "--export"), int(time.time()), trusts_every_key(conf))
     with _lock:
         _cache[name] = (stamp, time.monotonic(), keys)
     return keys

@@ -216,3 +216,21 @@ def test_no_changed_byte_keeps_a_good_signature(history: History, position: int,
     packet[signed_bytes[position % len(signed_bytes)]] ^= flip
     found = verdict(payload, openpgp.armor(bytes(packet)), keys, NOW)
     assert found is None or found.status not in ("G", "U")
+
+
+def test_trust_model_always_is_read_as_gpg_reads_it(history: History, tmp_path: Path) -> None:
+    """Ritmo's trust homes say `trust-model always`: gpg then vouches for every key (G)."""
+    home = tmp_path / "always"
+    open_gnupg(home)
+    for name in ("pubring.kbx", "trustdb.gpg"):
+        (home / name).write_bytes((history.home / name).read_bytes())
+    (home / "gpg.conf").write_text("trust-model pgp\ntrust-model always\n")
+    shas = list(history.made.values())
+    theirs = {
+        c.sha: c.status
+        for c in signed_log_module._by_gpg(history.mirror, home, "--no-walk=unsorted", *shas)
+    }
+    ours = {c.sha: c.status for c in signed_log(history.mirror, home, "--no-walk=unsorted", *shas)}
+    assert ours == theirs
+    assert ours[history.made["good-unvouched"]] == "G"
+    kill_gpg_agent(home)
