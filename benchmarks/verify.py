@@ -12,7 +12,9 @@ Timed, each checked against gpg:
 - the signatures alone: `signed_log` (in-process) over the whole history, and `git log
   %G?` (one gpg per commit) over `--gpg-sample` commits, scaled to the whole (ratio);
 - `ritmo verify --repo` over the whole history (target < 15 s);
-- `ritmo verify --repo` again after 100 new commits (target < 2 s).
+- `ritmo verify --repo` again after 100 new commits (target < 2 s);
+- `GET /api/v1/audit` on a real `ritmo serve` of the same history: the first call, then
+  `--requests` more (p50, p99; target p99 < 300 ms), then the first after a registration.
 `git verify-commit` checks a sample of the signed commits, and the two signature checks
 must give the same verdict on the sample.
 
@@ -30,8 +32,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -43,8 +49,10 @@ from ingest import (  # noqa: E402
     git,
     kill_gpg_agent,
     mark,
+    percentile,
     print_table,
     ritmo_command,
+    ritmo_server,
 )
 from scale import SCALE_POLICY, app_name, record_bytes, scaffold_for  # noqa: E402
 
@@ -57,6 +65,7 @@ from bot.manifests.signing import CommitSigner, PipelinedSigner, open_gnupg  # n
 
 TARGET_FULL_S = 15.0
 TARGET_INCREMENTAL_S = 2.0
+TARGET_AUDIT_P99_MS = 300.0
 MORE = 100
 MORE_BRANCH = "more"
 RITMO = Identity("Ritmo", "ritmo@example.com")
@@ -166,11 +175,49 @@ def timed_verify(root: Path, bare: Path, data_dir: Path) -> tuple[float, str]:
     return took, proc.stderr.strip().splitlines()[-1]
 
 
+@dataclass
+class AuditTimes:
+    first: float
+    warm: list[float]
+    after: float
+
+
+def timed_audit(work: Path, bare: Path, home: Path, fingerprint: str, count: int) -> AuditTimes:
+    """GET /api/v1/audit on `ritmo serve` of `bare`: first, `count` more, one after a
+    registration (which must show as the newest event)."""
+    server = ritmo_server(work / "serve", bare, home, fingerprint)
+    (work / "serve").mkdir()
+    with server as (url, token, _, _, _), requests.Session() as session:
+        session.headers["Authorization"] = f"Bearer {token}"
+
+        def get() -> tuple[float, dict[str, Any]]:
+            started = time.perf_counter()
+            resp = session.get(f"{url}/api/v1/audit", timeout=600)
+            took = time.perf_counter() - started
+            if resp.status_code != 200:
+                raise BenchError(f"GET /api/v1/audit: {resp.status_code} {resp.text[:300]}")
+            return took, resp.json()
+
+        first, _ = get()
+        warm = sorted(get()[0] for _ in range(count))
+        body = {"build_id": "audit-bench", "name": app_name(0), "version": "9.9.9",
+                "storage_url": "s3://artifacts/audit-bench.tar.gz",
+                "checksum": "sha256:" + "a" * 64}  # fmt: skip
+        made = session.post(f"{url}/api/v1/artifacts", json=body, timeout=600)
+        if made.status_code != 201:
+            raise BenchError(f"registration: {made.status_code} {made.text[:300]}")
+        after, page = get()
+        if page["items"][0]["version"] != "9.9.9":
+            raise BenchError("the audit log does not show the registration first")
+    return AuditTimes(first, sorted(warm), after)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--commits", type=int, default=20_000)
     parser.add_argument("--apps", type=int, default=100)
     parser.add_argument("--gpg-sample", type=int, default=500)
+    parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "ritmo-bench")
     args = parser.parse_args(argv)
     try:
@@ -217,6 +264,8 @@ def run(args: argparse.Namespace, root: Path, fingerprint: str, work: Path) -> i
     data_dir = work / "data-full"  # the same data dir: what the first run learnt stays
     again, again_line = timed_verify(root, bare, data_dir)
 
+    audit = timed_audit(work, bare, home, fingerprint, args.requests)
+    p50_ms, p99_ms = (percentile(audit.warm, p) * 1000 for p in (50, 99))
     count = len(whole)
     print_table(
         f"ritmo verify at {count} commits ({args.apps} apps), {datetime.now(UTC):%Y-%m-%d}",
@@ -231,6 +280,10 @@ def run(args: argparse.Namespace, root: Path, fingerprint: str, work: Path) -> i
             ("ritmo verify, full", f"{full:.1f} s", mark(full < TARGET_FULL_S)),
             (f"ritmo verify after {MORE} more commits", f"{again:.1f} s",
              mark(again < TARGET_INCREMENTAL_S)),
+            ("GET /api/v1/audit, first call", f"{audit.first * 1000:.0f} ms", ""),
+            (f"GET /api/v1/audit, {len(audit.warm)} more: p50 / p99",
+             f"{p50_ms:.1f} / {p99_ms:.1f} ms", mark(p99_ms < TARGET_AUDIT_P99_MS)),
+            ("GET /api/v1/audit after a registration", f"{audit.after * 1000:.0f} ms", ""),
         ],
     )  # fmt: skip
     print(f"full run: {full_line}\nsecond run: {again_line}")

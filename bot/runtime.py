@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.audit.trail import AuditTrail
 from bot.auth import reserved_names
 from bot.config import ConfigError, Settings
 from bot.deploy.gate import deployment_gate
@@ -100,6 +101,7 @@ class Runtime:
     chain_signer: AgentSigner
     drift: DriftWatch
     environments: EnvironmentsView
+    audit: AuditTrail
 
     def close(self) -> None:
         # What submits writes stops first, then the writers (what they hold queued still
@@ -375,7 +377,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     runtime = Runtime(
         settings, signer, mirror, index, tokens, writer, registry, templates, policy, promotions,
         requests, requests_index, router, deliveries, webhooks, deployments, ledger, outbox,
-        chain_signer, drift, environments,
+        chain_signer, drift, environments, AuditTrail(mirror),
     )  # fmt: skip
     if mirror.tip() is not None and not policy.adopted():
         adopt_policy(settings, writer, policy, templates)

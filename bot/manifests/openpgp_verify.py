@@ -65,6 +65,7 @@ class Verdict:
     status: str  # %G?
     signer: str  # %GF: the (sub)key that signed, when known
     primary: str  # %GP
+    expires: int = 0  # when the signature itself expires (seconds since the epoch), if ever
 
 
 def packets(data: bytes) -> Iterator[tuple[int, bytes]]:
@@ -278,4 +279,5 @@ def verdict(payload: bytes, armored: str, keys: Mapping[str, Key], now: int) -> 
         status = "R"
     else:
         status = "G" if primary.valid else "U"
-    return Verdict(status, key.fingerprint, key.primary)
+    expires = signature.created + signature.expires if signature.expires else 0
+    return Verdict(status, key.fingerprint, key.primary, expires)

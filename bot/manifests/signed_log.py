@@ -14,6 +14,7 @@ from pathlib import Path
 from bot.manifests.keyring import keys_of
 from bot.manifests.mirror import Mirror
 from bot.manifests.openpgp_verify import Unreadable, Verdict, verdict
+from bot.manifests.verdict_cache import VerdictCache, keyring_id
 
 GOOD = frozenset("GU")  # %G?: G good; U good, of a key the home does not vouch for
 
@@ -73,10 +74,13 @@ def split_signature(raw: bytes) -> tuple[bytes, str] | None:
     return b"\n".join(kept) + sep + body, b"\n".join(signature).decode("ascii", "replace")
 
 
-def signed_log(mirror: Mirror, gnupghome: Path, *args: str) -> list[SignedCommit]:
+def signed_log(
+    mirror: Mirror, gnupghome: Path, *args: str, cache: VerdictCache | None = None
+) -> list[SignedCommit]:
     """The commits `git log ARGS` lists, in its order, with their signatures checked
     against the keys in `gnupghome`: in-process, and by gpg (`%G?`) for any this process
-    cannot judge (a key type it does not read)."""
+    cannot judge (a key type it does not read). `cache`: verdicts kept from earlier runs,
+    against the same keys; what is judged here is added to it."""
     out = mirror.log(_PLAIN, *args, "--")
     listed = []
     for record in out.split("\0\x01")[1:]:
@@ -86,10 +90,13 @@ def signed_log(mirror: Mirror, gnupghome: Path, *args: str) -> list[SignedCommit
         keys = keys_of(gnupghome)
     except Unreadable:
         keys = None
-    raw = mirror.commit_objects([sha for sha, *_ in listed]) if keys is not None else {}
+    keyring = keyring_id(keys) if keys is not None and cache is not None else ""
+    known = cache.verdicts(keyring, [sha for sha, *_ in listed]) if keyring and cache else {}
+    unknown = [sha for sha, *_ in listed if sha not in known]
+    raw = mirror.commit_objects(unknown) if keys is not None else {}
     now = int(time.time())
     verdicts: dict[str, Verdict] = {}
-    for sha, *_ in listed:
+    for sha in unknown:
         split = split_signature(raw[sha]) if sha in raw else None
         if keys is not None and sha in raw and split is None:
             verdicts[sha] = Verdict("N", "", "")
@@ -97,6 +104,9 @@ def signed_log(mirror: Mirror, gnupghome: Path, *args: str) -> list[SignedCommit
             found = verdict(split[0], split[1], keys, now)
             if found is not None:
                 verdicts[sha] = found
+    if keyring and cache is not None:
+        cache.keep(keyring, verdicts.items())  # in-process verdicts only: gpg's come next
+    verdicts.update(known)
     asked = [sha for sha, *_ in listed if sha not in verdicts]
     if asked:
         verdicts.update(

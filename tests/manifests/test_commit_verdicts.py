@@ -234,3 +234,29 @@ def test_trust_model_always_is_read_as_gpg_reads_it(history: History, tmp_path: 
     assert ours == theirs
     assert ours[history.made["good-unvouched"]] == "G"
     kill_gpg_agent(home)
+
+
+def test_kept_verdicts_are_not_judged_again_and_are_the_same(
+    history: History, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.manifests.verdict_cache import VerdictCache
+
+    shas = list(history.made.values())
+    cache = VerdictCache(tmp_path / "verify-cache.sqlite")
+    first = signed_log(history.mirror, history.home, "--no-walk=unsorted", *shas, cache=cache)
+    read: list[str] = []
+    real = history.mirror.commit_objects
+    monkeypatch.setattr(history.mirror, "commit_objects", lambda s: read.extend(s) or real(s))
+    again = signed_log(history.mirror, history.home, "--no-walk=unsorted", *shas, cache=cache)
+    assert again == first
+    # Only what time could change is judged again: the signature that has an expiry date.
+    assert read == [history.made["expired-signature"]]
+    cache.close()
+    # Another state of the keys (one more key known) is another keyring: judged afresh.
+    gpg(history.home, "--import", data=gpg(history.root / "stranger", "--export"))
+    cache = VerdictCache(tmp_path / "verify-cache.sqlite")
+    read.clear()
+    third = signed_log(history.mirror, history.home, "--no-walk=unsorted", *shas, cache=cache)
+    assert sorted(read) == sorted(shas)
+    assert {c.sha: c.status for c in third}[history.made["unknown-key"]] == "U"
+    cache.close()
