@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot.audit.trail import AuditTrail
 from bot.auth import reserved_names
 from bot.config import ConfigError, Settings
 from bot.deploy.gate import deployment_gate
@@ -22,6 +23,7 @@ from bot.deploy.service import DeploymentService
 from bot.forge.app_token import app_push_token
 from bot.forge.github import GitHubForge, github_forge
 from bot.forge.local import LocalForge
+from bot.manifests.agent import AgentSigner
 from bot.manifests.mirror import Mirror, Token
 from bot.manifests.objects import Identity
 from bot.manifests.policy_log import GitPolicyHistory
@@ -96,9 +98,10 @@ class Runtime:
     deployments: DeploymentService
     ledger: ManifestWriter
     outbox: Outbox
-    chain_signer: PipelinedSigner
+    chain_signer: AgentSigner
     drift: DriftWatch
     environments: EnvironmentsView
+    audit: AuditTrail
 
     def close(self) -> None:
         # What submits writes stops first, then the writers (what they hold queued still
@@ -286,8 +289,9 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
             ]
             deployments.rolled_back_on_main(rolled)
 
-    # The writers sign chains of commits: the next gpg starts while one signs.
-    chain_signer = PipelinedSigner(signer)
+    # The writers sign chains of commits through gpg-agent's socket, no process per
+    # signature; through python-gnupg, the next gpg started early, when the agent cannot.
+    chain_signer = AgentSigner(signer, fallback=PipelinedSigner(signer))
     locks = Locks(index.engine, settings.data_dir / "locks")
     # Replicas share PostgreSQL: one writer of the remote's branch at a time, in turn, so
     # none pushes on a stale tip (SQLite is one host, one replica: no lock, pipelined).
@@ -373,7 +377,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     runtime = Runtime(
         settings, signer, mirror, index, tokens, writer, registry, templates, policy, promotions,
         requests, requests_index, router, deliveries, webhooks, deployments, ledger, outbox,
-        chain_signer, drift, environments,
+        chain_signer, drift, environments, AuditTrail(mirror),
     )  # fmt: skip
     if mirror.tip() is not None and not policy.adopted():
         adopt_policy(settings, writer, policy, templates)

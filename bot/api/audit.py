@@ -115,6 +115,7 @@ def list_audit() -> Response:
             events, total = read_audit(
                 mirror, tip, window, Range(since_rev, until_rev), query.page, query.per_page,
                 trusted=lambda shas: trusted_commits(mirror, shas, home, ritmo),
+                kept=runtime.audit.events,
             )  # fmt: skip
             items = [e.as_json() for e in events]
     has_next = query.page * query.per_page < total

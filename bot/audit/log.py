@@ -62,15 +62,22 @@ def branch_commits(mirror: Mirror, tip: str, span: Range = Range()) -> list[Comm
     return commits
 
 
+def record_path_artifact(path: str) -> tuple[str, tuple[str, str]] | None:
+    """(artifact id, (app, version)) that a record's path names; None for other paths."""
+    match = _RECORD_PATH.match(path)
+    if match is None:
+        return None
+    app, version = match.groups()
+    return artifact_id(app, version), (app, version)
+
+
 def known_artifacts(mirror: Mirror, tip: str) -> dict[str, tuple[str, str]]:
     """artifact id -> (app, version) for every record on the branch at `tip`."""
-    found = {}
-    for path in mirror.blobs_under(tip, RECORDS_DIR + "/"):
-        match = _RECORD_PATH.match(path)
-        if match:
-            app, version = match.groups()
-            found[artifact_id(app, version)] = (app, version)
-    return found
+    return dict(
+        found
+        for path in mirror.blobs_under(tip, RECORDS_DIR + "/")
+        if (found := record_path_artifact(path)) is not None
+    )
 
 
 # `HEAD` and what is relative to it (`HEAD~100`, `HEAD^2`): the mirror is bare and its
@@ -123,11 +130,16 @@ def read_audit(
     page: int = 1,
     per_page: int = 50,
     trusted: Trusted | None = None,
+    kept: Callable[[str], list[AuditEvent]] | None = None,
 ) -> tuple[list[AuditEvent], int]:
     """One page of the events in `span` that `window` keeps, newest first; and the total.
-    With `trusted`, each event of the page says whether its commit is trusted."""
-    names = known_artifacts(mirror, tip)
-    events = audit_events(branch_commits(mirror, tip, span), names.get)
+    With `trusted`, each event of the page says whether its commit is trusted. `kept`:
+    every event at a tip, from bot/audit/trail.py, used when the span is the whole line."""
+    if kept is not None and span == Range():
+        events = kept(tip)
+    else:
+        names = known_artifacts(mirror, tip)
+        events = audit_events(branch_commits(mirror, tip, span), names.get)
     found, total = page_of(select(events, window), page, per_page)
     if trusted is not None:
         good = trusted([e.commit for e in found])

@@ -28,6 +28,7 @@ from bot.manifests.records import RECORDS_DIR, split_image
 from bot.manifests.signed_log import signed_log
 from bot.manifests.signing import open_gnupg
 from bot.manifests.trailers import parse_trailers
+from bot.manifests.verdict_cache import VerdictCache
 from bot.policy.load import BRANCH_POLICY_PATH, PolicyError, default_policy, load_policy_bytes
 from bot.policy.model import Policy
 from bot.policy.trust import PolicyTrust, TrustKeys, describe, step
@@ -128,6 +129,31 @@ class _Walk:
             return None
 
 
+class _Overlays:
+    """Which overlays a commit touched, as (app, env, path) in app then env order. Each
+    app's overlay paths are worked out once per policy, and looked up by path: a commit
+    costs what it touched, not apps x environments."""
+
+    def __init__(self) -> None:
+        self._policy: Policy | None = None
+        self._apps: set[str] = set()
+        self._by_path: dict[str, list[tuple[str, int, str, str]]] = {}  # path -> hits
+
+    def touched(
+        self, policy: Policy, managed: set[str], touched: set[str]
+    ) -> list[tuple[str, str, str]]:
+        if policy is not self._policy:
+            self._policy, self._apps, self._by_path = policy, set(), {}
+        for app in (managed | set(policy.app_names)) - self._apps:
+            target = policy.target(app)
+            for i, env in enumerate(policy.environment_names):
+                path = target.path(app, env)
+                self._by_path.setdefault(path, []).append((app, i, env, path))
+            self._apps.add(app)
+        hits = sorted(hit for path in touched for hit in self._by_path.get(path, ()))
+        return [(app, env, path) for app, _, env, path in hits]
+
+
 def _first_parent_line(mirror: Mirror, tip: str) -> list[tuple[str, tuple[str, ...], str, str]]:
     """(sha, parents, message, name-status lines) of the first-parent line, oldest first."""
     out = mirror.log(
@@ -151,14 +177,35 @@ def _changes(text: str) -> list[tuple[str, str]]:
 
 
 def _signatures(
-    mirror: Mirror, rev: str, gnupghome: Path
+    mirror: Mirror, rev: str, gnupghome: Path, cache: VerdictCache | None = None
 ) -> list[tuple[str, tuple[str, ...], str, str, str]]:
     """(sha, parents, %G?, signer, message) of every commit in `rev`, oldest first; the
     signer is the primary key's fingerprint (%GP), else the signing key's (%GF)."""
     return [
         (c.sha, c.parents, c.status, c.fingerprint, c.message)
-        for c in signed_log(mirror, gnupghome, "--reverse", "--topo-order", rev)
+        for c in signed_log(mirror, gnupghome, "--reverse", "--topo-order", rev, cache=cache)
     ]
+
+
+def _record_facts(
+    mirror: Mirror, places: list[tuple[str, str]], cache: VerdictCache | None
+) -> dict[str, dict[str, str] | None]:
+    """`<commit>:<path>` -> the id, name, version and image of the record added there
+    (None: not a readable record); what `cache` kept is not read again."""
+    keys = [f"{sha}:{path}" for sha, path in places]
+    found: dict[str, dict[str, str] | None] = cache.records(keys) if cache else {}
+    new = {}
+    for (sha, path), key in zip(places, keys, strict=True):
+        if key in found:
+            continue
+        record = record_in(path, read_path(mirror, mirror.tree_of(sha), path))
+        new[key] = None if record is None else {
+            "id": str(record["id"]), "name": str(record["name"]),
+            "version": str(record["version"]), "image": str(record.get("image") or ""),
+        }  # fmt: skip
+    if cache is not None and new:
+        cache.keep_records(new)
+    return {**found, **new}
 
 
 # A commit's signature never changes: what the audit log learnt stays learnt, bounded.
@@ -184,19 +231,31 @@ def trusted_commits(
 
 
 def read_history(
-    mirror: Mirror, tip: str, since: str | None, gnupghome: Path, keys: TrustKeys | None = None
+    mirror: Mirror,
+    tip: str,
+    since: str | None,
+    gnupghome: Path,
+    keys: TrustKeys | None = None,
+    cache: VerdictCache | None = None,
 ) -> tuple[list[VerifyCommit], list[str]]:
     """The input of `verify`: the whole first-parent line (in range or not, for what was
     recorded and pinned), then the range's other commits; each part oldest first. And the
     range's commits in git's order (topological, oldest first).
 
     `keys`: Ritmo's and the policy keys' fingerprints (default: every key in `gnupghome`
-    is Ritmo's)."""
+    is Ritmo's). `cache`: signature verdicts and records read by earlier runs."""
     if keys is None:
         everyone = {str(k["fingerprint"]) for k in open_gnupg(gnupghome).list_keys()}
         keys = TrustKeys(frozenset(everyone))
     line = _first_parent_line(mirror, tip)
-    ranged = _signatures(mirror, f"{since}..{tip}" if since else tip, gnupghome)
+    ranged = _signatures(mirror, f"{since}..{tip}" if since else tip, gnupghome, cache)
+    added = [
+        (sha, path)
+        for sha, _, _, changes_text in line
+        for status, path in _changes(changes_text)
+        if status == "A" and path.startswith(RECORDS_DIR + "/")
+    ]
+    facts = _record_facts(mirror, added, cache)
     signed = {sha: (status, signer) for sha, _, status, signer, _ in ranged}
     # Policy commits across the whole line: the trust before the range decides the policy.
     events = {c.sha: c for c in policy_commits(mirror, tip, None, gnupghome)}
@@ -206,38 +265,44 @@ def read_history(
     managed: set[str] = set()  # apps with a record so far
     history: list[VerifyCommit] = []
     before_adoption = adoption is not None
+    # The file's policy on the first parent: read again only after a commit changed it.
+    file_policy: Policy | None = None
+    overlays = _Overlays()
     for sha, parents, message, changes_text in line:
         before_adoption = before_adoption and sha != adoption
         changes = _changes(changes_text)
         parent = parents[0] if parents else None
-        policy = walk.trusted(trust.in_force) if trust.adopted else walk.policy_at(parent or sha)
+        if trust.adopted:
+            policy = walk.trusted(trust.in_force)
+        else:
+            if file_policy is None or parent is None:
+                file_policy = walk.policy_at(parent or sha)
+            policy = file_policy
         records = []
         for status, path in changes:
             if status != "A" or not path.startswith(RECORDS_DIR + "/"):
                 continue
-            record = record_in(path, read_path(mirror, mirror.tree_of(sha), path))
+            record = facts[f"{sha}:{path}"]
             if record is None:
                 continue
             values: set[str] = set()
-            if record.get("image"):
+            if record["image"]:
                 repo, tag, digest = split_image(str(record["image"]))
                 walk.images[record["name"]] = repo
                 values = {v for v in (tag, digest) if v}
             records.append(
-                RecordFact(record["id"], record["name"], str(record["version"]), frozenset(values))
+                RecordFact(record["id"], record["name"], record["version"], frozenset(values))
             )
             managed.add(record["name"])
         touched = {path for _, path in changes}
+        if BRANCH_POLICY_PATH in touched:
+            file_policy = None  # the next commit's first parent is this one
         pins = []
-        for app in sorted(managed | set(policy.app_names)):
-            for env in policy.environment_names:
-                path = policy.target(app).path(app, env)
-                if path not in touched:
-                    continue
-                before = walk.pinned(parent, path, app, policy)
-                after = walk.pinned(sha, path, app, policy)
-                if before != after:
-                    pins.append(PinChange(app, env, path, before, after))
+        for app, env, path in overlays.touched(policy, managed, touched):
+            before = walk.pinned(parent, path, app, policy)
+            after = walk.pinned(sha, path, app, policy)
+            if before != after:
+                pins.append(PinChange(app, env, path, before, after))
         status, signer = signed.get(sha, ("N", ""))
         history.append(
             VerifyCommit(
@@ -280,7 +345,9 @@ def read_history(
     return history, [sha for sha, *_ in ranged]
 
 
-def read_ledger(mirror: Mirror, gnupghome: Path) -> list[VerifyCommit]:
+def read_ledger(
+    mirror: Mirror, gnupghome: Path, cache: VerdictCache | None = None
+) -> list[VerifyCommit]:
     """Every commit of the deployment ledger branch, oldest first, with its signature;
     none when the remote has no ledger."""
     tip = mirror.fetch_branches(LEDGER_BRANCH).get(LEDGER_BRANCH)
@@ -295,7 +362,7 @@ def read_ledger(mirror: Mirror, gnupghome: Path) -> list[VerifyCommit]:
             signature=status,
             signer=signer,
         )  # fmt: skip
-        for sha, parents, status, signer, message in _signatures(mirror, tip, gnupghome)
+        for sha, parents, status, signer, message in _signatures(mirror, tip, gnupghome, cache)
     ]
 
 
@@ -308,10 +375,16 @@ class Verified:
 
 
 def verify_repository(
-    mirror: Mirror, tip: str, since: str | None, gnupghome: Path, keys: TrustKeys | None = None
+    mirror: Mirror,
+    tip: str,
+    since: str | None,
+    gnupghome: Path,
+    keys: TrustKeys | None = None,
+    cache: VerdictCache | None = None,
 ) -> Verified:
-    """The problems in since..tip (all history without `since`)."""
-    history, ranged = read_history(mirror, tip, since, gnupghome, keys)
+    """The problems in since..tip (all history without `since`); `cache`: what earlier
+    runs judged (bot/manifests/verdict_cache.py)."""
+    history, ranged = read_history(mirror, tip, since, gnupghome, keys, cache)
     order = {sha: i for i, sha in enumerate(ranged)}
     earlier = [c for c in history if c.before_adoption and c.in_range]
     not_judged = {c.sha for c in earlier}
@@ -323,7 +396,7 @@ def verify_repository(
     policy_only = keys.policy - keys.ritmo if keys else frozenset()
     ledger = [
         replace(c, signature="E") if c.signer in policy_only else c
-        for c in read_ledger(mirror, gnupghome)
+        for c in read_ledger(mirror, gnupghome, cache)
     ]
     problems += unsigned_ledger(ledger, LEDGER_BRANCH)
     return Verified(problems, len(ranged), adopted, len(earlier))

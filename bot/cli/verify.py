@@ -81,6 +81,7 @@ def verify(
         verify_repository,
     )
     from bot.manifests.mirror import Mirror
+    from bot.manifests.verdict_cache import VerdictCache
     from bot.policy.trust import TrustKeys
     from bot.runtime import signing_key
 
@@ -148,7 +149,11 @@ def verify(
                             )
                         if not mirror.is_ancestor(base, tip):
                             fail(f"--since {since}: {base[:12]} is not on {branch}")
-                verified = verify_repository(mirror, tip, base, home, keys)
+                cache = VerdictCache(settings.data_dir / "verify-cache.sqlite")
+                try:
+                    verified = verify_repository(mirror, tip, base, home, keys, cache)
+                finally:
+                    cache.close()
         except TrustedKeyError as exc:
             fail(f"trusted keys: {exc}")
         finally:

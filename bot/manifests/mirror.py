@@ -13,7 +13,7 @@ import signal
 import struct
 import subprocess
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -416,6 +416,31 @@ class Mirror:
         if proc.returncode != 0:
             raise self._failed("git log", proc.stderr)
         return proc.stdout
+
+    def commit_objects(self, shas: Sequence[str]) -> dict[str, bytes]:
+        """sha -> the raw commit object, for every sha given; one `git cat-file --batch`."""
+        if not shas:
+            return {}
+        proc = subprocess.run(
+            ["git", "cat-file", "--batch"], cwd=self.path, input="\n".join(shas).encode() + b"\n",
+            capture_output=True, env={**os.environ, **git_environment(self.url, None)},
+            timeout=self.timeout, check=False,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise self._failed("git cat-file", proc.stderr.decode(errors="replace"))
+        found: dict[str, bytes] = {}
+        out, pos = proc.stdout, 0
+        while pos < len(out):
+            end = out.index(b"\n", pos)
+            header = out[pos:end].split()
+            pos = end + 1
+            if len(header) == 3 and header[1] == b"commit":
+                size = int(header[2])
+                found[header[0].decode()] = out[pos : pos + size]
+                pos += size + 1
+            elif len(header) == 3:  # another kind of object: skip its bytes
+                pos += int(header[2]) + 1
+        return found
 
     def first_parent_line(self, rev: str) -> list[str]:
         """The commits of `rev`'s first-parent line, oldest first."""

@@ -6,11 +6,15 @@ drift, legitimate rollbacks and the environments view all read commits through h
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.manifests.keyring import keys_of
 from bot.manifests.mirror import Mirror
+from bot.manifests.openpgp_verify import Unreadable, Verdict, verdict
+from bot.manifests.verdict_cache import VerdictCache, keyring_id
 
 GOOD = frozenset("GU")  # %G?: G good; U good, of a key the home does not vouch for
 
@@ -46,9 +50,89 @@ class SignedCommit:
         return self.status in GOOD and bool(self.keys & {f.upper() for f in wanted})
 
 
-def signed_log(mirror: Mirror, gnupghome: Path, *args: str) -> list[SignedCommit]:
-    """The commits `git log ARGS` lists, in its order, with their signatures checked in
-    `gnupghome`."""
+_PLAIN = "--format=%x00%x01%H%x00%P%x00%ct%x00%an%x00%B"
+
+
+def split_signature(raw: bytes) -> tuple[bytes, str] | None:
+    """(what was signed, the armoured signature) of a raw commit; None when unsigned."""
+    header, sep, body = raw.partition(b"\n\n")
+    lines = header.split(b"\n")
+    kept: list[bytes] = []
+    signature: list[bytes] = []
+    inside = False
+    for line in lines:
+        if line.startswith(b"gpgsig "):
+            inside = True
+            signature.append(line[len(b"gpgsig ") :])
+        elif inside and line.startswith(b" "):
+            signature.append(line[1:])
+        else:
+            inside = False
+            kept.append(line)
+    if not signature:
+        return None
+    return b"\n".join(kept) + sep + body, b"\n".join(signature).decode("ascii", "replace")
+
+
+def signed_log(
+    mirror: Mirror, gnupghome: Path, *args: str, cache: VerdictCache | None = None
+) -> list[SignedCommit]:
+    """The commits `git log ARGS` lists, in its order, with their signatures checked
+    against the keys in `gnupghome`: in-process, and by gpg (`%G?`) for any this process
+    cannot judge (a key type it does not read). `cache`: verdicts kept from earlier runs,
+    against the same keys; what is judged here is added to it."""
+    out = mirror.log(_PLAIN, *args, "--")
+    listed = []
+    for record in out.split("\0\x01")[1:]:
+        sha, parent_list, when, author, message = record.split("\0", 4)
+        listed.append((sha.strip(), tuple(parent_list.split()), when.strip(), author, message))
+    try:
+        keys = keys_of(gnupghome)
+    except Unreadable:
+        keys = None
+    keyring = keyring_id(keys) if keys is not None and cache is not None else ""
+    known = cache.verdicts(keyring, [sha for sha, *_ in listed]) if keyring and cache else {}
+    unknown = [sha for sha, *_ in listed if sha not in known]
+    raw = mirror.commit_objects(unknown) if keys is not None else {}
+    now = int(time.time())
+    verdicts: dict[str, Verdict] = {}
+    for sha in unknown:
+        split = split_signature(raw[sha]) if sha in raw else None
+        if keys is not None and sha in raw and split is None:
+            verdicts[sha] = Verdict("N", "", "")
+        elif split is not None and keys is not None:
+            found = verdict(split[0], split[1], keys, now)
+            if found is not None:
+                verdicts[sha] = found
+    if keyring and cache is not None:
+        cache.keep(keyring, verdicts.items())  # in-process verdicts only: gpg's come next
+    verdicts.update(known)
+    asked = [sha for sha, *_ in listed if sha not in verdicts]
+    if asked:
+        verdicts.update(
+            (c.sha, Verdict(c.status, c.signer, c.primary))
+            for c in _by_gpg(mirror, gnupghome, "--no-walk=unsorted", *asked)
+        )
+    found_commits = []
+    for sha, parents, when, author, message in listed:
+        judged = verdicts.get(sha, Verdict("E", "", ""))
+        found_commits.append(
+            SignedCommit(
+                sha,
+                parents,
+                judged.status,
+                judged.signer,
+                judged.primary,
+                message,
+                int(when) if when else 0,
+                author,
+            )  # fmt: skip
+        )
+    return found_commits
+
+
+def _by_gpg(mirror: Mirror, gnupghome: Path, *args: str) -> list[SignedCommit]:
+    """`git log %G?`: one gpg per signed commit."""
     out = mirror.log(_FORMAT, *args, "--", gnupghome=gnupghome)
     found = []
     for record in out.split("\0\x01")[1:]:

@@ -43,8 +43,10 @@ def open_gnupg(home: Path) -> gnupg.GPG:
 class CommitSigner:
     """Signs commit payloads with one secret key; fails closed if the key is absent."""
 
+    _signs_as: frozenset[str] = frozenset()  # the key and its subkeys: gpg signs as either
+
     def __init__(self, gpg: gnupg.GPG, fingerprint: str) -> None:
-        secret = {k["fingerprint"] for k in gpg.list_keys(secret=True)}
+        secret = {k["fingerprint"]: k for k in gpg.list_keys(secret=True)}
         if fingerprint not in secret:
             raise ConfigError(
                 f"setting signing.key (RITMO_SIGNING__KEY): no secret key {fingerprint} in "
@@ -52,6 +54,8 @@ class CommitSigner:
             )
         self._gpg = gpg
         self.fingerprint = fingerprint
+        # gpg signs with a signing subkey when the key has one: its signatures count too.
+        self._signs_as = frozenset({fingerprint, *(s[2] for s in secret[fingerprint]["subkeys"])})
 
     def sign(self, payload: bytes) -> str:
         result = self._gpg.sign(payload, keyid=self.fingerprint, detach=True, binary=False)
@@ -62,12 +66,29 @@ class CommitSigner:
         result = self._gpg.sign_file(stream, keyid=self.fingerprint, detach=True, binary=False)
         return self._checked(result)
 
+    @property
+    def gnupghome(self) -> Path:
+        return Path(self._gpg.gnupghome)
+
+    def verifies(self, payload: bytes, armored: str) -> bool:
+        """Whether gpg accepts `armored` as this key's signature over `payload`."""
+        with tempfile.NamedTemporaryFile("w", suffix=".asc", delete=False) as sig:
+            sig.write(armored)
+        try:
+            result = self._gpg.verify_data(sig.name, payload)
+        finally:
+            os.unlink(sig.name)
+        return bool(result.valid) and self.fingerprint in (
+            result.pubkey_fingerprint,
+            result.fingerprint,
+        )
+
     def export_public_key(self) -> str:
         armored: str = self._gpg.export_keys(self.fingerprint)
         return armored
 
     def _checked(self, result: gnupg.Sign) -> str:
-        if not result or result.fingerprint != self.fingerprint:
+        if not result or result.fingerprint not in self._signs_as:
             raise SigningError(f"gpg could not sign with {self.fingerprint}: {result.status}")
         return str(result)
 
