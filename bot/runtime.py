@@ -111,9 +111,7 @@ class Runtime:
         self.chain_signer.close()
         self.mirror.close()
         self.ledger.mirror.close()
-        forge_close = getattr(self.requests.forge, "close", None)
-        if forge_close is not None:
-            forge_close()
+        self.requests.forge.close()
 
 
 def signing_key(settings: Settings) -> CommitSigner:
