@@ -42,7 +42,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from bot.notify.model import REPOSITORY, WORKFLOW, secret_env_name
+from bot.policy.integration_fields import REPOSITORY, WORKFLOW, secret_env_name
 
 if TYPE_CHECKING:
     from bot.notify.gitops import GitopsUpdater
