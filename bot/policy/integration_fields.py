@@ -60,7 +60,7 @@ TargetKind = Literal[
 ]
 TARGET_KINDS: tuple[TargetKind, ...] = get_args(TargetKind)
 
-RULE_ERROR = "policy_rule"  # the same pydantic error type bot.policy.model uses
+RULE_ERROR = "policy_rule"  # the pydantic error type of a problem the policy loader places
 
 _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _SECRET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
@@ -71,6 +71,7 @@ TOKEN = re.compile(r"\$\$\{|\$\{(?P<name>[^}]*)(?P<close>\})?")
 """`$${` (a literal `${`), `${NAME}`, or an unterminated `${...` (no `close`)."""
 
 Loc = tuple[str | int, ...]
+"""A path into the policy document, as pydantic reports it: keys and list indexes."""
 
 
 class Strict(BaseModel):
@@ -79,12 +80,17 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-def located_error(title: str, problems: Sequence[tuple[Loc, str]]) -> ValidationError:
-    """One ValidationError with each (path, message) at its own path (relative to the
-    model raising it; pydantic prefixes where the model sits), for the policy loader."""
+def located_error(
+    title: str, problems: Sequence[tuple[Loc, str]], kind: str = RULE_ERROR
+) -> ValidationError:
+    """One ValidationError holding every (path, message) problem at its own path.
+
+    Raised from a model validator, pydantic keeps the paths (prefixed with where the
+    model sits), so the errors point at the offending key instead of the whole model.
+    """
     details: list[InitErrorDetails] = [
         {
-            "type": PydanticCustomError(RULE_ERROR, "{message}", {"message": message}),
+            "type": PydanticCustomError(kind, "{message}", {"message": message}),
             "loc": loc,
             "input": None,
         }

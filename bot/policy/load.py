@@ -20,7 +20,8 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from bot import bounded_yaml
-from bot.policy.model import COHERENCE_ERROR, Loc, Policy, coherence_problems, dotted
+from bot.policy.integration_fields import Loc
+from bot.policy.model import COHERENCE_ERROR, Policy, coherence_problems, dotted
 from bot.shipped import shipped_dir
 
 DEFAULT_POLICY_PATH = shipped_dir("policies") / "default.yaml"

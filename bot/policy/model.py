@@ -9,7 +9,7 @@ at fault (e.g. `("promotion_rules", 1, "to")`), so a loader can point at its lin
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import timedelta
 from fnmatch import fnmatchcase
 from typing import Any, Literal
@@ -18,12 +18,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from bot.policy.integration_fields import Loc, located_error
 from bot.policy.integrations import Integration
 
 _DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
@@ -38,31 +37,8 @@ def is_pattern(name: str) -> bool:
     return bool(_GLOB.search(name))
 
 
-Loc = tuple[str | int, ...]
-"""A path into the policy document, as pydantic reports it: keys and list indexes."""
-
-RULE_ERROR = "policy_rule"
 COHERENCE_ERROR = "policy_coherence"
 """The pydantic error type of the problems `Policy` finds across fields."""
-
-
-def located_error(
-    title: str, problems: Sequence[tuple[Loc, str]], kind: str = RULE_ERROR
-) -> ValidationError:
-    """One ValidationError holding every (path, message) problem at its own path.
-
-    Raised from a model validator, pydantic keeps the paths (prefixed with where the
-    model sits), so the errors point at the offending key instead of the whole model.
-    """
-    details: list[InitErrorDetails] = [
-        {
-            "type": PydanticCustomError(kind, "{message}", {"message": message}),
-            "loc": loc,
-            "input": None,
-        }
-        for loc, message in problems
-    ]
-    return ValidationError.from_exception_data(title, details)
 
 
 def parse_duration(value: object) -> timedelta:
