@@ -112,7 +112,7 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class GitHubSettings(_Section):
-    """The GitHub App Ritmo runs as; checked when forge.kind is github (bot/forge/github.py)."""
+    """The GitHub App Ritmo runs as; checked at start-up when forge.kind is github."""
 
     app_id: int | None = Field(default=None, gt=0)
     private_key: str | None = Field(default=None, repr=False)  # PEM text

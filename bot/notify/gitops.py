@@ -41,13 +41,12 @@ from bot.manifests.mirror import Mirror, PushResult, PushStatus
 from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
 from bot.manifests.overlays import OverlayError, pin_kustomize_image, set_key_path
 from bot.manifests.records import split_image
+from bot.notify.outcomes import Outcome, classify
 from bot.notify.targets import (
     GITHUB_API_VERSION,
     USER_AGENT,
     GitHubAccess,
     HttpRequest,
-    Outcome,
-    classify,
 )
 from bot.policy.integration_fields import branch_problem
 
