@@ -24,7 +24,6 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-import bot.forge.github as github_module  # noqa: E402
 from bot.forge import RequestView  # noqa: E402
 from bot.forge.github import GitHubForge  # noqa: E402
 from bot.policy.evaluate import Decision, PromotionRequest, evaluate  # noqa: E402
@@ -79,8 +78,6 @@ def _measure(github: GitHubForge, run: Callable[[], object]) -> Counter[str]:
 
 
 def main() -> int:
-    github_module.READ_INTERVAL = None  # PyGithub's pacing would only add wall time here
-    github_module.WRITE_INTERVAL = None
     rows: list[Row] = []
     with sandbox() as gh:
         _register(gh)

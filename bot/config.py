@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -110,7 +112,7 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class GitHubSettings(_Section):
-    """The GitHub App Ritmo runs as; checked when forge.kind is github (bot/forge/github.py)."""
+    """The GitHub App Ritmo runs as; checked at start-up when forge.kind is github."""
 
     app_id: int | None = Field(default=None, gt=0)
     private_key: str | None = Field(default=None, repr=False)  # PEM text
@@ -142,6 +144,62 @@ class GitHubSettings(_Section):
                 "for GitHub Enterprise Server"
             )
         return value
+
+    def app(self) -> tuple[int, str, int]:
+        """The App's id, private key and installation id, checked at start-up (forge github)."""
+        if self.app_id is None:
+            raise missing_github("app_id", "the GitHub App's id (its settings page, About)")
+        key = self.private_key_pem()
+        if self.installation_id is None:
+            raise missing_github(
+                "installation_id",
+                "the id of the app's installation on the manifests repository's account "
+                "(the number at the end of the installation's settings URL)",
+            )
+        return self.app_id, key, self.installation_id
+
+    def private_key_pem(self) -> str:
+        """The App's key: one of private_key and private_key_file, an unencrypted PEM RSA key."""
+        private_key, key_file = self.private_key, self.private_key_file
+        if private_key and key_file:
+            raise ConfigError(
+                "forge.github.private_key (RITMO_FORGE__GITHUB__PRIVATE_KEY) and "
+                "forge.github.private_key_file (RITMO_FORGE__GITHUB__PRIVATE_KEY_FILE) are "
+                "both set; keep one"
+            )
+        if key_file is not None:
+            try:
+                private_key = Path(key_file).read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(
+                    "setting forge.github.private_key_file (RITMO_FORGE__GITHUB__PRIVATE_KEY_FILE):"
+                    f" {key_file}: {exc.strerror}; point it at the app's .pem private key"
+                ) from None
+            where = "forge.github.private_key_file (RITMO_FORGE__GITHUB__PRIVATE_KEY_FILE)"
+        elif private_key:
+            where = "forge.github.private_key (RITMO_FORGE__GITHUB__PRIVATE_KEY)"
+        else:
+            raise ConfigError(
+                "setting forge.github.private_key (RITMO_FORGE__GITHUB__PRIVATE_KEY) is not set;"
+                " set it to the GitHub App's PEM private key, or set "
+                "forge.github.private_key_file (RITMO_FORGE__GITHUB__PRIVATE_KEY_FILE) to the "
+                ".pem file"
+            )
+        try:
+            key = load_pem_private_key(private_key.encode(), password=None)
+        except (ValueError, TypeError):
+            key = None
+        if not isinstance(key, RSAPrivateKey):
+            raise ConfigError(
+                f"setting {where} is not an unencrypted PEM RSA private key; use the .pem file "
+                "generated on the GitHub App's settings page"
+            )
+        return private_key
+
+
+def missing_github(setting: str, fix: str) -> ConfigError:
+    env = "RITMO_FORGE__GITHUB__" + setting.upper()
+    return ConfigError(f"setting forge.github.{setting} ({env}) is not set; set it to {fix}")
 
 
 class ForgeSettings(_Section):

@@ -22,6 +22,7 @@ from bot.deploy.records import LEDGER_BRANCH
 from bot.deploy.service import DeploymentService
 from bot.forge.app_token import app_push_token
 from bot.forge.github import GitHubForge, github_forge
+from bot.forge.github_session import PACING, Pacing
 from bot.forge.local import LocalForge
 from bot.manifests.agent import AgentSigner
 from bot.manifests.mirror import Mirror, Token
@@ -113,9 +114,7 @@ class Runtime:
         self.chain_signer.close()
         self.mirror.close()
         self.ledger.mirror.close()
-        forge_close = getattr(self.requests.forge, "close", None)
-        if forge_close is not None:
-            forge_close()
+        self.requests.forge.close()
 
 
 def signing_key(settings: Settings) -> CommitSigner:
@@ -226,8 +225,11 @@ def adopt_policy(
         ) from None
 
 
-def build_runtime(settings: Settings, templates: Templates | None = None) -> Runtime:
-    """Every check that can fail does so here, before the server takes a request."""
+def build_runtime(
+    settings: Settings, templates: Templates | None = None, *, pacing: Pacing = PACING
+) -> Runtime:
+    """Every check that can fail does so here, before the server takes a request. `pacing`:
+    the GitHub forge's pause between requests (tests against a fake GitHub need none)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     signer = signing_key(settings)
     verifier = artifact_verifier(settings)
@@ -343,7 +345,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
     requests = PolicyRequests(  # promotion requests, and requests that change the policy
         mirror, writer, signer.sign, identity, promotions, requests_index,
         index.get, templates, policy,
-        github_forge(settings, policy) or LocalForge(tokens.memberships),
+        github_forge(settings, policy, pacing) or LocalForge(tokens.memberships),
         locks, holds=index.holds_of,
         report_drift=drift.report,
     )  # fmt: skip

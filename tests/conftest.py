@@ -20,6 +20,7 @@ from bot.config import Settings, load_settings
 from bot.manifests.signing import open_gnupg
 from bot.runtime import Runtime, build_runtime
 from bot.scaffold import write_scaffold
+from tests.forge.github_sandbox import UNPACED, GitHubSandbox, sandbox
 from tests.helpers import git, kill_gpg_agent
 
 
@@ -122,7 +123,7 @@ def settings(
 
 @pytest.fixture
 def runtime(settings: Settings) -> Iterator[Runtime]:
-    rt = build_runtime(settings)
+    rt = build_runtime(settings, pacing=UNPACED)  # with forge.kind github, GitHub is the sandbox
     yield rt
     rt.close()
     kill_gpg_agent(settings.data_dir / "trusted-gnupg")
@@ -159,6 +160,14 @@ def live_server(app: Flask) -> Iterator[str]:
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
     thread.join()
+
+
+@pytest.fixture
+def gh() -> Iterator[GitHubSandbox]:
+    """GitHub served by `responses` (tests/forge/github_sandbox.py); nothing leaves the
+    process. Forges and runtimes built by the sandbox's helpers do not pace their calls."""
+    with sandbox() as box:
+        yield box
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,6 @@ from ruamel.yaml import YAML
 
 from bot.cli import main
 from bot.config import load_settings
-from bot.forge.github import _read_key
 from bot.github_app.flow import ManifestFlow
 from bot.github_app.manifest import (
     ALWAYS_DELIVERED,
@@ -253,7 +252,7 @@ def test_create_runs_the_manifest_flow_and_writes_the_settings(
     assert github.app_id == 4242
     assert github.webhook_secret == "e340154128314309424b7c8e90325147d99fdafa"
     assert github.private_key_file == key.resolve()
-    assert _read_key(None, github.private_key_file) == PRIVATE_KEY  # Ritmo can use it
+    assert github.private_key_pem() == PRIVATE_KEY  # Ritmo can use it
     assert "installations/new" in result.stdout and "ritmo doctor" in result.stdout
 
 

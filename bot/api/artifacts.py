@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.api.auth import require_scope
 from bot.api.errors import ApiError, invalid_fields
+from bot.api.paging import page_of
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN, ArtifactSpec
 from bot.manifests.writer import Conflict, WriteUnavailable
@@ -123,16 +124,5 @@ def list_artifacts() -> Response:
         offset=(query.page - 1) * query.per_page,
         limit=query.per_page,
     )
-    has_next = query.page * query.per_page < total
-    body: dict[str, Any] = {
-        "items": [a.as_json() for a in items],
-        "total": total,
-        "page": query.page,
-        "per_page": query.per_page,
-    }
-    response = jsonify(body)
-    if has_next:
-        args = {**request.args.to_dict(), "page": str(query.page + 1)}
-        next_url = url_for(".list_artifacts", **args)  # type: ignore[arg-type]
-        response.headers["Link"] = f'<{next_url}>; rel="next"'
-    return response
+    found = [a.as_json() for a in items]
+    return page_of(".list_artifacts", found, total, query.page, query.per_page)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.api.auth import require_scope
 from bot.api.errors import ApiError, invalid_fields, reason_of
+from bot.api.paging import has_next, page_of
 from bot.audit.history import AuditEvent, AuditKind, Window
 from bot.audit.log import (
     REVISION_PATTERN,
@@ -118,18 +119,5 @@ def list_audit() -> Response:
                 kept=runtime.audit.events,
             )  # fmt: skip
             items = [e.as_json() for e in events]
-    has_next = query.page * query.per_page < total
-    response = jsonify(
-        {
-            "items": items,
-            "page": query.page,
-            "per_page": query.per_page,
-            "total": total,
-            "has_next": has_next,
-        }
-    )
-    if has_next:
-        args = {**request.args.to_dict(), "page": str(query.page + 1)}
-        next_url = url_for(".list_audit", **args)  # type: ignore[arg-type]
-        response.headers["Link"] = f'<{next_url}>; rel="next"'
-    return response
+    more = has_next(query.page, query.per_page, total)
+    return page_of(".list_audit", items, total, query.page, query.per_page, has_next=more)

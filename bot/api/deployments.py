@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from bot.api.artifacts import correlation_id, json_body
 from bot.api.auth import require_scope
 from bot.api.errors import ApiError, invalid_fields
+from bot.api.paging import has_next
 from bot.auth import Scope
 from bot.deploy.records import Observation
 from bot.deploy.rollback import RollbackRefused
@@ -135,7 +136,7 @@ def list_deployments() -> Response:
             "page": query.page,
             "per_page": query.per_page,
             "total": total,
-            "has_next": query.page * query.per_page < total,
+            "has_next": has_next(query.page, query.per_page, total),
         }
     )
 

@@ -7,13 +7,14 @@ Retrying requeues a dead letter with fresh attempts, due at once.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
-from flask import Blueprint, Response, current_app, jsonify, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.api.auth import require_scope
 from bot.api.errors import ApiError, invalid_fields
+from bot.api.paging import page_of
 from bot.auth import Scope
 from bot.notify.outbox import Outbox
 from bot.store.outbox import NotDead
@@ -46,18 +47,8 @@ def list_outbox() -> Response:
     except ValidationError as exc:
         raise invalid_fields(exc, status=400) from None
     items, total = _outbox().search(query.status, query.page, query.per_page)
-    body: dict[str, Any] = {
-        "items": [row.as_json() for row in items],
-        "total": total,
-        "page": query.page,
-        "per_page": query.per_page,
-    }
-    response = jsonify(body)
-    if query.page * query.per_page < total:
-        args = {**request.args.to_dict(), "page": str(query.page + 1)}
-        next_url = url_for(".list_outbox", **args)  # type: ignore[arg-type]
-        response.headers["Link"] = f'<{next_url}>; rel="next"'
-    return response
+    found = [row.as_json() for row in items]
+    return page_of(".list_outbox", found, total, query.page, query.per_page)
 
 
 @blueprint.get("/<int:row_id>")

@@ -13,7 +13,7 @@ from urllib.parse import quote
 import requests
 from github import Auth
 
-from bot.config import ConfigError, Settings
+from bot.config import ConfigError, Settings, missing_github
 from bot.doctor.findings import Finding, fail, ok, one_line, skip
 from bot.doctor.github_rules import (
     blocking_rulesets,
@@ -22,7 +22,6 @@ from bot.doctor.github_rules import (
     hook_problems,
     ruleset_lets_app_push,
 )
-from bot.forge.github import _missing, _read_key
 from bot.github_app.manifest import (
     PERMISSIONS,
     handled_events,
@@ -93,8 +92,8 @@ class GitHubChecks:
         name = "github app"
         try:
             if self.gh.app_id is None:
-                raise _missing("app_id", "the GitHub App's id (its settings page, About)")
-            key = _read_key(self.gh.private_key, self.gh.private_key_file)
+                raise missing_github("app_id", "the GitHub App's id (its settings page, About)")
+            key = self.gh.private_key_pem()
         except ConfigError as exc:
             return fail(name, str(exc))
         api = _Api(self.gh.api_url, self.gh.app_id, key)
@@ -117,7 +116,8 @@ class GitHubChecks:
             return skip(name, "needs the App")
         repository = self.gh.repository
         if repository is None:
-            return fail(name, str(_missing("repository", "owner/name of the manifests repository")))
+            fix = "owner/name of the manifests repository"
+            return fail(name, str(missing_github("repository", fix)))
         try:
             found = self._api.call("GET", f"/repos/{repository}/installation")
         except GitHubError as exc:

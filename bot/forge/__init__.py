@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -49,6 +49,22 @@ class DeploymentView:
 
 class Forge(Protocol):
     kind: str
+    # Told each call the forge makes to its server, by operation: metrics shared by worker
+    # processes count them there.
+    on_call: Callable[[str], None]
+
+    @property
+    def calls(self) -> Mapping[str, int]:
+        """Calls made to the forge's server so far, by operation."""
+        ...
+
+    def rate_limit(self) -> tuple[int, int] | None:
+        """(remaining, limit) of the forge's rate limit as last seen; None when unknown."""
+        ...
+
+    def close(self) -> None:
+        """Release the forge's connections; the runtime closes it last."""
+        ...
 
     def memberships(self, policy: Policy, groups: Sequence[str]) -> Mapping[str, frozenset[str]]:
         """group -> members, for the groups a rule names."""

@@ -17,7 +17,6 @@ from github import Auth, GithubException, GithubIntegration, GithubRetry
 from github.InstallationAuthorization import InstallationAuthorization
 
 from bot.config import Settings
-from bot.forge.github import _missing, _read_key
 
 # A push is two HTTP requests and may send a large pack: never start one on a token
 # that could expire before it is done.
@@ -66,18 +65,9 @@ def app_push_token(settings: Settings) -> Callable[[], str] | None:
     ):
         return None
     gh = settings.forge.github
-    if gh.app_id is None:
-        raise _missing("app_id", "the GitHub App's id (its settings page, About)")
-    key = _read_key(gh.private_key, gh.private_key_file)
-    installation_id = gh.installation_id
-    if installation_id is None:
-        raise _missing(
-            "installation_id",
-            "the id of the app's installation on the manifests repository's account "
-            "(the number at the end of the installation's settings URL)",
-        )
+    app_id, key, installation_id = gh.app()
     integration = GithubIntegration(
-        auth=Auth.AppAuth(gh.app_id, key),
+        auth=Auth.AppAuth(app_id, key),
         base_url=gh.api_url.rstrip("/"),
         timeout=15,
         retry=GithubRetry(total=2, backoff_factor=0.5),  # a push waits on this

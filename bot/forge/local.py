@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from bot.forge import DeploymentView, RequestView
@@ -16,6 +17,14 @@ class LocalForge:
 
     def __init__(self, memberships: Callable[[], Mapping[str, frozenset[str]]]) -> None:
         self._memberships = memberships
+        self.calls: Counter[str] = Counter()  # it calls no server
+        self.on_call: Callable[[str], None] = lambda operation: None
+
+    def rate_limit(self) -> tuple[int, int] | None:
+        return None
+
+    def close(self) -> None:
+        return None
 
     def memberships(self, policy: Policy, groups: Sequence[str]) -> Mapping[str, frozenset[str]]:
         known = self._memberships()

@@ -1,7 +1,7 @@
 """What Ritmo's GitHub App must be allowed and told: one table, read by the manifest,
 `ritmo github-app permissions`, `ritmo doctor` and the README.
 
-Each permission is there for REST calls in bot/forge/github.py, bot/notify/targets.py or
+Each permission is there for REST calls in bot/forge/github*.py, bot/notify/targets.py or
 for a webhook event a module in bot/webhooks/ handles; nothing else is asked for."""
 
 from __future__ import annotations

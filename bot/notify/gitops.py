@@ -1,7 +1,7 @@
 """update_gitops_repo: pin a version in another git repository with one signed commit.
 
 For GitOps set-ups where ArgoCD or Flux watch a repository other than Ritmo's. One
-delivery of a rendered target (see bot.notify.model):
+delivery of a rendered target (see bot.policy.integrations):
 
 1. Fetch `branch` into a bare mirror of its own under `root` (bot.manifests.mirror; one
    per (url, branch), shared safely across threads and processes by `Mirror.locked`).
@@ -41,15 +41,14 @@ from bot.manifests.mirror import Mirror, PushResult, PushStatus
 from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
 from bot.manifests.overlays import OverlayError, pin_kustomize_image, set_key_path
 from bot.manifests.records import split_image
-from bot.notify.model import branch_problem
+from bot.notify.outcomes import Outcome, classify
 from bot.notify.targets import (
     GITHUB_API_VERSION,
     USER_AGENT,
     GitHubAccess,
     HttpRequest,
-    Outcome,
-    classify,
 )
+from bot.policy.integration_fields import branch_problem
 
 BRANCH_PREFIX = "ritmo/update/"
 _REPOSITORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")

@@ -21,9 +21,10 @@ import requests
 from sqlalchemy.engine import Engine
 
 from bot.config import NotifySettings
-from bot.notify.model import EVENTS
+from bot.notify.outcomes import Outcome
 from bot.notify.render import EventContext, render_all
-from bot.notify.targets import GITHUB_API, Outcome, Sender
+from bot.notify.targets import GITHUB_API, Sender
+from bot.policy.integration_fields import EVENTS
 from bot.store.lease import Heartbeat
 from bot.store.outbox import (
     BACKOFF_BASE,

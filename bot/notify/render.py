@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.notify.model import EVENTS, TOKEN, Integration, TargetKind
 from bot.notify.urls import render_url, url_problem
+from bot.policy.integration_fields import EVENTS, TOKEN, TargetKind
+from bot.policy.integrations import Integration
 
 # Target fields that are names, never texts: left as they are.
 _LITERAL_FIELDS = ("secret", "secret_header")

@@ -2,14 +2,9 @@
 
 One class per kind (`SlackHttp`, `WebhookHttp`, `GitHubWorkflowHttp`,
 `RepositoryDispatchHttp`, `SpinnakerHttp`) builds the request from the rendered target
-(pure, given the secrets); `Sender` sends it and `classify` says what the response means:
-
-- 2xx: delivered.
-- 408, 429, 5xx, a connection error or a timeout, and a 403 that is GitHub's rate
-  limit (Retry-After, or X-RateLimit-Remaining: 0): retry later, no sooner than the
-  response's Retry-After (seconds or an HTTP date) or X-RateLimit-Reset.
-- any other status (other 4xx, 3xx: redirects are not followed), a URL that cannot be
-  sent to, a secret that is not set: dead at once; retrying cannot help.
+(pure, given the secrets); `Sender` sends it, and bot.notify.outcomes `classify` says what
+the response means (a connection error or a timeout: retry later; a URL that cannot be
+sent to, a secret that is not set: dead at once, retrying cannot help).
 
 update_gitops_repo is no single request: `Sender` hands it to a `GitopsUpdater`
 (bot.notify.gitops), with the token below, when the outbox has one; else it is dead.
@@ -31,18 +26,16 @@ Secrets never appear in an error message: they are redacted.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import quote, urlsplit
 
 import requests
 
-from bot.notify.model import REPOSITORY, WORKFLOW, secret_env_name
+from bot.notify.outcomes import Outcome, classify
+from bot.policy.integration_fields import REPOSITORY, WORKFLOW, secret_env_name
 
 if TYPE_CHECKING:
     from bot.notify.gitops import GitopsUpdater
@@ -50,8 +43,6 @@ if TYPE_CHECKING:
 USER_AGENT = "ritmo"
 GITHUB_API = "https://api.github.com"
 GITHUB_API_VERSION = "2022-11-28"
-RETRYABLE = frozenset({408, 429})
-_DETAIL_CHARS = 300
 
 
 @dataclass(frozen=True)
@@ -67,13 +58,6 @@ class HttpRequest:
             if secret:
                 text = text.replace(secret, "***")
         return text
-
-
-@dataclass(frozen=True)
-class Outcome:
-    status: Literal["delivered", "retry", "dead"]
-    detail: str
-    retry_after: float | None = None  # seconds: wait at least this long
 
 
 @dataclass(frozen=True)
@@ -277,62 +261,6 @@ class SpinnakerHttp(_Secrets):
             "ritmo": dict(event),
         }
         return HttpRequest("POST", target["url"], headers, body, (secret,) if secret else ())
-
-
-# -- outcomes -------------------------------------------------------------------------
-
-
-def retry_after(headers: Mapping[str, str], now: float) -> float | None:
-    """Seconds to wait from Retry-After (seconds or HTTP date) or X-RateLimit-Reset."""
-    value = headers.get("Retry-After")
-    if value is not None:
-        value = value.strip()
-        if value.isdigit():
-            return float(value)
-        try:
-            when: datetime = parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        return max(0.0, when.timestamp() - now)
-    if headers.get("X-RateLimit-Remaining") == "0":
-        reset = headers.get("X-RateLimit-Reset", "")
-        if reset.isdigit():
-            return max(0.0, float(reset) - now)
-    return None
-
-
-def _detail(status: int, body: str) -> str:
-    message = body.strip()
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict):
-        for key in ("message", "error", "detail"):
-            if isinstance(parsed.get(key), str):
-                message = parsed[key]
-                break
-    message = " ".join(message.split())[:_DETAIL_CHARS]
-    return f"HTTP {status}" + (f": {message}" if message else "")
-
-
-def classify(status: int, headers: Mapping[str, str], body: str, now: float) -> Outcome:
-    """What a response means for the delivery (see the module docstring)."""
-    if 200 <= status < 300:
-        return Outcome("delivered", f"HTTP {status}")
-    wait = retry_after(headers, now)
-    detail = _detail(status, body)
-    if status in RETRYABLE or status >= 500:
-        return Outcome("retry", detail, wait)
-    rate_limited = "Retry-After" in headers or headers.get("X-RateLimit-Remaining") == "0"
-    if status == 403 and rate_limited:
-        return Outcome("retry", detail + " (rate limited)", wait)
-    if 300 <= status < 400:
-        where = headers.get("Location", "elsewhere")
-        return Outcome(
-            "dead", f"HTTP {status}: redirected to {where}; point the integration at the final URL"
-        )
-    return Outcome("dead", detail)
 
 
 class Sender:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from bot.notify.model import TOKEN
+from bot.policy.integration_fields import TOKEN
 
 _SCP_LIKE = re.compile(r"^(?P<authority>[A-Za-z0-9._-]+@[A-Za-z0-9.-]+):(?P<rest>.*)$")
 

@@ -16,9 +16,9 @@ from fnmatch import fnmatchcase
 
 from pydantic import Field, model_validator
 
-from bot.notify.model import Integration
 from bot.policy.coherence import coherence_problems
 from bot.policy.fields import COHERENCE_ERROR, StrictModel, located_error
+from bot.policy.integrations import Integration
 from bot.policy.rules import (
     POLICY_APP,
     Approval,

@@ -223,8 +223,7 @@ class Metrics:
                 writer.on_count = _counter_hook(shared.git, name)
                 writer.on_batch = shared.batch_attempts.labels(name).observe
             forge = runtime.requests.forge
-            if hasattr(forge, "on_call"):
-                forge.on_call = lambda operation: shared.github_calls.labels(operation).inc()
+            forge.on_call = lambda operation: shared.github_calls.labels(operation).inc()
             self.http_requests, self.http_duration = shared.http_requests, shared.http_duration
             self.cd_ignored = shared.cd_ignored
         else:
@@ -374,13 +373,11 @@ class LiveCollector(Collector):
     def _forge(self) -> Iterator[Metric]:
         forge = self._runtime.requests.forge
         if not self._counted_elsewhere:
-            calls = getattr(forge, "calls", None)
             family = CounterMetricFamily(*_GITHUB_CALLS, labels=["operation"])
-            for operation, count in sorted(dict(calls or {}).items()):
+            for operation, count in sorted(dict(forge.calls).items()):
                 family.add_metric([str(operation)], int(count))
             yield family
-        rate_limit = getattr(forge, "rate_limit", None)
-        known = rate_limit() if callable(rate_limit) else None
+        known = forge.rate_limit()
         if known is not None:
             remaining, limit = known
             left = GaugeMetricFamily(

@@ -10,24 +10,17 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-import bot.forge.github as github_forge_module
 from bot.app import create_app
 from bot.auth import Scope
 from bot.config import Settings
 from bot.deploy.forge_target import ForgeTarget, NotMirrored, forge_target
 from bot.policy.load import PolicyError, load_policy
-from bot.runtime import Runtime, build_runtime
-from tests.forge.github_sandbox import DEPLOYMENT_ID, GitHubSandbox, sandbox, with_github
+from bot.runtime import Runtime
+from tests.forge.github_sandbox import DEPLOYMENT_ID, GitHubSandbox, sandboxed_runtime
 from tests.helpers import TWO_APPROVERS_POLICY, artifact_body, bearer, kill_gpg_agent
 
 SHA = "a84d88e7554fc1fa21bcbc4efae3c782a70d2b9d"
 WITH_REPOSITORY = TWO_APPROVERS_POLICY.replace("  web: {}\n", "  web: {repository: acme/web}\n")
-
-
-@pytest.fixture(autouse=True)
-def no_pacing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(github_forge_module, "READ_INTERVAL", None)
-    monkeypatch.setattr(github_forge_module, "WRITE_INTERVAL", None)
 
 
 @pytest.fixture
@@ -37,7 +30,7 @@ def remote_policy() -> str:
 
 @pytest.fixture
 def rt(settings: Settings) -> Iterator[Runtime]:
-    runtime = build_runtime(with_github(settings))
+    runtime = sandboxed_runtime(settings)
     yield runtime
     runtime.close()
     kill_gpg_agent(settings.data_dir / "trusted-gnupg")
@@ -46,12 +39,6 @@ def rt(settings: Settings) -> Iterator[Runtime]:
 @pytest.fixture
 def client(rt: Runtime) -> FlaskClient:
     return create_app(rt.settings, rt).test_client()
-
-
-@pytest.fixture
-def gh() -> Iterator[GitHubSandbox]:
-    with sandbox() as box:
-        yield box
 
 
 def _deploy(client: FlaskClient, rt: Runtime, metadata: dict[str, Any]) -> str:

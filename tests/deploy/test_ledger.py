@@ -7,15 +7,14 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 
-import bot.forge.github as github_forge_module
 from bot.app import create_app
 from bot.auth import Scope
 from bot.config import Settings
 from bot.deploy.ledger import follow_ledger, rebuild_ledger
 from bot.deploy.records import LEDGER_BRANCH
-from bot.runtime import Runtime, build_runtime, open_mirror
+from bot.runtime import Runtime, open_mirror
 from bot.store.deployments import _LEDGER_TIP, _set_state, deployments, forge_refs
-from tests.forge.github_sandbox import DEPLOYMENT_ID, sample, sandbox, with_github
+from tests.forge.github_sandbox import DEPLOYMENT_ID, sample, sandbox, sandboxed_runtime
 from tests.helpers import TWO_APPROVERS_POLICY, artifact_body, bearer, kill_gpg_agent
 
 
@@ -71,18 +70,13 @@ class TestGitHubDeploymentAfterARebuild:
     that drops its tables, a lost database): the GitHub deployment id is not in git, and
     the next status finds the deployment on GitHub instead of creating a second one."""
 
-    @pytest.fixture(autouse=True)
-    def no_pacing(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        monkeypatch.setattr(github_forge_module, "READ_INTERVAL", None)
-        monkeypatch.setattr(github_forge_module, "WRITE_INTERVAL", None)
-
     @pytest.fixture
     def remote_policy(self) -> str:
         # GitHub Deployments go to the repository the policy names, never CI's metadata.
         return TWO_APPROVERS_POLICY.replace("  web: {}\n", "  web: {repository: acme/web}\n")
 
     def test_one_github_deployment(self, settings: Settings) -> None:
-        rt = build_runtime(with_github(settings))
+        rt = sandboxed_runtime(settings)
         try:
             client = create_app(rt.settings, rt).test_client()
             ci = rt.tokens.create("ci", [Scope.ARTIFACTS_WRITE])

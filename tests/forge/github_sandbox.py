@@ -20,8 +20,10 @@ import responses
 
 from bot.config import ForgeSettings, GitHubSettings, Settings
 from bot.forge.github import GitHubForge
+from bot.forge.github_session import GitHubSession, Pacing
 from bot.policy.load import load_policy
 from bot.policy.model import Policy
+from bot.runtime import Runtime, build_runtime
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "github"
 RECORDED_API = "https://api.github.com"  # the base the samples were recorded against
@@ -277,16 +279,24 @@ def review(
     return item
 
 
-def forge(api: str = RECORDED_API, **options: Any) -> GitHubForge:
-    return GitHubForge(
+# PyGithub's pause between requests is for GitHub, not for `responses`.
+UNPACED = Pacing(read=None, write=None)
+
+
+def session(api: str = RECORDED_API, **options: Any) -> GitHubSession:
+    return GitHubSession(
         app_id=APP_ID,
         private_key=PRIVATE_KEY,
         installation_id=INSTALLATION_ID,
-        repository=REPOSITORY,
-        default_branch="main",
-        policy=policy,
         api_url=api,
+        pacing=UNPACED,
         **options,
+    )
+
+
+def forge(api: str = RECORDED_API, **options: Any) -> GitHubForge:
+    return GitHubForge(
+        session(api), repository=REPOSITORY, default_branch="main", policy=policy, **options
     )
 
 
@@ -294,6 +304,11 @@ def forge(api: str = RECORDED_API, **options: Any) -> GitHubForge:
 def sandbox(api: str = RECORDED_API) -> Iterator[GitHubSandbox]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         yield GitHubSandbox(rsps, api)
+
+
+def sandboxed_runtime(settings: Settings) -> Runtime:
+    """A runtime with forge.kind github (`with_github`), unpaced for the sandbox."""
+    return build_runtime(with_github(settings), pacing=UNPACED)
 
 
 def with_github(settings: Settings) -> Settings:

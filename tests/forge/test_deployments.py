@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-import bot.forge.github as github_forge_module
 from bot.forge import DeploymentView
 from bot.forge.local import LocalForge
 from tests.forge.github_sandbox import (
@@ -25,19 +23,6 @@ SHA = "a84d88e7554fc1fa21bcbc4efae3c782a70d2b9d"
 ARGOCD = "https://argocd.example.com/applications/web-staging"
 CREATED = f"/repos/{SOURCE}/deployments"
 STATUSES = f"/repos/{SOURCE}/deployments/{DEPLOYMENT_ID}/statuses"
-
-
-@pytest.fixture(autouse=True)
-def no_pacing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """PyGithub's one-second pause between writes is for GitHub, not for `responses`."""
-    monkeypatch.setattr(github_forge_module, "READ_INTERVAL", None)
-    monkeypatch.setattr(github_forge_module, "WRITE_INTERVAL", None)
-
-
-@pytest.fixture
-def gh() -> Iterator[GitHubSandbox]:
-    with sandbox() as box:
-        yield box
 
 
 def _view(**changes: Any) -> DeploymentView:
@@ -110,7 +95,7 @@ class TestCreate:
         gh.token()
         gh.create_deployment()
         gh.deployment_status(name="repository-not-found")
-        with caplog.at_level(logging.WARNING, "bot.forge.github"):
+        with caplog.at_level(logging.WARNING, "bot.forge.github_deployments"):
             assert forge().deployed(_view()) == str(DEPLOYMENT_ID)
         assert "could not set the status" in caplog.text
 
@@ -211,7 +196,7 @@ class TestStatuses:
         gh.token()
         gh.deployment_status(name="repository-not-found")
         github = forge()
-        with caplog.at_level(logging.WARNING, "bot.forge.github"):
+        with caplog.at_level(logging.WARNING, "bot.forge.github_deployments"):
             assert github.deployed(_view(forge_ref=str(DEPLOYMENT_ID))) is None
         assert "404" in caplog.text
         assert github.calls == {"deployed": 2}
@@ -224,7 +209,7 @@ class TestBestEffort:
         gh.token()
         gh.create_deployment(OTHER, name="repository-not-found")
         github = forge()
-        with caplog.at_level(logging.WARNING, "bot.forge.github"):
+        with caplog.at_level(logging.WARNING, "bot.forge.github_deployments"):
             assert github.deployed(_view(repository=OTHER)) is None
         assert f"in {OTHER}" in caplog.text and "404 Not Found" in caplog.text
         assert gh.sent("POST", f"/repos/{OTHER}/deployments/{DEPLOYMENT_ID}/statuses") == []
@@ -243,7 +228,7 @@ class TestBestEffort:
         gh.token()
         gh.create_deployment(name="deployment-ref-not-found")
         github = forge()
-        with caplog.at_level(logging.WARNING, "bot.forge.github"):
+        with caplog.at_level(logging.WARNING, "bot.forge.github_deployments"):
             assert github.deployed(_view()) is None
         assert "422 No ref found" in caplog.text
         assert len(gh.sent("POST", CREATED)) == 1
@@ -260,7 +245,7 @@ class TestBestEffort:
         self, gh: GitHubSandbox, caplog: pytest.LogCaptureFixture
     ) -> None:
         github = forge()
-        with caplog.at_level(logging.WARNING, "bot.forge.github"):
+        with caplog.at_level(logging.WARNING, "bot.forge.github_deployments"):
             assert github.deployed(_view(status="exploded", forge_ref="5")) == "5"
         assert "exploded" in caplog.text
         assert gh.requests() == []
@@ -360,7 +345,7 @@ class TestProductionRetiresEarlier:
         gh.deployment_status()
         gh.add("GET", CREATED, "repository-not-found", status=403,
                body={"message": "Resource not accessible by integration"})  # fmt: skip
-        with caplog.at_level(logging.WARNING, "bot.forge.github"):
+        with caplog.at_level(logging.WARNING, "bot.forge.github_deployments"):
             ref = forge().deployed(_view(environment="production", status="succeeded",
                                          forge_ref=str(DEPLOYMENT_ID)))  # fmt: skip
         assert ref == str(DEPLOYMENT_ID)
@@ -376,7 +361,7 @@ class TestProductionRetiresEarlier:
         gh.token()
         gh.create_deployment()
         gh.deployment_status()
-        with caplog.at_level(logging.WARNING, "bot.forge.github"):
+        with caplog.at_level(logging.WARNING, "bot.forge.github_deployments"):
             ref = forge().deployed(_view(environment="production", status="succeeded"))
         assert ref == str(DEPLOYMENT_ID)
         assert "could not retire the earlier production deployments" in caplog.text

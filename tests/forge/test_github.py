@@ -17,7 +17,6 @@ import jwt
 import pytest
 from flask.testing import FlaskClient
 
-import bot.forge.github as github_forge_module
 from bot.app import create_app
 from bot.auth import Scope
 from bot.config import ConfigError, ForgeSettings, GitHubSettings, Settings, load_settings
@@ -40,7 +39,7 @@ from tests.forge.github_sandbox import (
     review,
     sample,
     sandbox,
-    with_github,
+    sandboxed_runtime,
 )
 from tests.helpers import artifact_body, bearer, git, kill_gpg_agent, trailers, verify_commit
 
@@ -48,19 +47,6 @@ HEAD = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
 OLDER = "0123456789abcdef0123456789abcdef01234567"
 BRANCH = "ritmo/promote/web/production"
 GHES = "https://ghe.example.com/api/v3"
-
-
-@pytest.fixture(autouse=True)
-def no_pacing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """PyGithub's one-second pause between writes is for GitHub, not for `responses`."""
-    monkeypatch.setattr(github_forge_module, "READ_INTERVAL", None)
-    monkeypatch.setattr(github_forge_module, "WRITE_INTERVAL", None)
-
-
-@pytest.fixture
-def gh() -> Iterator[GitHubSandbox]:
-    with sandbox() as box:
-        yield box
 
 
 def _view(**changes: Any) -> RequestView:
@@ -461,8 +447,7 @@ def remote_policy() -> str:
 
 @pytest.fixture
 def github_runtime(settings: Settings) -> Iterator[Runtime]:
-    configured = with_github(settings)
-    rt = build_runtime(configured)
+    rt = sandboxed_runtime(settings)
     yield rt
     rt.close()
     kill_gpg_agent(settings.data_dir / "trusted-gnupg")

@@ -31,7 +31,6 @@ from tests.forge.github_sandbox import (
     GitHubSandbox,
     _with_port,
     sample,
-    sandbox,
     with_github,
 )
 from tests.git_https import GitHttpsServer
@@ -58,12 +57,6 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHttps
     with GitHttpsServer(root, tmp_path) as server:
         monkeypatch.setenv("GIT_SSL_CAINFO", str(server.ca_file))
         yield server
-
-
-@pytest.fixture
-def gh() -> Iterator[GitHubSandbox]:
-    with sandbox() as box:
-        yield box
 
 
 def _settings(tmp_path: Path, url: str, **manifests: Any) -> Settings:

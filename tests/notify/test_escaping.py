@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from bot.notify.model import WebhookTarget
 from bot.notify.outbox import EventContext, Outbox
 from bot.notify.targets import Sender, Unsendable
 from bot.notify.urls import render_url, url_problem
+from bot.policy.integrations import WebhookTarget
 from tests.notify.conftest import ARTIFACT, PolicyHolder, RecordingServer, policy_with
 
 MakeOutbox = Callable[..., Outbox]

@@ -17,8 +17,9 @@ from bot.manifests.objects import Identity
 from bot.manifests.signing import CommitSigner, open_gnupg
 from bot.notify.gitops import GitopsUpdater, default_git_url, update_branch
 from bot.notify.outbox import Outbox
+from bot.notify.outcomes import Outcome
 from bot.notify.render import Rendered, render_all
-from bot.notify.targets import Outcome, Sender
+from bot.notify.targets import Sender
 from bot.policy.load import PolicyError, PolicyProblem, load_policy
 from tests.forge.github_sandbox import sample
 from tests.helpers import commits_since, git, remote_refs, trailers, verify_commit

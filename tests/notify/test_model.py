@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from bot.notify.model import (
+from bot.policy.integration_fields import placeholder_problems, secret_env_name
+from bot.policy.integrations import (
     GitHubWorkflowTarget,
     Integration,
     SlackTarget,
     WebhookTarget,
-    placeholder_problems,
-    secret_env_name,
 )
 from bot.policy.load import PolicyError, PolicyProblem, load_policy
 

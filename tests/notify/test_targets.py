@@ -9,15 +9,8 @@ from typing import Any
 import pytest
 import responses
 
-from bot.notify.targets import (
-    MissingSecret,
-    Outcome,
-    Sender,
-    Unsendable,
-    classify,
-    find_secret,
-    retry_after,
-)
+from bot.notify.outcomes import Outcome, classify, retry_after
+from bot.notify.targets import MissingSecret, Sender, Unsendable, find_secret
 from tests.notify.conftest import START, RecordingServer, Reply, free_port
 
 EVENT: dict[str, Any] = {"event": "promoted", "id": "pro-1", "app": "web"}

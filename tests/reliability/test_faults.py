@@ -20,7 +20,6 @@ import pytest
 import requests
 from flask.testing import FlaskClient
 
-import bot.forge.github as github_forge_module
 from bot.app import create_app
 from bot.auth import Scope
 from bot.config import Settings, load_settings
@@ -31,6 +30,7 @@ from tests.forge.github_sandbox import (
     INSTALLATION_ID,
     POLICY,
     REPOSITORY,
+    UNPACED,
     WEBHOOK_SECRET,
     with_github,
 )
@@ -272,15 +272,13 @@ def test_push_timeouts_503_and_nothing_lands_later(
 @pytest.fixture
 def github(tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
            ) -> Iterator[tuple[ScriptedGitHub, Runtime, FlaskClient]]:  # fmt: skip
-    monkeypatch.setattr(github_forge_module, "READ_INTERVAL", None)  # no pacing: only waits
-    monkeypatch.setattr(github_forge_module, "WRITE_INTERVAL", None)  # GitHub asks for
     with scripted_github() as gh:
         configured = with_github(settings)
         forge = configured.forge.model_copy(
             update={"github": configured.forge.github.model_copy(update={"api_url": gh.api})}
         )
         configured = configured.model_copy(update={"forge": forge})
-        rt = build_runtime(configured)
+        rt = build_runtime(configured, pacing=UNPACED)  # no pacing: only waits GitHub asks for
         try:
             yield gh, rt, create_app(configured, rt).test_client()
         finally:

@@ -28,7 +28,6 @@ import pytest
 from flask.testing import FlaskClient
 from ruamel.yaml import YAML
 
-import bot.forge.github as github_forge_module
 from bot.app import create_app
 from bot.auth import Scope
 from bot.config import Settings
@@ -879,8 +878,6 @@ def world(
     if _case(request).world != "github":
         yield w
         return
-    monkeypatch.setattr(github_forge_module, "READ_INTERVAL", None)
-    monkeypatch.setattr(github_forge_module, "WRITE_INTERVAL", None)
     with sandbox() as box:
         w.gh = box
         yield w

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import shutil
 import string
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,12 +14,11 @@ import requests
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
-import bot.forge.github as github_forge_module
 from bot.api import health
 from bot.auth import Scope
 from bot.runtime import Runtime
 from bot.telemetry.metrics import LiveCollector, request_labels
-from tests.forge.github_sandbox import GitHubSandbox, forge, sandbox
+from tests.forge.github_sandbox import GitHubSandbox, forge
 from tests.helpers import TWO_APPROVERS_POLICY, artifact_body, bearer
 from tests.reliability.server import RitmoServer
 
@@ -147,14 +145,6 @@ def test_metrics_after_register_promote_deploy_rollback(
     assert _value(m, "ritmo_outbox_depth", "ritmo_outbox_depth", status="dead") == 0
     assert "ritmo_github_api_calls" in m and not m["ritmo_github_api_calls"].samples
     assert "ritmo_github_rate_limit_remaining" not in m
-
-
-@pytest.fixture
-def gh(monkeypatch: pytest.MonkeyPatch) -> Iterator[GitHubSandbox]:
-    monkeypatch.setattr(github_forge_module, "READ_INTERVAL", None)
-    monkeypatch.setattr(github_forge_module, "WRITE_INTERVAL", None)
-    with sandbox() as box:
-        yield box
 
 
 def test_github_calls_and_rate_limit(

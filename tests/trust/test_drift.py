@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bot.audit.history import KINDS, Commit, events_of
 from bot.manifests.trailers import parse_trailers
-from bot.notify.model import EVENTS
 from bot.notify.render import EventContext, variables
+from bot.policy.integration_fields import EVENTS
 from bot.policy.model import Policy
 from bot.trust.drift import (
     Drift,

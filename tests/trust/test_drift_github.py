@@ -18,13 +18,7 @@ from tests.helpers import artifact_body, bearer, git, trailers
 from tests.webhooks import hooks
 from tests.webhooks.hooks import as_person, clone, head_of
 
-remote_policy, no_pacing, gh, rt, hook = (
-    hooks.remote_policy,
-    hooks.no_pacing,
-    hooks.gh,
-    hooks.rt,
-    hooks.hook,
-)
+remote_policy, rt, hook = hooks.remote_policy, hooks.rt, hooks.hook
 
 
 def test_an_unsigned_policy_edit_is_commented_on(

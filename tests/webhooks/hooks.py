@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-import bot.forge.github as github_forge_module
 from bot.app import create_app
 from bot.auth import Scope
 from bot.config import Settings
-from bot.runtime import Runtime, build_runtime
+from bot.runtime import Runtime
 from bot.webhooks.verify import signature_for
 from tests.forge.github_sandbox import (
     POLICY,
@@ -29,8 +28,7 @@ from tests.forge.github_sandbox import (
     SAMPLES,
     WEBHOOK_SECRET,
     GitHubSandbox,
-    sandbox,
-    with_github,
+    sandboxed_runtime,
 )
 from tests.helpers import artifact_body, bearer, git, kill_gpg_agent
 
@@ -42,19 +40,6 @@ OVERLAY = "apps/web/overlays/production/kustomization.yaml"
 @pytest.fixture
 def remote_policy() -> str:
     return POLICY
-
-
-@pytest.fixture(autouse=True)
-def no_pacing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """PyGithub's pause between writes is for GitHub, not for `responses`."""
-    monkeypatch.setattr(github_forge_module, "READ_INTERVAL", None)
-    monkeypatch.setattr(github_forge_module, "WRITE_INTERVAL", None)
-
-
-@pytest.fixture
-def gh() -> Iterator[GitHubSandbox]:
-    with sandbox() as box:
-        yield box
 
 
 class Clock:
@@ -70,8 +55,7 @@ class Clock:
 @pytest.fixture
 def rt(settings: Settings) -> Iterator[Runtime]:
     """forge.kind github; deliveries wait in the queue until the test drains it."""
-    configured = with_github(settings)
-    runtime = build_runtime(configured)
+    runtime = sandboxed_runtime(settings)
     runtime.webhooks.notify = lambda: None  # type: ignore[method-assign]  # no background worker
     runtime.webhooks._clock = Clock()
     yield runtime

@@ -11,12 +11,11 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-import bot.forge.github as github_forge_module
 from bot.app import create_app
 from bot.auth import Scope
 from bot.config import Settings
-from bot.forge.github import STATUS_MARKER
-from bot.runtime import Runtime, build_runtime
+from bot.forge.github_comments import STATUS_MARKER
+from bot.runtime import Runtime
 from bot.webhooks.comments import Help, Promote, Rollback, Status, find_command
 from bot.webhooks.verify import signature_for
 from tests.forge.github_sandbox import (
@@ -25,8 +24,7 @@ from tests.forge.github_sandbox import (
     WEBHOOK_SECRET,
     GitHubSandbox,
     forge,
-    sandbox,
-    with_github,
+    sandboxed_runtime,
 )
 from tests.helpers import artifact_body, bearer, git, kill_gpg_agent, remote_refs, show, trailers
 
@@ -73,13 +71,6 @@ def _payload(name: str = "issue_comment-created", **changes: Any) -> dict[str, A
     return payload
 
 
-@pytest.fixture(autouse=True)
-def no_pacing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """PyGithub's one-second pause between writes is for GitHub, not for `responses`."""
-    monkeypatch.setattr(github_forge_module, "READ_INTERVAL", None)
-    monkeypatch.setattr(github_forge_module, "WRITE_INTERVAL", None)
-
-
 @pytest.fixture
 def remote_policy() -> str:
     return POLICY
@@ -87,8 +78,7 @@ def remote_policy() -> str:
 
 @pytest.fixture
 def rt(settings: Settings) -> Iterator[Runtime]:
-    configured = with_github(settings)
-    runtime = build_runtime(configured)
+    runtime = sandboxed_runtime(settings)
     # The test drains the queue itself, so no background worker races it.
     runtime.webhooks.notify = lambda: None  # type: ignore[method-assign]
     yield runtime
@@ -99,12 +89,6 @@ def rt(settings: Settings) -> Iterator[Runtime]:
 @pytest.fixture
 def client(rt: Runtime) -> FlaskClient:
     return create_app(rt.settings, rt).test_client()
-
-
-@pytest.fixture
-def gh() -> Iterator[GitHubSandbox]:
-    with sandbox() as box:
-        yield box
 
 
 @pytest.fixture

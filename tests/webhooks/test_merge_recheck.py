@@ -24,13 +24,7 @@ from tests.webhooks.hooks import (
     statuses,
 )
 
-remote_policy, no_pacing, gh, rt, hook = (
-    hooks.remote_policy,
-    hooks.no_pacing,
-    hooks.gh,
-    hooks.rt,
-    hooks.hook,
-)
+remote_policy, rt, hook = hooks.remote_policy, hooks.rt, hooks.hook
 
 
 def test_approved_after_a_rollback_out_of_staging_closes_stale(

@@ -21,13 +21,7 @@ from tests.helpers import bearer, commits_since, git, trailers, verify_commit
 from tests.webhooks import hooks
 from tests.webhooks.hooks import as_person, clone, head_of, payload, queued, stamp, statuses
 
-remote_policy, no_pacing, gh, rt, hook = (
-    hooks.remote_policy,
-    hooks.no_pacing,
-    hooks.gh,
-    hooks.rt,
-    hooks.hook,
-)
+remote_policy, rt, hook = hooks.remote_policy, hooks.rt, hooks.hook
 
 NUMBER = 12
 POLICY_BRANCH = "ritmo/promote/_policy/_policy"

@@ -31,13 +31,7 @@ from tests.webhooks.hooks import (
     statuses,
 )
 
-remote_policy, no_pacing, gh, rt, hook = (
-    hooks.remote_policy,
-    hooks.no_pacing,
-    hooks.gh,
-    hooks.rt,
-    hooks.hook,
-)
+remote_policy, rt, hook = hooks.remote_policy, hooks.rt, hooks.hook
 
 
 def _push_to_branch(remote: Path, tmp_path: Path) -> str:

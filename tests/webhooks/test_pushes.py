@@ -26,13 +26,7 @@ from tests.webhooks.hooks import (
     queued,
 )
 
-remote_policy, no_pacing, gh, rt, hook = (
-    hooks.remote_policy,
-    hooks.no_pacing,
-    hooks.gh,
-    hooks.rt,
-    hooks.hook,
-)
+remote_policy, rt, hook = hooks.remote_policy, hooks.rt, hooks.hook
 
 
 def _push_event(work: Path, before: str, *, sender: str = "mallory") -> dict[str, Any]:

@@ -11,13 +11,7 @@ from tests.forge.github_sandbox import GitHubSandbox, review
 from tests.webhooks import hooks
 from tests.webhooks.hooks import open_promotion, stamp, statuses
 
-remote_policy, no_pacing, gh, rt, hook = (
-    hooks.remote_policy,
-    hooks.no_pacing,
-    hooks.gh,
-    hooks.rt,
-    hooks.hook,
-)
+remote_policy, rt, hook = hooks.remote_policy, hooks.rt, hooks.hook
 
 
 def test_a_request_waiting_100_passes_posts_at_most_2_statuses(
