@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import threading
@@ -22,6 +23,15 @@ from bot.runtime import Runtime, build_runtime
 from bot.scaffold import write_scaffold
 from tests.forge.github_sandbox import UNPACED, GitHubSandbox, sandbox
 from tests.helpers import git, kill_gpg_agent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`ritmo verify` keeps what it judged in the user's cache directory: one of the
+    session's own, never the home directory's."""
+    home = tmp_path_factory.mktemp("xdg-cache")
+    os.environ["XDG_CACHE_HOME"] = str(home)
+    return home
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,13 @@ from bot.config import ConfigError
     help="A file of armoured public keys trusted to change the policy only "
     "(besides signing.policy_keys); repeat for several.",
 )
+@click.option(
+    "--cache/--no-cache",
+    default=True,
+    help="Keep what was judged (signature verdicts, records read) in the user's cache "
+    "directory ($XDG_CACHE_HOME/ritmo, else ~/.cache/ritmo), so a second run reads only "
+    "what is new (default: on).",
+)
 @click.pass_context
 def verify(
     ctx: click.Context,
@@ -50,6 +57,7 @@ def verify(
     branch: str | None,
     trusted_keys: tuple[Path, ...],
     policy_key_files: tuple[Path, ...],
+    cache: bool,
 ) -> None:
     """Check the default branch's history as an audit trail, from git alone.
 
@@ -65,6 +73,8 @@ def verify(
     held (illegitimate-rollback); a commit on the ritmo/deployments ledger branch not signed
     by Ritmo (unsigned-ledger, the whole ledger whatever --since says). Commits before the
     policy's adoption are not judged.
+    What was judged is kept outside the repository checked and its data directory (the
+    repository must not be able to plant verdicts): see --cache.
     Trusted keys: Ritmo's signing key (signing.key) and each --trusted-key; for policy
     changes also signing.policy_keys (from signing.policy_keyring) and each --policy-key.
 
@@ -81,7 +91,7 @@ def verify(
         verify_repository,
     )
     from bot.manifests.mirror import Mirror
-    from bot.manifests.verdict_cache import VerdictCache
+    from bot.manifests.verdict_cache import VerdictCache, user_cache_dir
     from bot.policy.trust import TrustKeys
     from bot.runtime import signing_key
 
@@ -149,11 +159,12 @@ def verify(
                             )
                         if not mirror.is_ancestor(base, tip):
                             fail(f"--since {since}: {base[:12]} is not on {branch}")
-                cache = VerdictCache(settings.data_dir / "verify-cache.sqlite")
+                kept = VerdictCache(user_cache_dir() / "verify-cache.sqlite") if cache else None
                 try:
-                    verified = verify_repository(mirror, tip, base, home, keys, cache)
+                    verified = verify_repository(mirror, tip, base, home, keys, kept)
                 finally:
-                    cache.close()
+                    if kept is not None:
+                        kept.close()
         except TrustedKeyError as exc:
             fail(f"trusted keys: {exc}")
         finally:

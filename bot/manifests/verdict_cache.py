@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,6 +27,13 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS records (at TEXT PRIMARY KEY, fact TEXT) WITHOUT ROWID",
 )
 _CHUNK = 500  # shas per query: below SQLite's limit on bound parameters
+
+
+def user_cache_dir() -> Path:
+    """$XDG_CACHE_HOME/ritmo, else ~/.cache/ritmo: never in the repository being checked or
+    in a data directory inside it, whose content the repository's authors may control."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ritmo"
 
 
 def keyring_id(keys: Mapping[str, Key]) -> str:

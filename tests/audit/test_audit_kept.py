@@ -13,6 +13,7 @@ from bot.audit import trail as trail_module
 from bot.audit.history import Window
 from bot.audit.log import Range, read_audit
 from bot.audit.trail import AuditTrail
+from bot.config import Settings
 from bot.runtime import Runtime
 from tests.helpers import artifact_body, bearer, git
 
@@ -84,3 +85,30 @@ def test_a_tip_that_does_not_descend_from_the_kept_one_is_read_whole(
         # The branch went back (an administrator reset it): the kept events do not apply.
         assert [e.as_json() for e in trail.events(older)] == _full(runtime, older)
         assert len(trail.events(older)) < len(trail.events(newer))
+
+
+def test_ritmo_verify_keeps_its_verdicts_in_the_user_cache_not_the_data_dir(
+    runtime: Runtime, settings: Settings, user_cache: Path
+) -> None:
+    """A repository must not be able to plant verdicts: nothing is kept in data_dir (which
+    may sit in the checkout being verified), and --no-cache keeps nothing at all."""
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    env = {"RITMO_DATA_DIR": str(settings.data_dir),
+           "RITMO_MANIFESTS__URL": str(settings.remote_url),
+           "RITMO_SIGNING__KEY": runtime.signer.fingerprint,
+           "RITMO_SIGNING__GNUPGHOME": str(settings.gnupghome)}  # fmt: skip
+    kept = user_cache / "ritmo" / "verify-cache.sqlite"
+    kept.unlink(missing_ok=True)
+    done = CliRunner(env=env).invoke(main, ["verify", "--no-cache"])
+    assert done.exit_code == 0, done.output
+    assert not kept.exists()
+    done = CliRunner(env=env).invoke(main, ["verify"])
+    assert done.exit_code == 0, done.output
+    with sqlite3.connect(kept) as db:
+        assert db.execute("SELECT count(*) FROM verdicts").fetchone()[0] > 0
+    assert not list(settings.data_dir.rglob("verify-cache*"))
