@@ -41,6 +41,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import ingest  # noqa: E402
 from ingest import (  # noqa: E402
     BRANCH,
     BenchError,
@@ -185,6 +186,8 @@ class AuditTimes:
 def timed_audit(work: Path, bare: Path, home: Path, fingerprint: str, count: int) -> AuditTimes:
     """GET /api/v1/audit on `ritmo serve` of `bare`: first, `count` more, one after a
     registration (which must show as the newest event)."""
+    # It indexes the whole history before it answers: on a busy machine, minutes.
+    ingest.START_TIMEOUT_S = max(ingest.START_TIMEOUT_S, 900.0)
     server = ritmo_server(work / "serve", bare, home, fingerprint)
     (work / "serve").mkdir()
     with server as (url, token, _, _, _), requests.Session() as session:
@@ -264,8 +267,6 @@ def run(args: argparse.Namespace, root: Path, fingerprint: str, work: Path) -> i
     data_dir = work / "data-full"  # the same data dir: what the first run learnt stays
     again, again_line = timed_verify(root, bare, data_dir)
 
-    audit = timed_audit(work, bare, home, fingerprint, args.requests)
-    p50_ms, p99_ms = (percentile(audit.warm, p) * 1000 for p in (50, 99))
     count = len(whole)
     print_table(
         f"ritmo verify at {count} commits ({args.apps} apps), {datetime.now(UTC):%Y-%m-%d}",
@@ -280,15 +281,22 @@ def run(args: argparse.Namespace, root: Path, fingerprint: str, work: Path) -> i
             ("ritmo verify, full", f"{full:.1f} s", mark(full < TARGET_FULL_S)),
             (f"ritmo verify after {MORE} more commits", f"{again:.1f} s",
              mark(again < TARGET_INCREMENTAL_S)),
-            ("GET /api/v1/audit, first call", f"{audit.first * 1000:.0f} ms", ""),
-            (f"GET /api/v1/audit, {len(audit.warm)} more: p50 / p99",
-             f"{p50_ms:.1f} / {p99_ms:.1f} ms", mark(p99_ms < TARGET_AUDIT_P99_MS)),
-            ("GET /api/v1/audit after a registration", f"{audit.after * 1000:.0f} ms", ""),
         ],
     )  # fmt: skip
-    print(f"full run: {full_line}\nsecond run: {again_line}")
+    print(f"full run: {full_line}\nsecond run: {again_line}", flush=True)
     if not same:
         raise BenchError("in-process verdicts differ from gpg's on the sample")
+    audit = timed_audit(work, bare, home, fingerprint, args.requests)
+    p50_ms, p99_ms = (percentile(audit.warm, p) * 1000 for p in (50, 99))
+    print_table(
+        f"GET /api/v1/audit on ritmo serve at {count + MORE} commits",
+        [
+            ("first call", f"{audit.first * 1000:.0f} ms", ""),
+            (f"{len(audit.warm)} more: p50 / p99", f"{p50_ms:.1f} / {p99_ms:.1f} ms",
+             mark(p99_ms < TARGET_AUDIT_P99_MS)),
+            ("the first after a registration", f"{audit.after * 1000:.0f} ms", ""),
+        ],
+    )  # fmt: skip
     return 0
 
 
