@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/all.py
 
-Order: ingest, scale, webhooks, github_calls, dashboard (the machine should be otherwise quiet: each
-measures wall time on shared cores). Exit status: the first non-zero status of a benchmark
-(after all ran), or 0.
+Order: ingest, scale, webhooks, github_calls, dashboard, verify (the machine should be
+otherwise quiet: each measures wall time on shared cores). Exit status: the first non-zero
+status of a benchmark (after all ran), or 0.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ("ingest.py", "scale.py", "webhooks.py", "github_calls.py", "dashboard.py")
+BENCHMARKS = (
+    "ingest.py", "scale.py", "webhooks.py", "github_calls.py", "dashboard.py", "verify.py",
+)  # fmt: skip
 
 
 def main() -> int:
