@@ -10,6 +10,8 @@ from click.testing import CliRunner, Result
 
 from bot.auth import Scope
 from bot.cli import main
+from bot.policy.advice import warnings
+from bot.policy.load import load_policy_bytes
 from bot.runtime import Runtime
 from tests.api.test_policy import GUARDED, OPEN_CHANGES, WEAKENED
 from tests.helpers import remote_refs, show, trailers
@@ -78,3 +80,30 @@ def test_apply_refuses_an_invalid_file_with_line_and_column(
     result = invoke(live_server, tokens["promoter"], ["policy", "apply", str(path)])
     assert result.exit_code == 1 and "lacks the scope admin" in result.output
     assert remote_refs(remote) == before
+
+
+NO_APPS = "environments: [{name: dev}, {name: production}]\n"
+
+
+def test_check_warns_when_no_app_is_declared(tmp_path: Path) -> None:
+    """Valid, so exit 0 and the ok line; but every registration would be refused."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(NO_APPS)
+    result = CliRunner().invoke(main, ["policy", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{path}: ok (2 environments, 0 promotion rules)\n"
+    assert result.stderr.splitlines() == [
+        f"warning: {path}: no apps declared: every artifact registration is refused (422); "
+        'declare the apps under apps:, by name or pattern ("*" for any)'
+    ]
+    assert warnings(load_policy_bytes(NO_APPS.encode(), "p.yaml")) != []
+
+
+@pytest.mark.parametrize("apps", ["  web: {}\n", '  "*": {}\n'])
+def test_check_is_quiet_when_apps_are_declared(tmp_path: Path, apps: str) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(NO_APPS + "apps:\n" + apps)
+    result = CliRunner().invoke(main, ["policy", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert warnings(load_policy_bytes(path.read_bytes(), "p.yaml")) == []

@@ -54,8 +54,10 @@ def policy_apply(
 def policy_check(file: Path | None) -> None:
     """Validate FILE (default: ./.ritmo/policy.yaml, else the shipped default policy).
 
-    Prints every problem as file:line:column: message and exits 1; exits 0 when valid.
+    Prints every problem as file:line:column: message and exits 1; exits 0 when valid,
+    with a warning on stderr for what is likely not meant (no apps declared).
     """
+    from bot.policy.advice import warnings
     from bot.policy.load import (
         BRANCH_POLICY_PATH,
         DEFAULT_POLICY_PATH,
@@ -74,6 +76,8 @@ def policy_check(file: Path | None) -> None:
         for problem in exc.problems:
             click.echo(str(problem))
         sys.exit(EXIT_REFUSED)
+    for warning in warnings(checked):  # stderr: stdout stays the one ok line
+        click.echo(f"warning: {file}: {warning}", err=True)
     envs, rules = len(checked.environments), len(checked.promotion_rules)
     click.echo(
         f"{file}: ok ({envs} environment{'s' * (envs != 1)}, "

@@ -1,22 +1,28 @@
 """Who set an overlay's pin, as git says: the pinning commit, its signature, what recorded it.
 
-Reads only; the caller holds the mirror's lock (or is the writer thread). Signatures are
-checked by git against `gnupghome`, the home holding Ritmo's own key, and count only when
-made by `fingerprint`: another key in that home is not Ritmo.
+Reads only, and by commit sha: objects never change, so once the tip is in the mirror these
+need no lock. Each is one git process whatever the number of pins (the environments table
+reads thousands). Signatures are checked by git against `gnupghome`, the home holding
+Ritmo's own key, and count only when made by `fingerprint`: another key in that home is
+not Ritmo.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
+import os
+import subprocess
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.manifests.mirror import Mirror
+from bot.manifests.mirror import GitFailed, Mirror, public_reason
 from bot.manifests.signed_log import signed_log
 from bot.manifests.trailers import parse_trailers
 
-_PAGE = 32
+# A recording trailer (see `recorded_candidate`); the index's own grep is narrower.
+RECORDING_GREP = "^Ritmo-(Merge-Commit|Promotion|Rollback): "
+_NO_BLOB = "0" * 40
+_EXACT_PATHS = 64  # more overlay paths than this: ask git by their top folders, filter here
 
 
 @dataclass(frozen=True)
@@ -32,27 +38,6 @@ class PinCommit:
     def one(self, key: str) -> str | None:
         values = self.trailers.get(key)
         return values[0] if values else None
-
-
-def pinning_commit(
-    mirror: Mirror, tip: str, path: str, value_at: Callable[[str | None], str | None]
-) -> str | None:
-    """The last commit on `tip`'s first-parent line that changed the value `value_at`
-    reads from `path` (a commit that only edits the rest of the file does not count);
-    None when no commit ever set it."""
-    skip = 0
-    while True:
-        out = mirror.log(
-            "--first-parent", "--format=%H %P", f"-n{_PAGE}", f"--skip={skip}", tip,
-            "--", path,
-        )  # fmt: skip
-        rows = [line.split() for line in out.splitlines() if line.strip()]
-        for sha, *parents in rows:
-            if value_at(sha) != value_at(parents[0] if parents else None):
-                return sha
-        if len(rows) < _PAGE:
-            return None
-        skip += _PAGE
 
 
 def commits(mirror: Mirror, shas: list[str], gnupghome: Path, fingerprint: str) -> list[PinCommit]:
@@ -72,17 +57,120 @@ def commits(mirror: Mirror, shas: list[str], gnupghome: Path, fingerprint: str) 
     ]
 
 
-def recording_candidates(mirror: Mirror, since: str, tip: str, env: str) -> list[str]:
-    """Commits after `since` on the first-parent line, newest first, that may record a pin
-    in `env` made outside Ritmo's writer: a forge merge Ritmo recorded (naming `since`), or
-    a promotion or rollback into `env` that found the overlay pinned already."""
-    patterns = [
-        f"^Ritmo-Merge-Commit: {since}",
-        f"^Ritmo-Promotion: .* -> {re.escape(env)}$",
-        f"^Ritmo-Rollback: {re.escape(env)}$",
-    ]
+@dataclass(frozen=True)
+class PathChange:
+    """A first-parent commit that changed a file: its blob before and after (None: none)."""
+
+    sha: str
+    old: str | None
+    new: str | None
+
+
+def path_changes(mirror: Mirror, tip: str, paths: Collection[str]) -> dict[str, list[PathChange]]:
+    """path -> the commits of `tip`'s first-parent line that changed it, newest first, each
+    against its first parent (one `git log`). The newest one's `new` is the blob at `tip`."""
+    wanted = set(paths)
+    if not wanted:
+        return {}
+    specs = wanted if len(wanted) <= _EXACT_PATHS else {p.split("/", 1)[0] for p in wanted}
     out = mirror.log(
-        "--first-parent", "--format=%H", "-E", *(f"--grep={p}" for p in patterns),
-        f"{since}..{tip}", "--",
+        "--first-parent", "-m", "--root", "--no-renames", "--raw", "--no-abbrev", "-z",
+        "--format=%x01%H", tip, "--", *sorted(f":(literal){s}" for s in specs),
     )  # fmt: skip
-    return [line.strip() for line in out.splitlines() if line.strip()]
+    found: dict[str, list[PathChange]] = {}
+    for record in out.split("\x01")[1:]:
+        sha, _, raw = record.partition("\0")
+        fields = raw.split("\0")
+        for meta, path in zip(fields[::2], fields[1::2], strict=False):
+            meta = meta.strip("\n")
+            if path not in wanted or not meta.startswith(":"):
+                continue
+            old_mode, new_mode, old, new = meta[1:].split()[:4]
+            found.setdefault(path, []).append(
+                PathChange(sha.strip(), _blob(old_mode, old), _blob(new_mode, new))
+            )
+    return found
+
+
+def _blob(mode: str, sha: str) -> str | None:
+    # A file absent on one side shows as zeros; a submodule or folder holds no overlay.
+    return None if sha == _NO_BLOB or mode in ("160000", "040000") else sha
+
+
+def read_blobs(mirror: Mirror, shas: Collection[str]) -> dict[str, bytes]:
+    """sha -> content for these blobs: one `git cat-file --batch` of this call's own (the
+    mirror's shared one belongs to the writer, under the lock)."""
+    if not shas:
+        return {}
+    proc = subprocess.run(
+        ["git", "cat-file", "--batch"],
+        cwd=mirror.path,
+        env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+        input="".join(f"{s}\n" for s in shas).encode(),
+        capture_output=True,
+        timeout=mirror.timeout,
+        check=False,
+    )
+    if proc.returncode != 0:
+        said = proc.stderr.decode(errors="replace")
+        reason = public_reason(said, mirror.url, str(mirror.path))
+        raise GitFailed(f"git cat-file failed: {reason}", f"git cat-file failed: {said.strip()}")
+    out, pos, found = proc.stdout, 0, {}
+    while pos < len(out):
+        end = out.index(b"\n", pos)
+        header = out[pos:end].decode().split()
+        pos = end + 1
+        if len(header) == 3:
+            size = int(header[2])
+            found[header[0]] = out[pos : pos + size]
+            pos += size + 1
+    return found
+
+
+def first_parent_positions(mirror: Mirror, tip: str) -> dict[str, int]:
+    """sha -> its place on `tip`'s first-parent line (the root is 0)."""
+    return {sha: i for i, sha in enumerate(mirror.first_parent_line(tip))}
+
+
+def recording_log(mirror: Mirror, rev: str) -> list[tuple[str, str]]:
+    """(sha, message) of the first-parent commits in `rev` (a tip or old..new) that carry a
+    recording trailer, newest first (one `git log`)."""
+    out = mirror.log(
+        "--first-parent", "--format=%x00%x01%H%x00%B", "-E", f"--grep={RECORDING_GREP}", rev,
+        "--",
+    )  # fmt: skip
+    return [_split(record) for record in out.split("\0\x01")[1:]]
+
+
+@dataclass(frozen=True)
+class NewCommits:
+    """What moved the default branch from an older tip to a newer one."""
+
+    paths: set[str]  # files the first-parent commits changed (against their first parent)
+    messages: list[str]  # every new commit's message, merged side branches' too
+
+
+def new_commits(mirror: Mirror, old: str, new: str) -> NewCommits | None:
+    """The commits in old..new (two `git log`s), or None when `new` does not continue
+    `old`'s first-parent line (then what was read at `old` is no base to build on)."""
+    out = mirror.log(
+        "--first-parent", "-m", "--no-renames", "--name-only", "-z",
+        "--format=%x01%H%x00%P", f"{old}..{new}", "--",
+    )  # fmt: skip
+    records = out.split("\x01")[1:]
+    paths: set[str] = set()
+    parent: str | None = None
+    for record in records:
+        _, _, rest = record.partition("\0")
+        parents, _, names = rest.partition("\0")
+        parent = next(iter(parents.split()), None)  # the oldest's, once the loop is done
+        paths.update(n.strip("\n") for n in names.split("\0") if n.strip("\n"))
+    if not records or parent != old:  # rewritten, or moved back: no base
+        return None
+    log = mirror.log("--format=%x00%x01%H%x00%B", f"{old}..{new}", "--")
+    return NewCommits(paths, [_split(r)[1] for r in log.split("\0\x01")[1:]])
+
+
+def _split(record: str) -> tuple[str, str]:
+    sha, _, message = record.partition("\0")
+    return sha.strip(), message

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
+import bot.manifests.overlays as overlays
 from bot.manifests.overlays import (
     OverlayError,
     pin_kustomize_image,
@@ -500,3 +501,52 @@ class TestKustomizeRender:
         plain = overlay.read_text().replace('"0.1.0"', "v1")  # the user chose plain style
         overlay.write_text(pin_kustomize_image(plain, WEB, tag=tag))
         assert deployment_image(render(kubectl, overlay.parent)) == f"{WEB}:{tag}"
+
+
+def _round_trip_read(text: str, image: str) -> str | None:
+    """read_kustomize_image as the round-trip loader alone answers it."""
+    doc = overlays._load(text)
+    if not isinstance(doc, dict):
+        return None
+    for entry in doc.get("images") or []:
+        if isinstance(entry, dict) and entry.get("name") == image:
+            value = entry.get("digest") or entry.get("newTag")
+            return None if value is None else str(value)
+    return None
+
+
+@pytest.mark.parametrize(
+    "pinned",
+    ['newTag: "1.2.3"', "newTag: 1.2.3", "newTag: 1.10", "newTag: 010", "newTag: yes",
+     "newTag: 2024-01-01", "newTag: ~", "newTag: ''", "digest: sha256:abc\n    newTag: x",
+     'digest: ""\n    newTag: "2"', "newTag: !custom 1", "newTag: [1]", "newTag: &a 3"],
+)  # fmt: skip
+def test_the_quick_read_answers_as_the_round_trip(pinned: str) -> None:
+    """The environments table reads thousands of overlays through the safe loader; where
+    the types could read differently the round trip answers."""
+    text = f"images:\n  - name: reg/web\n    {pinned}\n  - name: other\n    newTag: '9'\n"
+    try:
+        expected: str | None = _round_trip_read(text, "reg/web")
+    except Exception:
+        expected = "error"
+    try:
+        got: str | None = overlays.read_kustomize_image(text, "reg/web")
+    except Exception:
+        got = "error"
+    assert got == expected
+    for broken in (
+        "images: {",
+        "- a\n- b",
+        "",
+        "images: 3",
+        "images:\n  - name: reg/web\n\tnewTag: 1",
+    ):
+        try:
+            expected = _round_trip_read(broken, "reg/web")
+        except Exception:
+            expected = "error"
+        try:
+            got = overlays.read_kustomize_image(broken, "reg/web")
+        except Exception:
+            got = "error"
+        assert got == expected, broken
