@@ -9,6 +9,8 @@ import json
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from bot.errors import Forbidden, Invalid, RitmoError
 from bot.webhooks.delivery import authenticate, from_http, header, parse
@@ -132,6 +134,22 @@ def test_from_http(row: Row) -> None:
     assert type(raised.value) is row.error
     assert raised.value.field == row.field
     assert row.message in raised.value.message
+
+
+# What an HTTP header can carry as text: latin-1 without control characters.
+HEADER_VALUES = st.text(
+    alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
+    max_size=80,
+)
+
+
+@given(value=HEADER_VALUES)
+@example(value="sha256=" + "é" * 64)
+@example(value="sha256=" + "0" * 64)
+def test_any_wrong_signature_is_forbidden(value: str) -> None:
+    # Forbidden is the receiver's 401; anything else raised would be a 5xx.
+    with pytest.raises(Forbidden):
+        from_http(_headers(X_Hub_Signature_256=value), BODY, SECRET)
 
 
 def test_authenticate_reads_only_the_signature() -> None:
