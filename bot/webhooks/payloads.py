@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bot import timestamps
 from bot.promotions.requests import BRANCH_PREFIX
 from bot.webhooks.router import Event
 
@@ -83,4 +84,4 @@ def promotion_request(
 
 def timestamp(value: Any) -> datetime:
     """GitHub's ISO 8601 times ("2026-03-02T12:00:00Z") as aware datetimes."""
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return timestamps.parse(str(value))
