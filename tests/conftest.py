@@ -22,7 +22,7 @@ from bot.manifests.signing import open_gnupg
 from bot.runtime import Runtime, build_runtime
 from bot.scaffold import write_scaffold
 from tests.forge.github_sandbox import UNPACED, GitHubSandbox, sandbox
-from tests.helpers import git, kill_gpg_agent
+from tests.helpers import git, kill_gpg_agent, sample_policy
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -50,21 +50,7 @@ def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path
 
 # A policy under which a registration writes its record and nothing else: the tests of
 # the foundation count commits. Promotion tests override the `remote_policy` fixture.
-RECORDS_ONLY_POLICY = """\
-environments:
-  - {name: dev}
-  - {name: staging}
-  - {name: production}
-promotion_rules:
-  - {from: dev, to: staging}
-  - from: staging
-    to: production
-    requires_approval: true
-    approvals: [{group: ops-team, count: 1}, {group: security-team, count: 1}]
-apps:
-  web: {}
-  api: {}
-"""
+RECORDS_ONLY_POLICY = sample_policy("records-only")
 
 
 def make_remote(root: Path, policy: str | None = RECORDS_ONLY_POLICY) -> Path:

@@ -8,26 +8,17 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+SAMPLE_POLICIES = Path(__file__).resolve().parent / "samples" / "policies"
+
+
+def sample_policy(name: str) -> str:
+    """tests/samples/policies/<name>.yaml: a policy several test modules use."""
+    return (SAMPLE_POLICIES / f"{name}.yaml").read_bytes().decode("utf-8")
+
+
 # dev and staging by themselves; production needs one from ops-team and one from
 # security-team (local groups: token groups), within 7 days.
-TWO_APPROVERS_POLICY = """\
-environments:
-  - {name: dev, auto_promote: true}
-  - {name: staging}
-  - {name: production}
-promotion_rules:
-  - {from: dev, to: staging, auto_promote: true}
-  - from: staging
-    to: production
-    requires_approval: true
-    approvals: [{group: ops-team, count: 1}, {group: security-team, count: 1}]
-    approval_timeout: 7d
-groups:
-  ops-team: {kind: local}
-  security-team: {kind: local}
-apps:
-  web: {}
-"""
+TWO_APPROVERS_POLICY = sample_policy("two-approvers")
 
 
 def git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> str:

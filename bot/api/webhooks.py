@@ -7,14 +7,12 @@ before it."""
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from bot.api.errors import ApiError
+from bot.errors import Forbidden, Invalid
 from bot.runtime import Runtime
-from bot.webhooks.router import Event
-from bot.webhooks.verify import valid_signature
+from bot.webhooks.delivery import authenticate, parse
 
 blueprint = Blueprint("webhooks", __name__)
 
@@ -26,24 +24,17 @@ def receive_github() -> tuple[Response, int]:
     if runtime.settings.forge.kind != "github" or not secret:
         raise ApiError(404, "GitHub webhooks need forge.kind github (and its webhook_secret)")
     body = request.get_data(cache=False)  # 413 past max_body_bytes
-    if not valid_signature(secret, body, request.headers.get("X-Hub-Signature-256")):
-        raise ApiError(401, "X-Hub-Signature-256 is missing or does not match the body")
-    runtime.webhooks.arriving()  # the worker holds back while a burst is being answered
-    name = request.headers.get("X-GitHub-Event", "")
-    delivery = request.headers.get("X-GitHub-Delivery", "")
-    if not name or not delivery or len(delivery) > 128:
-        raise ApiError(400, "X-GitHub-Event and X-GitHub-Delivery headers are required")
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ApiError(400, "body is not valid JSON: nested too deeply") from None
-    if not isinstance(payload, dict):
-        raise ApiError(400, "body must be a JSON object")
+        authenticate(request.headers, body, secret)
+        runtime.webhooks.arriving()  # the worker holds back while a burst is being answered
+        event = parse(request.headers, body)
+    except Forbidden as exc:
+        raise ApiError(401, exc.message) from None  # GitHub's receivers answer 401, not 403
+    except Invalid as exc:
+        raise ApiError(400, exc.message) from None  # and 400 for a malformed delivery
+    name, delivery, payload = event.name, event.delivery_id, event.payload
     if name == "ping":
         return jsonify({"status": "pong", "zen": payload.get("zen")}), 200
-    event = Event(name, delivery, payload)
     installation = runtime.settings.forge.github.installation_id
     tracked = name in ("installation", "installation_repositories")  # every installation
     if not tracked and event.installation_id not in (None, installation):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from bot import timestamps
 from bot.promotions.requests import BRANCH_PREFIX
 from bot.webhooks.router import Event
 
@@ -71,6 +72,16 @@ def indexed_request(pull: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
     return request
 
 
+def promotion_request(
+    event: Event, runtime: Runtime
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """The promotion pull request and the request it shows; None when the delivery is
+    not about a promotion pull request, NotIndexedYet (retried) when Ritmo has not
+    recorded it yet."""
+    pull = promotion_pull(event, runtime)
+    return None if pull is None else (pull, indexed_request(pull, runtime))
+
+
 def timestamp(value: Any) -> datetime:
     """GitHub's ISO 8601 times ("2026-03-02T12:00:00Z") as aware datetimes."""
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return timestamps.parse(str(value))

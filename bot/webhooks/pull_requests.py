@@ -9,14 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from bot.webhooks.payloads import (
-    indexed_request,
-    is_ritmo,
-    login,
-    promotion_pull,
-    sender,
-    timestamp,
-)
+from bot.webhooks.payloads import is_ritmo, login, promotion_request, sender, timestamp
 from bot.webhooks.router import Event, Router
 
 if TYPE_CHECKING:
@@ -28,10 +21,9 @@ router = Router()
 
 @router.register("pull_request", "synchronize")
 def reject_tampered_promotion(event: Event, runtime: Runtime) -> None:
-    pull = promotion_pull(event, runtime)
-    if pull is None:
+    if (found := promotion_request(event, runtime)) is None:
         return
-    request = indexed_request(pull, runtime)
+    pull, request = found
     after = str(event.payload.get("after") or pull["head"]["sha"])
     if request["status"] != "pending" or after == request["tip"]:
         return  # Ritmo's own push, or a request that already ended
@@ -40,10 +32,9 @@ def reject_tampered_promotion(event: Event, runtime: Runtime) -> None:
 
 @router.register("pull_request", "closed")
 def record_closed_promotion(event: Event, runtime: Runtime) -> None:
-    pull = promotion_pull(event, runtime)
-    if pull is None:
+    if (found := promotion_request(event, runtime)) is None:
         return
-    request = indexed_request(pull, runtime)
+    pull, request = found
     if request["status"] != "pending":
         return  # Ritmo ended it (merged, superseded, expired, rejected) and said so
     if pull.get("merged"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from bot.webhooks.payloads import indexed_request, promotion_pull, sender
+from bot.webhooks.payloads import promotion_request, sender
 from bot.webhooks.router import Event, Router
 
 if TYPE_CHECKING:
@@ -19,10 +19,9 @@ router = Router()
 @router.register("pull_request_review", "edited")
 @router.register("pull_request_review", "dismissed")
 def settle_reviewed_promotion(event: Event, runtime: Runtime) -> None:
-    pull = promotion_pull(event, runtime)
-    if pull is None:
+    if (found := promotion_request(event, runtime)) is None:
         return  # not a promotion request: reviews elsewhere are none of Ritmo's business
-    request = indexed_request(pull, runtime)
+    pull, request = found
     # The payload's review is only the trigger: settle reads every review from GitHub,
     # so an edited, dismissed or out-of-order delivery cannot leave a stale count.
     status = runtime.requests.settle(request["id"])

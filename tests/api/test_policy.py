@@ -12,36 +12,14 @@ from bot.auth import Scope
 from bot.manifests.mirror import object_id
 from bot.runtime import Runtime
 from bot.store.reindex import reindex
-from tests.helpers import bearer, git, remote_refs, show, trailers, verify_commit
+from tests.helpers import bearer, git, remote_refs, sample_policy, show, trailers, verify_commit
 
 # The policy in force: production needs one approver from each of two groups, and so
 # (no policy_changes rule) does a change to the policy.
-GUARDED = """\
-environments:
-  - {name: dev}
-  - {name: staging}
-  - {name: production}
-promotion_rules:
-  - {from: dev, to: staging}
-  - from: staging
-    to: production
-    requires_approval: true
-    approvals: [{group: ops-team, count: 1}, {group: security-team, count: 1}]
-groups:
-  ops-team: {kind: local}
-  security-team: {kind: local}
-"""
+GUARDED = sample_policy("guarded")
 
 # Production without approvals: the weakening change an attacker with admin would send.
-WEAKENED = """\
-environments:
-  - {name: dev}
-  - {name: staging}
-  - {name: production}
-promotion_rules:
-  - {from: dev, to: staging}
-  - {from: staging, to: production}
-"""
+WEAKENED = sample_policy("weakened")
 
 # A policy whose own rule lets admins change it without approval.
 OPEN_CHANGES = GUARDED + "policy_changes: {requires_approval: false}\n"

@@ -14,20 +14,12 @@ import requests
 
 from bot.deploy.records import LEDGER_BRANCH
 from tests.deploy import flux_forwarder as nc
-from tests.helpers import artifact_body, bearer, remote_refs, show
+from tests.helpers import artifact_body, bearer, remote_refs, sample_policy, show
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "flux"
 SECRET = "flux-hmac-key-e2e-0123456789abcdef"
 ALERT_METADATA = {"cluster": "prod-eu-1"}  # an Alert's spec.eventMetadata
-POLICY = """\
-apps:
-  "*": {}
-environments:
-  - {name: dev, auto_promote: true}
-  - {name: staging}
-promotion_rules:
-  - {from: dev, to: staging}
-"""
+POLICY = sample_policy("any-app-dev-staging")
 
 
 @pytest.fixture

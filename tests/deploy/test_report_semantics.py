@@ -16,18 +16,10 @@ from flask.testing import FlaskClient
 from bot.deploy.records import LEDGER_BRANCH, Observation, Placement, observe
 from bot.runtime import Runtime
 from tests.deploy.test_flux import SAMPLES, SECRET
-from tests.helpers import artifact_body, bearer, remote_refs
+from tests.helpers import artifact_body, bearer, remote_refs, sample_policy
 
 LEDGER = f"refs/heads/{LEDGER_BRANCH}"
-POLICY = """\
-apps:
-  "*": {}
-environments:
-  - {name: dev, auto_promote: true}
-  - {name: staging}
-promotion_rules:
-  - {from: dev, to: staging}
-"""
+POLICY = sample_policy("any-app-dev-staging")
 
 
 @pytest.fixture

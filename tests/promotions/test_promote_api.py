@@ -16,6 +16,7 @@ from tests.helpers import (
     commits_since,
     git,
     remote_refs,
+    sample_policy,
     show,
     trailers,
     verify_commit,
@@ -24,32 +25,7 @@ from tests.helpers import (
 OVERLAY = "main:apps/web/overlays/{env}/kustomization.yaml"
 
 # Like the shipped default, minus its production freeze, plus a helm app and a frozen one.
-POLICY = """\
-environments:
-  - {name: dev, auto_promote: true}
-  - {name: staging}
-  - {name: production}
-promotion_rules:
-  - {from: dev, to: staging, auto_promote: true}
-  - from: staging
-    to: production
-    requires_approval: true
-    approvals: [{group: ops-team, count: 1}, {group: security-team, count: 1}]
-    approval_timeout: 7d
-apps:
-  web: {}
-  api: {}
-  chart:
-    kind: helm
-    overlay: "apps/{app}/{env}/values.yaml"
-    key: image.tag
-  manual:
-    promotion_rules:
-      - {from: dev, to: staging}
-      - from: staging
-        to: production
-        freeze: [{cron: "* * * * *", duration: 1h, reason: release train}]
-"""
+POLICY = sample_policy("helm-and-frozen-apps")
 
 
 @pytest.fixture

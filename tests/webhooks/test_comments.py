@@ -26,29 +26,20 @@ from tests.forge.github_sandbox import (
     forge,
     sandboxed_runtime,
 )
-from tests.helpers import artifact_body, bearer, git, kill_gpg_agent, remote_refs, show, trailers
+from tests.helpers import (
+    artifact_body,
+    bearer,
+    git,
+    kill_gpg_agent,
+    remote_refs,
+    sample_policy,
+    show,
+    trailers,
+)
 
 # dev -> staging needs nobody (a comment promotes at once); staging -> production needs
 # one approval from each team (a comment opens a request).
-POLICY = """\
-environments:
-  - {name: dev, auto_promote: true}
-  - {name: staging}
-  - {name: production}
-promotion_rules:
-  - {from: dev, to: staging}
-  - from: staging
-    to: production
-    requires_approval: true
-    approvals: [{group: ops-team, count: 1}, {group: security-team, count: 1}]
-    approval_timeout: 7d
-groups:
-  ops-team: {kind: github-team, team: acme/ops}
-  security-team: {kind: github-team, team: acme/security}
-  release-managers: {kind: local}
-apps:
-  web: {}
-"""
+POLICY = sample_policy("github-teams")
 
 NUMBER = 12  # the pull request the samples' comments are on
 COMMENTS = f"/repos/{REPOSITORY}/issues/{NUMBER}/comments"
