@@ -337,7 +337,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
         raise ConfigError(str(exc)) from None
     identity = Identity(settings.manifests.author_name, settings.manifests.author_email)
     requests = PolicyRequests(  # promotion requests, and requests that change the policy
-        mirror, writer, signer.sign, identity, promotions, requests_index,
+        mirror, writer, promotions, requests_index,
         index.get, templates, policy,
         github_forge(settings, policy) or LocalForge(tokens.memberships),
         locks, holds=index.holds_of,

@@ -30,16 +30,18 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit
 
 import requests
 from ruamel.yaml.error import YAMLError
 
 from bot import bounded_yaml
+from bot.manifests.branches import BranchExists, NothingToBuildOn, write_branch
 from bot.manifests.mirror import Mirror, PushResult, PushStatus
-from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
+from bot.manifests.objects import Identity
 from bot.manifests.overlays import OverlayError, pin_kustomize_image, set_key_path
+from bot.manifests.plans import Edit, Reader, Unchanged
 from bot.manifests.records import split_image
 from bot.notify.model import branch_problem
 from bot.notify.targets import (
@@ -52,6 +54,7 @@ from bot.notify.targets import (
 )
 
 BRANCH_PREFIX = "ritmo/update/"
+T = TypeVar("T")
 _REPOSITORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
 # What git says when retrying cannot help: no such repository, no access, a protected branch.
 _GIT_REFUSED = re.compile(
@@ -308,49 +311,69 @@ class GitopsUpdater:
         """Under the mirror's lock: the commit on `branch` (head None) or on `head`."""
         where = f"{branch} of {repository}"
         try:
-            mirror = Mirror(self.root, url, branch, token, timeout=self._git_timeout)
+            mirror = _Remote(self.root, url, branch, token, timeout=self._git_timeout)
         except OSError as exc:
             raise _retry(f"cannot open the mirror of {url}: {exc}") from None
+
+        def change(read: Reader) -> Edit | Unchanged:
+            data = read(edit.path)
+            if data is None:
+                raise _dead(f"{edit.path} does not exist on {where}; fix `path`")
+            text = _text(data, edit.path)
+            if edit.done(text):
+                return Unchanged()
+            return Edit({edit.path: edit.apply(text).encode()}, message)
+
+        def holds(read: Reader) -> bool:
+            """Whether a request branch an earlier attempt pushed already sets the value."""
+            there = read(edit.path)
+            return there is not None and edit.done(_text(there, edit.path))
+
         try:
-            with mirror.locked():
-                tip = _git(mirror.fetch, url)
-                if tip is None:
-                    raise _dead(f"{url} has no branch {branch}; fix `branch`")
-                tree = mirror.tree_of(tip)
-                data = read_path(mirror, tree, edit.path)
-                if data is None:
-                    raise _dead(f"{edit.path} does not exist on {where}; fix `path`")
-                text = _text(data, edit.path)
-                if edit.done(text):
-                    return _Landed(None, f"{edit.path} on {where} already has {edit.describe()}")
-                if head is not None:
-                    prefix = head.rsplit("/", 1)[0] + "/"
-                    existing = _git(lambda: mirror.fetch_branches(prefix), url).get(head)
-                    if existing is not None:
-                        there = read_path(mirror, mirror.tree_of(existing), edit.path)
-                        if there is not None and edit.done(_text(there, edit.path)):
-                            return _Landed(existing, f"{head} is already pushed ({existing[:12]})")
-                        raise _dead(
-                            f"{head} exists in {repository} but does not set {edit.describe()} "
-                            f"in {edit.path}; delete that branch, then retry the dead letter"
-                        )
-                new = edit.apply(text).encode()
-                written = write_tree(mirror, tree, {edit.path: new})
-                sha = signed_commit(
-                    mirror, self._sign, written, [tip], self._identity, self._identity,
-                    int(self._clock()), message,
-                )  # fmt: skip
-                mirror.flush()
-                if head is not None:
-                    _pushed(_push(lambda: mirror.push_branch(sha, head)), head, url)
-                    return _Landed(sha, f"pushed {sha[:12]} to {head}")
-                _pushed(_push(lambda: mirror.push(sha)), branch, url)
-                return _Landed(sha, f"pushed {sha[:12]} to {where}")
+            written = write_branch(
+                mirror, self._sign, self._identity, head, change, when=int(self._clock()),
+                prefix=head.rsplit("/", 1)[0] + "/" if head else "",
+                keep=holds if head is not None else None,
+            )  # fmt: skip
+        except NothingToBuildOn:
+            raise _dead(f"{url} has no branch {branch}; fix `branch`") from None
+        except BranchExists:
+            raise _dead(
+                f"{head} exists in {repository} but does not set {edit.describe()} "
+                f"in {edit.path}; delete that branch, then retry the dead letter"
+            ) from None
         finally:
             mirror.close()
+        sha = written.commit
+        if sha is None:
+            return _Landed(None, f"{edit.path} on {where} already has {edit.describe()}")
+        if written.pushed is None:  # the request branch of an earlier attempt
+            return _Landed(sha, f"{head} is already pushed ({sha[:12]})")
+        if head is not None:
+            _pushed(written.pushed, head, url)
+            return _Landed(sha, f"pushed {sha[:12]} to {head}")
+        _pushed(written.pushed, branch, url)
+        return _Landed(sha, f"pushed {sha[:12]} to {where}")
 
 
-def _git(call: Callable[[], Any], url: str) -> Any:
+class _Remote(Mirror):
+    """The mirror of a delivery's repository, with git's failures as the delivery's:
+    a fetch that fails stops it (dead or retry), a push that cannot run reports FAILED."""
+
+    def fetch(self) -> str | None:
+        return _git(super().fetch, self.url)
+
+    def fetch_branches(self, prefix: str) -> dict[str, str]:
+        return _git(lambda: super(_Remote, self).fetch_branches(prefix), self.url)
+
+    def push(self, sha: str) -> PushResult:
+        return _push(lambda: super(_Remote, self).push(sha))
+
+    def push_branch(self, sha: str, branch: str) -> PushResult:
+        return _push(lambda: super(_Remote, self).push_branch(sha, branch))
+
+
+def _git(call: Callable[[], T], url: str) -> T:
     """A fetch: its result, or _Stop (dead when git says retrying cannot help)."""
     try:
         return call()

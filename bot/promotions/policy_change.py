@@ -16,10 +16,12 @@ from datetime import datetime
 from typing import Any, Literal
 
 from bot.forge import RequestView
-from bot.manifests.mirror import PushStatus, object_id
-from bot.manifests.objects import read_path, signed_commit, write_tree
+from bot.manifests.branches import BranchMoved, NothingToBuildOn
+from bot.manifests.mirror import object_id
+from bot.manifests.objects import read_path
+from bot.manifests.plans import Edit, Reader, Unchanged
 from bot.manifests.trailers import parse_trailers
-from bot.manifests.writer import Conflict, Edit, Reader, Unchanged, WriteUnavailable
+from bot.manifests.writer import Conflict
 from bot.policy.evaluate import Decision, PromotionRequest, Review, evaluate
 from bot.policy.load import BRANCH_POLICY_PATH, load_policy
 from bot.policy.model import POLICY_APP
@@ -135,25 +137,23 @@ class PolicyRequests(RequestService):
                 supersedes=older["id"] if older else None, correlation_id=cid,
             )  # fmt: skip
             branch = branch_for(POLICY_APP, POLICY_APP)
-            with self._mirror.locked():
-                tip = self._mirror.fetch()
-                if tip is None:
-                    raise PromotionRefused("the default branch is empty; run `ritmo init` first")
-                tree = self._mirror.tree_of(tip)
-                if blob_of(read_path(self._mirror, tree, BRANCH_POLICY_PATH)) != base:
+
+            def change(read: Reader) -> Edit:
+                if blob_of(read(BRANCH_POLICY_PATH)) != base:
                     raise Conflict(f"{BRANCH_POLICY_PATH} changed meanwhile; send it again")
-                existing = self._mirror.fetch_branches(BRANCH_PREFIX).get(branch)
-                head = signed_commit(
-                    self._mirror, self._sign,
-                    write_tree(self._mirror, tree, {BRANCH_POLICY_PATH: data}), [tip],
-                    self._identity, self._identity, int(now.timestamp()), message,
-                )  # fmt: skip
-                self._mirror.flush()
-                if existing is not None and not self._mirror.delete_branch(branch, existing):
-                    raise PromotionRefused(f"{branch} was changed meanwhile; try again")
-                pushed = self._mirror.push_branch(head, branch)
-                if pushed.status is not PushStatus.PUSHED:
-                    raise WriteUnavailable(f"could not push {branch}: {pushed.detail}")
+                return Edit({BRANCH_POLICY_PATH: data}, message)
+
+            try:
+                written = self._writer.write_branch(
+                    branch, change, when=int(now.timestamp()), prefix=BRANCH_PREFIX, replace=True
+                )
+            except NothingToBuildOn:
+                raise PromotionRefused(
+                    "the default branch is empty; run `ritmo init` first"
+                ) from None
+            except BranchMoved:
+                raise PromotionRefused(f"{branch} was changed meanwhile; try again") from None
+            head = str(written.commit)
             request_id = "req-" + head[:16]
             diff = overlay_diff(BRANCH_POLICY_PATH, before or b"", data)
             body = (

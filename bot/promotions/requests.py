@@ -17,11 +17,12 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bot.auth import Principal, is_among
 from bot.forge import Forge, RequestView
-from bot.manifests.mirror import Mirror, PushStatus
-from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
+from bot.manifests.branches import BranchMoved, NothingToBuildOn
+from bot.manifests.mirror import Mirror
+from bot.manifests.plans import Edit, Reader, Unchanged
 from bot.manifests.records import split_image
 from bot.manifests.trailers import parse_trailers
-from bot.manifests.writer import Edit, ManifestWriter, Reader, Unchanged, WriteUnavailable
+from bot.manifests.writer import ManifestWriter
 from bot.policy.evaluate import Decision, PromotionRequest, Review, evaluate
 from bot.policy.model import Policy, PromotionRule
 from bot.promotions.eligibility import MergeFacts, stale_reason
@@ -133,8 +134,6 @@ class RequestService:
         self,
         mirror: Mirror,
         writer: ManifestWriter,
-        sign: Callable[[bytes], str],
-        identity: Identity,
         promotions: PromotionService,
         requests: RequestIndex,
         artifact: Callable[[str], IndexedArtifact | None],
@@ -148,8 +147,6 @@ class RequestService:
         self._mirror = mirror
         self._holds = holds  # artifact id -> environments a rollback holds it out of
         self._writer = writer
-        self._sign = sign
-        self._identity = identity
         self._promotions = promotions
         self._requests = requests
         self._artifact = artifact
@@ -228,27 +225,27 @@ class RequestService:
             rollback=rollback,
         )
         branch = branch_for(app, env)
-        with self._mirror.locked():
-            tip = self._mirror.fetch()
-            if tip is None:
-                raise PromotionRefused("the default branch is empty; nothing to promote onto")
-            existing = self._mirror.fetch_branches(BRANCH_PREFIX).get(branch)
-            before = read_path(self._mirror, self._mirror.tree_of(tip), pin.path)
-            edit = pin.plan(lambda path: read_path(self._mirror, self._mirror.tree_of(tip), path))
+        read_before: list[bytes | None] = []
+        edits: list[Edit] = []
+
+        def change(read: Reader) -> Edit:
+            read_before.append(read(pin.path))
+            edit = pin.plan(read)
             assert isinstance(edit, Edit)
-            tree = write_tree(self._mirror, self._mirror.tree_of(tip), edit.files)
-            head = signed_commit(
-                self._mirror, self._sign, tree, [tip], self._identity, self._identity,
-                int(now.timestamp()), message,
-            )  # fmt: skip
-            self._mirror.flush()
-            if existing is not None and not self._mirror.delete_branch(branch, existing):
-                raise PromotionRefused(
-                    f"{branch} was changed by someone else while Ritmo replaced it; try again"
-                )
-            pushed = self._mirror.push_branch(head, branch)
-            if pushed.status is not PushStatus.PUSHED:
-                raise WriteUnavailable(f"could not push {branch}: {pushed.detail}")
+            edits.append(edit)
+            return Edit(edit.files, message)
+
+        try:
+            written = self._writer.write_branch(
+                branch, change, when=int(now.timestamp()), prefix=BRANCH_PREFIX, replace=True
+            )
+        except NothingToBuildOn:
+            raise PromotionRefused("the default branch is empty; nothing to promote onto") from None
+        except BranchMoved:
+            raise PromotionRefused(
+                f"{branch} was changed by someone else while Ritmo replaced it; try again"
+            ) from None
+        head, before, edit = str(written.commit), read_before[-1], edits[-1]
         request_id = "req-" + head[:16]
         after = edit.files.get(pin.path, before or b"")
         body = self._templates.render(
@@ -360,20 +357,16 @@ class RequestService:
             state=state,
             head=request["head"],
         )
-        with self._mirror.locked():
-            tip = self._mirror.fetch_branches(BRANCH_PREFIX).get(request["branch"])
-            if tip is None or tip != request["tip"]:
-                raise ReviewRefused(
-                    409, f"{request['branch']} moved outside Ritmo; the request cannot be reviewed"
-                )
-            sha = signed_commit(
-                self._mirror, self._sign, self._mirror.tree_of(tip), [tip], self._identity,
-                self._identity, int(now.timestamp()), message,
+        try:
+            written = self._writer.write_branch(
+                request["branch"], lambda read: Edit({}, message), when=int(now.timestamp()),
+                prefix=BRANCH_PREFIX, expect=request["tip"],
             )  # fmt: skip
-            self._mirror.flush()
-            pushed = self._mirror.push_branch(sha, request["branch"])
-            if pushed.status is not PushStatus.PUSHED:
-                raise WriteUnavailable(f"could not push {request['branch']}: {pushed.detail}")
+        except BranchMoved:
+            raise ReviewRefused(
+                409, f"{request['branch']} moved outside Ritmo; the request cannot be reviewed"
+            ) from None
+        sha = str(written.commit)
         self._requests.add_review(
             {
                 "sha": sha,
