@@ -82,6 +82,7 @@ def git_environment(url: str, token: str | None) -> dict[str, str]:
 Token = str | Callable[[], str] | None
 
 _REMOTE_COMMANDS = frozenset({"fetch", "push", "ls-remote"})
+TIMED_OUT = "timeout"  # Mirror.unreachable: the remote did not answer in time
 
 
 class Mirror:
@@ -169,14 +170,21 @@ class Mirror:
             log.warning("git push failed: %s (remote %s)", proc.stderr.strip(), self.url)
         return public_reason(reason, self.url, str(self.path))
 
-    def check_reachable(self) -> None:
+    def unreachable(self, timeout: float = 30) -> str | None:
+        """Why `git ls-remote` cannot reach the remote: git's last line, TIMED_OUT when it
+        did not answer within `timeout`, "" when it failed silently; None when it answers."""
         try:
-            proc = self._git("ls-remote", "--heads", "origin", timeout=30)
+            proc = self._git("ls-remote", "--heads", "origin", timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc = None
-        if proc is None or proc.returncode != 0:
-            err = proc.stderr.strip() if proc else ""
-            why = err.splitlines()[-1] if err else "timeout"
+            return TIMED_OUT
+        if proc.returncode == 0:
+            return None
+        err = proc.stderr.strip()
+        return err.splitlines()[-1] if err else ""
+
+    def check_reachable(self) -> None:
+        why = self.unreachable(timeout=30)
+        if why is not None:
             credentials = (
                 "the GitHub App's installation (it must cover the repository with contents: "
                 "write), or set RITMO_MANIFESTS__TOKEN"
@@ -184,9 +192,24 @@ class Mirror:
                 else "the credentials in RITMO_MANIFESTS__TOKEN"
             )
             raise ConfigError(
-                f"setting manifests.url (RITMO_MANIFESTS__URL): cannot reach {self.url} ({why}); "
-                f"check the URL and {credentials}"
+                f"setting manifests.url (RITMO_MANIFESTS__URL): cannot reach {self.url} "
+                f"({why or TIMED_OUT}); check the URL and {credentials}"
             )
+
+    def push_refused(self, sha: str, timeout: float) -> str | None:
+        """Whether the remote gives push access (`git push --dry-run` of `sha` to the
+        branch: the transport asks for it even when nothing would change). None when it
+        does, TIMED_OUT when it did not answer in time, else what git said."""
+        try:
+            proc = self._git(
+                "push", "--dry-run", "--porcelain", "origin", f"{sha}:refs/heads/{self.branch}",
+                timeout=timeout,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return TIMED_OUT
+        if proc.returncode != 0 or "[rejected]" in proc.stdout:
+            return proc.stderr or proc.stdout or f"exit {proc.returncode}"
+        return None
 
     def fetch(self) -> str | None:
         """Fetch the branch; return its tip, or None when the remote has no such branch."""
@@ -417,6 +440,20 @@ class Mirror:
             raise self._failed("git log", proc.stderr)
         return proc.stdout
 
+    def first_parent_changes(self, tip: str) -> list[tuple[str, tuple[str, ...], str, str]]:
+        """(sha, parents, message, name-status lines) of every commit of `tip`'s
+        first-parent line, oldest first; a merge's changes are those against its first
+        parent."""
+        out = self.log(
+            "--first-parent", "--reverse", "--root", "--no-renames", "--diff-merges=first-parent",
+            "--name-status", "--format=%x00%x01%H%x00%P%x00%B%x00", tip, "--",
+        )  # fmt: skip
+        line = []
+        for chunk in out.split("\0\x01")[1:]:
+            sha, parents, message, changes = chunk.split("\0", 3)
+            line.append((sha.strip(), tuple(parents.split()), message, changes))
+        return line
+
     def first_parent_line(self, rev: str) -> list[str]:
         """The commits of `rev`'s first-parent line, oldest first."""
         proc = self._git("rev-list", "--first-parent", "--reverse", rev)
@@ -432,6 +469,13 @@ class Mirror:
             meta, _, path = line.partition("\t")
             result[path] = meta.split()[2]
         return result
+
+
+def init_bare(path: Path, branch: str) -> None:
+    """An empty bare repository whose default branch is `branch` (the embedded remote)."""
+    subprocess.run(
+        ["git", "init", "--quiet", "--bare", "--initial-branch", branch, str(path)], check=True
+    )
 
 
 def _push_failure(stdout: str, stderr: str) -> str:
