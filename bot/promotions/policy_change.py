@@ -33,6 +33,7 @@ from bot.promotions.requests import (
     overlay_diff,
 )
 from bot.promotions.service import PromotionRefused
+from bot.statuses import RequestStatus
 from bot.timestamps import stamp
 from bot.trust.drift import Drift
 
@@ -164,15 +165,16 @@ class PolicyRequests(RequestService):
             row: dict[str, Any] = {
                 "id": request_id, "artifact_id": blob, "app": POLICY_APP, "version": blob[:12],
                 "from_env": POLICY_APP, "to_env": POLICY_APP, "branch": branch, "head": head,
-                "tip": head, "status": "pending", "requested_by": by, "approval_ticket": None,
-                "opened_at": stamp(now), "closed_at": None, "superseded_by": None,
+                "tip": head, "status": RequestStatus.PENDING, "requested_by": by,
+                "approval_ticket": None, "opened_at": stamp(now), "closed_at": None,
+                "superseded_by": None,
                 "merge_commit": None, "reason": None, "forge_ref": None, "body": body,
             }  # fmt: skip
             row["forge_ref"] = self._forge.opened(self._view(row, body))
             self._requests.save(row)
             if older is not None:
                 self.close(
-                    older["id"], "superseded", f"superseded by {request_id}",
+                    older["id"], RequestStatus.SUPERSEDED, f"superseded by {request_id}",
                     superseded_by=request_id, drop_branch=False,
                 )  # fmt: skip
             return self.describe(request_id, fresh=True)
@@ -212,12 +214,12 @@ class PolicyRequests(RequestService):
         try:
             result = self._writer.write(WritePolicy(text, base, message, merge=request["tip"]))
         except Conflict as exc:
-            self.close(request["id"], "rejected", str(exc))
+            self.close(request["id"], RequestStatus.REJECTED, str(exc))
             return
         if self._forge.kind == "local":
             self._drop_branch(request)
         self._requests.save(
-            {**request, "status": "merged", "merge_commit": result.commit,
+            {**request, "status": RequestStatus.MERGED, "merge_commit": result.commit,
              "closed_at": stamp(self._clock()), "reason": decision.reason}
         )  # fmt: skip
 
@@ -229,7 +231,7 @@ class PolicyRequests(RequestService):
             return super().merged_on_forge(request_id, merge_commit, by, merged_head, merged_at)
         with self._locks.hold(f"request/{POLICY_APP}/{POLICY_APP}"):
             request = self._requests.get(request_id)
-            if request is None or request["status"] != "pending":
+            if request is None or request["status"] != RequestStatus.PENDING:
                 return None
             decision = self.decide(request, at=merged_at)
             if merged_head != request["tip"]:
@@ -240,7 +242,7 @@ class PolicyRequests(RequestService):
                 request["head"], decision, request_id,
             )  # fmt: skip
             self._requests.save(
-                {**request, "status": "merged", "merge_commit": merge_commit,
+                {**request, "status": RequestStatus.MERGED, "merge_commit": merge_commit,
                  "closed_at": stamp(self._clock()),
                  "reason": f"merged by {by}; policy_changes held: {'yes' if held else 'no'}"}
             )  # fmt: skip

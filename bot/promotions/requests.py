@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bot.auth import Principal, is_among
+from bot.errors import Forbidden, NotFound, Refused
 from bot.forge import Forge, RequestView
 from bot.manifests.branches import BranchMoved, NothingToBuildOn
 from bot.manifests.mirror import Mirror
@@ -28,12 +29,13 @@ from bot.policy.model import Policy, PromotionRule
 from bot.promotions.eligibility import MergeFacts, stale_reason
 from bot.promotions.pin import current_value, pinned_value
 from bot.promotions.service import PinChange, PromotionInput, PromotionRefused, PromotionService
+from bot.statuses import RequestStatus
 from bot.store.index import IndexedArtifact, RequestIndex
 from bot.store.locks import Locks
 from bot.telemetry.events import event
 from bot.telemetry.tracing import traced
 from bot.templates import Templates
-from bot.timestamps import stamp
+from bot.timestamps import parse, stamp
 
 BRANCH_PREFIX = "ritmo/promote/"
 log = logging.getLogger(__name__)
@@ -73,20 +75,8 @@ class RollbackAsk:
     returned_to: str | None
 
 
-class ReviewRefused(Exception):
-    """The review cannot be taken; `status` is the HTTP status that says why."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 def branch_for(app: str, env: str) -> str:
     return f"{BRANCH_PREFIX}{app}/{env}"
-
-
-def _parse(stamp: str) -> datetime:
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 class StaleRequest(Exception):
@@ -275,7 +265,7 @@ class RequestService:
             "branch": branch,
             "head": head,
             "tip": head,
-            "status": "pending",
+            "status": RequestStatus.PENDING,
             "requested_by": by,
             "approval_ticket": ask.approval_ticket,
             "opened_at": stamp(now),
@@ -306,7 +296,7 @@ class RequestService:
             # with a pointer to the new one (its pull request, on GitHub).
             where = f" (#{row['forge_ref']})" if row["forge_ref"] else ""
             self.close(
-                older["id"], "superseded", f"superseded by {request_id}{where}",
+                older["id"], RequestStatus.SUPERSEDED, f"superseded by {request_id}{where}",
                 superseded_by=request_id, drop_branch=False,
             )  # fmt: skip
         return self.describe(request_id, fresh=True)
@@ -319,29 +309,25 @@ class RequestService:
         """Record a review by an authenticated user; merge when the policy then holds."""
         request = self._requests.get(request_id)
         if request is None:
-            raise ReviewRefused(404, f"no promotion request {request_id!r}")
-        if request["status"] != "pending":
-            raise ReviewRefused(409, f"request {request_id} is {request['status']}, not pending")
+            raise NotFound(f"no promotion request {request_id!r}")
+        if request["status"] != RequestStatus.PENDING:
+            raise Refused(f"request {request_id} is {request['status']}, not pending")
         if self._forge.kind != "local":
-            raise ReviewRefused(
-                409, f"reviews of this request are taken on {self._forge.kind}, not here"
-            )
+            raise Refused(f"reviews of this request are taken on {self._forge.kind}, not here")
         if is_among(reviewer.name, (request["requested_by"], self._forge.author())):
-            raise ReviewRefused(
-                403, f"{reviewer.name} requested this promotion; someone else must review it"
+            raise Forbidden(
+                f"{reviewer.name} requested this promotion; someone else must review it"
             )
         rule = self._rule(request)
         groups = rule.groups
         members = self._forge.memberships(self._policy(), groups)
         if not any(is_among(reviewer.name, members.get(g, frozenset())) for g in groups):
-            raise ReviewRefused(
-                403,
+            raise Forbidden(
                 f"{reviewer.name} is in none of the approver groups ({', '.join(groups)}) "
                 f"for {request['from_env']} -> {request['to_env']}",
             )
         if commit is not None and commit != request["head"]:
-            raise ReviewRefused(
-                409,
+            raise Refused(
                 f"commit {commit[:12]} is not the request's head {request['head'][:12]}; "
                 "review the current head",
             )
@@ -363,8 +349,8 @@ class RequestService:
                 prefix=BRANCH_PREFIX, expect=request["tip"],
             )  # fmt: skip
         except BranchMoved:
-            raise ReviewRefused(
-                409, f"{request['branch']} moved outside Ritmo; the request cannot be reviewed"
+            raise Refused(
+                f"{request['branch']} moved outside Ritmo; the request cannot be reviewed"
             ) from None
         sha = str(written.commit)
         self._requests.add_review(
@@ -394,7 +380,7 @@ class RequestService:
             author=self._forge.author(),
             requested_by=request["requested_by"],
             head=request["head"],
-            opened_at=_parse(request["opened_at"]),
+            opened_at=parse(request["opened_at"]),
         )
 
     def decide(self, request: Mapping[str, Any], at: datetime | None = None) -> Decision:
@@ -409,7 +395,7 @@ class RequestService:
                     reviewer=r["reviewer"],
                     state=r["state"],
                     commit=r["commit"],
-                    submitted_at=_parse(r["submitted_at"]),
+                    submitted_at=parse(r["submitted_at"]),
                 )
                 for r in self._requests.reviews_of(request["id"])
             ]
@@ -427,7 +413,7 @@ class RequestService:
     def settle(self, request_id: str) -> str:
         """Merge an approved request, close an expired one; returns the status after."""
         request = self._requests.get(request_id)
-        if request is None or request["status"] != "pending":
+        if request is None or request["status"] != RequestStatus.PENDING:
             return request["status"] if request else "missing"
         decision = self.decide(request)
         if decision.status == "approved":
@@ -439,17 +425,17 @@ class RequestService:
                 self._forge.progressed(self._view(request), decision)  # the status turns green
                 try:
                     self._merge(request, decision)
-                    return "merged"
+                    return RequestStatus.MERGED
                 except StaleRequest as exc:
                     stale = str(exc)
-            self.close(request_id, "stale", stale)
+            self.close(request_id, RequestStatus.STALE, stale)
             log.info("%s is stale, not merged: %s", request_id, stale)
-            return "stale"
+            return RequestStatus.STALE
         if decision.status == "expired":
-            self.close(request_id, "expired", decision.reason)
-            return "expired"
+            self.close(request_id, RequestStatus.EXPIRED, decision.reason)
+            return RequestStatus.EXPIRED
         self._forge.progressed(self._view(request), decision)
-        return "pending"
+        return RequestStatus.PENDING
 
     def stale(
         self, request: Mapping[str, Any], branch_tip: str | None, rollback: bool
@@ -486,7 +472,7 @@ class RequestService:
         expired = []
         for request in self._requests.pending():
             try:
-                if self.settle(request["id"]) == "expired":
+                if self.settle(request["id"]) == RequestStatus.EXPIRED:
                     expired.append(request["id"])
             except Exception:  # one forge hiccup must not stop the others being settled
                 log.exception("could not settle %s", request["id"])
@@ -547,7 +533,7 @@ class RequestService:
             # the repository's "delete head branches" setting tidies up after that.
             self._drop_branch(request)
         self._requests.save(
-            {**request, "status": "merged", "merge_commit": result.commit,
+            {**request, "status": RequestStatus.MERGED, "merge_commit": result.commit,
              "closed_at": stamp(self._clock()), "reason": decision.reason}
         )  # fmt: skip
         event(
@@ -575,7 +561,7 @@ class RequestService:
         commit on the default branch: the audit trail keeps requests that never merged.
         `tell_forge=False` when the forge ended it already (a person closed the PR)."""
         request = self._requests.get(request_id)
-        if request is None or request["status"] != "pending":
+        if request is None or request["status"] != RequestStatus.PENDING:
             return
         message = self._templates.render(
             "commit/close.txt",
@@ -617,7 +603,7 @@ class RequestService:
         """Someone else pushed `sha` to the request branch: flag it and reject the request,
         so it is never merged. False when `sha` is Ritmo's own tip or the request ended."""
         request = self._requests.get(request_id)
-        if request is None or request["status"] != "pending" or sha == request["tip"]:
+        if request is None or request["status"] != RequestStatus.PENDING or sha == request["tip"]:
             return False
         reason = (
             f"tampered: {by} pushed {sha[:12]} to {request['branch']}, which only Ritmo "
@@ -626,7 +612,7 @@ class RequestService:
         )
         self._forge.flagged(sha, reason)
         # The branch stays: it holds the foreign commit, the evidence.
-        self.close(request_id, "rejected", reason, drop_branch=False)
+        self.close(request_id, RequestStatus.REJECTED, reason, drop_branch=False)
         log.warning("%s: %s", request_id, reason)
         return True
 
@@ -638,7 +624,7 @@ class RequestService:
         commit on the default branch, judged by the policy at `merged_at`. Returns whether
         the policy held (None when the request is not pending any more)."""
         request = self._requests.get(request_id)
-        if request is None or request["status"] != "pending":
+        if request is None or request["status"] != RequestStatus.PENDING:
             return None
         decision = self.decide(request, at=merged_at)
         held = decision.status == "approved" and merged_head == request["tip"]
@@ -663,7 +649,7 @@ class RequestService:
         self._writer.sync()  # the forge's merge commit first: ours goes on top of it
         self._writer.write(RecordMerge(message))
         self._requests.save(
-            {**request, "status": "merged", "merge_commit": merge_commit,
+            {**request, "status": RequestStatus.MERGED, "merge_commit": merge_commit,
              "closed_at": stamp(self._clock()),
              "reason": f"merged by {by} on {self._forge.kind}; policy held: "
                        f"{'yes' if held else 'no'} ({reason})"}
@@ -728,8 +714,8 @@ class RequestService:
     def _rule(self, request: Mapping[str, Any]) -> PromotionRule:
         rule = self._policy().rule(request["app"], request["from_env"], request["to_env"])
         if rule is None:
-            raise ReviewRefused(
-                409, f"the policy no longer has a rule {request['from_env']} -> {request['to_env']}"
+            raise Refused(
+                f"the policy no longer has a rule {request['from_env']} -> {request['to_env']}"
             )
         return rule
 
@@ -738,7 +724,7 @@ class RequestService:
         """The request as the API shows it; `fresh`: just opened, so no forge round trip."""
         request = self._requests.get(request_id)
         if request is None:
-            raise ReviewRefused(404, f"no promotion request {request_id!r}")
+            raise NotFound(f"no promotion request {request_id!r}")
         out: dict[str, Any] = {
             "id": request["id"],
             "kind": "request",
@@ -765,13 +751,13 @@ class RequestService:
                 for r in self._requests.reviews_of(request_id)
             ],
         }  # fmt: skip
-        pending = request["status"] == "pending"
+        pending = request["status"] == RequestStatus.PENDING
         if fresh:
             decision = self._fresh_decision(request)
         else:
             # A closed request shows where it stood when it closed (a merged one: met,
             # `missing` empty), by the reviews given by then.
-            closed = _parse(request["closed_at"]) if request["closed_at"] else None
+            closed = parse(request["closed_at"]) if request["closed_at"] else None
             decision = self.decide(request, at=None if pending else closed)
         out.update(
             {
