@@ -25,13 +25,8 @@ from bot.manifests.writer import Conflict
 from bot.policy.evaluate import Decision, PromotionRequest, Review, evaluate
 from bot.policy.load import BRANCH_POLICY_PATH, load_policy
 from bot.policy.model import POLICY_APP
-from bot.promotions.requests import (
-    BRANCH_PREFIX,
-    RequestService,
-    _needs,
-    branch_for,
-    overlay_diff,
-)
+from bot.promotions.request_view import BRANCH_PREFIX, branch_for, needs, overlay_diff
+from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionRefused
 from bot.statuses import RequestStatus
 from bot.timestamps import stamp
@@ -133,7 +128,7 @@ class PolicyRequests(RequestService):
             deadline = now + rule.approval_timeout if rule.approval_timeout else None
             message = self._templates.render(
                 "commit/policy-request.txt", path=BRANCH_POLICY_PATH, target=POLICY_APP,
-                blob=blob, base=base, requested_by=by, reason=reason, needs=_needs(rule),
+                blob=blob, base=base, requested_by=by, reason=reason, needs=needs(rule),
                 deadline=stamp(deadline) if deadline else None,
                 supersedes=older["id"] if older else None, correlation_id=cid,
             )  # fmt: skip
@@ -158,7 +153,7 @@ class PolicyRequests(RequestService):
             request_id = "req-" + head[:16]
             diff = overlay_diff(BRANCH_POLICY_PATH, before or b"", data)
             body = (
-                f"Policy change requested by {by}: {reason}\n\nNeeds {_needs(rule)}"
+                f"Policy change requested by {by}: {reason}\n\nNeeds {needs(rule)}"
                 f"{f', by {stamp(deadline)}' if deadline else ''}.\n\n```diff\n{diff}\n```\n\n"
                 f"Ritmo request `{request_id}`; correlation id `{cid}`.\n"
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from bot.promotions.requests import BRANCH_PREFIX
+from bot.promotions.request_view import BRANCH_PREFIX
 from bot.webhooks.router import Event
 
 if TYPE_CHECKING:
