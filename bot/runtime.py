@@ -22,11 +22,12 @@ from bot.deploy.service import DeploymentService
 from bot.forge.app_token import app_push_token
 from bot.forge.github import GitHubForge, github_forge
 from bot.forge.local import LocalForge
-from bot.manifests.mirror import Mirror, Token
+from bot.manifests.mirror import Mirror
 from bot.manifests.objects import Identity
 from bot.manifests.policy_log import GitPolicyHistory
 from bot.manifests.provenance import Signers, trust_home
 from bot.manifests.records import split_image
+from bot.manifests.remote import Token
 from bot.manifests.signing import (
     ArtifactVerifier,
     CommitSigner,

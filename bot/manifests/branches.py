@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
-from bot.manifests.mirror import Mirror, PushResult
+from bot.manifests.mirror import Mirror
 from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
 from bot.manifests.plans import Edit, Reader, Unchanged
+from bot.manifests.remote import PushResult
 
 
 class NothingToBuildOn(Exception):

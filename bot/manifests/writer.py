@@ -17,9 +17,10 @@ from typing import Any
 
 from bot.errors import Unavailable
 from bot.manifests.branches import BranchWrite, write_branch
-from bot.manifests.mirror import Mirror, PushResult, PushStatus
+from bot.manifests.mirror import Mirror
 from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
 from bot.manifests.plans import Change, Edit, Reader, Unchanged
+from bot.manifests.remote import PushResult, PushStatus
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.manifests.mirror import object_id
+from bot.manifests.packs import object_id
 from bot.manifests.plans import Edit, Reader, Unchanged
 from bot.manifests.writer import Conflict
 from bot.policy.load import (

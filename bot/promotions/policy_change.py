@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 from bot.forge import RequestView
 from bot.manifests.branches import BranchMoved, NothingToBuildOn
-from bot.manifests.mirror import object_id
 from bot.manifests.objects import read_path
+from bot.manifests.packs import object_id
 from bot.manifests.plans import Edit, Reader, Unchanged
 from bot.manifests.trailers import parse_trailers
 from bot.manifests.writer import Conflict

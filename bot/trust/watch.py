@@ -19,8 +19,9 @@ from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field
 from functools import partial
 
-from bot.manifests.mirror import Mirror, object_id
+from bot.manifests.mirror import Mirror
 from bot.manifests.objects import read_path
+from bot.manifests.packs import object_id
 from bot.manifests.plans import Change, Edit, Reader, Unchanged
 from bot.manifests.provenance import (
     LineCommit,
