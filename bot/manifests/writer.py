@@ -13,7 +13,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
 
 from bot.errors import Unavailable
 from bot.manifests.branches import BranchWrite, write_branch
@@ -47,15 +46,6 @@ class Conflict(Exception):
 
 class WriteUnavailable(Unavailable):
     """The remote did not take the push within the retry bound; nothing was acknowledged."""
-
-
-class Planned:
-    """What a change's latest plan decided: whether it wrote. The writer plans a batch's
-    jobs in order, so a change chained on another (a pin on its record) and planned after
-    it reads what that change decided on the same tip, rebuilt or not."""
-
-    def __init__(self) -> None:
-        self.wrote = False
 
 
 @dataclass(frozen=True)
@@ -151,14 +141,17 @@ class ManifestWriter:
         change: Callable[[Reader], Edit | Unchanged],
         *,
         when: int | None = None,
-        **how: Any,
+        prefix: str = "",
+        expect: str | None = None,
+        replace: bool = False,
     ) -> BranchWrite:
         """One signed commit on another branch (a promotion request's), written now in the
-        caller's thread (bot/manifests/branches.py says how); WriteUnavailable when the
-        remote does not take it."""
+        caller's thread (bot/manifests/branches.py says how and what the arguments mean);
+        WriteUnavailable when the remote does not take it."""
         written = write_branch(
             self._mirror, self._sign, self._identity, branch, change,
-            when=int(self._clock()) if when is None else when, **how,
+            when=int(self._clock()) if when is None else when, prefix=prefix, expect=expect,
+            replace=replace,
         )  # fmt: skip
         pushed = written.pushed
         if pushed is not None and pushed.status is not PushStatus.PUSHED:

@@ -19,7 +19,7 @@ from bot.forge import RequestView
 from bot.manifests.branches import BranchMoved, NothingToBuildOn
 from bot.manifests.objects import read_path
 from bot.manifests.packs import object_id
-from bot.manifests.plans import Edit, Reader, Unchanged
+from bot.manifests.plans import Edit, EmptyCommit, Reader, Unchanged
 from bot.manifests.trailers import parse_trailers
 from bot.manifests.writer import Conflict
 from bot.policy.evaluate import Decision, PromotionRequest, Review, evaluate
@@ -211,12 +211,7 @@ class PolicyRequests(RequestService):
         except Conflict as exc:
             self.close(request["id"], RequestStatus.REJECTED, str(exc))
             return
-        if self._forge.kind == "local":
-            self._drop_branch(request)
-        self._requests.save(
-            {**request, "status": RequestStatus.MERGED, "merge_commit": result.commit,
-             "closed_at": stamp(self._clock()), "reason": decision.reason}
-        )  # fmt: skip
+        self._merged(request, result.commit, decision.reason)
 
     def merged_on_forge(
         self, request_id: str, merge_commit: str, by: str, merged_head: str, merged_at: datetime
@@ -329,7 +324,7 @@ class PolicyRequests(RequestService):
             blob=blob_of(merged), request_id=request_id, requested_by=requested_by,
             correlation_id=request_id or f"pr-{number}",
         )  # fmt: skip
-        self._writer.write(_Record(message))
+        self._writer.write(EmptyCommit(message))  # vouches for the merged policy
         log.info("policy pull request #%s merged with policy_changes held: %s vouched",
                  number, blob_of(merged))  # fmt: skip
         return True
@@ -342,13 +337,3 @@ class PolicyRequests(RequestService):
             to_env=POLICY_APP, branch="", head=head, requested_by=author,
             title="policy change", body="", groups=groups, forge_ref=number,
         )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class _Record:
-    """An empty signed commit: Ritmo's record of what happened on the forge."""
-
-    message: str
-
-    def plan(self, read: Reader) -> Edit | Unchanged:
-        return Edit({}, self.message)

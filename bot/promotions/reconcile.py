@@ -4,10 +4,9 @@ on the forge, and the scheduled settling of every pending request."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 
-from bot.manifests.plans import Edit, Reader, Unchanged
+from bot.manifests.plans import EmptyCommit
 from bot.promotions.request_view import one_at_a_time
 from bot.promotions.review import RequestReviews
 from bot.statuses import RequestStatus
@@ -15,16 +14,6 @@ from bot.telemetry.events import event
 from bot.timestamps import stamp
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RecordMerge:
-    """An empty signed commit recording a merge made on the forge, outside Ritmo."""
-
-    message: str
-
-    def plan(self, read: Reader) -> Edit | Unchanged:
-        return Edit({}, self.message)
 
 
 class Reconciling(RequestReviews):
@@ -90,7 +79,7 @@ class Reconciling(RequestReviews):
             rollback=self._rollback_of(request),
         )
         self._writer.sync()  # the forge's merge commit first: ours goes on top of it
-        self._writer.write(RecordMerge(message))
+        self._writer.write(EmptyCommit(message))  # the merge made on the forge
         self._requests.save(
             {**request, "status": RequestStatus.MERGED, "merge_commit": merge_commit,
              "closed_at": stamp(self._clock()),

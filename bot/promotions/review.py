@@ -11,7 +11,7 @@ from typing import Any
 from bot.auth import Principal, is_among
 from bot.errors import Forbidden, NotFound, Refused
 from bot.manifests.branches import BranchMoved
-from bot.manifests.plans import Edit, Reader, Unchanged
+from bot.manifests.plans import Edit, EmptyCommit, Reader, Unchanged
 from bot.policy.evaluate import Decision
 from bot.promotions.pin import pinned_value
 from bot.promotions.request_view import BRANCH_PREFIX, RequestViews, one_at_a_time
@@ -44,14 +44,6 @@ class MergeRequest:
         edit = self.pin.plan(read)
         assert isinstance(edit, Edit)  # a pin without preconditions always edits
         return Edit(edit.files, edit.message, merge=self.tip)  # with Ritmo-Replaces if any
-
-
-@dataclass(frozen=True)
-class CloseRequest:
-    message: str
-
-    def plan(self, read: Reader) -> Edit | Unchanged:
-        return Edit({}, self.message)
 
 
 class RequestReviews(RequestViews):
@@ -100,7 +92,7 @@ class RequestReviews(RequestViews):
         )
         try:
             written = self._writer.write_branch(
-                request["branch"], lambda read: Edit({}, message), when=int(now.timestamp()),
+                request["branch"], EmptyCommit(message).plan, when=int(now.timestamp()),
                 prefix=BRANCH_PREFIX, expect=request["tip"],
             )  # fmt: skip
         except BranchMoved:
@@ -186,14 +178,7 @@ class RequestReviews(RequestViews):
             recheck=lambda: self.stale(request, request["tip"], rollback is not None),
         )
         result = self._writer.write(merge)
-        if self._forge.kind == "local":
-            # On GitHub the pull request must see its head reach the default branch first;
-            # the repository's "delete head branches" setting tidies up after that.
-            self._drop_branch(request)
-        self._requests.save(
-            {**request, "status": RequestStatus.MERGED, "merge_commit": result.commit,
-             "closed_at": stamp(self._clock()), "reason": decision.reason}
-        )  # fmt: skip
+        self._merged(request, result.commit, decision.reason)
         event(
             "request_merged",
             f"merged {request['id']}: {request['app']} {request['version']} "
@@ -204,6 +189,18 @@ class RequestReviews(RequestViews):
             to=request["to_env"],
             commit=result.commit,
         )
+
+    def _merged(self, request: Mapping[str, Any], commit: str | None, reason: str) -> None:
+        """The request merged in `commit`: its branch goes (on the local forge), its row
+        closes."""
+        if self._forge.kind == "local":
+            # On GitHub the pull request must see its head reach the default branch first;
+            # the repository's "delete head branches" setting tidies up after that.
+            self._drop_branch(request)
+        self._requests.save(
+            {**request, "status": RequestStatus.MERGED, "merge_commit": commit,
+             "closed_at": stamp(self._clock()), "reason": reason}
+        )  # fmt: skip
 
     @one_at_a_time
     def close(
@@ -236,7 +233,7 @@ class RequestReviews(RequestViews):
             # A closed branch goes away: its reviews stay in the audit trail here.
             reviews=self._requests.reviews_of(request_id),
         )
-        self._writer.write(CloseRequest(message))
+        self._writer.write(EmptyCommit(message))
         if tell_forge:
             self._forge.closed(self._view(request), status, reason)
         if drop_branch:
