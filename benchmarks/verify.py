@@ -58,8 +58,9 @@ from ingest import (  # noqa: E402
 from scale import SCALE_POLICY, app_name, record_bytes, scaffold_for  # noqa: E402
 
 from bot.manifests.agent import AgentSigner  # noqa: E402
-from bot.manifests.mirror import Mirror, pack  # noqa: E402
+from bot.manifests.mirror import Mirror  # noqa: E402
 from bot.manifests.objects import Identity, commit_payload, with_signature, write_tree  # noqa: E402
+from bot.manifests.packs import pack  # noqa: E402
 from bot.manifests.records import artifact_id  # noqa: E402
 from bot.manifests.signed_log import _by_gpg, signed_log  # noqa: E402
 from bot.manifests.signing import CommitSigner, PipelinedSigner, open_gnupg  # noqa: E402

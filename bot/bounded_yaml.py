@@ -252,7 +252,7 @@ def _failure(exc: Exception) -> tuple[int, int, str]:
 
 
 def blob_id(raw: bytes) -> str:
-    """The id git gives a blob of these bytes (as bot/manifests/mirror.py's object_id)."""
+    """The id git gives a blob of these bytes (as bot/manifests/packs.py's object_id)."""
     return hashlib.sha1(b"blob %d\0" % len(raw) + raw).hexdigest()
 
 

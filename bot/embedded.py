@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-
 from bot.auth import Scope
 from bot.config import Settings
+from bot.manifests.mirror import init_bare
 from bot.manifests.signing import find_embedded_key, generate_embedded_key, open_gnupg
 from bot.runtime import Runtime
 from bot.scaffold import EXAMPLE_APP, ScaffoldChange
@@ -35,11 +34,7 @@ def prepare_embedded(settings: Settings) -> list[str]:
     if settings.embedded_remote:
         remote = settings.data_dir.resolve() / "manifests.git"
         if not (remote / "HEAD").exists():
-            subprocess.run(
-                ["git", "init", "--quiet", "--bare", "--initial-branch",
-                 settings.manifests.branch, str(remote)],
-                check=True,
-            )  # fmt: skip
+            init_bare(remote, settings.manifests.branch)
         notes.append(f"Manifests remote (embedded): {remote}")
     return notes
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ruamel.yaml.error import YAMLError
 
+from bot.manifests.plans import Edit, Planned, Reader, Unchanged
 from bot.manifests.records import (
     ArtifactSpec,
     artifact_id,
@@ -19,7 +20,7 @@ from bot.manifests.records import (
     render_record,
 )
 from bot.manifests.signing import ArtifactVerifier
-from bot.manifests.writer import Conflict, Edit, ManifestWriter, Planned, Reader, Unchanged
+from bot.manifests.writer import Conflict, ManifestWriter
 from bot.promotions.service import REGISTERED
 from bot.store.index import ArtifactIndex, IndexedArtifact
 from bot.telemetry.events import event

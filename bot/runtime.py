@@ -25,11 +25,12 @@ from bot.forge.github import GitHubForge, github_forge
 from bot.forge.github_session import PACING, Pacing
 from bot.forge.local import LocalForge
 from bot.manifests.agent import AgentSigner
-from bot.manifests.mirror import Mirror, Token
+from bot.manifests.mirror import Mirror
 from bot.manifests.objects import Identity
 from bot.manifests.policy_log import GitPolicyHistory
 from bot.manifests.provenance import Signers, trust_home
 from bot.manifests.records import split_image
+from bot.manifests.remote import Token
 from bot.manifests.signing import (
     ArtifactVerifier,
     CommitSigner,
@@ -343,7 +344,7 @@ def build_runtime(
         raise ConfigError(str(exc)) from None
     identity = Identity(settings.manifests.author_name, settings.manifests.author_email)
     requests = PolicyRequests(  # promotion requests, and requests that change the policy
-        mirror, writer, signer.sign, identity, promotions, requests_index,
+        mirror, writer, promotions, requests_index,
         index.get, templates, policy,
         github_forge(settings, policy, pacing) or LocalForge(tokens.memberships),
         locks, holds=index.holds_of,

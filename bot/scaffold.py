@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.manifests.writer import Edit, Reader, Unchanged
+from bot.manifests.plans import Edit, Reader, Unchanged
 from bot.templates import TEMPLATES_DIR
 
 SCAFFOLD_DIR = TEMPLATES_DIR / "scaffold"

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
 
 from bot.errors import Forbidden, Invalid, NotFound, Refused, RitmoError, Unavailable
-from bot.manifests.mirror import GitFailed
+from bot.manifests.remote import GitFailed
 
 log = logging.getLogger(__name__)
 

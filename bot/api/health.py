@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -11,7 +9,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from flask import Blueprint, Response, current_app, jsonify
 
-from bot.manifests.mirror import git_environment
+from bot.manifests.mirror import TIMED_OUT
 from bot.manifests.signing import open_gnupg
 from bot.runtime import Runtime
 
@@ -58,17 +56,10 @@ class Readiness:
         return out
 
     def _remote(self) -> str | None:
-        mirror = self._runtime.mirror
-        env = {**os.environ, **git_environment(mirror.url, self._runtime.settings.manifests.token)}
-        try:
-            proc = subprocess.run(
-                ["git", "ls-remote", "--heads", "origin", mirror.branch],
-                cwd=mirror.path, env=env, capture_output=True, text=True,
-                timeout=REMOTE_TIMEOUT, check=False,
-            )  # fmt: skip
-        except subprocess.TimeoutExpired:
+        why = self._runtime.mirror.unreachable(timeout=REMOTE_TIMEOUT)
+        if why == TIMED_OUT:
             return f"the manifests remote did not answer within {REMOTE_TIMEOUT:g}s"
-        if proc.returncode != 0:
+        if why is not None:
             return "the manifests remote cannot be reached (git ls-remote failed)"
         return None
 

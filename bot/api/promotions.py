@@ -22,7 +22,6 @@ from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN
 from bot.manifests.records import artifact_id as artifact_id_of
 from bot.manifests.writer import Conflict, WriteUnavailable
-from bot.promotions.requests import ReviewRefused
 from bot.promotions.service import PromotionInput, PromotionRefused
 from bot.runtime import Runtime
 from bot.store.index import IndexedArtifact, promotion_history
@@ -244,8 +243,6 @@ def review_request(request_id: str) -> tuple[Response, int]:
         raise invalid_fields(exc) from None
     try:
         described = _runtime().requests.review(request_id, g.principal, body.state, body.commit)
-    except ReviewRefused as exc:
-        raise ApiError(exc.status, str(exc)) from None
     except (PromotionRefused, Conflict) as exc:
         raise ApiError(409, str(exc)) from None
     except WriteUnavailable as exc:

@@ -154,19 +154,6 @@ class _Overlays:
         return [(app, env, path) for app, _, env, path in hits]
 
 
-def _first_parent_line(mirror: Mirror, tip: str) -> list[tuple[str, tuple[str, ...], str, str]]:
-    """(sha, parents, message, name-status lines) of the first-parent line, oldest first."""
-    out = mirror.log(
-        "--first-parent", "--reverse", "--root", "--no-renames", "--diff-merges=first-parent",
-        "--name-status", "--format=%x00%x01%H%x00%P%x00%B%x00", tip, "--",
-    )  # fmt: skip
-    line = []
-    for chunk in out.split("\0\x01")[1:]:
-        sha, parents, message, changes = chunk.split("\0", 3)
-        line.append((sha.strip(), tuple(parents.split()), message, changes))
-    return line
-
-
 def _changes(text: str) -> list[tuple[str, str]]:
     found = []
     for row in text.splitlines():
@@ -247,7 +234,7 @@ def read_history(
     if keys is None:
         everyone = {str(k["fingerprint"]) for k in open_gnupg(gnupghome).list_keys()}
         keys = TrustKeys(frozenset(everyone))
-    line = _first_parent_line(mirror, tip)
+    line = mirror.first_parent_changes(tip)
     ranged = _signatures(mirror, f"{since}..{tip}" if since else tip, gnupghome, cache)
     added = [
         (sha, path)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bot.manifests.plans import Edit, Reader, Unchanged
 from bot.manifests.records import split_image
-from bot.manifests.writer import Conflict, Edit, Reader, Unchanged
+from bot.manifests.writer import Conflict
 from bot.policy.model import AppTarget
 from bot.promotions.pin import PinError, current_value, pin, pinned_value
 

@@ -34,17 +34,11 @@ from bot.deploy.records import (
 from bot.deploy.rollback import RollbackChange, RollbackRefused
 from bot.forge import DeploymentView, Forge
 from bot.manifests.mirror import Mirror
-from bot.manifests.writer import (
-    Conflict,
-    Edit,
-    ManifestWriter,
-    Reader,
-    Unchanged,
-    WriteResult,
-    WriteUnavailable,
-)
+from bot.manifests.plans import Edit, Reader, Unchanged
+from bot.manifests.writer import Conflict, ManifestWriter, WriteResult, WriteUnavailable
 from bot.policy.model import Policy
-from bot.promotions.requests import RequestService, RollbackAsk
+from bot.promotions.request_view import RollbackAsk
+from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionInput, PromotionRefused, PromotionService, frozen
 from bot.store.deployments import DeploymentIndex
 from bot.store.index import ArtifactIndex, IndexedArtifact, RollbackFact

@@ -4,7 +4,6 @@ that needs an earlier one's result skips when it failed."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import ConfigError, Settings
 from bot.doctor.findings import Finding, fail, ok, one_line, skip
-from bot.manifests.mirror import Mirror, git_environment
+from bot.manifests.mirror import TIMED_OUT, Mirror
 from bot.manifests.provenance import trust_home
 from bot.manifests.signing import CommitSigner, SigningError
 from bot.policy.load import PolicyError, policy_from_bytes
@@ -63,18 +62,11 @@ class LocalChecks:
             return skip(name, f"{branch} has no commit to push back yet")
         # Pushing the branch's own tip changes nothing, but the transport still asks the
         # remote for push access (GitHub's receive-pack answers 403 to a read-only token).
-        env = {**os.environ, **git_environment(self.mirror.url, self.settings.manifests.token)}
-        try:
-            proc = subprocess.run(
-                ["git", "push", "--dry-run", "--porcelain", "origin",
-                 f"{self.tip}:refs/heads/{branch}"],
-                cwd=self.mirror.path, env=env, capture_output=True, text=True,
-                timeout=PUSH_TIMEOUT, check=False,
-            )  # fmt: skip
-        except subprocess.TimeoutExpired:
+        refused = self.mirror.push_refused(self.tip, timeout=PUSH_TIMEOUT)
+        if refused == TIMED_OUT:
             return fail(name, f"git push --dry-run did not finish within {PUSH_TIMEOUT:g}s")
-        if proc.returncode != 0 or "[rejected]" in proc.stdout:
-            why = one_line(proc.stderr or proc.stdout or f"exit {proc.returncode}", 240)
+        if refused is not None:
+            why = one_line(refused, 240)
             return fail(
                 name,
                 f"git push --dry-run to {self.mirror.url} refused ({why}); give the token in "

@@ -2,89 +2,39 @@
 
 from __future__ import annotations
 
-import base64
-import enum
 import fcntl
 import hashlib
 import logging
 import os
-import re
 import signal
-import struct
 import subprocess
-import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import git
 
 from bot.config import ConfigError
+from bot.manifests.history import History
+from bot.manifests.packs import object_id, pack
+from bot.manifests.remote import (
+    GitFailed,
+    PushResult,
+    PushStatus,
+    Token,
+    git_environment,
+    public_reason,
+    push_failure,
+)
 
 log = logging.getLogger(__name__)
 
 
-class GitFailed(OSError):
-    """A git command failed. Its text is what an API response may say: git's reason
-    without the server's paths or the remote's URL; `detail` is all git said (for the log
-    and the local CLI)."""
-
-    def __init__(self, public: str, detail: str) -> None:
-        super().__init__(public)
-        self.detail = detail
-
-
-# An absolute path or a file:// URL as git quotes them ('/srv/ritmo/data/...').
-_PATH = re.compile(r"(?:file://)?(?<![\w.~-])/[^\s'\"`:;,)]+")
-
-
-def public_reason(said: str, *private: str) -> str:
-    """git's own reason, fit for a response: its first fatal:/error: line (else its last
-    line), with `private` strings (the remote URL, the mirror's path) and any absolute
-    path replaced, so that no answer shows where the server keeps its files."""
-    lines = [ln.strip() for ln in said.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
-    text = (errors or lines[-1:] or ["no reason given"])[0]
-    for secret in sorted((p for p in private if p), key=len, reverse=True):
-        text = text.replace(secret, "<manifests remote>")
-    return _PATH.sub("<path>", text)
-
-
-class PushStatus(enum.Enum):
-    PUSHED = "pushed"
-    REJECTED = "rejected"  # not a fast-forward: someone else pushed first
-    FAILED = "failed"  # remote down, hook declined, timeout
-
-
-@dataclass(frozen=True)
-class PushResult:
-    status: PushStatus
-    detail: str = ""
-
-
-def git_environment(url: str, token: str | None) -> dict[str, str]:
-    """Variables that hand git its credentials; the token never lands in a URL or config."""
-    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_SSH_COMMAND": "ssh -o BatchMode=yes"}
-    if token and url.startswith("https://"):
-        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-        env.update(
-            {
-                "GIT_CONFIG_COUNT": "1",
-                "GIT_CONFIG_KEY_0": "http.extraHeader",
-                "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
-            }
-        )
-    return env
-
-
-# A fixed token, or a source asked at each fetch or push (the GitHub App's token expires).
-Token = str | Callable[[], str] | None
-
 _REMOTE_COMMANDS = frozenset({"fetch", "push", "ls-remote"})
+TIMED_OUT = "timeout"  # Mirror.unreachable: the remote did not answer in time
 
 
-class Mirror:
+class Mirror(History):
     """One bare clone per (remote, branch); writes are serialised by a file lock."""
 
     def __init__(
@@ -164,19 +114,26 @@ class Mirror:
         return GitFailed(f"{what} failed: {reason}", detail)
 
     def _push_failure(self, proc: subprocess.CompletedProcess[str]) -> str:
-        reason = _push_failure(proc.stdout, proc.stderr)
+        reason = push_failure(proc.stdout, proc.stderr)
         if proc.stderr.strip():
             log.warning("git push failed: %s (remote %s)", proc.stderr.strip(), self.url)
         return public_reason(reason, self.url, str(self.path))
 
-    def check_reachable(self) -> None:
+    def unreachable(self, timeout: float = 30) -> str | None:
+        """Why `git ls-remote` cannot reach the remote: git's last line, TIMED_OUT when it
+        did not answer within `timeout`, "" when it failed silently; None when it answers."""
         try:
-            proc = self._git("ls-remote", "--heads", "origin", timeout=30)
+            proc = self._git("ls-remote", "--heads", "origin", timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc = None
-        if proc is None or proc.returncode != 0:
-            err = proc.stderr.strip() if proc else ""
-            why = err.splitlines()[-1] if err else "timeout"
+            return TIMED_OUT
+        if proc.returncode == 0:
+            return None
+        err = proc.stderr.strip()
+        return err.splitlines()[-1] if err else ""
+
+    def check_reachable(self) -> None:
+        why = self.unreachable(timeout=30)
+        if why is not None:
             credentials = (
                 "the GitHub App's installation (it must cover the repository with contents: "
                 "write), or set RITMO_MANIFESTS__TOKEN"
@@ -184,9 +141,24 @@ class Mirror:
                 else "the credentials in RITMO_MANIFESTS__TOKEN"
             )
             raise ConfigError(
-                f"setting manifests.url (RITMO_MANIFESTS__URL): cannot reach {self.url} ({why}); "
-                f"check the URL and {credentials}"
+                f"setting manifests.url (RITMO_MANIFESTS__URL): cannot reach {self.url} "
+                f"({why or TIMED_OUT}); check the URL and {credentials}"
             )
+
+    def push_refused(self, sha: str, timeout: float) -> str | None:
+        """Whether the remote gives push access (`git push --dry-run` of `sha` to the
+        branch: the transport asks for it even when nothing would change). None when it
+        does, TIMED_OUT when it did not answer in time, else what git said."""
+        try:
+            proc = self._git(
+                "push", "--dry-run", "--porcelain", "origin", f"{sha}:refs/heads/{self.branch}",
+                timeout=timeout,
+            )  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return TIMED_OUT
+        if proc.returncode != 0 or "[rejected]" in proc.stdout:
+            return proc.stderr or proc.stdout or f"exit {proc.returncode}"
+        return None
 
     def fetch(self) -> str | None:
         """Fetch the branch; return its tip, or None when the remote has no such branch."""
@@ -361,64 +333,9 @@ class Mirror:
             raise ValueError(f"{commit} is not a commit")
         return data[5:45].decode()
 
-    # -- history ---------------------------------------------------------------
-    def has_commit(self, sha: str) -> bool:
-        self.flush()
-        return self._git("cat-file", "-e", f"{sha}^{{commit}}").returncode == 0
-
-    def is_ancestor(self, older: str, newer: str) -> bool:
-        self.flush()
-        return self._git("merge-base", "--is-ancestor", older, newer).returncode == 0
-
-    def added_files(self, since: str | None, until: str, prefix: str) -> list[tuple[str, str]]:
-        """(commit, path) for every file under `prefix` added in since..until, oldest first."""
-        rev = f"{since}..{until}" if since else until
-        proc = self._git(
-            "log", "--reverse", "--no-renames", "--diff-filter=A", "--name-only",
-            "--format=%x00%H", rev, "--", prefix,
-        )  # fmt: skip
-        if proc.returncode != 0:
-            raise self._failed("git log", proc.stderr)
-        out: list[tuple[str, str]] = []
-        for chunk in proc.stdout.split("\0")[1:]:
-            sha, _, names = chunk.partition("\n")
-            out += [(sha.strip(), n) for n in names.split("\n") if n.strip()]
-        return out
-
-    def changed_files(self, since: str, until: str, prefix: str) -> list[str]:
-        """Paths under `prefix` that differ between `since` and `until` (added, changed or
-        deleted)."""
-        proc = self._git("diff", "--no-renames", "--name-only", since, until, "--", prefix)
-        if proc.returncode != 0:
-            raise self._failed("git diff", proc.stderr)
-        return [line for line in proc.stdout.splitlines() if line.strip()]
-
-    def commit_messages(
-        self, since: str | None, until: str, grep: str | None = None
-    ) -> list[tuple[str, int, str]]:
-        """(sha, commit time, message) for commits in since..until, oldest first;
-        optionally --grep'd."""
-        rev = f"{since}..{until}" if since else until
-        args = ["log", "--reverse", "--format=%x00%H%x00%ct%x00%B"]
-        if grep:
-            args += ["-E", f"--grep={grep}"]
-        proc = self._git(*args, rev)
-        if proc.returncode != 0:
-            raise self._failed("git log", proc.stderr)
-        parts = proc.stdout.split("\0")[1:]
-        return [
-            (parts[i].strip(), int(parts[i + 1]), parts[i + 2]) for i in range(0, len(parts) - 2, 3)
-        ]
-
-    def log(self, *args: str, gnupghome: Path | None = None) -> str:
-        """`git log ARGS` in the mirror; its output. `gnupghome`: the keys `%G?` checks."""
-        proc = self._git("log", *args, gnupghome=gnupghome)
-        if proc.returncode != 0:
-            raise self._failed("git log", proc.stderr)
-        return proc.stdout
-
     def commit_objects(self, shas: Sequence[str]) -> dict[str, bytes]:
-        """sha -> the raw commit object, for every sha given; one `git cat-file --batch`."""
+        """sha -> the raw commit object, for every sha given; one `git cat-file --batch`
+        of its own (GitPython's shared one is not for concurrent readers)."""
         if not shas:
             return {}
         proc = subprocess.run(
@@ -442,54 +359,9 @@ class Mirror:
                 pos += int(header[2]) + 1
         return found
 
-    def first_parent_line(self, rev: str) -> list[str]:
-        """The commits of `rev`'s first-parent line, oldest first."""
-        proc = self._git("rev-list", "--first-parent", "--reverse", rev)
-        if proc.returncode != 0:
-            raise self._failed("git rev-list", proc.stderr)
-        return proc.stdout.split()
 
-    def blobs_under(self, commit: str, prefix: str) -> dict[str, str]:
-        """path -> blob sha for every file under `prefix` at `commit`."""
-        proc = self._git("ls-tree", "-r", "--full-tree", commit, "--", prefix)
-        result = {}
-        for line in proc.stdout.splitlines():
-            meta, _, path = line.partition("\t")
-            result[path] = meta.split()[2]
-        return result
-
-
-def _push_failure(stdout: str, stderr: str) -> str:
-    """The remote's own reason, without local paths: the porcelain status and remote: lines."""
-    status = [ln.split("\t")[-1] for ln in stdout.splitlines() if ln.startswith("!")]
-    said = [ln[7:].strip() for ln in stderr.splitlines() if ln.startswith("remote:")]
-    parts = status + [ln for ln in said if ln]
-    if parts:
-        return "; ".join(parts)
-    errors = [ln for ln in stderr.splitlines() if ln.startswith("fatal:")]
-    return errors[-1] if errors else "the push failed"
-
-
-_PACK_TYPES = {"commit": 1, "tree": 2, "blob": 3, "tag": 4}
-
-
-def object_id(kind: str, data: bytes) -> str:
-    """The sha git gives an object of this kind and content."""
-    return hashlib.sha1(f"{kind} {len(data)}\0".encode() + data).hexdigest()
-
-
-def pack(objects: list[tuple[str, bytes]]) -> bytes:
-    """A version-2 pack of whole (undeltified) objects, as `git index-pack --stdin` reads."""
-    out = bytearray(b"PACK" + struct.pack(">II", 2, len(objects)))
-    for kind, data in objects:
-        size = len(data)
-        byte = (_PACK_TYPES[kind] << 4) | (size & 0x0F)
-        size >>= 4
-        while size:
-            out.append(byte | 0x80)
-            byte = size & 0x7F
-            size >>= 7
-        out.append(byte)
-        out += zlib.compress(data, 1)
-    out += hashlib.sha1(out).digest()
-    return bytes(out)
+def init_bare(path: Path, branch: str) -> None:
+    """An empty bare repository whose default branch is `branch` (the embedded remote)."""
+    subprocess.run(
+        ["git", "init", "--quiet", "--bare", "--initial-branch", branch, str(path)], check=True
+    )

@@ -155,6 +155,7 @@ def with_signature(payload: bytes, armored: str) -> bytes:
 def signed_commit(
     store: ObjectStore,
     sign: Callable[[bytes], str],
+    *,
     tree: str,
     parents: list[str],
     author: Identity,

@@ -15,7 +15,8 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from bot.manifests.mirror import GitFailed, Mirror, public_reason
+from bot.manifests.mirror import Mirror
+from bot.manifests.remote import GitFailed, public_reason
 from bot.manifests.signed_log import signed_log
 from bot.manifests.trailers import parse_trailers
 

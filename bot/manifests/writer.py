@@ -13,15 +13,15 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Protocol
 
 from bot.errors import Unavailable
-from bot.manifests.mirror import Mirror, PushResult, PushStatus
+from bot.manifests.branches import BranchWrite, write_branch
+from bot.manifests.mirror import Mirror
 from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
+from bot.manifests.plans import Change, Edit, Reader, Unchanged
+from bot.manifests.remote import PushResult, PushStatus
 
 log = logging.getLogger(__name__)
-
-Reader = Callable[[str], bytes | None]
 
 
 @dataclass(frozen=True)
@@ -46,39 +46,6 @@ class Conflict(Exception):
 
 class WriteUnavailable(Unavailable):
     """The remote did not take the push within the retry bound; nothing was acknowledged."""
-
-
-@dataclass(frozen=True)
-class Edit:
-    """Files to add or replace, and the commit message that explains why.
-
-    `merge` makes the commit a merge of that commit (a promotion request's branch) into
-    the branch being written, so the request shows as merged.
-    """
-
-    files: dict[str, bytes]
-    message: str
-    merge: str | None = None
-
-
-@dataclass(frozen=True)
-class Unchanged:
-    """The branch already says what the change wanted; no commit is needed."""
-
-
-class Planned:
-    """What a change's latest plan decided: whether it wrote. The writer plans a batch's
-    jobs in order, so a change chained on another (a pin on its record) and planned after
-    it reads what that change decided on the same tip, rebuilt or not."""
-
-    def __init__(self) -> None:
-        self.wrote = False
-
-
-class Change(Protocol):
-    """Decides what to write given the branch's current files; called again after a rebase."""
-
-    def plan(self, read: Reader) -> Edit | Unchanged: ...
 
 
 @dataclass(frozen=True)
@@ -167,6 +134,29 @@ class ManifestWriter:
 
     def write(self, change: Change, timeout: float = 300) -> WriteResult:
         return self.submit(change).result(timeout=timeout)
+
+    def write_branch(
+        self,
+        branch: str,
+        change: Callable[[Reader], Edit | Unchanged],
+        *,
+        when: int | None = None,
+        prefix: str = "",
+        expect: str | None = None,
+        replace: bool = False,
+    ) -> BranchWrite:
+        """One signed commit on another branch (a promotion request's), written now in the
+        caller's thread (bot/manifests/branches.py says how and what the arguments mean);
+        WriteUnavailable when the remote does not take it."""
+        written = write_branch(
+            self._mirror, self._sign, self._identity, branch, change,
+            when=int(self._clock()) if when is None else when, prefix=prefix, expect=expect,
+            replace=replace,
+        )  # fmt: skip
+        pushed = written.pushed
+        if pushed is not None and pushed.status is not PushStatus.PUSHED:
+            raise WriteUnavailable(f"could not push {branch}: {pushed.detail}")
+        return written
 
     def _ensure_thread(self) -> None:
         # Started on first use, so a forking WSGI server starts it in the worker.
@@ -366,7 +356,7 @@ class ManifestWriter:
                 outcomes.append(made[same_as])
                 continue
             try:
-                plan = job.change.plan(partial(read_path, self._mirror, tree))
+                plan: Edit | Unchanged = job.change.plan(partial(read_path, self._mirror, tree))
             except Exception as exc:
                 outcomes.append(exc)
                 continue
@@ -378,12 +368,12 @@ class ManifestWriter:
             head = signed_commit(
                 self._mirror,
                 self._sign,
-                tree,
-                ([head] if head else []) + ([plan.merge] if plan.merge else []),
-                self._identity,
-                self._identity,
-                when,
-                plan.message,
+                tree=tree,
+                parents=([head] if head else []) + ([plan.merge] if plan.merge else []),
+                author=self._identity,
+                committer=self._identity,
+                when=when,
+                message=plan.message,
             )
             outcomes.append(head)
             if same_as is not None:

@@ -30,17 +30,25 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import requests
-from ruamel.yaml.error import YAMLError
 
-from bot import bounded_yaml
-from bot.manifests.mirror import Mirror, PushResult, PushStatus
-from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
-from bot.manifests.overlays import OverlayError, pin_kustomize_image, set_key_path
-from bot.manifests.records import split_image
+from bot.manifests.branches import BranchExists, NothingToBuildOn, write_branch
+from bot.manifests.mirror import Mirror
+from bot.manifests.objects import Identity
+from bot.manifests.plans import Edit, Reader, Unchanged
+from bot.manifests.remote import PushResult, PushStatus
+from bot.notify.gitops_edit import (
+    PinEdit,
+    Stop,
+    as_text,
+    commit_message,
+    dead,
+    edit_for,
+    retry,
+)
 from bot.notify.outcomes import Outcome, classify
 from bot.notify.targets import (
     GITHUB_API_VERSION,
@@ -51,6 +59,7 @@ from bot.notify.targets import (
 from bot.policy.integration_fields import branch_problem
 
 BRANCH_PREFIX = "ritmo/update/"
+T = TypeVar("T")
 _REPOSITORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}$")
 # What git says when retrying cannot help: no such repository, no access, a protected branch.
 _GIT_REFUSED = re.compile(
@@ -61,23 +70,6 @@ _GIT_REFUSED = re.compile(
 )
 
 
-class _Stop(Exception):
-    """Ends a delivery with an outcome."""
-
-    def __init__(self, status: Literal["retry", "dead"], detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
-def _dead(detail: str) -> _Stop:
-    return _Stop("dead", detail)
-
-
-def _retry(detail: str) -> _Stop:
-    return _Stop("retry", detail)
-
-
 def default_git_url(api_url: str, repository: str) -> str:
     """https://github.com/o/r.git, or the GitHub Enterprise host's (api at /api/v3)."""
     parts = urlsplit(api_url)
@@ -85,13 +77,6 @@ def default_git_url(api_url: str, repository: str) -> str:
     if host == "api.github.com":
         host = "github.com"
     return f"{parts.scheme or 'https'}://{host}/{repository}.git"
-
-
-def _is_path(path: str) -> bool:
-    parts = path.split("/")
-    return not any(p in ("", ".", "..") for p in parts) and not any(
-        c.isspace() or not c.isprintable() or c == "\\" for c in path
-    )
 
 
 def _safe(text: str) -> str:
@@ -108,99 +93,6 @@ def update_branch(app: str, version: str, key: str) -> str:
     version = _safe(version)
     leaf = f"{version}-{digest[:8]}" if version else digest[:16]
     return f"{BRANCH_PREFIX}{name}/{leaf}"
-
-
-# -- the edit -----------------------------------------------------------------------
-
-
-def _load(text: str, path: str) -> Any:
-    try:
-        return bounded_yaml.load(text, path)
-    except YAMLError as exc:
-        raise _dead(f"{path} is not valid YAML: {' '.join(str(exc).split())[:300]}") from None
-
-
-@dataclass(frozen=True)
-class _Edit:
-    path: str
-    value: str
-    image: str | None = None  # kustomize: the images[] entry's name
-    field: str = "newTag"  # kustomize: newTag or digest
-    key: str | None = None  # helm values: the dotted key
-
-    def describe(self) -> str:
-        if self.key is not None:
-            return f"{self.key}: {self.value}"
-        return f"images[name={self.image}].{self.field}: {self.value}"
-
-    def done(self, text: str) -> bool:
-        """Whether `text` already holds the value; _Stop(dead) when it has no place for it."""
-        doc = _load(text, self.path)
-        if self.key is not None:
-            node = doc
-            for part in self.key.split("."):
-                if not isinstance(node, dict) or part not in node:
-                    raise _dead(
-                        f"{self.path} has no key {self.key}; add it (Ritmo changes a key, it "
-                        "does not add one) or fix `key`"
-                    )
-                node = node[part]
-            return node is not None and str(node) == self.value
-        images = doc.get("images") if isinstance(doc, dict) else None
-        entry = next(
-            (e for e in images or [] if isinstance(e, dict) and e.get("name") == self.image),
-            None,
-        )
-        if entry is None:
-            raise _dead(
-                f"{self.path} has no images[] entry named {self.image}; add one "
-                f"(- name: {self.image}) or name the entry with `image:`"
-            )
-        other = "digest" if self.field == "newTag" else "newTag"
-        current = entry.get(self.field)
-        return current is not None and str(current) == self.value and other not in entry
-
-    def apply(self, text: str) -> str:
-        try:
-            if self.key is not None:
-                return set_key_path(text, self.key, self.value)
-            assert self.image is not None
-            if self.field == "digest":
-                return pin_kustomize_image(text, self.image, digest=self.value)
-            return pin_kustomize_image(text, self.image, tag=self.value)
-        except OverlayError as exc:
-            raise _dead(f"{self.path}: {exc}") from None
-
-
-def _edit(target: Mapping[str, Any], event: Mapping[str, Any]) -> _Edit:
-    path = str(target.get("path") or "")
-    if not _is_path(path):
-        raise _dead(f"path {path!r} is not a path in the repository (after substitution)")
-    pin = target.get("set")
-    if isinstance(pin, Mapping):
-        field = "digest" if pin.get("digest") is not None else "newTag"
-        value = str(pin.get(field) or "")
-        image = target.get("image")
-        if not image:
-            artifact = event.get("artifact")
-            reference = artifact.get("image") if isinstance(artifact, Mapping) else None
-            if not reference:
-                raise _dead(
-                    "the artifact has no image, so the images[] entry is unknown; "
-                    "name it with `image:`"
-                )
-            try:
-                image = split_image(str(reference))[0]
-            except ValueError:
-                raise _dead(f"{reference!r} is not an image reference; set `image:`") from None
-        edit = _Edit(path, value, image=str(image), field=field)
-    else:
-        edit = _Edit(path, str(target.get("value") or ""), key=str(target.get("key")))
-    if not edit.value:
-        raise _dead(f"the value for {edit.describe()} is empty for this event; nothing to pin")
-    if any(c in edit.value for c in "\r\n"):
-        raise _dead("the value spans lines; a pinned version is one line")
-    return edit
 
 
 # -- delivery -----------------------------------------------------------------------
@@ -249,7 +141,7 @@ class GitopsUpdater:
         secrets = (github.token,) if github.token else ()
         try:
             return self._update(target, event, key, github)
-        except _Stop as stop:
+        except Stop as stop:
             return Outcome(stop.status, HttpRequest("", "", {}, None, secrets).hide(stop.detail))
 
     def _update(
@@ -261,22 +153,22 @@ class GitopsUpdater:
     ) -> Outcome:
         repository = str(target.get("repository") or "")
         if not _REPOSITORY.match(repository):
-            raise _dead(f"{repository!r} is not a repository; write owner/name")
+            raise dead(f"{repository!r} is not a repository; write owner/name")
         branch = str(target.get("branch") or "main")
         problem = branch_problem(branch)
         if problem:
-            raise _dead(f"branch: {problem}")
-        edit = _edit(target, event)
+            raise dead(f"branch: {problem}")
+        edit = edit_for(target, event)
         create_pr = bool(target.get("create_pr", True))
         if create_pr and not github.token:
-            raise _dead(
+            raise dead(
                 "update_gitops_repo with create_pr needs a GitHub token to open the pull "
                 "request: name one with `secret: NAME` (RITMO_NOTIFY__SECRETS__NAME) or run "
                 "Ritmo as a GitHub App"
             )
         url = str(target.get("url") or default_git_url(github.api_url, repository))
         if not self._allow_local and (url.startswith(("/", "file:"))):
-            raise _dead(
+            raise dead(
                 f"update_gitops_repo url {url} is on Ritmo's own host; use an https or ssh "
                 "URL, or set notify.allow_local_repositories "
                 "(RITMO_NOTIFY__ALLOW_LOCAL_REPOSITORIES)"
@@ -285,7 +177,7 @@ class GitopsUpdater:
         artifact = event.get("artifact") if isinstance(event.get("artifact"), Mapping) else {}
         assert isinstance(artifact, Mapping)
         version = str(artifact.get("version") or "")
-        message = _message(str(target.get("commit_message") or ""), edit, event, key)
+        message = commit_message(str(target.get("commit_message") or ""), edit, event, key)
         head = update_branch(app, version, key) if create_pr else None
         landed = self._land(url, branch, repository, edit, message, head, github.token)
         if head is None or landed.sha is None:
@@ -299,7 +191,7 @@ class GitopsUpdater:
         url: str,
         branch: str,
         repository: str,
-        edit: _Edit,
+        edit: PinEdit,
         message: str,
         head: str | None,
         token: str | None,
@@ -307,59 +199,79 @@ class GitopsUpdater:
         """Under the mirror's lock: the commit on `branch` (head None) or on `head`."""
         where = f"{branch} of {repository}"
         try:
-            mirror = Mirror(self.root, url, branch, token, timeout=self._git_timeout)
+            mirror = _Remote(self.root, url, branch, token, timeout=self._git_timeout)
         except OSError as exc:
-            raise _retry(f"cannot open the mirror of {url}: {exc}") from None
+            raise retry(f"cannot open the mirror of {url}: {exc}") from None
+
+        def change(read: Reader) -> Edit | Unchanged:
+            data = read(edit.path)
+            if data is None:
+                raise dead(f"{edit.path} does not exist on {where}; fix `path`")
+            text = as_text(data, edit.path)
+            if edit.done(text):
+                return Unchanged()
+            return Edit({edit.path: edit.apply(text).encode()}, message)
+
+        def holds(read: Reader) -> bool:
+            """Whether a request branch an earlier attempt pushed already sets the value."""
+            there = read(edit.path)
+            return there is not None and edit.done(as_text(there, edit.path))
+
         try:
-            with mirror.locked():
-                tip = _git(mirror.fetch, url)
-                if tip is None:
-                    raise _dead(f"{url} has no branch {branch}; fix `branch`")
-                tree = mirror.tree_of(tip)
-                data = read_path(mirror, tree, edit.path)
-                if data is None:
-                    raise _dead(f"{edit.path} does not exist on {where}; fix `path`")
-                text = _text(data, edit.path)
-                if edit.done(text):
-                    return _Landed(None, f"{edit.path} on {where} already has {edit.describe()}")
-                if head is not None:
-                    prefix = head.rsplit("/", 1)[0] + "/"
-                    existing = _git(lambda: mirror.fetch_branches(prefix), url).get(head)
-                    if existing is not None:
-                        there = read_path(mirror, mirror.tree_of(existing), edit.path)
-                        if there is not None and edit.done(_text(there, edit.path)):
-                            return _Landed(existing, f"{head} is already pushed ({existing[:12]})")
-                        raise _dead(
-                            f"{head} exists in {repository} but does not set {edit.describe()} "
-                            f"in {edit.path}; delete that branch, then retry the dead letter"
-                        )
-                new = edit.apply(text).encode()
-                written = write_tree(mirror, tree, {edit.path: new})
-                sha = signed_commit(
-                    mirror, self._sign, written, [tip], self._identity, self._identity,
-                    int(self._clock()), message,
-                )  # fmt: skip
-                mirror.flush()
-                if head is not None:
-                    _pushed(_push(lambda: mirror.push_branch(sha, head)), head, url)
-                    return _Landed(sha, f"pushed {sha[:12]} to {head}")
-                _pushed(_push(lambda: mirror.push(sha)), branch, url)
-                return _Landed(sha, f"pushed {sha[:12]} to {where}")
+            written = write_branch(
+                mirror, self._sign, self._identity, head, change, when=int(self._clock()),
+                prefix=head.rsplit("/", 1)[0] + "/" if head else "",
+                keep=holds if head is not None else None,
+            )  # fmt: skip
+        except NothingToBuildOn:
+            raise dead(f"{url} has no branch {branch}; fix `branch`") from None
+        except BranchExists:
+            raise dead(
+                f"{head} exists in {repository} but does not set {edit.describe()} "
+                f"in {edit.path}; delete that branch, then retry the dead letter"
+            ) from None
         finally:
             mirror.close()
+        sha = written.commit
+        if sha is None:
+            return _Landed(None, f"{edit.path} on {where} already has {edit.describe()}")
+        if written.pushed is None:  # the request branch of an earlier attempt
+            return _Landed(sha, f"{head} is already pushed ({sha[:12]})")
+        if head is not None:
+            _pushed(written.pushed, head, url)
+            return _Landed(sha, f"pushed {sha[:12]} to {head}")
+        _pushed(written.pushed, branch, url)
+        return _Landed(sha, f"pushed {sha[:12]} to {where}")
 
 
-def _git(call: Callable[[], Any], url: str) -> Any:
-    """A fetch: its result, or _Stop (dead when git says retrying cannot help)."""
+class _Remote(Mirror):
+    """The mirror of a delivery's repository, with git's failures as the delivery's:
+    a fetch that fails stops it (dead or retry), a push that cannot run reports FAILED."""
+
+    def fetch(self) -> str | None:
+        return _git(super().fetch, self.url)
+
+    def fetch_branches(self, prefix: str) -> dict[str, str]:
+        return _git(lambda: super(_Remote, self).fetch_branches(prefix), self.url)
+
+    def push(self, sha: str) -> PushResult:
+        return _push(lambda: super(_Remote, self).push(sha))
+
+    def push_branch(self, sha: str, branch: str) -> PushResult:
+        return _push(lambda: super(_Remote, self).push_branch(sha, branch))
+
+
+def _git(call: Callable[[], T], url: str) -> T:
+    """A fetch: its result, or Stop (dead when git says retrying cannot help)."""
     try:
         return call()
     except subprocess.TimeoutExpired:
-        raise _retry(f"git fetch from {url} timed out") from None
+        raise retry(f"git fetch from {url} timed out") from None
     except OSError as exc:
         text = " ".join(str(exc).split())[:400]
         if _GIT_REFUSED.search(text):
-            raise _dead(f"{text}; check `url`/`repository` and the token's access") from None
-        raise _retry(text) from None
+            raise dead(f"{text}; check `url`/`repository` and the token's access") from None
+        raise retry(text) from None
 
 
 def _push(call: Callable[[], PushResult]) -> PushResult:
@@ -373,7 +285,7 @@ def _pushed(result: PushResult, branch: str, url: str) -> None:
     if result.status is PushStatus.PUSHED:
         return
     if result.status is PushStatus.REJECTED:
-        raise _retry(
+        raise retry(
             f"{branch} of {url} moved while Ritmo pushed (not a fast-forward); the next "
             "attempt fetches it and rebuilds the commit on its new tip"
         )
@@ -381,29 +293,11 @@ def _pushed(result: PushResult, branch: str, url: str) -> None:
     if _GIT_REFUSED.search(detail):
         hint = " (a protected branch takes changes by pull request: set create_pr: true)"
         protected = "protected branch" in detail.lower() or "GH006" in detail
-        raise _dead(f"{url} refused the push to {branch}: {detail}" + (hint if protected else ""))
-    raise _retry(f"the push of {branch} to {url} failed: {detail}")
+        raise dead(f"{url} refused the push to {branch}: {detail}" + (hint if protected else ""))
+    raise retry(f"the push of {branch} to {url} failed: {detail}")
 
 
-def _text(data: bytes, path: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _dead(f"{path} is not UTF-8 text") from None
-
-
-def _message(template: str, edit: _Edit, event: Mapping[str, Any], key: str) -> str:
-    subject = template.strip() or f"Update {edit.describe()}"
-    artifact = event.get("artifact")
-    artifact_id = artifact.get("id") if isinstance(artifact, Mapping) else None
-    trailers = [f"Ritmo-Gitops-Event: {event.get('event')} {event.get('id')}"]
-    if artifact_id:
-        trailers.append(f"Ritmo-Gitops-Artifact: {artifact_id}")
-    trailers.append(f"Ritmo-Gitops-Delivery: {key}")
-    return f"{subject}\n\n" + "\n".join(trailers) + "\n"
-
-
-def _pr_body(edit: _Edit, base: str, event: Mapping[str, Any], sha: str) -> str:
+def _pr_body(edit: PinEdit, base: str, event: Mapping[str, Any], sha: str) -> str:
     artifact = event.get("artifact") if isinstance(event.get("artifact"), Mapping) else {}
     assert isinstance(artifact, Mapping)
     lines = [

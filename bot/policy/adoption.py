@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bot.manifests.mirror import object_id
-from bot.manifests.writer import Conflict, Edit, Reader, Unchanged
+from bot.manifests.packs import object_id
+from bot.manifests.plans import Edit, Reader, Unchanged
+from bot.manifests.writer import Conflict
 from bot.policy.load import (
     BRANCH_POLICY_PATH,
     DEFAULT_POLICY_PATH,

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Protocol
 
-from bot.manifests.mirror import object_id
+from bot.manifests.packs import object_id
 from bot.manifests.trailers import parse_trailers
 from bot.manifests.writer import Written, WrittenCommit
 from bot.policy.load import BRANCH_POLICY_PATH

@@ -16,21 +16,19 @@ from datetime import datetime
 from typing import Any, Literal
 
 from bot.forge import RequestView
-from bot.manifests.mirror import PushStatus, object_id
-from bot.manifests.objects import read_path, signed_commit, write_tree
+from bot.manifests.branches import BranchMoved, NothingToBuildOn
+from bot.manifests.objects import read_path
+from bot.manifests.packs import object_id
+from bot.manifests.plans import Edit, EmptyCommit, Reader, Unchanged
 from bot.manifests.trailers import parse_trailers
-from bot.manifests.writer import Conflict, Edit, Reader, Unchanged, WriteUnavailable
+from bot.manifests.writer import Conflict
 from bot.policy.evaluate import Decision, PromotionRequest, Review, evaluate
 from bot.policy.load import BRANCH_POLICY_PATH, load_policy
 from bot.policy.model import POLICY_APP
-from bot.promotions.requests import (
-    BRANCH_PREFIX,
-    RequestService,
-    _needs,
-    branch_for,
-    overlay_diff,
-)
+from bot.promotions.request_view import BRANCH_PREFIX, branch_for, needs, overlay_diff
+from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionRefused
+from bot.statuses import RequestStatus
 from bot.timestamps import stamp
 from bot.trust.drift import Drift
 
@@ -130,49 +128,48 @@ class PolicyRequests(RequestService):
             deadline = now + rule.approval_timeout if rule.approval_timeout else None
             message = self._templates.render(
                 "commit/policy-request.txt", path=BRANCH_POLICY_PATH, target=POLICY_APP,
-                blob=blob, base=base, requested_by=by, reason=reason, needs=_needs(rule),
+                blob=blob, base=base, requested_by=by, reason=reason, needs=needs(rule),
                 deadline=stamp(deadline) if deadline else None,
                 supersedes=older["id"] if older else None, correlation_id=cid,
             )  # fmt: skip
             branch = branch_for(POLICY_APP, POLICY_APP)
-            with self._mirror.locked():
-                tip = self._mirror.fetch()
-                if tip is None:
-                    raise PromotionRefused("the default branch is empty; run `ritmo init` first")
-                tree = self._mirror.tree_of(tip)
-                if blob_of(read_path(self._mirror, tree, BRANCH_POLICY_PATH)) != base:
+
+            def change(read: Reader) -> Edit:
+                if blob_of(read(BRANCH_POLICY_PATH)) != base:
                     raise Conflict(f"{BRANCH_POLICY_PATH} changed meanwhile; send it again")
-                existing = self._mirror.fetch_branches(BRANCH_PREFIX).get(branch)
-                head = signed_commit(
-                    self._mirror, self._sign,
-                    write_tree(self._mirror, tree, {BRANCH_POLICY_PATH: data}), [tip],
-                    self._identity, self._identity, int(now.timestamp()), message,
-                )  # fmt: skip
-                self._mirror.flush()
-                if existing is not None and not self._mirror.delete_branch(branch, existing):
-                    raise PromotionRefused(f"{branch} was changed meanwhile; try again")
-                pushed = self._mirror.push_branch(head, branch)
-                if pushed.status is not PushStatus.PUSHED:
-                    raise WriteUnavailable(f"could not push {branch}: {pushed.detail}")
+                return Edit({BRANCH_POLICY_PATH: data}, message)
+
+            try:
+                written = self._writer.write_branch(
+                    branch, change, when=int(now.timestamp()), prefix=BRANCH_PREFIX, replace=True
+                )
+            except NothingToBuildOn:
+                raise PromotionRefused(
+                    "the default branch is empty; run `ritmo init` first"
+                ) from None
+            except BranchMoved:
+                raise PromotionRefused(f"{branch} was changed meanwhile; try again") from None
+            head = str(written.commit)
             request_id = "req-" + head[:16]
             diff = overlay_diff(BRANCH_POLICY_PATH, before or b"", data)
             body = (
-                f"Policy change requested by {by}: {reason}\n\nNeeds {_needs(rule)}"
+                f"Policy change requested by {by}: {reason}\n\nNeeds {needs(rule)}"
                 f"{f', by {stamp(deadline)}' if deadline else ''}.\n\n```diff\n{diff}\n```\n\n"
                 f"Ritmo request `{request_id}`; correlation id `{cid}`.\n"
             )
             row: dict[str, Any] = {
                 "id": request_id, "artifact_id": blob, "app": POLICY_APP, "version": blob[:12],
                 "from_env": POLICY_APP, "to_env": POLICY_APP, "branch": branch, "head": head,
-                "tip": head, "status": "pending", "requested_by": by, "approval_ticket": None,
-                "opened_at": stamp(now), "closed_at": None, "superseded_by": None,
+                "tip": head, "status": RequestStatus.PENDING, "requested_by": by,
+                "approval_ticket": None, "opened_at": stamp(now), "closed_at": None,
+                "superseded_by": None,
                 "merge_commit": None, "reason": None, "forge_ref": None, "body": body,
             }  # fmt: skip
             row["forge_ref"] = self._forge.opened(self._view(row, body))
             self._requests.save(row)
             if older is not None:
                 self.close(
-                    older["id"], "superseded", f"superseded by {request_id}",
+                    older["id"], RequestStatus.SUPERSEDED, f"superseded by {request_id}",
                     superseded_by=request_id, drop_branch=False,
                 )  # fmt: skip
             return self.describe(request_id, fresh=True)
@@ -212,14 +209,9 @@ class PolicyRequests(RequestService):
         try:
             result = self._writer.write(WritePolicy(text, base, message, merge=request["tip"]))
         except Conflict as exc:
-            self.close(request["id"], "rejected", str(exc))
+            self.close(request["id"], RequestStatus.REJECTED, str(exc))
             return
-        if self._forge.kind == "local":
-            self._drop_branch(request)
-        self._requests.save(
-            {**request, "status": "merged", "merge_commit": result.commit,
-             "closed_at": stamp(self._clock()), "reason": decision.reason}
-        )  # fmt: skip
+        self._merged(request, result.commit, decision.reason)
 
     def merged_on_forge(
         self, request_id: str, merge_commit: str, by: str, merged_head: str, merged_at: datetime
@@ -229,7 +221,7 @@ class PolicyRequests(RequestService):
             return super().merged_on_forge(request_id, merge_commit, by, merged_head, merged_at)
         with self._locks.hold(f"request/{POLICY_APP}/{POLICY_APP}"):
             request = self._requests.get(request_id)
-            if request is None or request["status"] != "pending":
+            if request is None or request["status"] != RequestStatus.PENDING:
                 return None
             decision = self.decide(request, at=merged_at)
             if merged_head != request["tip"]:
@@ -240,7 +232,7 @@ class PolicyRequests(RequestService):
                 request["head"], decision, request_id,
             )  # fmt: skip
             self._requests.save(
-                {**request, "status": "merged", "merge_commit": merge_commit,
+                {**request, "status": RequestStatus.MERGED, "merge_commit": merge_commit,
                  "closed_at": stamp(self._clock()),
                  "reason": f"merged by {by}; policy_changes held: {'yes' if held else 'no'}"}
             )  # fmt: skip
@@ -332,7 +324,7 @@ class PolicyRequests(RequestService):
             blob=blob_of(merged), request_id=request_id, requested_by=requested_by,
             correlation_id=request_id or f"pr-{number}",
         )  # fmt: skip
-        self._writer.write(_Record(message))
+        self._writer.write(EmptyCommit(message))  # vouches for the merged policy
         log.info("policy pull request #%s merged with policy_changes held: %s vouched",
                  number, blob_of(merged))  # fmt: skip
         return True
@@ -345,13 +337,3 @@ class PolicyRequests(RequestService):
             to_env=POLICY_APP, branch="", head=head, requested_by=author,
             title="policy change", body="", groups=groups, forge_ref=number,
         )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class _Record:
-    """An empty signed commit: Ritmo's record of what happened on the forge."""
-
-    message: str
-
-    def plan(self, read: Reader) -> Edit | Unchanged:
-        return Edit({}, self.message)

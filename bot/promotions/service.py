@@ -7,9 +7,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from bot.manifests.plans import Edit, Planned, Reader, Unchanged
 from bot.manifests.records import record_path, render_record, split_image
 from bot.manifests.trailers import with_trailer
-from bot.manifests.writer import Conflict, Edit, ManifestWriter, Planned, Reader, Unchanged
+from bot.manifests.writer import Conflict, ManifestWriter
 from bot.policy.freeze import frozen_until
 from bot.policy.model import AppTarget, Policy, PromotionRule
 from bot.promotions.pin import PinError, current_value, pin, pinned_value

@@ -19,8 +19,10 @@ from concurrent.futures import wait as wait_all
 from dataclasses import dataclass, field
 from functools import partial
 
-from bot.manifests.mirror import Mirror, object_id
+from bot.manifests.mirror import Mirror
 from bot.manifests.objects import read_path
+from bot.manifests.packs import object_id
+from bot.manifests.plans import Change, Edit, Reader, Unchanged
 from bot.manifests.provenance import (
     LineCommit,
     Signature,
@@ -30,7 +32,7 @@ from bot.manifests.provenance import (
     signatures,
 )
 from bot.manifests.trailers import parse_trailers
-from bot.manifests.writer import Change, Edit, Reader, Unchanged, WriteResult, Written
+from bot.manifests.writer import WriteResult, Written
 from bot.policy.load import PolicyError, default_policy, load_policy_bytes
 from bot.policy.model import AppTarget, Policy
 from bot.promotions.pin import current_value

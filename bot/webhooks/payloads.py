@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot import timestamps
-from bot.promotions.requests import BRANCH_PREFIX
+from bot.promotions.request_view import BRANCH_PREFIX
 from bot.webhooks.router import Event
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ import requests
 from flask.testing import FlaskClient
 
 from bot.config import Settings, load_settings
-from bot.manifests.mirror import PushResult
 from bot.manifests.records import ArtifactSpec
+from bot.manifests.remote import PushResult
 from bot.runtime import Runtime, build_runtime
 from tests.helpers import (
     artifact_body,

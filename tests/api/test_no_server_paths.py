@@ -11,7 +11,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from bot.config import Settings
-from bot.manifests.mirror import public_reason
+from bot.manifests.remote import public_reason
 from tests.helpers import artifact_body, bearer
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "argocd"
@@ -78,7 +78,7 @@ def test_an_unreachable_remote_is_a_503_without_its_path(
 
 def test_a_file_system_error_is_answered_by_its_kind_only() -> None:
     from bot.api.errors import reason_of
-    from bot.manifests.mirror import GitFailed
+    from bot.manifests.remote import GitFailed
 
     gone = FileNotFoundError(2, "No such file or directory", "/srv/ritmo/data/index.db")
     assert reason_of(gone) == "FileNotFoundError (the server log has the details)"

@@ -9,7 +9,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from bot.auth import Scope
-from bot.manifests.mirror import object_id
+from bot.manifests.packs import object_id
 from bot.runtime import Runtime
 from bot.store.reindex import reindex
 from tests.helpers import bearer, git, remote_refs, sample_policy, show, trailers, verify_commit

@@ -19,7 +19,8 @@ import pytest
 from bot.app import create_app
 from bot.auth import Scope
 from bot.config import ConfigError, Settings, load_settings
-from bot.manifests.mirror import Mirror, PushStatus
+from bot.manifests.mirror import Mirror
+from bot.manifests.remote import PushStatus
 from bot.runtime import build_runtime, open_mirror
 from tests.conftest import make_remote
 from tests.forge.github_sandbox import (

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError
-from bot.manifests.mirror import Mirror, git_environment
+from bot.manifests.mirror import Mirror
+from bot.manifests.remote import git_environment
 
 
 class TestCredentials:

@@ -299,7 +299,10 @@ class TestSignedCommit:
         message: str,
     ) -> str:
         tree = write_tree(mirror, base, {"artifacts/web/1.2.3.yaml": b"version: 1.2.3\n"})
-        return signed_commit(mirror, signer.sign, tree, parents, AUTHOR, COMMITTER, WHEN, message)
+        return signed_commit(
+            mirror, signer.sign, tree=tree, parents=parents, author=AUTHOR,
+            committer=COMMITTER, when=WHEN, message=message,
+        )  # fmt: skip
 
     def test_verifies(
         self,
@@ -365,8 +368,9 @@ class TestSignedCommit:
         first = self.commit(mirror, signer, base, [tip], "First\n")
         tree = write_tree(mirror, mirror.tree_of(first), {"artifacts/web/1.2.4.yaml": b"x\n"})
         second = signed_commit(
-            mirror, signer.sign, tree, [first], AUTHOR, COMMITTER, WHEN + 60, "Second\n"
-        )
+            mirror, signer.sign, tree=tree, parents=[first], author=AUTHOR,
+            committer=COMMITTER, when=WHEN + 60, message="Second\n",
+        )  # fmt: skip
         git(mirror.path, "update-ref", "refs/heads/test", second)
         assert git(mirror.path, "rev-list", f"{tip}..{second}").split() == [second, first]
         assert mirror.is_ancestor(tip, second)

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from bot.manifests.mirror import PushResult
 from bot.manifests.objects import Identity
-from bot.manifests.writer import Conflict, Edit, ManifestWriter, Reader, Unchanged, WriteResult
+from bot.manifests.plans import Edit, Reader, Unchanged
+from bot.manifests.remote import PushResult
+from bot.manifests.writer import Conflict, ManifestWriter, WriteResult
 from bot.runtime import Runtime, open_mirror
 from tests.helpers import commits_since, git, show, verify_commit
 

@@ -14,7 +14,7 @@ from flask.testing import FlaskClient
 
 from bot.auth import Scope
 from bot.config import Settings
-from bot.manifests.mirror import object_id
+from bot.manifests.packs import object_id
 from bot.runtime import Runtime
 from tests.forge.github_sandbox import REPOSITORY, GitHubSandbox, review
 from tests.helpers import bearer, commits_since, git, trailers, verify_commit
