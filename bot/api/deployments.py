@@ -19,10 +19,8 @@ from bot.api.auth import require_scope
 from bot.api.errors import ApiError, invalid_fields
 from bot.auth import Scope
 from bot.deploy.records import Observation
-from bot.deploy.rollback import RollbackRefused
-from bot.deploy.service import DeploymentRefused, DeploymentService
+from bot.deploy.service import DeploymentService
 from bot.manifests.records import NAME_PATTERN
-from bot.manifests.writer import WriteUnavailable
 
 blueprint = Blueprint("deployments", __name__, url_prefix="/api/v1/deployments")
 
@@ -75,11 +73,6 @@ def _service() -> DeploymentService:
     return service
 
 
-def _refused(exc: DeploymentRefused) -> ApiError:
-    fields = [{"field": exc.field, "message": exc.message}] if exc.field else None
-    return ApiError(exc.status, exc.message, fields)
-
-
 @blueprint.post("")
 @require_scope(Scope.DEPLOYMENTS_WRITE)
 def create_deployment() -> tuple[Response, int]:
@@ -103,12 +96,7 @@ def create_deployment() -> tuple[Response, int]:
         target_type=body.target_type,
         target_url=body.target_url,
     )
-    try:
-        outcome = _service().create(body.artifact_id, body.environment, seen, cid)
-    except DeploymentRefused as exc:
-        raise _refused(exc) from None
-    except WriteUnavailable as exc:
-        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
+    outcome = _service().create(body.artifact_id, body.environment, seen, cid)
     response = jsonify(outcome.as_json())
     response.headers["X-Correlation-ID"] = cid
     return response, 201 if outcome.created else 200
@@ -158,18 +146,11 @@ def rollback_deployment(deployment_id: str) -> tuple[Response, int]:
         body = RollbackBody.model_validate(raw if isinstance(raw, dict) else {"": raw})
     except ValidationError as exc:
         raise invalid_fields(exc) from None
-    try:
-        # deployments:write rolls back what failed; a healthy deployment takes a promoter.
-        healthy_too = g.principal.allows(Scope.PROMOTIONS_WRITE)
-        done = _service().rollback(
-            deployment_id, g.principal.name, cid, body.reason, healthy_too=healthy_too
-        )
-    except DeploymentRefused as exc:
-        raise _refused(exc) from None
-    except RollbackRefused as exc:
-        raise ApiError(409, str(exc)) from None
-    except WriteUnavailable as exc:
-        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
+    # deployments:write rolls back what failed; a healthy deployment takes a promoter.
+    healthy_too = g.principal.allows(Scope.PROMOTIONS_WRITE)
+    done = _service().rollback(
+        deployment_id, g.principal.name, cid, body.reason, healthy_too=healthy_too
+    )
     response = jsonify(done)
     response.headers["X-Correlation-ID"] = cid
     return response, 202 if done["status"] == "pending" else 201

@@ -32,6 +32,7 @@ from bot.deploy.records import (
     render_deployment,
 )
 from bot.deploy.rollback import RollbackChange, RollbackRefused
+from bot.errors import Forbidden, Invalid, NotFound, Refused, Unavailable
 from bot.forge import DeploymentView, Forge
 from bot.manifests.mirror import Mirror
 from bot.manifests.writer import (
@@ -57,6 +58,9 @@ log = logging.getLogger(__name__)
 
 AUTOMATIC = "ritmo (automatic)"
 
+# What keeps an automatic rollback from happening now; the scheduler tries again.
+_NO_ROLLBACK = (RollbackRefused, NotFound, Forbidden, WriteUnavailable)
+
 
 class Emit(Protocol):
     """Hand an event to the outbox (bot/notify): never raises for a delivery problem."""
@@ -69,16 +73,6 @@ class Emit(Protocol):
         correlation_id: str,
         extra: dict[str, Any],
     ) -> None: ...
-
-
-class DeploymentRefused(Exception):
-    """The request cannot be taken as sent; `status` is the HTTP status, `field` the culprit."""
-
-    def __init__(self, status: int, message: str, field: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.field = field
 
 
 @dataclass
@@ -231,11 +225,11 @@ class DeploymentService:
         """`POST /api/v1/deployments`: a CD system says it deployed the artifact."""
         artifact = self._index.get(artifact_id)
         if artifact is None:
-            raise DeploymentRefused(404, f"no artifact {artifact_id!r}", "artifact_id")
+            raise NotFound(f"no artifact {artifact_id!r}", field="artifact_id")
         if environment not in self._policy().environment_names:
             names = ", ".join(self._policy().environment_names)
-            raise DeploymentRefused(
-                422, f"unknown environment {environment!r}; environments: {names}", "environment"
+            raise Invalid(
+                f"unknown environment {environment!r}; environments: {names}", field="environment"
             )
         revision = seen.revision
         if not revision:
@@ -247,7 +241,7 @@ class DeploymentService:
                 artifact.record["name"], environment, revision, seen, correlation_id, artifact_id
             )
         except PlacementError as exc:
-            raise DeploymentRefused(422, exc.message, exc.field) from None
+            raise Invalid(exc.message, field=exc.field) from None
 
     def _observe(
         self,
@@ -266,11 +260,10 @@ class DeploymentService:
             if self._superseded(placed):
                 seen = dataclasses.replace(seen, superseded=True)
         if expected is not None and placed.artifact_id != expected:
-            raise DeploymentRefused(
-                409,
+            raise Refused(
                 f"{env} runs {app} {placed.version} ({placed.artifact_id}) at {revision[:12]}, "
                 f"not {expected}; promote it to {env} first",
-                "artifact_id",
+                field="artifact_id",
             )
         before = self.index.get(placed.deployment_id)
 
@@ -282,7 +275,7 @@ class DeploymentService:
         result = self._ledger.write(_Observe(placed, seen, message))
         record = self.index.get(placed.deployment_id)
         if record is None:  # the ledger already said so (another process wrote it)
-            raise DeploymentRefused(503, "the deployment ledger is behind; retry")
+            raise Unavailable("the deployment ledger is behind; retry")
         outcome = Outcome(record, created=before is None, duplicate=result.commit is None)
         if not outcome.duplicate:
             event(
@@ -340,7 +333,7 @@ class DeploymentService:
                         record["id"], AUTOMATIC, correlation_id, reason=None, automatic=True
                     )
                     outcome.record = self.index.get(record["id"]) or record
-                except (RollbackRefused, DeploymentRefused, WriteUnavailable) as exc:
+                except _NO_ROLLBACK as exc:
                     # The scheduler tries again (rollback_due).
                     log.warning("ALERT no automatic rollback of %s: %s", record["id"], exc)
 
@@ -413,15 +406,14 @@ class DeploymentService:
         environment's `rollback.requires_approval` is explicitly false."""
         record = self.index.get(deployment_id)
         if record is None:
-            raise DeploymentRefused(404, f"no deployment {deployment_id!r}")
+            raise NotFound(f"no deployment {deployment_id!r}")
         status = record["status"]
         healthy = status not in FAILED
         if healthy and not healthy_too:
-            raise DeploymentRefused(
-                403,
+            raise Forbidden(
                 f"{deployment_id} is {status}: a deployments:write token rolls back only a "
                 "failed or degraded deployment; rolling back another needs promotions:write",
-                "scope",
+                field="scope",
             )
         if record.get("rolled_back_by"):
             raise RollbackRefused(
@@ -662,6 +654,6 @@ class DeploymentService:
                 try:
                     self.rollback(latest["id"], AUTOMATIC, correlation_id, None, automatic=True)
                     rolled += 1
-                except (RollbackRefused, DeploymentRefused, WriteUnavailable) as exc:
+                except _NO_ROLLBACK as exc:
                     log.warning("ALERT no automatic rollback of %s: %s", latest["id"], exc)
         return rolled
