@@ -14,7 +14,7 @@ from bot.api.auth import require_scope
 from bot.api.errors import ApiError, invalid_fields
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN, ArtifactSpec
-from bot.manifests.writer import Conflict, WriteUnavailable
+from bot.manifests.writer import Conflict
 from bot.registry import SignatureRefused, UnknownApp
 from bot.runtime import Runtime
 from bot.telemetry import logs
@@ -89,8 +89,6 @@ def register_artifact() -> tuple[Response, int]:
         raise ApiError(
             422, f"unknown app: {exc}", [{"field": "name", "message": str(exc)}]
         ) from None
-    except WriteUnavailable as exc:
-        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
     response = jsonify({**outcome.artifact.as_json(), "promotions": outcome.promotions})
     response.headers["X-Correlation-ID"] = cid
     if outcome.created:
