@@ -235,14 +235,16 @@ def dashboard_data(runtime: Runtime, now: datetime | None = None, page: int = 1)
             "at": _latest(d),
             "age": age(_latest(d), now),
         }
-        for d in runtime.deployments.index.search(limit=RECENT)[0]
+        for d in runtime.deployments.records.search(limit=RECENT)[0]
     ]
     rollbacks = []
     recent = runtime.index.rollbacks()[:RECENT]
     reasons = _reasons(runtime, [rb["commit"] for rb in recent])
     for rb in recent:
         replaced = runtime.index.get(rb["failed_artifact"])
-        found = runtime.deployments.index.get(rb["deployment_id"]) if rb["deployment_id"] else None
+        found = (
+            runtime.deployments.records.get(rb["deployment_id"]) if rb["deployment_id"] else None
+        )
         status = found["status"] if found else None
         rollbacks.append(
             {
@@ -293,7 +295,7 @@ def dashboard_state(runtime: Runtime) -> tuple[Any, ...]:
     pending = tuple((r["id"], r["tip"], r["status"]) for r in runtime.requests_index.pending())
     return (
         runtime.index.tip(),
-        runtime.deployments.index.ledger_tip(),
+        runtime.deployments.records.ledger_tip(),
         pending,
         id(runtime.policy()),
     )

@@ -109,7 +109,7 @@ def list_deployments() -> Response:
         query = DeploymentQuery.model_validate(request.args.to_dict())
     except ValidationError as exc:
         raise invalid_fields(exc, 400) from None
-    items, total = _service().index.search(
+    items, total = _service().records.search(
         app=query.app,
         env=query.env,
         status=query.status,
@@ -131,7 +131,7 @@ def list_deployments() -> Response:
 @blueprint.get("/<deployment_id>")
 @require_scope(Scope.ARTIFACTS_READ, Scope.DEPLOYMENTS_WRITE)
 def show_deployment(deployment_id: str) -> Response:
-    record = _service().index.get(deployment_id)
+    record = _service().records.get(deployment_id)
     if record is None:
         raise ApiError(404, f"no deployment {deployment_id!r}; list them at /api/v1/deployments")
     return jsonify(record)

@@ -25,6 +25,8 @@ STATUSES = ("progressing", "succeeded", "failed", "degraded")
 FAILED = frozenset({"failed", "degraded"})
 Status = Literal["progressing", "succeeded", "failed", "degraded"]
 HISTORY_LIMIT = 50  # a flapping app must not grow its record without bound
+# The actor Ritmo's own rollbacks and deployment-gated promotions are recorded as.
+AUTOMATIC = "ritmo (automatic)"
 
 
 def deployment_id(app: str, environment: str, pin_commit: str) -> str:
