@@ -20,6 +20,7 @@ from bot.cli_tokens import token
 from bot.config import ConfigError, Settings, load_settings
 from bot.promotions.environments import label
 from bot.promotions.status import open_requests
+from bot.statuses import DeploymentStatus, values
 
 if TYPE_CHECKING:
     from bot.client import ApiResponse
@@ -459,7 +460,7 @@ def deployment_commands() -> None:
 @_token_option
 @click.option("--app")
 @click.option("--env")
-@click.option("--status", type=click.Choice(["progressing", "succeeded", "failed", "degraded"]))
+@click.option("--status", type=click.Choice(values(DeploymentStatus)))
 @click.option("--page", type=int, default=1)
 @click.option("--json", "as_json", is_flag=True)
 def deployments_list(

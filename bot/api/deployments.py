@@ -9,10 +9,17 @@ other takes `promotions:write`.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from bot.api.artifacts import correlation_id, json_body
 from bot.api.auth import require_scope
@@ -21,11 +28,16 @@ from bot.auth import Scope
 from bot.deploy.records import Observation
 from bot.deploy.service import DeploymentService
 from bot.manifests.records import NAME_PATTERN
+from bot.statuses import DeploymentStatus, values
 
 blueprint = Blueprint("deployments", __name__, url_prefix="/api/v1/deployments")
 
 Line = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[\x20-\x7e]*$")]
 Url = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[\x21-\x7e]+$")]
+# Described inline, as a Literal would be: a query parameter's schema takes no $ref.
+Status = Annotated[
+    DeploymentStatus, WithJsonSchema({"type": "string", "enum": list(values(DeploymentStatus))})
+]
 
 
 class DeploymentBody(BaseModel):
@@ -38,7 +50,8 @@ class DeploymentBody(BaseModel):
     target_type: Line | None = None
     target_url: Url | None = None
     deployed_by: Line | None = None
-    status: Literal["progressing", "succeeded", "failed", "degraded"] = "succeeded"
+    # The title a plain field gets; WithJsonSchema leaves it out.
+    status: Status = Field(default=DeploymentStatus.SUCCEEDED, title="Status")
     revision: str | None = Field(
         default=None,
         pattern=r"^[0-9a-f]{40}$",
@@ -53,7 +66,7 @@ class DeploymentQuery(BaseModel):
 
     app: str | None = Field(default=None, pattern=NAME_PATTERN)
     env: str | None = Field(default=None, pattern=NAME_PATTERN)
-    status: Literal["progressing", "succeeded", "failed", "degraded"] | None = None
+    status: Status | None = None
     artifact_id: str | None = Field(default=None, pattern=r"^art-[0-9a-f]{20}$")
     page: int = Field(default=1, ge=1, le=1_000_000)  # past it, SQL offsets overflow
     per_page: int = Field(default=50, ge=1, le=500)

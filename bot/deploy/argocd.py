@@ -18,7 +18,6 @@ from bot.deploy.intake import (
     TOKEN_LIMIT,
     Ignored,
     Report,
-    Status,
     _fail,
     _load,
     _message,
@@ -29,6 +28,7 @@ from bot.deploy.intake import (
     _token,
     _url,
 )
+from bot.statuses import DeploymentStatus
 
 REVISIONS_LIMIT = 64  # sources in one multi-source Application
 TIMESTAMP_LIMIT = 64
@@ -111,24 +111,24 @@ def argocd_revision(data: Mapping[str, Any]) -> str:
 
 def argocd_status(
     trigger: str, phase: str, health: str, *, health_since_sync: bool = False
-) -> Status:
+) -> DeploymentStatus:
     """An ArgoCD notification's outcome; the first rule that holds wins.
 
     A Healthy status is only a success when on-deployed says so, or when it changed after
     the sync started (`health_since_sync`): on-sync-succeeded fires as the sync ends,
     while the health it carries may still be the previous version's (argo-cd #9070)."""
     if trigger == "on-sync-failed" or phase in ("Failed", "Error"):
-        return "failed"
+        return DeploymentStatus.FAILED
     if trigger == "on-health-degraded" or health == "Degraded":
-        return "degraded"
+        return DeploymentStatus.DEGRADED
     if trigger == "on-deployed" or (
         phase == "Succeeded" and health == "Healthy" and health_since_sync
     ):
-        return "succeeded"
+        return DeploymentStatus.SUCCEEDED
     # on-sync-running, phase Running, health Progressing/Missing, and anything not yet
     # settled (a sync that succeeded while the app is still rolling out, or whose health
     # predates it).
-    return "progressing"
+    return DeploymentStatus.PROGRESSING
 
 
 def _timestamp(data: Mapping[str, Any], key: str) -> datetime | None:

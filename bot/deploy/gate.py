@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.policy.model import PromotionRule
+from bot.statuses import DeploymentStatus
 
 
 def parse_time(value: str) -> datetime:
@@ -33,7 +34,7 @@ def deployment_gate(
             f"{source}'s pin at the time (history only), and {source} -> {rule.to_env} needs "
             "a succeeded deployment of the current pin"
         )
-    if latest["status"] != "succeeded":
+    if latest["status"] != DeploymentStatus.SUCCEEDED:
         return (
             f"{label}'s deployment in {source} is {latest['status']}, and {source} -> "
             f"{rule.to_env} needs a succeeded one"

@@ -17,6 +17,7 @@ from bot.deploy.records import AUTOMATIC
 from bot.manifests.writer import Conflict
 from bot.policy.model import Policy
 from bot.promotions.service import PromotionInput, PromotionRefused, PromotionService, frozen
+from bot.statuses import DeploymentStatus
 from bot.store.deployments import DeploymentIndex
 from bot.store.index import ArtifactIndex
 
@@ -79,7 +80,7 @@ class Gating:
         """The scheduler's pass: promotions whose soak or freeze ended since the report."""
         seen: set[tuple[str, str]] = set()
         promoted = 0
-        for record in self._deployments.search(status="succeeded", limit=1000)[0]:
+        for record in self._deployments.search(status=DeploymentStatus.SUCCEEDED, limit=1000)[0]:
             where = (record["app"], record["environment"])
             if where in seen or record.get("superseded"):
                 continue

@@ -39,6 +39,7 @@ from bot.manifests.writer import (
 from bot.policy.model import Policy
 from bot.promotions.requests import RequestService, RollbackAsk
 from bot.promotions.service import PromotionInput, PromotionRefused
+from bot.statuses import DeploymentStatus
 from bot.store.deployments import DeploymentIndex
 from bot.store.index import ArtifactIndex, IndexedArtifact, RollbackFact
 from bot.telemetry.events import event
@@ -306,7 +307,7 @@ class Rollbacks:
             seen.add(artifact_id)
             if dep["status"] in FAILED:
                 failed_here.add(artifact_id)
-            elif dep["status"] == "succeeded" and not dep.get("rolled_back_by"):
+            elif dep["status"] == DeploymentStatus.SUCCEEDED and not dep.get("rolled_back_by"):
                 ran_well.append(artifact_id)
 
         def label(artifact_id: str) -> str:

@@ -37,6 +37,7 @@ from bot.manifests.writer import Edit, ManifestWriter, Reader, Unchanged
 from bot.policy.model import Policy
 from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionService
+from bot.statuses import DeploymentStatus
 from bot.store.deployments import DeploymentIndex
 from bot.store.index import ArtifactIndex, IndexedArtifact, RollbackFact
 from bot.telemetry.events import event
@@ -294,7 +295,7 @@ class DeploymentService:
         artifact = self._artifacts.get(record["artifact_id"])
         data = artifact.record if artifact else {"id": record["artifact_id"]}
         extra = {"deployment_id": record["id"], "status": record["status"]}
-        if record["status"] == "succeeded":
+        if record["status"] == DeploymentStatus.SUCCEEDED:
             self._notify("deployed", data, record["environment"], correlation_id, extra)
             outcome.promoted = self.gating.promote_after(record, correlation_id)
         elif record["status"] in FAILED:
