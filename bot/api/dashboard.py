@@ -36,6 +36,7 @@ from bot.api.errors import ApiError, invalid_fields
 from bot.deploy.records import FAILED
 from bot.manifests.trailers import parse_trailers
 from bot.runtime import Runtime
+from bot.timestamps import parse_or_none
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +63,9 @@ _HEADERS = {
 }
 
 
-def _parse(stamp: Any) -> datetime | None:
-    if not stamp:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(stamp))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def age(stamp: Any, now: datetime) -> str | None:
     """How long ago, shortly: 42s, 5m, 3h, 2d (None when unknown)."""
-    then = _parse(stamp)
+    then = parse_or_none(stamp)
     if then is None:
         return None
     seconds = max(0, int((now - then).total_seconds()))

@@ -7,6 +7,7 @@ those templates render. The shared reading of hostile JSON lives in bot/deploy/i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -29,9 +30,11 @@ from bot.deploy.intake import (
     _url,
 )
 from bot.statuses import DeploymentStatus
+from bot.timestamps import parse
 
 REVISIONS_LIMIT = 64  # sources in one multi-source Application
 TIMESTAMP_LIMIT = 64
+ZONE = re.compile(r"(?:[Zz]|[+-][0-9:.]+)$")  # after the date: Z, +01:00, -0500
 
 # The triggers the shipped ArgoCD ConfigMap defines, each sending its own template whose
 # body names the trigger literally.
@@ -139,9 +142,11 @@ def _timestamp(data: Mapping[str, Any], key: str) -> datetime | None:
     if not value:
         return None
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = parse(value)
     except ValueError:
         _fail(key, f"{_show(value)} is not an RFC 3339 time such as 2026-12-03T10:05:00Z")
-    if parsed.tzinfo is None:
+    # parse takes a time without a zone as UTC; a metav1.Time always has one, so a time
+    # without is a template's mistake.
+    if not ZONE.search(value.strip()[10:]):
         _fail(key, f"{_show(value)} has no time zone; Kubernetes writes UTC with a Z")
     return parsed

@@ -7,10 +7,7 @@ from typing import Any
 
 from bot.policy.model import PromotionRule
 from bot.statuses import DeploymentStatus
-
-
-def parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+from bot.timestamps import parse, stamp
 
 
 def deployment_gate(
@@ -40,10 +37,10 @@ def deployment_gate(
             f"{rule.to_env} needs a succeeded one"
         )
     if rule.soak is not None and latest.get("succeeded_at"):
-        until = parse_time(str(latest["succeeded_at"])) + rule.soak
+        until = parse(str(latest["succeeded_at"])) + rule.soak
         if now < until:
             return (
-                f"{label} soaks in {source} until {until.strftime('%Y-%m-%dT%H:%M:%SZ')} "
+                f"{label} soaks in {source} until {stamp(until)} "
                 f"(policy soak {rule.soak}); promote it after that"
             )
     return None

@@ -63,7 +63,7 @@ from bot.store.index import artifacts, promotions, rollbacks
 from bot.store.index import requests as promotion_requests
 from bot.store.outbox import outbox
 from bot.telemetry import logs
-from bot.timestamps import stamp
+from bot.timestamps import parse_or_none, stamp
 
 if TYPE_CHECKING:
     from bot.runtime import Runtime
@@ -421,18 +421,8 @@ class LiveCollector(Collector):
         yield per_batch
 
 
-def _parse(stamp: Any) -> datetime | None:
-    if not stamp:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(stamp).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def _seconds(start: Any, end: Any) -> float | None:
-    a, b = _parse(start), _parse(end)
+    a, b = parse_or_none(start), parse_or_none(end)
     if a is None or b is None or b < a:
         return None
     return (b - a).total_seconds()

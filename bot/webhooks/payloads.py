@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot.promotions.requests import BRANCH_PREFIX
+from bot.timestamps import parse
 from bot.webhooks.router import Event
 
 if TYPE_CHECKING:
@@ -73,4 +74,4 @@ def indexed_request(pull: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
 
 def timestamp(value: Any) -> datetime:
     """GitHub's ISO 8601 times ("2026-03-02T12:00:00Z") as aware datetimes."""
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parse(str(value))
