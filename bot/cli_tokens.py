@@ -25,7 +25,7 @@ def token() -> None:
 
 def _store(ctx: click.Context) -> TokenStore:
     from bot.cli import _fail, _settings
-    from bot.store.index import make_engine
+    from bot.store.schema import make_engine
     from bot.store.token_import import TokenFileError, import_tokens_file
 
     settings = _settings(ctx)

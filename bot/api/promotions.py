@@ -25,7 +25,8 @@ from bot.manifests.writer import Conflict
 from bot.promotions.requests import ReviewRefused
 from bot.promotions.service import PromotionInput, PromotionRefused
 from bot.runtime import Runtime
-from bot.store.index import IndexedArtifact, promotion_history
+from bot.store.index import IndexedArtifact
+from bot.store.query import promotion_history
 
 blueprint = Blueprint("promotions", __name__, url_prefix="/api/v1")
 

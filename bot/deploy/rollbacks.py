@@ -41,7 +41,8 @@ from bot.promotions.requests import RequestService, RollbackAsk
 from bot.promotions.service import PromotionInput, PromotionRefused
 from bot.statuses import DeploymentStatus
 from bot.store.deployments import DeploymentIndex
-from bot.store.index import ArtifactIndex, IndexedArtifact, RollbackFact
+from bot.store.facts import RollbackFact
+from bot.store.index import ArtifactIndex, IndexedArtifact
 from bot.telemetry.events import event
 from bot.telemetry.tracing import traced
 from bot.templates import Templates

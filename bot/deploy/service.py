@@ -39,7 +39,8 @@ from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionService
 from bot.statuses import DeploymentStatus
 from bot.store.deployments import DeploymentIndex
-from bot.store.index import ArtifactIndex, IndexedArtifact, RollbackFact
+from bot.store.facts import RollbackFact
+from bot.store.index import ArtifactIndex, IndexedArtifact
 from bot.telemetry.events import event
 from bot.telemetry.tracing import traced
 from bot.templates import Templates

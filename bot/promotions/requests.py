@@ -27,8 +27,9 @@ from bot.policy.model import Policy, PromotionRule
 from bot.promotions.eligibility import MergeFacts, stale_reason
 from bot.promotions.pin import current_value, pinned_value
 from bot.promotions.service import PinChange, PromotionInput, PromotionRefused, PromotionService
-from bot.store.index import IndexedArtifact, RequestIndex
+from bot.store.index import IndexedArtifact
 from bot.store.locks import Locks
+from bot.store.request_index import RequestIndex
 from bot.telemetry.events import event
 from bot.telemetry.tracing import traced
 from bot.templates import Templates

@@ -59,9 +59,9 @@ from prometheus_client.registry import Collector
 
 from bot.deploy.intake import IGNORED_REASONS
 from bot.store.deployments import deployments
-from bot.store.index import artifacts, promotions, rollbacks
-from bot.store.index import requests as promotion_requests
 from bot.store.outbox import outbox
+from bot.store.schema import artifacts, promotions, rollbacks
+from bot.store.schema import requests as promotion_requests
 from bot.telemetry import logs
 from bot.timestamps import parse_or_none, stamp
 
