@@ -33,6 +33,7 @@ from bot.api.promotions import PromoteBody, PromoteByName, PromotionQuery, Revie
 from bot.api.tokens import TokenBody
 from bot.auth import Scope
 from bot.manifests.records import ArtifactSpec
+from bot.telemetry import correlation
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -516,7 +517,7 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
         params.append(
             {"name": "X-Correlation-ID", "in": "header", "required": False,
              "description": "Carried into commit trailers and echoed back; default: a new "
-             "UUID", "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$"}}
+             "UUID", "schema": {"type": "string", "pattern": correlation.ID.pattern}}
         )  # fmt: skip
     if route.query is not None:
         params += _query_parameters(route.query)

@@ -19,7 +19,8 @@ import bot.forge.github as github_forge_module
 from bot.api import health
 from bot.auth import Scope
 from bot.runtime import Runtime
-from bot.telemetry.metrics import LiveCollector, request_labels
+from bot.telemetry.collectors import LiveCollector
+from bot.telemetry.middleware import request_labels
 from tests.forge.github_sandbox import GitHubSandbox, forge, sandbox
 from tests.helpers import TWO_APPROVERS_POLICY, artifact_body, bearer
 from tests.reliability.server import RitmoServer
