@@ -281,7 +281,7 @@ def build_runtime(settings: Settings, templates: Templates | None = None) -> Run
                 for c in written
                 if isinstance(f := history_fact(c.sha, c.message, c.when), RollbackFact)
             ]
-            deployments.rolled_back_on_main(rolled)
+            deployments.rollbacks.rolled_back_on_main(rolled)
 
     # The writers sign chains of commits: the next gpg starts while one signs.
     chain_signer = PipelinedSigner(signer)

@@ -161,7 +161,7 @@ def rollback_deployment(deployment_id: str) -> tuple[Response, int]:
         raise invalid_fields(exc) from None
     # deployments:write rolls back what failed; a healthy deployment takes a promoter.
     healthy_too = g.principal.allows(Scope.PROMOTIONS_WRITE)
-    done = _service().rollback(
+    done = _service().rollbacks.rollback(
         deployment_id, g.principal.name, cid, body.reason, healthy_too=healthy_too
     )
     response = jsonify(done)

@@ -39,7 +39,6 @@ from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionService
 from bot.statuses import DeploymentStatus
 from bot.store.deployments import DeploymentIndex
-from bot.store.facts import RollbackFact
 from bot.store.index import ArtifactIndex, IndexedArtifact
 from bot.telemetry.events import event
 from bot.telemetry.tracing import traced
@@ -107,8 +106,9 @@ def report_key(report: Report) -> str:
 
 
 class DeploymentService:
-    """Takes deployment reports; rolling back (rollbacks.py) and deployment-gated
-    auto-promotion (gating.py) follow from what they say."""
+    """Takes deployment reports. What follows from them is its parts': `rollbacks`
+    (rollbacks.py) rolls back on a failure or when asked, `gating` (gating.py) promotes
+    on out of an environment where a deployment succeeded."""
 
     def __init__(
         self,
@@ -351,26 +351,3 @@ class DeploymentService:
         """The newest deployment of the app in the environment (superseded reports are
         history, not what runs)."""
         return next(self.records.current_records(app=app, env=env), None)
-
-    # -- what the API, comments and the scheduler ask of rollbacks and gating ------------
-    def rollback(
-        self,
-        deployment_id: str,
-        by: str,
-        correlation_id: str,
-        reason: str | None,
-        automatic: bool = False,
-        healthy_too: bool = True,
-    ) -> dict[str, Any]:
-        return self.rollbacks.rollback(
-            deployment_id, by, correlation_id, reason, automatic, healthy_too
-        )
-
-    def rolled_back_on_main(self, facts: list[RollbackFact]) -> None:
-        self.rollbacks.rolled_back_on_main(facts)
-
-    def rollback_due(self, correlation_id: str) -> int:
-        return self.rollbacks.rollback_due(correlation_id)
-
-    def promote_due(self, correlation_id: str) -> int:
-        return self.gating.promote_due(correlation_id)

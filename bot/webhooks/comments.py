@@ -265,7 +265,7 @@ def _rollback(runtime: Runtime, command: Rollback, login: str, link: str, delive
             "rolls back what ArgoCD, Flux or a CD system reported."
         )
     try:
-        done = runtime.deployments.rollback(
+        done = runtime.deployments.rollbacks.rollback(
             latest["id"], login, delivery, reason=f"Asked for by {login} in {link}"
         )
     except (RollbackRefused, NotFound, Forbidden) as exc:
