@@ -28,7 +28,7 @@ from bot.api.openapi import blueprint as openapi_blueprint
 from bot.config import ConfigError, Settings, load_settings
 from bot.runtime import Runtime, build_runtime
 from bot.telemetry import logs
-from bot.telemetry.metrics import instrument
+from bot.telemetry.middleware import instrument
 from bot.telemetry.tracing import setup_tracing
 
 

@@ -8,7 +8,7 @@ from bot.manifests.mirror import init_bare
 from bot.manifests.signing import find_embedded_key, generate_embedded_key, open_gnupg
 from bot.runtime import Runtime
 from bot.scaffold import EXAMPLE_APP, ScaffoldChange
-from bot.store.index import make_engine
+from bot.store.schema import make_engine
 from bot.store.tokens import TokenStore
 
 BANNER = "!" * 72

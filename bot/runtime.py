@@ -60,15 +60,12 @@ from bot.promotions.view import EnvironmentsView
 from bot.registry import ArtifactRegistry
 from bot.store.deliveries import DeliveryQueue
 from bot.store.deployments import DeploymentIndex
-from bot.store.index import (
-    ArtifactIndex,
-    IndexedArtifact,
-    RequestIndex,
-    RollbackFact,
-    make_engine,
-)
+from bot.store.facts import RollbackFact
+from bot.store.index import ArtifactIndex, IndexedArtifact
 from bot.store.locks import Locks
 from bot.store.reindex import follow, history_fact
+from bot.store.request_index import RequestIndex
+from bot.store.schema import make_engine
 from bot.store.token_import import TokenFileError, import_tokens_file
 from bot.store.tokens import TokenStore
 from bot.templates import Templates
@@ -290,7 +287,7 @@ def build_runtime(
                 for c in written
                 if isinstance(f := history_fact(c.sha, c.message, c.when), RollbackFact)
             ]
-            deployments.rolled_back_on_main(rolled)
+            deployments.rollbacks.rolled_back_on_main(rolled)
 
     # The writers sign chains of commits through gpg-agent's socket, no process per
     # signature; through python-gnupg, the next gpg started early, when the agent cannot.

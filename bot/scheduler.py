@@ -47,7 +47,7 @@ def expire_due(runtime: Runtime) -> list[str]:
 def promote_due(runtime: Runtime) -> int:
     """Deployment-gated auto-promotions whose soak (or freeze) ended since the report."""
     try:
-        return runtime.deployments.promote_due(f"scheduler-{uuid.uuid4()}")
+        return runtime.deployments.gating.promote_due(f"scheduler-{uuid.uuid4()}")
     except Exception:
         log.exception("the soak job failed; it runs again at the next interval")
         return 0
@@ -56,7 +56,7 @@ def promote_due(runtime: Runtime) -> int:
 def rollback_due(runtime: Runtime) -> int:
     """Automatic rollbacks that failed when the failure was reported."""
     try:
-        return runtime.deployments.rollback_due(f"scheduler-{uuid.uuid4()}")
+        return runtime.deployments.rollbacks.rollback_due(f"scheduler-{uuid.uuid4()}")
     except Exception:
         log.exception("the rollback job failed; it runs again at the next interval")
         return 0

@@ -30,7 +30,7 @@ from bot.config import Settings
 from bot.manifests.records import artifact_id
 from bot.policy.load import DEFAULT_POLICY_PATH
 from bot.runtime import Runtime, build_runtime, open_index
-from bot.store.index import make_engine
+from bot.store.schema import make_engine
 from bot.store.tokens import TokenStore
 from tests.helpers import (
     artifact_body,

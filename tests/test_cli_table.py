@@ -53,7 +53,7 @@ def _event(trailers: str) -> dict[str, object]:
 
 
 def test_an_automatic_promotion_by_ritmo_says_automatic_once() -> None:
-    # What Ritmo writes when a deployment gate promotes (bot/deploy/service.AUTOMATIC).
+    # What Ritmo writes when a deployment gate promotes (bot/deploy/records.AUTOMATIC).
     event = _event(
         f"Ritmo-Promotion: dev -> staging\nRitmo-Artifact: {ART}\n"
         "Ritmo-Promoted-By: ritmo (automatic)\nRitmo-Automatic: policy"

@@ -17,8 +17,8 @@ from flask.testing import FlaskClient
 from bot.config import ConfigError, load_settings
 from bot.runtime import Runtime
 from bot.scheduler import JOB_ID, expire_due, follow_branch, start_scheduler, stop_scheduler
-from bot.store.index import make_engine
 from bot.store.leader import LeaderLock
+from bot.store.schema import make_engine
 from tests.helpers import artifact_body, bearer
 from tests.promotions.test_requests import POLICY
 
@@ -121,7 +121,7 @@ def test_a_remote_that_cannot_be_fetched_is_logged_and_the_run_goes_on(
 HOLDER = """
 import sys, time
 from pathlib import Path
-from bot.store.index import make_engine
+from bot.store.schema import make_engine
 from bot.store.leader import LeaderLock
 lock = LeaderLock(make_engine("sqlite://"), Path(sys.argv[1]))
 print("leader" if lock.is_leader() else "follower", flush=True)

@@ -18,7 +18,7 @@ import requests
 
 from bot.auth import Scope
 from bot.config import Settings
-from bot.store.index import make_engine
+from bot.store.schema import make_engine
 from bot.store.tokens import TokenStore
 from tests.helpers import TWO_APPROVERS_POLICY, artifact_body
 from tests.test_cli import RITMO, free_port, settings_env

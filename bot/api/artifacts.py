@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from typing import Any
 
@@ -15,14 +14,12 @@ from bot.api.errors import ApiError, invalid_fields
 from bot.api.paging import page_of
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN, ArtifactSpec
-from bot.manifests.writer import Conflict, WriteUnavailable
+from bot.manifests.writer import Conflict
 from bot.registry import SignatureRefused, UnknownApp
 from bot.runtime import Runtime
-from bot.telemetry import logs
+from bot.telemetry import correlation, logs
 
 blueprint = Blueprint("artifacts", __name__, url_prefix="/api/v1/artifacts")
-
-_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
 class ArtifactQuery(BaseModel):
@@ -46,7 +43,7 @@ def correlation_id() -> str:
         # The one the request's logs carry (bot/telemetry), so logs, trailers and the
         # response agree.
         return logs.correlation_id.get() or str(uuid.uuid4())
-    if not _CORRELATION_ID.match(given):
+    if not correlation.valid(given):
         raise ApiError(
             400, "header X-Correlation-ID: use 1-128 letters, digits and . _ : - (or leave it out)"
         )
@@ -90,8 +87,6 @@ def register_artifact() -> tuple[Response, int]:
         raise ApiError(
             422, f"unknown app: {exc}", [{"field": "name", "message": str(exc)}]
         ) from None
-    except WriteUnavailable as exc:
-        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
     response = jsonify({**outcome.artifact.as_json(), "promotions": outcome.promotions})
     response.headers["X-Correlation-ID"] = cid
     if outcome.created:

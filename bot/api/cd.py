@@ -31,8 +31,7 @@ from bot.deploy.intake import (
     check_flux_signature,
     check_token,
 )
-from bot.deploy.service import DeploymentRefused, DeploymentService
-from bot.manifests.writer import WriteUnavailable
+from bot.deploy.service import DeploymentService
 
 if TYPE_CHECKING:
     from bot.telemetry.metrics import Metrics
@@ -83,11 +82,6 @@ def _take(source: str, parse: Callable[[bytes], Report]) -> tuple[Response, int]
         return _ignored(source, exc, cid)
     except IntakeError as exc:
         raise ApiError(422, f"invalid report: {exc.message}", [_field(exc)]) from None
-    except DeploymentRefused as exc:
-        fields = [{"field": exc.field, "message": exc.message}] if exc.field else None
-        raise ApiError(exc.status, exc.message, fields) from None
-    except WriteUnavailable as exc:  # the engine retries
-        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
     response = jsonify(outcome.as_json())
     response.headers["X-Correlation-ID"] = cid
     return response, 200 if outcome.duplicate else 201

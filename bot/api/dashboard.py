@@ -36,6 +36,7 @@ from bot.api.errors import ApiError, invalid_fields
 from bot.deploy.records import FAILED
 from bot.manifests.trailers import parse_trailers
 from bot.runtime import Runtime
+from bot.timestamps import parse_or_none
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +63,9 @@ _HEADERS = {
 }
 
 
-def _parse(stamp: Any) -> datetime | None:
-    if not stamp:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(stamp))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def age(stamp: Any, now: datetime) -> str | None:
     """How long ago, shortly: 42s, 5m, 3h, 2d (None when unknown)."""
-    then = _parse(stamp)
+    then = parse_or_none(stamp)
     if then is None:
         return None
     seconds = max(0, int((now - then).total_seconds()))
@@ -235,14 +226,16 @@ def dashboard_data(runtime: Runtime, now: datetime | None = None, page: int = 1)
             "at": _latest(d),
             "age": age(_latest(d), now),
         }
-        for d in runtime.deployments.index.search(limit=RECENT)[0]
+        for d in runtime.deployments.records.search(limit=RECENT)[0]
     ]
     rollbacks = []
     recent = runtime.index.rollbacks()[:RECENT]
     reasons = _reasons(runtime, [rb["commit"] for rb in recent])
     for rb in recent:
         replaced = runtime.index.get(rb["failed_artifact"])
-        found = runtime.deployments.index.get(rb["deployment_id"]) if rb["deployment_id"] else None
+        found = (
+            runtime.deployments.records.get(rb["deployment_id"]) if rb["deployment_id"] else None
+        )
         status = found["status"] if found else None
         rollbacks.append(
             {
@@ -293,7 +286,7 @@ def dashboard_state(runtime: Runtime) -> tuple[Any, ...]:
     pending = tuple((r["id"], r["tip"], r["status"]) for r in runtime.requests_index.pending())
     return (
         runtime.index.tip(),
-        runtime.deployments.index.ledger_tip(),
+        runtime.deployments.records.ledger_tip(),
         pending,
         id(runtime.policy()),
     )

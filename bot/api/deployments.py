@@ -9,10 +9,17 @@ other takes `promotions:write`.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+)
 
 from bot.api.artifacts import correlation_id, json_body
 from bot.api.auth import require_scope
@@ -20,15 +27,18 @@ from bot.api.errors import ApiError, invalid_fields
 from bot.api.paging import has_next
 from bot.auth import Scope
 from bot.deploy.records import Observation
-from bot.deploy.rollback import RollbackRefused
-from bot.deploy.service import DeploymentRefused, DeploymentService
+from bot.deploy.service import DeploymentService
 from bot.manifests.records import NAME_PATTERN
-from bot.manifests.writer import WriteUnavailable
+from bot.statuses import DeploymentStatus, values
 
 blueprint = Blueprint("deployments", __name__, url_prefix="/api/v1/deployments")
 
 Line = Annotated[str, StringConstraints(min_length=1, max_length=512, pattern=r"^[\x20-\x7e]*$")]
 Url = Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[\x21-\x7e]+$")]
+# Described inline, as a Literal would be: a query parameter's schema takes no $ref.
+Status = Annotated[
+    DeploymentStatus, WithJsonSchema({"type": "string", "enum": list(values(DeploymentStatus))})
+]
 
 
 class DeploymentBody(BaseModel):
@@ -41,7 +51,8 @@ class DeploymentBody(BaseModel):
     target_type: Line | None = None
     target_url: Url | None = None
     deployed_by: Line | None = None
-    status: Literal["progressing", "succeeded", "failed", "degraded"] = "succeeded"
+    # The title a plain field gets; WithJsonSchema leaves it out.
+    status: Status = Field(default=DeploymentStatus.SUCCEEDED, title="Status")
     revision: str | None = Field(
         default=None,
         pattern=r"^[0-9a-f]{40}$",
@@ -56,7 +67,7 @@ class DeploymentQuery(BaseModel):
 
     app: str | None = Field(default=None, pattern=NAME_PATTERN)
     env: str | None = Field(default=None, pattern=NAME_PATTERN)
-    status: Literal["progressing", "succeeded", "failed", "degraded"] | None = None
+    status: Status | None = None
     artifact_id: str | None = Field(default=None, pattern=r"^art-[0-9a-f]{20}$")
     page: int = Field(default=1, ge=1, le=1_000_000)  # past it, SQL offsets overflow
     per_page: int = Field(default=50, ge=1, le=500)
@@ -74,11 +85,6 @@ class RollbackBody(BaseModel):
 def _service() -> DeploymentService:
     service: DeploymentService = current_app.extensions["ritmo"].deployments
     return service
-
-
-def _refused(exc: DeploymentRefused) -> ApiError:
-    fields = [{"field": exc.field, "message": exc.message}] if exc.field else None
-    return ApiError(exc.status, exc.message, fields)
 
 
 @blueprint.post("")
@@ -104,12 +110,7 @@ def create_deployment() -> tuple[Response, int]:
         target_type=body.target_type,
         target_url=body.target_url,
     )
-    try:
-        outcome = _service().create(body.artifact_id, body.environment, seen, cid)
-    except DeploymentRefused as exc:
-        raise _refused(exc) from None
-    except WriteUnavailable as exc:
-        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
+    outcome = _service().create(body.artifact_id, body.environment, seen, cid)
     response = jsonify(outcome.as_json())
     response.headers["X-Correlation-ID"] = cid
     return response, 201 if outcome.created else 200
@@ -122,7 +123,7 @@ def list_deployments() -> Response:
         query = DeploymentQuery.model_validate(request.args.to_dict())
     except ValidationError as exc:
         raise invalid_fields(exc, 400) from None
-    items, total = _service().index.search(
+    items, total = _service().records.search(
         app=query.app,
         env=query.env,
         status=query.status,
@@ -144,7 +145,7 @@ def list_deployments() -> Response:
 @blueprint.get("/<deployment_id>")
 @require_scope(Scope.ARTIFACTS_READ, Scope.DEPLOYMENTS_WRITE)
 def show_deployment(deployment_id: str) -> Response:
-    record = _service().index.get(deployment_id)
+    record = _service().records.get(deployment_id)
     if record is None:
         raise ApiError(404, f"no deployment {deployment_id!r}; list them at /api/v1/deployments")
     return jsonify(record)
@@ -159,18 +160,11 @@ def rollback_deployment(deployment_id: str) -> tuple[Response, int]:
         body = RollbackBody.model_validate(raw if isinstance(raw, dict) else {"": raw})
     except ValidationError as exc:
         raise invalid_fields(exc) from None
-    try:
-        # deployments:write rolls back what failed; a healthy deployment takes a promoter.
-        healthy_too = g.principal.allows(Scope.PROMOTIONS_WRITE)
-        done = _service().rollback(
-            deployment_id, g.principal.name, cid, body.reason, healthy_too=healthy_too
-        )
-    except DeploymentRefused as exc:
-        raise _refused(exc) from None
-    except RollbackRefused as exc:
-        raise ApiError(409, str(exc)) from None
-    except WriteUnavailable as exc:
-        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
+    # deployments:write rolls back what failed; a healthy deployment takes a promoter.
+    healthy_too = g.principal.allows(Scope.PROMOTIONS_WRITE)
+    done = _service().rollbacks.rollback(
+        deployment_id, g.principal.name, cid, body.reason, healthy_too=healthy_too
+    )
     response = jsonify(done)
     response.headers["X-Correlation-ID"] = cid
     return response, 202 if done["status"] == "pending" else 201

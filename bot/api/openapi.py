@@ -22,6 +22,7 @@ from pydantic.json_schema import JsonSchemaMode
 import bot
 from bot.api.openapi_links import LINKS, Link
 from bot.api.openapi_routes import JSON, ROUTES, Route
+from bot.telemetry import correlation
 
 blueprint = Blueprint("openapi", __name__)
 
@@ -160,7 +161,7 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
         params.append(
             {"name": "X-Correlation-ID", "in": "header", "required": False,
              "description": "Carried into commit trailers and echoed back; default: a new "
-             "UUID", "schema": {"type": "string", "pattern": r"^[A-Za-z0-9._:-]{1,128}$"}}
+             "UUID", "schema": {"type": "string", "pattern": correlation.ID.pattern}}
         )  # fmt: skip
     if route.query is not None:
         params += _query_parameters(route.query)

@@ -11,7 +11,7 @@ from bot.api.artifacts import correlation_id, json_body
 from bot.api.auth import require_scope
 from bot.api.errors import ApiError, invalid_fields
 from bot.auth import Scope
-from bot.manifests.writer import Conflict, WriteUnavailable
+from bot.manifests.writer import Conflict
 from bot.policy.load import BRANCH_POLICY_PATH, PolicyError
 from bot.promotions.policy_change import PolicyRequests
 from bot.promotions.service import PromotionRefused
@@ -59,8 +59,6 @@ def apply_policy() -> tuple[Response, int]:
         ) from None
     except (Conflict, PromotionRefused) as exc:
         raise ApiError(409, str(exc)) from None
-    except WriteUnavailable as exc:
-        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
     out = {"status": applied.status, "path": BRANCH_POLICY_PATH, "policy": applied.blob,
            "commit": applied.commit, "request": applied.request}  # fmt: skip
     response = jsonify(out)

@@ -21,10 +21,11 @@ from bot.api.errors import ApiError, invalid_fields
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN
 from bot.manifests.records import artifact_id as artifact_id_of
-from bot.manifests.writer import Conflict, WriteUnavailable
+from bot.manifests.writer import Conflict
 from bot.promotions.service import PromotionInput, PromotionRefused
 from bot.runtime import Runtime
-from bot.store.index import IndexedArtifact, promotion_history
+from bot.store.index import IndexedArtifact
+from bot.store.query import promotion_history
 
 blueprint = Blueprint("promotions", __name__, url_prefix="/api/v1")
 
@@ -212,8 +213,6 @@ def _promote(artifact: IndexedArtifact, ask: PromotionInput, cid: str) -> tuple[
         outcome: dict[str, Any] = runtime.promotions.promote(artifact, ask, by, cid)
     except (PromotionRefused, Conflict) as exc:
         raise ApiError(409, str(exc)) from None
-    except WriteUnavailable as exc:
-        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
     promotion = runtime.index.promotion("pro-" + str(outcome["commit"])[:16])
     artifact_id = artifact.record["id"]
     response = jsonify({**outcome, "artifact_id": artifact_id, "promotion": promotion})
@@ -245,8 +244,6 @@ def review_request(request_id: str) -> tuple[Response, int]:
         described = _runtime().requests.review(request_id, g.principal, body.state, body.commit)
     except (PromotionRefused, Conflict) as exc:
         raise ApiError(409, str(exc)) from None
-    except WriteUnavailable as exc:
-        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
     return jsonify(described), 201
 
 

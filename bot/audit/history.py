@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 
 from bot.manifests.trailers import promotion_hop
-from bot.timestamps import stamp_epoch
+from bot.timestamps import parse, parse_or_none, stamp_epoch
 from bot.trust.drift import facts_of, recorded_drift
 
 AuditKind = Literal[
@@ -88,7 +88,7 @@ class AuditEvent:
 
     @property
     def when(self) -> datetime:
-        return datetime.strptime(self.at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return parse(self.at)
 
 
 def events_of(commit: Commit, lookup: Lookup) -> list[AuditEvent]:
@@ -273,12 +273,10 @@ def parse_when(text: str, end: bool = False) -> datetime | None:
 
     A date-time without a zone is UTC. A bare date means its first second, or with `end`
     its last, so that `until=2024-05-01` keeps all of that day."""
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
+    text = text.strip()
+    parsed = parse_or_none(text)
+    if parsed is None:
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
     if end and "T" not in text.upper() and " " not in text and len(text) <= 10:
         parsed += timedelta(days=1, seconds=-1)
     return parsed.astimezone(UTC)

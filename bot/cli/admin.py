@@ -74,8 +74,8 @@ def reindex(ctx: click.Context) -> None:
     from bot.policy.load import PolicyError
     from bot.runtime import open_index, open_mirror, policy_source, signing_key
     from bot.store.deployments import DeploymentIndex
-    from bot.store.index import RequestIndex
     from bot.store.reindex import reindex as rebuild
+    from bot.store.request_index import RequestIndex
 
     settings = settings_from(ctx)
     try:

@@ -24,7 +24,7 @@ def token() -> None:
 
 
 def _store(ctx: click.Context) -> TokenStore:
-    from bot.store.index import make_engine
+    from bot.store.schema import make_engine
     from bot.store.token_import import TokenFileError, import_tokens_file
 
     settings = settings_from(ctx)

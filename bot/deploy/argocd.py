@@ -7,6 +7,7 @@ those templates render. The shared reading of hostile JSON lives in bot/deploy/i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,6 @@ from bot.deploy.intake import (
     TOKEN_LIMIT,
     Ignored,
     Report,
-    Status,
     _fail,
     _load,
     _message,
@@ -29,9 +29,12 @@ from bot.deploy.intake import (
     _token,
     _url,
 )
+from bot.statuses import DeploymentStatus
+from bot.timestamps import parse
 
 REVISIONS_LIMIT = 64  # sources in one multi-source Application
 TIMESTAMP_LIMIT = 64
+ZONE = re.compile(r"(?:[Zz]|[+-][0-9:.]+)$")  # after the date: Z, +01:00, -0500
 
 # The triggers the shipped ArgoCD ConfigMap defines, each sending its own template whose
 # body names the trigger literally.
@@ -111,24 +114,24 @@ def argocd_revision(data: Mapping[str, Any]) -> str:
 
 def argocd_status(
     trigger: str, phase: str, health: str, *, health_since_sync: bool = False
-) -> Status:
+) -> DeploymentStatus:
     """An ArgoCD notification's outcome; the first rule that holds wins.
 
     A Healthy status is only a success when on-deployed says so, or when it changed after
     the sync started (`health_since_sync`): on-sync-succeeded fires as the sync ends,
     while the health it carries may still be the previous version's (argo-cd #9070)."""
     if trigger == "on-sync-failed" or phase in ("Failed", "Error"):
-        return "failed"
+        return DeploymentStatus.FAILED
     if trigger == "on-health-degraded" or health == "Degraded":
-        return "degraded"
+        return DeploymentStatus.DEGRADED
     if trigger == "on-deployed" or (
         phase == "Succeeded" and health == "Healthy" and health_since_sync
     ):
-        return "succeeded"
+        return DeploymentStatus.SUCCEEDED
     # on-sync-running, phase Running, health Progressing/Missing, and anything not yet
     # settled (a sync that succeeded while the app is still rolling out, or whose health
     # predates it).
-    return "progressing"
+    return DeploymentStatus.PROGRESSING
 
 
 def _timestamp(data: Mapping[str, Any], key: str) -> datetime | None:
@@ -139,9 +142,11 @@ def _timestamp(data: Mapping[str, Any], key: str) -> datetime | None:
     if not value:
         return None
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = parse(value)
     except ValueError:
         _fail(key, f"{_show(value)} is not an RFC 3339 time such as 2026-12-03T10:05:00Z")
-    if parsed.tzinfo is None:
+    # parse takes a time without a zone as UTC; a metav1.Time always has one, so a time
+    # without is a template's mistake.
+    if not ZONE.search(value.strip()[10:]):
         _fail(key, f"{_show(value)} has no time zone; Kubernetes writes UTC with a Z")
     return parsed

@@ -17,7 +17,6 @@ from bot.deploy.intake import (
     Ignored,
     NotADeployment,
     Report,
-    Status,
     _fail,
     _load,
     _message,
@@ -27,6 +26,7 @@ from bot.deploy.intake import (
     _string,
     _token,
 )
+from bot.statuses import DeploymentStatus
 
 # Flux objects whose events are deployments; any other kind is not Ritmo's business.
 FLUX_KINDS = frozenset({"Kustomization", "HelmRelease"})
@@ -101,12 +101,14 @@ def parse_flux(body: bytes) -> Report:
     )
 
 
-def flux_status(severity: str, reason: str) -> Status:
+def flux_status(severity: str, reason: str) -> DeploymentStatus:
     if severity == "error":
-        return "degraded" if reason == "HealthCheckFailed" else "failed"
+        return (
+            DeploymentStatus.DEGRADED if reason == "HealthCheckFailed" else DeploymentStatus.FAILED
+        )
     if reason in FLUX_SUCCESS_REASONS:
-        return "succeeded"
-    return "progressing"
+        return DeploymentStatus.SUCCEEDED
+    return DeploymentStatus.PROGRESSING
 
 
 def flux_metadata(raw: Any) -> dict[str, str]:

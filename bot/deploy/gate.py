@@ -6,10 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from bot.policy.model import PromotionRule
-
-
-def parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+from bot.statuses import DeploymentStatus
+from bot.timestamps import parse, stamp
 
 
 def deployment_gate(
@@ -33,16 +31,16 @@ def deployment_gate(
             f"{source}'s pin at the time (history only), and {source} -> {rule.to_env} needs "
             "a succeeded deployment of the current pin"
         )
-    if latest["status"] != "succeeded":
+    if latest["status"] != DeploymentStatus.SUCCEEDED:
         return (
             f"{label}'s deployment in {source} is {latest['status']}, and {source} -> "
             f"{rule.to_env} needs a succeeded one"
         )
     if rule.soak is not None and latest.get("succeeded_at"):
-        until = parse_time(str(latest["succeeded_at"])) + rule.soak
+        until = parse(str(latest["succeeded_at"])) + rule.soak
         if now < until:
             return (
-                f"{label} soaks in {source} until {until.strftime('%Y-%m-%dT%H:%M:%SZ')} "
+                f"{label} soaks in {source} until {stamp(until)} "
                 f"(policy soak {rule.soak}); promote it after that"
             )
     return None

@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn
 
-Status = Literal["progressing", "succeeded", "failed", "degraded"]
+from bot.statuses import DeploymentStatus
+
 Source = Literal["argocd", "flux"]
 
 BODY_LIMIT = 256 * 1024  # Flux caps an event's message at 39,000 characters
@@ -60,7 +61,7 @@ class Report:
     name: str  # the ArgoCD Application / Flux Kustomization or HelmRelease name
     revision: str  # the 40-hex git commit sha that was synced (lowercase); "" for versions
     trigger: str  # argocd: the notification trigger; flux: the event reason
-    status: Status
+    status: DeploymentStatus
     message: str  # short human text, at most MESSAGE_LIMIT characters
     log_url: str | None  # a link to the CD app when the payload has one
     namespace: str | None = None

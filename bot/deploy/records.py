@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from bot import bounded_yaml
 from bot.manifests.records import API_VERSION, render_record
+from bot.statuses import DeploymentStatus
 
 LEDGER_BRANCH = "ritmo/deployments"
 DEPLOYMENTS_DIR = "deployments"
-STATUSES = ("progressing", "succeeded", "failed", "degraded")
-FAILED = frozenset({"failed", "degraded"})
-Status = Literal["progressing", "succeeded", "failed", "degraded"]
+FAILED = frozenset({DeploymentStatus.FAILED, DeploymentStatus.DEGRADED})
+SUCCEEDED, PROGRESSING = DeploymentStatus.SUCCEEDED, DeploymentStatus.PROGRESSING
 HISTORY_LIMIT = 50  # a flapping app must not grow its record without bound
+# The actor Ritmo's own rollbacks and deployment-gated promotions are recorded as.
+AUTOMATIC = "ritmo (automatic)"
 
 
 def deployment_id(app: str, environment: str, pin_commit: str) -> str:
@@ -56,7 +58,7 @@ class Placement:
 class Observation:
     """One report: a CD engine's event, or a CD system's API call."""
 
-    status: Status
+    status: DeploymentStatus
     source: str  # argocd, flux, api
     trigger: str
     revision: str
@@ -71,6 +73,8 @@ class Observation:
 
 
 def new_record(place: Placement, seen: Observation) -> dict[str, Any]:
+    # Records hold the status as plain text: YAML (and the cache of rendered records)
+    # knows no enums.
     return {
         "apiVersion": API_VERSION,
         "kind": "Deployment",
@@ -81,7 +85,7 @@ def new_record(place: Placement, seen: Observation) -> dict[str, Any]:
         "version": place.version,
         "pin_commit": place.pin_commit,
         "overlay": place.path,
-        "status": seen.status,
+        "status": str(seen.status),
         "revision": seen.revision,
         "deployed_by": seen.deployed_by or seen.source,
         "target_type": seen.target_type,
@@ -89,7 +93,7 @@ def new_record(place: Placement, seen: Observation) -> dict[str, Any]:
         "log_url": seen.log_url,
         "created_at": seen.at,
         "updated_at": seen.at,
-        "succeeded_at": seen.at if seen.status == "succeeded" and not seen.superseded else None,
+        "succeeded_at": seen.at if seen.status == SUCCEEDED and not seen.superseded else None,
         "superseded": seen.superseded,
         "history": [],
     }
@@ -110,7 +114,7 @@ def observe(
     """
     entry: dict[str, Any] = {
         "at": seen.at,
-        "status": seen.status,
+        "status": str(seen.status),
         "source": seen.source,
         "trigger": seen.trigger,
         "revision": seen.revision,
@@ -129,11 +133,11 @@ def observe(
     updated["history"] = [*record["history"], entry][-HISTORY_LIMIT:]
     if seen.superseded:
         return updated
-    if not (seen.status == "progressing" and record["status"] != "progressing"):
-        updated["status"] = seen.status
+    if not (seen.status == PROGRESSING and record["status"] != PROGRESSING):
+        updated["status"] = str(seen.status)
         updated["revision"] = seen.revision
         updated["updated_at"] = seen.at
-        if seen.status == "succeeded" and not record.get("succeeded_at"):
+        if seen.status == SUCCEEDED and not record.get("succeeded_at"):
             updated["succeeded_at"] = seen.at
     for key in ("log_url", "target_type", "target_url"):
         value = getattr(seen, key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bot.errors import Refused
 from bot.manifests.plans import Edit, Reader, Unchanged
 from bot.manifests.records import split_image
 from bot.manifests.writer import Conflict
@@ -12,7 +13,7 @@ from bot.policy.model import AppTarget
 from bot.promotions.pin import PinError, current_value, pin, pinned_value
 
 
-class RollbackRefused(Exception):
+class RollbackRefused(Refused):
     """Nothing to roll back to, or the environment moved on; the message says which."""
 
 

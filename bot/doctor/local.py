@@ -18,7 +18,7 @@ from bot.manifests.signing import CommitSigner, SigningError
 from bot.policy.load import PolicyError, policy_from_bytes
 from bot.policy.source import PolicySource
 from bot.policy.trust import TrustKeys
-from bot.store.index import SCHEMA_VERSION, make_engine
+from bot.store.schema import SCHEMA_VERSION, make_engine
 
 PUSH_TIMEOUT = 60.0
 

@@ -17,7 +17,8 @@ from bot.manifests.trailers import parse_trailers
 from bot.manifests.writer import WrittenCommit
 from bot.notify.outbox import Outbox
 from bot.notify.render import EventContext
-from bot.store.index import ArtifactIndex, PromotionFact, RollbackFact
+from bot.store.facts import PromotionFact, RollbackFact
+from bot.store.index import ArtifactIndex
 from bot.store.reindex import history_fact, record_in
 from bot.trust.drift import alert_line, facts_of, recorded_drift
 

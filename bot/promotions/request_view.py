@@ -19,8 +19,9 @@ from bot.policy.model import Policy, PromotionRule
 from bot.promotions.eligibility import MergeFacts, stale_reason
 from bot.promotions.service import PromotionService
 from bot.statuses import RequestStatus
-from bot.store.index import IndexedArtifact, RequestIndex
+from bot.store.index import IndexedArtifact
 from bot.store.locks import Locks
+from bot.store.request_index import RequestIndex
 from bot.templates import Templates
 from bot.timestamps import parse, stamp
 

@@ -12,7 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.store.group_commit import GroupCommit
-from bot.store.index import last_seq, metadata
+from bot.store.query import last_seq
+from bot.store.schema import metadata
 
 deliveries = sa.Table(
     "webhook_deliveries",
@@ -68,7 +69,7 @@ def _acknowledging(conn: sa.Connection) -> Iterator[None]:
         conn.rollback()
         raise
     finally:
-        if sqlite:  # back to the engine's setting (bot/store/index.py) for the pool's next user
+        if sqlite:  # back to the engine's setting (bot/store/schema.py) for the pool's next user
             conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
             conn.rollback()  # ends nothing: the pragma is outside any transaction
 

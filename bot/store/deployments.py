@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from bot.store.index import index_state, last_seq, metadata, page_rows
+from bot.store.query import last_seq, page_rows
+from bot.store.schema import index_state, metadata
 
 deployments = sa.Table(
     "deployments",

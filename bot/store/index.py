@@ -1,4 +1,5 @@
-"""ArtifactIndex: SQLAlchemy Core tables that answer API reads without walking git."""
+"""ArtifactIndex: the artifacts, their promotions, rollbacks and holds as rows, so that API
+reads need not walk git. The tables are in schema.py, the facts it is fed in facts.py."""
 
 from __future__ import annotations
 
@@ -9,113 +10,19 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError
 
-from bot.store.locks import lock_key
-
-metadata = sa.MetaData()
-
-artifacts = sa.Table(
-    "artifacts",
+from bot.store.facts import HistoryFact, PromotionFact, RollbackFact
+from bot.store.query import last_seq, page_rows
+from bot.store.schema import (
+    artifacts,
+    ensure_schema,
+    holds,
+    index_state,
     metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("name", sa.String(64), nullable=False, index=True),
-    sa.Column("version", sa.String(128), nullable=False),
-    sa.Column("promotion_status", sa.String(64), nullable=False),
-    sa.Column("commit", sa.String(64), nullable=False),
-    sa.Column("created_at", sa.String(32), nullable=False),
-    sa.Column("seq", sa.Integer, nullable=False, index=True),  # order of appearance in history
-    sa.Column("record", sa.Text, nullable=False),
-    sa.UniqueConstraint("name", "version"),
-)
-
-promotions = sa.Table(
-    "promotions",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("artifact_id", sa.String(64), nullable=False, index=True),
-    sa.Column("app", sa.String(64), nullable=False, index=True),
-    sa.Column("version", sa.String(128), nullable=False),
-    sa.Column("from_env", sa.String(64), nullable=False),
-    sa.Column("to_env", sa.String(64), nullable=False, index=True),
-    sa.Column("status", sa.String(32), nullable=False),
-    sa.Column("commit", sa.String(64), nullable=False),
-    sa.Column("promoted_by", sa.String(128), nullable=False),
-    sa.Column("approval_ticket", sa.String(128)),
-    sa.Column("approved_by", sa.Text),
-    sa.Column("correlation_id", sa.String(128)),
-    sa.Column("request_id", sa.String(64)),
-    sa.Column("promoted_at", sa.String(32)),
-    sa.Column("automatic", sa.Boolean, nullable=False, default=False),
-    sa.Column("seq", sa.Integer, nullable=False, index=True),
-)
-
-requests = sa.Table(
-    "promotion_requests",
-    metadata,
-    sa.Column("id", sa.String(64), primary_key=True),
-    sa.Column("artifact_id", sa.String(64), nullable=False),
-    sa.Column("app", sa.String(64), nullable=False, index=True),
-    sa.Column("version", sa.String(128), nullable=False),
-    sa.Column("from_env", sa.String(64), nullable=False),
-    sa.Column("to_env", sa.String(64), nullable=False, index=True),
-    sa.Column("branch", sa.String(255), nullable=False),
-    sa.Column("head", sa.String(64), nullable=False),  # the commit that edits the overlay
-    sa.Column("tip", sa.String(64), nullable=False),  # the branch tip: head plus reviews
-    sa.Column("status", sa.String(32), nullable=False, index=True),
-    sa.Column("requested_by", sa.String(128), nullable=False),
-    sa.Column("approval_ticket", sa.String(128)),
-    sa.Column("opened_at", sa.String(32), nullable=False),
-    sa.Column("closed_at", sa.String(32)),
-    sa.Column("superseded_by", sa.String(64)),
-    sa.Column("merge_commit", sa.String(64)),
-    sa.Column("reason", sa.Text),
-    sa.Column("forge_ref", sa.String(64)),  # e.g. the pull request number
-    sa.Column("body", sa.Text),  # the description shown to reviewers
-    sa.Column("seq", sa.Integer, nullable=False, index=True),
-)
-
-reviews = sa.Table(
-    "promotion_reviews",
-    metadata,
-    sa.Column("sha", sa.String(64), primary_key=True),  # the review's own commit
-    sa.Column("request_id", sa.String(64), nullable=False, index=True),
-    sa.Column("reviewer", sa.String(128), nullable=False),
-    sa.Column("state", sa.String(32), nullable=False),
-    sa.Column("commit", sa.String(64), nullable=False),  # the request head it reviewed
-    sa.Column("submitted_at", sa.String(32), nullable=False),
-)
-
-rollbacks = sa.Table(
-    "rollbacks",
-    metadata,
-    sa.Column("commit", sa.String(64), primary_key=True),
-    sa.Column("environment", sa.String(64), nullable=False, index=True),
-    sa.Column("restored_artifact", sa.String(64), nullable=False),
-    sa.Column("failed_artifact", sa.String(64), nullable=False, index=True),
-    sa.Column("deployment_id", sa.String(64)),
-    sa.Column("rolled_back_by", sa.String(128), nullable=False),
-    sa.Column("correlation_id", sa.String(128)),
-    sa.Column("rolled_back_at", sa.String(32)),
-    sa.Column("seq", sa.Integer, nullable=False, index=True),
-)
-
-holds = sa.Table(
-    "holds",
-    metadata,
-    # A rolled-back artifact is kept out of the environment's auto-promotion until an
-    # explicit promotion into it releases the hold.
-    sa.Column("artifact_id", sa.String(64), primary_key=True),
-    sa.Column("environment", sa.String(64), primary_key=True),
-    sa.Column("rollback_commit", sa.String(64), primary_key=True),
-    sa.Column("released_by", sa.String(64)),
-)
-
-index_state = sa.Table(
-    "index_state",
-    metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
+    promotions,
+    requests,
+    reviews,
+    rollbacks,
 )
 
 
@@ -129,134 +36,6 @@ class IndexedArtifact:
         return {**self.record, "commit": self.commit, "promotion_status": self.promotion_status}
 
 
-@dataclass(frozen=True)
-class PromotionFact:
-    """A promotion as its commit's trailers tell it."""
-
-    commit: str
-    artifact_id: str
-    from_env: str
-    to_env: str
-    promoted_by: str
-    approval_ticket: str | None = None
-    approved_by: str | None = None
-    correlation_id: str | None = None
-    request_id: str | None = None  # set when a merged request made this promotion
-    promoted_at: str | None = None  # the commit's time
-    automatic: bool = False  # made by policy, not asked for: it releases no hold
-
-    @property
-    def id(self) -> str:
-        return "pro-" + self.commit[:16]
-
-    def as_json(self, app: str, version: str) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "artifact_id": self.artifact_id,
-            "app": app,
-            "version": version,
-            "from": self.from_env,
-            "to": self.to_env,
-            "status": "promoted",
-            "commit": self.commit,
-            "promoted_by": self.promoted_by,
-            "approval_ticket": self.approval_ticket,
-            "approved_by": self.approved_by.split(", ") if self.approved_by else [],
-            "request_id": self.request_id,
-            "promoted_at": self.promoted_at,
-            "automatic": self.automatic,
-        }
-
-
-@dataclass(frozen=True)
-class RollbackFact:
-    """A rollback as its commit's trailers tell it: `failed` out, `restored` back in."""
-
-    commit: str
-    environment: str
-    restored: str
-    failed: str
-    returned_to: str | None  # where the failed artifact stands now (the previous environment)
-    rolled_back_by: str
-    deployment_id: str | None = None
-    correlation_id: str | None = None
-    rolled_back_at: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "commit": self.commit,
-            "environment": self.environment,
-            "restored_artifact": self.restored,
-            "failed_artifact": self.failed,
-            "deployment_id": self.deployment_id,
-            "rolled_back_by": self.rolled_back_by,
-            "rolled_back_at": self.rolled_back_at,
-        }
-
-
-HistoryFact = PromotionFact | RollbackFact
-
-
-def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @sa.event.listens_for(engine, "connect")
-        def _pragmas(conn: Any, _record: Any) -> None:
-            # WAL lets readers in other workers go on while the writer commits.
-            cur = conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.close()
-
-        return engine
-    parsed = sa.engine.make_url(url)
-    if parsed.drivername == "postgresql":
-        # Plain postgresql:// means psycopg2 to SQLAlchemy; Ritmo ships psycopg 3.
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    # pre_ping: a replica outlives database restarts and failovers without failed requests.
-    return sa.create_engine(parsed, pool_pre_ping=True)
-
-
-# Bumped when a table that git rebuilds changes shape. An index of another version is
-# dropped and rebuilt from git; queues (webhook deliveries, the outbox) are kept.
-SCHEMA_VERSION = "4"  # 4: cd_reports keeps the last outcome
-GIT_DERIVED = (
-    "artifacts", "promotions", "promotion_requests", "promotion_reviews", "rollbacks",
-    "holds", "deployments", "cd_reports", "deployment_forge_refs", "index_state",
-)  # fmt: skip
-
-
-_SCHEMA_LOCK = 0x52_69_74_6D  # "Ritm": replicas starting together create the schema once
-
-
-def _ensure_schema(engine: Engine) -> None:
-    """Create the tables, or drop and re-create the git-derived ones when their shape is
-    another version's; one transaction, serialised across replicas on PostgreSQL."""
-    try:
-        _create_schema(engine)
-    except (IntegrityError, OperationalError):
-        # SQLite has no such lock: a process starting beside us created it first.
-        _create_schema(engine)
-
-
-def _create_schema(engine: Engine) -> None:
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-        if "index_state" in sa.inspect(conn).get_table_names():
-            version = conn.execute(
-                sa.select(index_state.c.value).where(index_state.c.key == "schema")
-            ).scalar_one_or_none()
-            if version == SCHEMA_VERSION:
-                metadata.create_all(conn)  # tables added since, in the same version
-                return
-            for name in GIT_DERIVED:
-                conn.exec_driver_sql(f'DROP TABLE IF EXISTS "{name}"')
-        metadata.create_all(conn)
-        conn.execute(index_state.insert().values(key="schema", value=SCHEMA_VERSION))
-
-
 class ArtifactIndex:
     def __init__(
         self, engine: Engine, initial_environment: str | Callable[[], str] = "dev"
@@ -266,7 +45,7 @@ class ArtifactIndex:
         # Where a new record stands: the first environment of the policy in force, asked
         # when the record is indexed (the policy can change while the server runs).
         self._initial = initial_environment
-        _ensure_schema(engine)
+        ensure_schema(engine)
         metadata.create_all(engine)
 
     @property
@@ -559,168 +338,6 @@ def _to_artifact(row: sa.Row[Any]) -> IndexedArtifact:
     return IndexedArtifact(
         record=json.loads(row.record), commit=row.commit, promotion_status=row.promotion_status
     )
-
-
-class RequestIndex:
-    """Promotion requests and their reviews, as the request branches and main say."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        metadata.create_all(engine)
-
-    def save(self, row: dict[str, Any]) -> None:
-        with self._engine.begin() as conn:
-            exists = conn.execute(sa.select(requests.c.seq).where(requests.c.id == row["id"]))
-            seq = exists.scalar_one_or_none()
-            if seq is None:
-                conn.execute(requests.insert().values(**row, seq=last_seq(conn, requests) + 1))
-            else:
-                conn.execute(requests.update().where(requests.c.id == row["id"]).values(**row))
-
-    def add_review(self, row: dict[str, Any]) -> None:
-        with self._engine.begin() as conn:
-            known = conn.execute(sa.select(reviews.c.sha).where(reviews.c.sha == row["sha"]))
-            if not known.first():
-                conn.execute(reviews.insert().values(**row))
-
-    def get(self, request_id: str) -> dict[str, Any] | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(sa.select(requests).where(requests.c.id == request_id)).first()
-        return dict(row._mapping) if row else None
-
-    def open_for(self, app: str, env: str) -> dict[str, Any] | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                sa.select(requests).where(
-                    requests.c.app == app, requests.c.to_env == env, requests.c.status == "pending"
-                )
-            ).first()
-        return dict(row._mapping) if row else None
-
-    def by_forge_ref(self, ref: str) -> dict[str, Any] | None:
-        """The request shown as `ref` on the forge (a pull request number): the pending one,
-        else the latest (GitHub may keep a pull request across requests, e.g. after a crash)."""
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                sa.select(requests)
-                .where(requests.c.forge_ref == ref)
-                .order_by((requests.c.status == "pending").desc(), requests.c.seq.desc())
-            ).first()
-        return dict(row._mapping) if row else None
-
-    def by_commit(self, sha: str) -> dict[str, Any] | None:
-        """The request whose head or branch tip is `sha`."""
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                sa.select(requests)
-                .where(sa.or_(requests.c.head == sha, requests.c.tip == sha))
-                .order_by(requests.c.seq.desc())
-            ).first()
-        return dict(row._mapping) if row else None
-
-    def reviews_of(self, request_id: str) -> list[dict[str, Any]]:
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(reviews)
-                .where(reviews.c.request_id == request_id)
-                .order_by(reviews.c.submitted_at)
-            ).all()
-        return [dict(r._mapping) for r in rows]
-
-    def search(
-        self,
-        app: str | None = None,
-        env: str | None = None,
-        status: str | None = None,
-        offset: int = 0,
-        limit: int = 50,
-    ) -> tuple[list[dict[str, Any]], int]:
-        rows, total = page_rows(
-            self._engine,
-            requests,
-            {"app": app, "to_env": env, "status": status},
-            offset,
-            limit,
-        )
-        return [dict(r._mapping) for r in rows], total
-
-    def pending(self) -> list[dict[str, Any]]:
-        return self.search(status="pending", limit=10_000)[0]
-
-
-def last_seq(conn: sa.Connection, table: sa.Table) -> int:
-    """The highest `seq` in `table` (0 when empty): rows are ordered by appearance.
-
-    On PostgreSQL this first takes a transaction-scoped lock on the table's sequence, so
-    replicas adding rows at once neither tie on max + 1 nor both insert a row that each
-    found missing; the lock goes with the caller's transaction. (SQLite's writer lock
-    does the same there.)"""
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(f"seq/{table.name}")}
-        )
-    return int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(table.c.seq), 0))).scalar_one())
-
-
-def promotion_history(
-    engine: Engine,
-    app: str | None = None,
-    env: str | None = None,
-    status: str | None = None,
-    artifact_id: str | None = None,
-    offset: int = 0,
-    limit: int = 50,
-) -> tuple[list[tuple[str, str]], int]:
-    """Promotion requests and direct promotions, newest first, paged in SQL: the page's
-    ("request" | "promotion", id) and how many match. A merged request's promotion is
-    listed once, as the request; `status` "promoted" means direct promotions only, other
-    statuses are a request's; requests are listed without `artifact_id` only."""
-    parts: list[sa.Select[Any]] = []
-    if status != "promoted" and artifact_id is None:
-        where = _equal({requests.c.app: app, requests.c.to_env: env, requests.c.status: status})
-        parts.append(
-            sa.select(
-                sa.literal("request").label("kind"), requests.c.id.label("id"),
-                requests.c.opened_at.label("at"), requests.c.seq.label("seq"),
-            ).where(*where)
-        )  # fmt: skip
-    if status in (None, "promoted"):
-        where = _equal(
-            {promotions.c.app: app, promotions.c.to_env: env, promotions.c.artifact_id: artifact_id}
-        )
-        parts.append(
-            sa.select(
-                sa.literal("promotion").label("kind"), promotions.c.id.label("id"),
-                promotions.c.promoted_at.label("at"), promotions.c.seq.label("seq"),
-            ).where(promotions.c.request_id.is_(None), *where)
-        )  # fmt: skip
-    if not parts:
-        return [], 0
-    both = (sa.union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
-    newest = (sa.func.coalesce(both.c.at, "").desc(), both.c.seq.desc())
-    with engine.connect() as conn:
-        total = int(conn.execute(sa.select(sa.func.count()).select_from(both)).scalar_one())
-        rows = conn.execute(
-            sa.select(both.c.kind, both.c.id).order_by(*newest).offset(offset).limit(limit)
-        ).all()
-    return [(str(kind), str(row_id)) for kind, row_id in rows], total
-
-
-def _equal(wanted: dict[sa.Column[Any], Any]) -> list[sa.ColumnElement[bool]]:
-    return [column == value for column, value in wanted.items() if value is not None]
-
-
-def page_rows(
-    engine: Engine, table: sa.Table, equal: dict[str, Any], offset: int, limit: int
-) -> tuple[list[sa.Row[Any]], int]:
-    """Rows whose columns equal the given values (None: any), newest first, and the count."""
-    where = _equal({table.c[column]: value for column, value in equal.items()})
-    count = sa.select(sa.func.count()).select_from(table).where(*where)
-    query = sa.select(table).where(*where).order_by(table.c.seq.desc())
-    with engine.connect() as conn:
-        total = int(conn.execute(count).scalar_one())
-        rows = list(conn.execute(query.offset(offset).limit(limit)).all())
-    return rows, total
 
 
 def _promotion_json(row: sa.Row[Any]) -> dict[str, Any]:

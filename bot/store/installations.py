@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from bot.store.index import metadata
+from bot.store.schema import metadata
 
 installations = sa.Table(
     "github_installations",

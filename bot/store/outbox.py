@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from bot.store.index import metadata
+from bot.store.schema import metadata
 from bot.timestamps import stamp_epoch
 
 Status = Literal["queued", "delivering", "delivered", "dead"]

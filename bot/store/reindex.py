@@ -11,8 +11,10 @@ from bot.manifests.objects import read_path
 from bot.manifests.records import RECORDS_DIR, parse_record
 from bot.manifests.trailers import parse_trailers, promotion_hop
 from bot.manifests.writer import Written
-from bot.store.index import ArtifactIndex, HistoryFact, PromotionFact, RequestIndex, RollbackFact
+from bot.store.facts import HistoryFact, PromotionFact, RollbackFact
+from bot.store.index import ArtifactIndex
 from bot.store.request_history import rebuild_requests
+from bot.store.request_index import RequestIndex
 from bot.timestamps import stamp_epoch
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,8 @@ from typing import Any
 from bot.manifests.mirror import Mirror
 from bot.manifests.trailers import parse_trailers
 from bot.policy.model import POLICY_APP
-from bot.store.index import ArtifactIndex, RequestIndex
+from bot.store.index import ArtifactIndex
+from bot.store.request_index import RequestIndex
 
 BRANCH_PREFIX = "ritmo/promote/"
 

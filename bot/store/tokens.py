@@ -29,9 +29,9 @@ from bot.auth import (
     identity_key,
     new_secret,
 )
-from bot.store.index import metadata
+from bot.store.schema import metadata
 
-# Not git-derived: a schema rebuild of the index keeps it (bot/store/index.py GIT_DERIVED).
+# Not git-derived: a schema rebuild of the index keeps it (bot/store/schema.py GIT_DERIVED).
 api_tokens = sa.Table(
     "api_tokens",
     metadata,

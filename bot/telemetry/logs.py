@@ -1,6 +1,6 @@
 """JSON log lines with the correlation id and the delivery id; secrets masked in every line.
 
-The ids live in context variables: a Flask before_request hook (metrics.instrument) sets
+The ids live in context variables: a Flask before_request hook (correlation.bind) sets
 the correlation id from X-Correlation-ID, or a generated one; the webhook worker sets the
 delivery id while it handles a delivery. Every line goes through `redact`, which masks
 the shapes of Ritmo's secrets (API tokens, bearer and basic credentials, PEM private
@@ -204,7 +204,7 @@ def configure_logging(
 def gunicorn_logconfig() -> dict[str, Any]:
     """gunicorn's own lines (starting, booting a worker, a worker timing out) as JSON lines on
     stderr. Its access log is off then: Ritmo writes one access line per request instead,
-    with the route, status, duration and correlation id (bot/telemetry/metrics.py)."""
+    with the route, status, duration and correlation id (bot/telemetry/middleware.py)."""
     return {
         "version": 1,
         "disable_existing_loggers": False,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.auth import is_among
 from bot.deploy.rollback import RollbackRefused
-from bot.deploy.service import DeploymentRefused
+from bot.errors import Forbidden, NotFound
 from bot.forge.github import GitHubForge
 from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN, artifact_id
 from bot.manifests.writer import Conflict
@@ -265,10 +265,10 @@ def _rollback(runtime: Runtime, command: Rollback, login: str, link: str, delive
             "rolls back what ArgoCD, Flux or a CD system reported."
         )
     try:
-        done = runtime.deployments.rollback(
+        done = runtime.deployments.rollbacks.rollback(
             latest["id"], login, delivery, reason=f"Asked for by {login} in {link}"
         )
-    except (RollbackRefused, DeploymentRefused) as exc:
+    except (RollbackRefused, NotFound, Forbidden) as exc:
         return f"Refused: {exc}"
     if done["status"] == "pending":
         return "The policy wants approvals for this rollback. " + _opened(done["request"])

@@ -71,7 +71,7 @@ def test_ci_metadata_names_another_repository(
         ("POST", f"/repos/acme/web/deployments/{DEPLOYMENT_ID}/statuses"),
     ]
     assert gh.sent("POST", "/repos/acme/web/deployments")[0]["ref"] == SHA
-    assert rt.deployments.index.forge_ref(dep) == str(DEPLOYMENT_ID)
+    assert rt.deployments.records.forge_ref(dep) == str(DEPLOYMENT_ID)
 
 
 @pytest.mark.parametrize("commit", ["main", "refs/heads/release", "v1.2.3", SHA[:12], SHA + "0"])
@@ -86,7 +86,7 @@ def test_a_ref_that_is_not_a_commit_sha_is_not_mirrored(
     with caplog.at_level(logging.WARNING, logger="bot.deploy.service"):
         dep = _deploy(client, rt, {"repository": "acme/web", "commit": commit})
     assert _deployment_calls(gh) == []
-    assert rt.deployments.index.forge_ref(dep) is None
+    assert rt.deployments.records.forge_ref(dep) is None
     assert any(f"{dep} is not mirrored" in r.getMessage() and "40-hex" in r.getMessage()
                for r in caplog.records)  # fmt: skip
 

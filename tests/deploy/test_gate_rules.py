@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from bot.deploy.gate import deployment_gate, parse_time
+from bot.deploy.gate import deployment_gate
 from bot.policy.model import PromotionRule
+from bot.timestamps import parse
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 LABEL = "web 1.2.3"
@@ -84,7 +85,7 @@ def test_soak_names_when_in_utc() -> None:
     ],
 )
 def test_parse_time(text: str, expected: datetime) -> None:
-    parsed = parse_time(text)
+    parsed = parse(text)
     assert parsed == expected
     assert parsed.utcoffset() is not None
 
@@ -92,4 +93,4 @@ def test_parse_time(text: str, expected: datetime) -> None:
 @pytest.mark.parametrize("text", ["", "yesterday", "2026-13-01T00:00:00Z"])
 def test_parse_time_refuses(text: str) -> None:
     with pytest.raises(ValueError):
-        parse_time(text)
+        parse(text)

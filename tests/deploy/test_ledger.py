@@ -37,7 +37,7 @@ def test_follows_what_another_replica_wrote_without_clearing(
     art = client.post("/api/v1/artifacts", json=artifact_body(), headers=bearer(tokens["ci"]))
     assert art.status_code == 201, art.json
     ledger = open_mirror(runtime.settings, LEDGER_BRANCH)
-    index = runtime.deployments.index
+    index = runtime.deployments.records
     first = _deployed(client, cd, art.json["id"], "dev")
     before = ledger.fetch()
     index.remember_report("argocd/web-dev/rev/on-deployed", first)
@@ -98,9 +98,9 @@ class TestGitHubDeploymentAfterARebuild:
             # database): the deployments come back from the ledger, GitHub's id does not.
             with rt.index.engine.begin() as conn:
                 conn.execute(forge_refs.delete())
-            rebuild_ledger(rt.deployments.index, open_mirror(rt.settings, LEDGER_BRANCH))
-            assert rt.deployments.index.get(started.json["id"]) is not None
-            assert rt.deployments.index.forge_ref(started.json["id"]) is None
+            rebuild_ledger(rt.deployments.records, open_mirror(rt.settings, LEDGER_BRANCH))
+            assert rt.deployments.records.get(started.json["id"]) is not None
+            assert rt.deployments.records.forge_ref(started.json["id"]) is None
             with sandbox() as gh:
                 gh.token()
                 mine = sample("deployments-list", gh.api)[2]
@@ -114,7 +114,7 @@ class TestGitHubDeploymentAfterARebuild:
                 assert gh.sent("POST", "/repos/acme/web/deployments") == []
                 statuses = f"/repos/acme/web/deployments/{DEPLOYMENT_ID}/statuses"
                 assert [s["state"] for s in gh.sent("POST", statuses)] == ["success"]
-            assert rt.deployments.index.forge_ref(started.json["id"]) == str(DEPLOYMENT_ID)
+            assert rt.deployments.records.forge_ref(started.json["id"]) == str(DEPLOYMENT_ID)
         finally:
             rt.close()
             kill_gpg_agent(settings.data_dir / "trusted-gnupg")

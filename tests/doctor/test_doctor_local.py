@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from bot.config import Settings
 from bot.runtime import Runtime
-from bot.store.index import SCHEMA_VERSION
+from bot.store.schema import SCHEMA_VERSION
 from tests.doctor.helpers import doctor, write_config
 
 ORDER = [

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from bot.config import NotifySettings
 from bot.notify.outbox import EventContext, Outbox
 from bot.policy.model import Policy
-from bot.store.index import make_engine
+from bot.store.schema import make_engine
 
 START = 1_700_000_000.0
 

@@ -18,7 +18,7 @@ from bot.api.outbox import blueprint
 from bot.auth import Scope
 from bot.cli import main
 from bot.notify.outbox import Outbox
-from bot.store.index import make_engine
+from bot.store.schema import make_engine
 from bot.store.tokens import TokenStore
 from tests.notify.conftest import PolicyHolder, RecordingServer, Reply, context, policy_with
 

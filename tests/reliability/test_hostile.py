@@ -420,7 +420,7 @@ def argocd_reported_once(w: World) -> None:
 
 
 def one_deployment(w: World, _: Any) -> None:
-    assert w.rt.deployments.index.search()[1] == 1
+    assert w.rt.deployments.records.search()[1] == 1
 
 
 # -- approvals
@@ -893,7 +893,7 @@ def test_hostile_input_is_refused(case: Case, world: World) -> None:
     world.rt.webhooks.drain()
     refs = remote_refs(world.remote)
     queued = world.rt.deliveries.depth()
-    deployments = world.rt.deployments.index.search()[1]
+    deployments = world.rt.deployments.records.search()[1]
     pending = world.rt.requests_index.pending()
 
     answer = case.act(world, state)
@@ -904,7 +904,7 @@ def test_hostile_input_is_refused(case: Case, world: World) -> None:
     kept = {ref: sha for ref, sha in refs.items() if ref not in case.moves}
     assert {ref: sha for ref, sha in after.items() if ref not in case.moves} == kept
     assert world.rt.deliveries.depth() == queued
-    assert world.rt.deployments.index.search()[1] == deployments
+    assert world.rt.deployments.records.search()[1] == deployments
     if not case.moves:
         assert world.rt.requests_index.pending() == pending
     if case.check is not None:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from bot.config import Settings, load_settings
 from bot.runtime import Runtime, build_runtime
-from bot.store.index import make_engine
+from bot.store.schema import make_engine
 from tests.helpers import kill_gpg_agent
 
 URL_VARIABLE = "RITMO_TEST_DATABASE_URL"

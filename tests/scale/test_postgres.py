@@ -14,10 +14,10 @@ from bot.app import create_app
 from bot.runtime import Runtime, build_runtime
 from bot.scheduler import run_if_leader
 from bot.store.deployments import DeploymentIndex
-from bot.store.index import make_engine
 from bot.store.leader import LeaderLock
 from bot.store.locks import LockBusy, Locks
 from bot.store.outbox import NewDelivery, OutboxStore
+from bot.store.schema import make_engine
 from tests.helpers import artifact_body, bearer, commits_since, git
 from tests.scale.conftest import close_replica, replica_settings
 from tests.store.test_locks import exercise

@@ -8,7 +8,7 @@ import threading
 import sqlalchemy as sa
 
 from bot.store.deliveries import DeliveryQueue, deliveries
-from bot.store.index import make_engine
+from bot.store.schema import make_engine
 
 
 def test_two_replicas_queue_each_delivery_once(database_url: str) -> None:

@@ -21,7 +21,7 @@ import requests
 import sqlalchemy as sa
 
 from bot.auth import Scope
-from bot.store.index import make_engine
+from bot.store.schema import make_engine
 from bot.store.tokens import TokenStore
 from bot.webhooks.verify import signature_for
 from tests.conftest import make_remote

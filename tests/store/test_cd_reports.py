@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.store.deployments import DeploymentIndex
-from bot.store.index import SCHEMA_VERSION, ArtifactIndex, index_state, make_engine
+from bot.store.index import ArtifactIndex
+from bot.store.schema import SCHEMA_VERSION, index_state, make_engine
 
 
 @pytest.fixture

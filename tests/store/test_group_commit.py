@@ -16,7 +16,7 @@ from sqlalchemy.engine import Engine
 
 from bot.store.deliveries import DeliveryQueue, deliveries
 from bot.store.group_commit import GroupCommit
-from bot.store.index import make_engine
+from bot.store.schema import make_engine
 
 
 def _until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from bot.store.index import make_engine
 from bot.store.locks import LockBusy, Locks
+from bot.store.schema import make_engine
 
 
 @pytest.fixture

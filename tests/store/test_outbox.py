@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from bot.store.index import make_engine
 from bot.store.outbox import NewDelivery, NotDead, OutboxStore, backoff
+from bot.store.schema import make_engine
 
 NOW = 1_700_000_000.0
 

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from bot.auth import Scope, TokenError
-from bot.store.index import make_engine
+from bot.store.schema import make_engine
 from bot.store.token_import import TokenFileError, import_tokens_file
 from bot.store.tokens import TokenStore
 

@@ -17,7 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.api import health
 from bot.auth import Scope
 from bot.runtime import Runtime
-from bot.telemetry.metrics import LiveCollector, request_labels
+from bot.telemetry.collectors import LiveCollector
+from bot.telemetry.middleware import request_labels
 from tests.forge.github_sandbox import GitHubSandbox, forge
 from tests.helpers import TWO_APPROVERS_POLICY, artifact_body, bearer
 from tests.reliability.server import RitmoServer

@@ -21,7 +21,7 @@ from bot.app import create_app
 from bot.config import Settings
 from bot.runtime import Runtime, build_runtime
 from bot.store.deliveries import DeliveryQueue
-from bot.store.index import make_engine
+from bot.store.schema import make_engine
 from bot.webhooks.router import Event, Router
 from bot.webhooks.verify import signature_for
 from bot.webhooks.worker import DeliveryWorker

@@ -1,0 +1,79 @@
+"""The HTTP middleware: request counts and durations by closed label sets, one access
+line per request with JSON logs, and GET /metrics (bot/telemetry/metrics.py)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+from flask import Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from bot.telemetry import correlation, logs
+from bot.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
+
+# Label values: closed sets (a client picks the method and the path, not the series).
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED = "unmatched"
+_STATUSES = frozenset(int(s) for s in HTTPStatus)
+_ACCESS = logging.getLogger("ritmo.access")  # one line per request, with JSON logs
+
+
+def _kind(route: str) -> str:
+    if route.startswith("/webhooks/"):
+        return "webhook"
+    if route in ("/healthz", "/readyz", "/metrics"):
+        return "probe"
+    return "api"
+
+
+def request_labels(method: str, rule: str | None, status: int) -> tuple[str, str, str]:
+    """(method, route, status) label values, from closed sets (see bot/telemetry/metrics.py)."""
+    method_label = method if method in METHODS else "other"
+    status_label = str(status) if status in _STATUSES else f"{status // 100}xx"
+    return method_label, rule if rule is not None else UNMATCHED, status_label
+
+
+def instrument(app: Flask, runtime: Runtime) -> Metrics:
+    """Request metrics, correlation ids for logs, and GET /metrics on `app`."""
+    metrics = Metrics(runtime)
+    app.extensions["ritmo.metrics"] = metrics
+    # With JSON logs gunicorn's access log is off and this line replaces it (bot/server.py).
+    access_lines = runtime.settings.log_format == "json"
+    logs.add_secrets(logs.secrets_of(runtime.settings))
+
+    correlation.bind(app)
+
+    @app.before_request
+    def _begin() -> None:
+        g.ritmo_started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        started = g.get("ritmo_started")
+        rule = request.url_rule.rule if request.url_rule is not None else None
+        method, route, status = request_labels(request.method, rule, response.status_code)
+        kind = _kind(route)
+        metrics.http_requests.labels(method, route, status, kind).inc()
+        if started is not None:
+            metrics.http_duration.labels(method, route, kind).observe(time.perf_counter() - started)
+        if access_lines and started is not None:
+            duration_ms = round((time.perf_counter() - started) * 1000, 1)
+            fields = {"method": request.method, "route": route, "path": request.path,
+                      "status": response.status_code, "duration_ms": duration_ms}  # fmt: skip
+            _ACCESS.info(
+                "%s %s %s %.1fms", request.method, request.path, response.status_code,
+                duration_ms, extra={"fields": fields},
+            )  # fmt: skip
+        return response
+
+    def _metrics() -> Response:
+        return Response(metrics.exposition(), status=200, content_type=CONTENT_TYPE_LATEST)
+
+    app.add_url_rule("/metrics", "metrics", _metrics, methods=["GET"])
+    return metrics
