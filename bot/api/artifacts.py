@@ -6,17 +6,17 @@ import json
 import uuid
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, url_for
+from flask import Blueprint, Response, g, jsonify, request, url_for
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.api.auth import require_scope
+from bot.api.context import current_runtime
 from bot.api.errors import ApiError, invalid_fields
 from bot.api.paging import page_of
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN, ArtifactSpec
 from bot.manifests.writer import Conflict
 from bot.registry import SignatureRefused, UnknownApp
-from bot.runtime import Runtime
 from bot.telemetry import correlation, logs
 
 blueprint = Blueprint("artifacts", __name__, url_prefix="/api/v1/artifacts")
@@ -30,11 +30,6 @@ class ArtifactQuery(BaseModel):
     promotion_status: str | None = Field(default=None, pattern=NAME_PATTERN)
     page: int = Field(default=1, ge=1, le=1_000_000)  # past it, SQL offsets overflow
     per_page: int = Field(default=50, ge=1, le=500)
-
-
-def _runtime() -> Runtime:
-    runtime: Runtime = current_app.extensions["ritmo"]
-    return runtime
 
 
 def correlation_id() -> str:
@@ -78,7 +73,7 @@ def register_artifact() -> tuple[Response, int]:
         field = [{"field": "version", "message": str(exc)}]
         raise ApiError(422, f"invalid request: {exc}", field) from None
     try:
-        outcome = _runtime().registry.register(spec, g.principal.name, cid)
+        outcome = current_runtime().registry.register(spec, g.principal.name, cid)
     except Conflict as exc:
         raise ApiError(409, str(exc)) from None
     except SignatureRefused as exc:
@@ -98,11 +93,11 @@ def register_artifact() -> tuple[Response, int]:
 @blueprint.get("/<artifact_id>")
 @require_scope(Scope.ARTIFACTS_READ)
 def show_artifact(artifact_id: str) -> Response:
-    found = _runtime().index.get(artifact_id)
+    found = current_runtime().index.get(artifact_id)
     if found is None:
         raise ApiError(404, f"no artifact {artifact_id!r}; list them with GET /api/v1/artifacts")
     # Environments a rollback keeps it out of, until someone promotes it there explicitly.
-    return jsonify({**found.as_json(), "held_in": _runtime().index.holds_of(artifact_id)})
+    return jsonify({**found.as_json(), "held_in": current_runtime().index.holds_of(artifact_id)})
 
 
 @blueprint.get("")
@@ -112,7 +107,7 @@ def list_artifacts() -> Response:
         query = ArtifactQuery.model_validate(request.args.to_dict())
     except ValidationError as exc:
         raise invalid_fields(exc, status=400) from None
-    items, total = _runtime().index.search(
+    items, total = current_runtime().index.search(
         name=query.name,
         version=query.version,
         promotion_status=query.promotion_status,

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.api.auth import require_scope
+from bot.api.context import current_runtime
 from bot.api.errors import ApiError, invalid_fields, reason_of
 from bot.api.paging import has_next, page_of
 from bot.audit.history import AuditEvent, AuditKind, Window
@@ -25,7 +26,6 @@ from bot.audit.log import (
 from bot.audit.repo import trusted_commits
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN
-from bot.runtime import Runtime
 
 blueprint = Blueprint("audit", __name__, url_prefix="/api/v1/audit")
 
@@ -57,11 +57,6 @@ class AuditPage(BaseModel):
     has_next: bool
 
 
-def _runtime() -> Runtime:
-    runtime: Runtime = current_app.extensions["ritmo"]
-    return runtime
-
-
 def _refuse(field: str, value: str) -> ApiError:
     message = f"{value!r} is neither {_WHEN} on the default branch"
     return ApiError(400, f"invalid request: {field}", [{"field": field, "message": message}])
@@ -86,7 +81,7 @@ def list_audit() -> Response:
             if field["field"] in ("since", "until"):
                 field["message"] = f"expected {_WHEN}"
         raise error from None
-    runtime = _runtime()
+    runtime = current_runtime()
     try:
         runtime.writer.sync()  # fetch: the log reads the branch as it is on the remote
     except OSError as exc:

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from functools import wraps
 from typing import ParamSpec, TypeVar
 
-from flask import current_app, g, request
+from flask import g, request
 
+from bot.api.context import current_runtime
 from bot.api.errors import ApiError
 from bot.auth import Principal, Scope
 from bot.store.tokens import TokenStore
@@ -38,7 +39,7 @@ def authenticate(scope: Scope, *others: Scope) -> Principal:
         raise ApiError(
             401, "missing bearer token; send Authorization: Bearer <token>", headers=_CHALLENGE
         )
-    store: TokenStore = current_app.extensions["ritmo"].tokens
+    store: TokenStore = current_runtime().tokens
     principal = store.authenticate(token.strip())
     if principal is None:
         raise ApiError(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from bot.api.artifacts import correlation_id
+from bot.api.context import current_runtime
 from bot.api.errors import ApiError
 from bot.config import Settings
 from bot.deploy.argocd import parse_argocd
@@ -42,7 +43,7 @@ blueprint = Blueprint("cd", __name__, url_prefix="/webhooks")
 
 
 def _settings() -> Settings:
-    settings: Settings = current_app.extensions["ritmo"].settings
+    settings: Settings = current_runtime().settings
     return settings
 
 
@@ -75,7 +76,7 @@ def flux() -> tuple[Response, int]:
 
 def _take(source: str, parse: Callable[[bytes], Report]) -> tuple[Response, int]:
     cid = correlation_id()
-    service: DeploymentService = current_app.extensions["ritmo"].deployments
+    service: DeploymentService = current_runtime().deployments
     try:
         outcome = service.report(parse(request.get_data(cache=True)), cid)
     except Ignored as exc:

@@ -31,6 +31,7 @@ import jinja2
 from flask import Blueprint, Response, current_app, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bot.api.context import current_runtime
 from bot.api.dashboard_cache import PageCache
 from bot.api.errors import ApiError, invalid_fields
 from bot.deploy.records import FAILED
@@ -298,7 +299,7 @@ def _page_count(runtime: Runtime) -> int:
 
 @blueprint.get("/")
 def dashboard() -> Response:
-    runtime: Runtime = current_app.extensions["ritmo"]
+    runtime = current_runtime()
     try:
         page = DashboardQuery.model_validate(request.args.to_dict()).page
     except ValidationError as exc:

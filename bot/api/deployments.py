@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,6 +23,7 @@ from pydantic import (
 
 from bot.api.artifacts import correlation_id, json_body
 from bot.api.auth import require_scope
+from bot.api.context import current_runtime
 from bot.api.errors import ApiError, invalid_fields
 from bot.api.paging import has_next
 from bot.auth import Scope
@@ -83,7 +84,7 @@ class RollbackBody(BaseModel):
 
 
 def _service() -> DeploymentService:
-    service: DeploymentService = current_app.extensions["ritmo"].deployments
+    service: DeploymentService = current_runtime().deployments
     return service
 
 

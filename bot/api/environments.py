@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from bot.api.auth import require_scope
+from bot.api.context import current_runtime
 from bot.api.errors import ApiError, invalid_fields, reason_of
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN
-from bot.runtime import Runtime
 
 blueprint = Blueprint("environments", __name__, url_prefix="/api/v1")
 
@@ -95,7 +95,7 @@ def list_environments() -> Response:
         query = EnvironmentsQuery.model_validate(request.args.to_dict())
     except ValidationError as exc:
         raise invalid_fields(exc, status=400) from None
-    runtime: Runtime = current_app.extensions["ritmo"]
+    runtime = current_runtime()
     try:
         table = runtime.environments.table(query.app)
     except (RuntimeError, OSError) as exc:  # no policy read yet; git failed

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.api.auth import require_scope
+from bot.api.context import current_runtime
 from bot.api.errors import ApiError, invalid_fields
 from bot.api.paging import page_of
 from bot.auth import Scope
@@ -35,7 +36,7 @@ _MAX_ROW_ID = 2**63 - 1
 
 
 def _outbox() -> Outbox:
-    outbox: Outbox = current_app.extensions["ritmo"].outbox
+    outbox: Outbox = current_runtime().outbox
     return outbox
 
 

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from flask import Blueprint, Response, current_app, g, jsonify
+from flask import Blueprint, Response, g, jsonify
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from bot.api.artifacts import correlation_id, json_body
 from bot.api.auth import require_scope
+from bot.api.context import current_runtime
 from bot.api.errors import ApiError, invalid_fields
 from bot.auth import Scope
 from bot.manifests.writer import Conflict
 from bot.policy.load import BRANCH_POLICY_PATH, PolicyError
 from bot.promotions.policy_change import PolicyRequests
 from bot.promotions.service import PromotionRefused
-from bot.runtime import Runtime
 
 blueprint = Blueprint("policy", __name__, url_prefix="/api/v1")
 
@@ -43,7 +43,7 @@ def apply_policy() -> tuple[Response, int]:
         body = PolicyBody.model_validate(raw)
     except ValidationError as exc:
         raise invalid_fields(exc) from None
-    runtime: Runtime = current_app.extensions["ritmo"]
+    runtime = current_runtime()
     service = runtime.requests
     if not isinstance(service, PolicyRequests):
         raise ApiError(503, "this server cannot change the policy")

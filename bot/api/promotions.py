@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -17,13 +17,13 @@ from pydantic import (
 
 from bot.api.artifacts import correlation_id, json_body
 from bot.api.auth import require_scope
+from bot.api.context import current_runtime
 from bot.api.errors import ApiError, invalid_fields
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN
 from bot.manifests.records import artifact_id as artifact_id_of
 from bot.manifests.writer import Conflict
 from bot.promotions.service import PromotionInput, PromotionRefused
-from bot.runtime import Runtime
 from bot.store.index import IndexedArtifact
 from bot.store.query import promotion_history
 
@@ -114,11 +114,6 @@ class PromotionQuery(BaseModel):
     per_page: int = Field(default=50, ge=1, le=500)
 
 
-def _runtime() -> Runtime:
-    runtime: Runtime = current_app.extensions["ritmo"]
-    return runtime
-
-
 class PromoteByName(PromoteBody):
     """Promote the artifact `app` `version` to `to`; `from` defaults to the environment
     before `to` in the policy."""
@@ -150,7 +145,7 @@ def _ask_of(model: type[PromoteBody], body: Any) -> PromoteBody:
 def promote_artifact(artifact_id: str) -> tuple[Response, int]:
     cid = correlation_id()
     ask = _ask_of(PromoteBody, json_body()).ask()
-    artifact = _runtime().index.get(artifact_id)
+    artifact = current_runtime().index.get(artifact_id)
     if artifact is None:
         raise ApiError(404, f"no artifact {artifact_id!r}; list them with GET /api/v1/artifacts")
     return _promote(artifact, ask, cid)
@@ -163,7 +158,7 @@ def promote_by_name() -> tuple[Response, int]:
     cid = correlation_id()
     body = _ask_of(PromoteByName, json_body())
     assert isinstance(body, PromoteByName)
-    runtime = _runtime()
+    runtime = current_runtime()
     artifact = runtime.index.get(artifact_id_of(body.app, body.version))
     if artifact is None:
         raise ApiError(
@@ -180,7 +175,7 @@ def _source(body: PromoteByName, artifact: IndexedArtifact) -> str | None:
     if body.from_ or body.from_environment:
         return None
     to_env = str(body.to or body.to_environment)
-    names = _runtime().policy().environment_names
+    names = current_runtime().policy().environment_names
     if to_env not in names:
         return to_env
     where = names.index(to_env)
@@ -200,7 +195,7 @@ def _source(body: PromoteByName, artifact: IndexedArtifact) -> str | None:
 
 
 def _promote(artifact: IndexedArtifact, ask: PromotionInput, cid: str) -> tuple[Response, int]:
-    runtime = _runtime()
+    runtime = current_runtime()
     by = g.principal.name
     try:
         rule = runtime.promotions.check(artifact, ask)
@@ -241,7 +236,9 @@ def review_request(request_id: str) -> tuple[Response, int]:
     except ValidationError as exc:
         raise invalid_fields(exc) from None
     try:
-        described = _runtime().requests.review(request_id, g.principal, body.state, body.commit)
+        described = current_runtime().requests.review(
+            request_id, g.principal, body.state, body.commit
+        )
     except (PromotionRefused, Conflict) as exc:
         raise ApiError(409, str(exc)) from None
     return jsonify(described), 201
@@ -254,7 +251,7 @@ def list_promotions() -> Response:
         query = PromotionQuery.model_validate(request.args.to_dict())
     except ValidationError as exc:
         raise invalid_fields(exc, status=400) from None
-    runtime = _runtime()
+    runtime = current_runtime()
     found, total = promotion_history(
         runtime.index.engine, query.app, query.env, query.status, query.artifact_id,
         (query.page - 1) * query.per_page, query.per_page,
@@ -270,7 +267,7 @@ def list_promotions() -> Response:
 @blueprint.get("/promotions/<promotion_id>")
 @require_scope(Scope.ARTIFACTS_READ)
 def show_promotion(promotion_id: str) -> Response:
-    runtime = _runtime()
+    runtime = current_runtime()
     if promotion_id.startswith("req-") and runtime.requests_index.get(promotion_id):
         return jsonify(runtime.requests.describe(promotion_id))
     found = runtime.index.promotion(promotion_id)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from bot.api.artifacts import json_body
 from bot.api.auth import require_scope
+from bot.api.context import current_runtime
 from bot.api.errors import ApiError, invalid_fields
 from bot.auth import Scope, TokenError
 from bot.store.tokens import TokenStore
@@ -34,7 +35,7 @@ class TokenBody(BaseModel):
 
 
 def _tokens() -> TokenStore:
-    tokens: TokenStore = current_app.extensions["ritmo"].tokens
+    tokens: TokenStore = current_runtime().tokens
     return tokens
 
 

@@ -7,11 +7,11 @@ before it."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
+from bot.api.context import current_runtime
 from bot.api.errors import ApiError
 from bot.errors import Forbidden, Invalid
-from bot.runtime import Runtime
 from bot.webhooks.delivery import authenticate, parse
 
 blueprint = Blueprint("webhooks", __name__)
@@ -19,7 +19,7 @@ blueprint = Blueprint("webhooks", __name__)
 
 @blueprint.post("/webhooks/github")
 def receive_github() -> tuple[Response, int]:
-    runtime: Runtime = current_app.extensions["ritmo"]
+    runtime = current_runtime()
     secret = runtime.settings.forge.github.webhook_secret
     if runtime.settings.forge.kind != "github" or not secret:
         raise ApiError(404, "GitHub webhooks need forge.kind github (and its webhook_secret)")
