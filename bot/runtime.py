@@ -20,6 +20,7 @@ from bot.deploy.ledger import follow_ledger
 from bot.deploy.provenance import read_arrivals
 from bot.deploy.records import LEDGER_BRANCH
 from bot.deploy.service import DeploymentService
+from bot.forge import Forge
 from bot.forge.app_token import app_push_token
 from bot.forge.github import GitHubForge, github_forge
 from bot.forge.github_session import PACING, Pacing
@@ -77,7 +78,7 @@ from bot.webhooks.worker import DeliveryWorker
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Runtime:
     settings: Settings
     signer: CommitSigner
@@ -101,6 +102,7 @@ class Runtime:
     drift: DriftWatch
     environments: EnvironmentsView
     audit: AuditTrail
+    forge: Forge  # GitHub, or the local stand-in: the one the requests and deployments use
 
     def close(self) -> None:
         # What submits writes stops first, then the writers (what they hold queued still
@@ -112,7 +114,7 @@ class Runtime:
         self.chain_signer.close()
         self.mirror.close()
         self.ledger.mirror.close()
-        self.requests.forge.close()
+        self.forge.close()
 
 
 def signing_key(settings: Settings) -> CommitSigner:
@@ -240,9 +242,16 @@ def build_runtime(
     templates = templates or Templates()
     requests_index = RequestIndex(index.engine)
 
+    # Ritmo's own identities; any `<slug>[bot]` is refused besides (bot/auth.py check_name).
+    reserved = reserved_names(settings.forge.kind, settings.forge.github.bot_login)
+    tokens = TokenStore(index.engine, reserved)
+    try:
+        import_tokens_file(tokens, settings.tokens_file)  # once: the file is renamed
+    except TokenFileError as exc:
+        raise ConfigError(str(exc)) from None
+    forge: Forge = github_forge(settings, policy, pacing) or LocalForge(tokens.memberships)
+
     def github_token() -> str:
-        # The forge is built below; dispatches only run once the runtime is up.
-        forge = requests.forge
         if not isinstance(forge, GitHubForge):
             raise RuntimeError("GitHub dispatches need forge.kind github, or a named secret")
         return forge.installation_token()
@@ -332,19 +341,11 @@ def build_runtime(
     promotions = PromotionService(
         writer, index, templates, policy, gate=gate, unrecorded=environments.unrecorded
     )
-    # Ritmo's own identities; any `<slug>[bot]` is refused besides (bot/auth.py check_name).
-    reserved = reserved_names(settings.forge.kind, settings.forge.github.bot_login)
-    tokens = TokenStore(index.engine, reserved)
-    try:
-        import_tokens_file(tokens, settings.tokens_file)  # once: the file is renamed
-    except TokenFileError as exc:
-        raise ConfigError(str(exc)) from None
     identity = Identity(settings.manifests.author_name, settings.manifests.author_email)
     requests = PolicyRequests(  # promotion requests, and requests that change the policy
         mirror, writer, promotions, requests_index,
         index.get, templates, policy,
-        github_forge(settings, policy, pacing) or LocalForge(tokens.memberships),
-        locks, holds=index.holds_of,
+        forge, locks, holds=index.holds_of,
         report_drift=drift.report,
     )  # fmt: skip
     registry = ArtifactRegistry(
@@ -365,7 +366,7 @@ def build_runtime(
     argocd = (settings.cd.argocd_url or "").rstrip("/")
     deployments = DeploymentService(
         mirror, writer, ledger, index, deployment_index, promotions, requests, templates, policy,
-        requests.forge, emit=emitter(outbox),
+        forge, emit=emitter(outbox),
         log_url=lambda name: f"{argocd}/applications/{name}" if argocd else None,
         arrivals=partial(read_arrivals, mirror, gnupghome=settings.gnupghome,
                          fingerprint=signer.fingerprint),
@@ -375,13 +376,16 @@ def build_runtime(
     # Handlers act through this runtime; the worker asks for it when it runs.
     webhooks = DeliveryWorker(deliveries, router, lambda: runtime)
     runtime = Runtime(
-        settings, signer, mirror, index, tokens, writer, registry, templates, policy, promotions,
-        requests, requests_index, router, deliveries, webhooks, deployments, ledger, outbox,
-        chain_signer, drift, environments, AuditTrail(mirror),
+        settings=settings, signer=signer, mirror=mirror, index=index, tokens=tokens,
+        writer=writer, registry=registry, templates=templates, policy=policy,
+        promotions=promotions, requests=requests, requests_index=requests_index,
+        router=router, deliveries=deliveries, webhooks=webhooks, deployments=deployments,
+        ledger=ledger, outbox=outbox, chain_signer=chain_signer, drift=drift,
+        environments=environments, audit=AuditTrail(mirror), forge=forge,
     )  # fmt: skip
     if mirror.tip() is not None and not policy.adopted():
         adopt_policy(settings, writer, policy, templates)
     started = True
     # Drift found while starting is recorded now that everything it announces to is up.
-    drift.start(writer.submit, requests.forge.alert)
+    drift.start(writer.submit, forge.alert)
     return runtime

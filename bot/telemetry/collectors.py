@@ -116,7 +116,7 @@ class LiveCollector(Collector):
         yield family
 
     def _forge(self) -> Iterator[Metric]:
-        forge = self._runtime.requests.forge
+        forge = self._runtime.forge
         if not self._counted_elsewhere:
             family = CounterMetricFamily(*GITHUB_CALLS, labels=["operation"])
             for operation, count in sorted(dict(forge.calls).items()):

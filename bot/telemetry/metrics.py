@@ -164,7 +164,7 @@ class Metrics:
             for name, writer in (("manifests", runtime.writer), ("ledger", runtime.ledger)):
                 writer.on_count = counter_hook(shared.git, name)
                 writer.on_batch = shared.batch_attempts.labels(name).observe
-            forge = runtime.requests.forge
+            forge = runtime.forge
             forge.on_call = lambda operation: shared.github_calls.labels(operation).inc()
             self.http_requests, self.http_duration = shared.http_requests, shared.http_duration
             self.cd_ignored = shared.cd_ignored

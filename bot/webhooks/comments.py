@@ -139,7 +139,7 @@ def parse_command(rest: str) -> Command:
 @router.register("issue_comment", "created")
 def answer_command(event: Event, runtime: Runtime) -> None:
     """Run the comment's `/ritmo` command and answer in Ritmo's status comment."""
-    forge = runtime.requests.forge
+    forge = runtime.forge
     if not isinstance(forge, GitHubForge):
         return
     payload = event.payload

@@ -33,7 +33,7 @@ def sender(event: Event) -> str:
 
 def is_ritmo(runtime: Runtime, who: str) -> bool:
     """Whether `who` is the app's bot user, the one that pushes, merges and closes."""
-    return who.casefold() == runtime.requests.forge.author().casefold()
+    return who.casefold() == runtime.forge.author().casefold()
 
 
 def for_manifests(event: Event, runtime: Runtime) -> bool:
