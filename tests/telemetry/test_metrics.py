@@ -169,7 +169,7 @@ def test_github_calls_and_rate_limit(
     assert known is not None and known[0] <= known[1]
     assert len(gh.rsps.calls) == calls  # reading it cost no request
 
-    monkeypatch.setattr(runtime.requests, "forge", github)
+    monkeypatch.setattr(runtime, "forge", github)  # the forge is a Runtime field
     families = {m.name: m for m in LiveCollector(runtime).collect()}
     progressed = [s for s in families["ritmo_github_api_calls"].samples
                   if s.labels == {"operation": "progressed"}]  # fmt: skip
