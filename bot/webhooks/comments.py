@@ -23,7 +23,7 @@ from bot.webhooks.payloads import for_manifests
 from bot.webhooks.router import Event, Router
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.webhooks.context import HandlerContext
 
 log = logging.getLogger(__name__)
 router = Router()
@@ -137,9 +137,9 @@ def parse_command(rest: str) -> Command:
 
 
 @router.register("issue_comment", "created")
-def answer_command(event: Event, runtime: Runtime) -> None:
+def answer_command(event: Event, context: HandlerContext) -> None:
     """Run the comment's `/ritmo` command and answer in Ritmo's status comment."""
-    forge = runtime.forge
+    forge = context.forge
     if not isinstance(forge, GitHubForge):
         return
     payload = event.payload
@@ -149,7 +149,7 @@ def answer_command(event: Event, runtime: Runtime) -> None:
     if not isinstance(login, str) or not isinstance(number, int):
         return
     repository = str(_mapping(payload, "repository").get("full_name", ""))
-    if not for_manifests(event, runtime):
+    if not for_manifests(event, context):
         log.info("delivery %s: a comment on %s, not the manifests repository; ignored",
                  event.delivery_id, repository)  # fmt: skip
         return
@@ -165,17 +165,17 @@ def answer_command(event: Event, runtime: Runtime) -> None:
     if isinstance(command, Help):
         answer = f"{command.problem}\n\n{HELP}" if command.problem else HELP
     else:
-        refusal = _refusal(forge, runtime.policy(), login, repository)
+        refusal = _refusal(forge, context.policy(), login, repository)
         if refusal is not None:
             answer = refusal
         elif isinstance(command, Promote):
             link = str(comment.get("html_url") or f"{repository}#{number}")
-            answer = _promote(runtime, command, login, link, event.delivery_id)
+            answer = _promote(context, command, login, link, event.delivery_id)
         elif isinstance(command, Rollback):
             link = str(comment.get("html_url") or f"{repository}#{number}")
-            answer = _rollback(runtime, command, login, link, event.delivery_id)
+            answer = _rollback(context, command, login, link, event.delivery_id)
         else:
-            answer = _status(runtime)
+            answer = _status(context)
     forge.upsert_comment(number, _reply(login, invocation.line, answer))
 
 
@@ -222,9 +222,11 @@ def _refusal(forge: GitHubForge, policy: Policy, login: str, repository: str) ->
 # -- promote ---------------------------------------------------------------------------
 
 
-def _promote(runtime: Runtime, command: Promote, login: str, link: str, delivery: str) -> str:
+def _promote(
+    context: HandlerContext, command: Promote, login: str, link: str, delivery: str
+) -> str:
     app, version, env = command.app, command.version, command.env
-    artifact = runtime.index.get(artifact_id(app, version))
+    artifact = context.index.get(artifact_id(app, version))
     if artifact is None:
         return (
             f"Refused: no artifact {app} {version} is recorded; check the version "
@@ -232,7 +234,7 @@ def _promote(runtime: Runtime, command: Promote, login: str, link: str, delivery
         )
     if artifact.promotion_status == env:
         return f"{app} {version} is already in {env}; nothing to do."
-    pending = runtime.requests_index.open_for(app, env)
+    pending = context.requests_index.open_for(app, env)
     if pending is not None and pending["artifact_id"] == artifact.record["id"]:
         # A second identical command (or GitHub redelivering one) must not supersede
         # the open request and throw its approvals away.
@@ -242,11 +244,11 @@ def _promote(runtime: Runtime, command: Promote, login: str, link: str, delivery
         )
     ask = PromotionInput(artifact.promotion_status, env, notes=f"Requested by {login} in {link}")
     try:
-        rule = runtime.promotions.check(artifact, ask)
+        rule = context.promotions.check(artifact, ask)
         if rule.requires_approval:
-            opened = runtime.requests.open(artifact, ask, rule, login, delivery)
+            opened = context.requests.open(artifact, ask, rule, login, delivery)
             return _opened(opened)
-        outcome = runtime.promotions.promote(artifact, ask, login, delivery)
+        outcome = context.promotions.promote(artifact, ask, login, delivery)
     except (PromotionRefused, Conflict) as exc:
         return f"Refused: {exc}"
     if not outcome["commit"]:
@@ -257,15 +259,17 @@ def _promote(runtime: Runtime, command: Promote, login: str, link: str, delivery
     )
 
 
-def _rollback(runtime: Runtime, command: Rollback, login: str, link: str, delivery: str) -> str:
-    latest = runtime.deployments.current(command.app, command.env)
+def _rollback(
+    context: HandlerContext, command: Rollback, login: str, link: str, delivery: str
+) -> str:
+    latest = context.deployments.current(command.app, command.env)
     if latest is None:
         return (
             f"Refused: no deployment of {command.app} in {command.env} is recorded; Ritmo "
             "rolls back what ArgoCD, Flux or a CD system reported."
         )
     try:
-        done = runtime.deployments.rollbacks.rollback(
+        done = context.deployments.rollbacks.rollback(
             latest["id"], login, delivery, reason=f"Asked for by {login} in {link}"
         )
     except (RollbackRefused, NotFound, Forbidden) as exc:
@@ -292,13 +296,13 @@ def _opened(request: Mapping[str, Any]) -> str:
 # -- status ----------------------------------------------------------------------------
 
 
-def _status(runtime: Runtime) -> str:
+def _status(context: HandlerContext) -> str:
     """What `ritmo status` shows (GET /api/v1/environments and the open requests), as
     Markdown."""
-    table = runtime.environments.table()
-    found = runtime.requests_index.search(status="pending", limit=ALL)[0]
+    table = context.environments.table()
+    found = context.requests_index.search(status="pending", limit=ALL)[0]
     data = {**table, "open_requests": open_requests(
-        [runtime.requests.describe(r["id"]) for r in found]
+        [context.requests.describe(r["id"]) for r in found]
     )}  # fmt: skip
     envs = data["environments"]
     lines = ["| App | " + " | ".join(envs) + " |", "|---" * (len(envs) + 1) + "|"]

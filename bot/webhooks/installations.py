@@ -10,7 +10,7 @@ from bot.webhooks.payloads import login
 from bot.webhooks.router import Event, Router
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.webhooks.context import HandlerContext
 
 log = logging.getLogger(__name__)
 router = Router()
@@ -29,15 +29,15 @@ def _names(repositories: Any) -> list[str]:
     return [str(r["full_name"]) for r in repositories or [] if isinstance(r, dict)]
 
 
-def _store(runtime: Runtime) -> InstallationIndex:
-    return InstallationIndex(runtime.index.engine)
+def _store(context: HandlerContext) -> InstallationIndex:
+    return InstallationIndex(context.index.engine)
 
 
 @router.register("installation", "created")
-def record_installation(event: Event, runtime: Runtime) -> None:
+def record_installation(event: Event, context: HandlerContext) -> None:
     installation = _installation(event)
     account = installation.get("account")
-    _store(runtime).installed(
+    _store(context).installed(
         installation["id"],
         login(account),
         account.get("type") if isinstance(account, dict) else None,
@@ -50,19 +50,19 @@ def record_installation(event: Event, runtime: Runtime) -> None:
 @router.register("installation", "deleted")
 @router.register("installation", "suspend")
 @router.register("installation", "unsuspend")
-def record_installation_status(event: Event, runtime: Runtime) -> None:
+def record_installation_status(event: Event, context: HandlerContext) -> None:
     installation = _installation(event)
     status = _STATUS[str(event.action)]
     account = login(installation.get("account"))
-    _store(runtime).set_status(installation["id"], status, account)
+    _store(context).set_status(installation["id"], status, account)
     log.info("installation %s on %s is %s", installation["id"], account, status)
 
 
 @router.register("installation_repositories", "added")
 @router.register("installation_repositories", "removed")
-def record_installation_repositories(event: Event, runtime: Runtime) -> None:
+def record_installation_repositories(event: Event, context: HandlerContext) -> None:
     installation = _installation(event)
-    _store(runtime).change_repositories(
+    _store(context).change_repositories(
         installation["id"],
         login(installation.get("account")),
         event.payload.get("repository_selection") or installation.get("repository_selection"),

@@ -18,23 +18,25 @@ from bot.webhooks.payloads import for_manifests, login, promotion_pull, timestam
 from bot.webhooks.router import Event, Router
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.webhooks.context import HandlerContext
 
 log = logging.getLogger(__name__)
 router = Router()
 
 
-def policy_pull(event: Event, runtime: Runtime) -> tuple[dict[str, Any], PolicyRequests] | None:
+def policy_pull(
+    event: Event, context: HandlerContext
+) -> tuple[dict[str, Any], PolicyRequests] | None:
     """The pull request and the service judging it, when it is a person's pull request
     into the default branch that changes the policy file."""
     pull = event.payload.get("pull_request")
-    if not isinstance(pull, dict) or not for_manifests(event, runtime):
+    if not isinstance(pull, dict) or not for_manifests(event, context):
         return None
-    if promotion_pull(event, runtime) is not None:
+    if promotion_pull(event, context) is not None:
         return None  # Ritmo's own requests (a policy change among them) settle themselves
-    if (pull.get("base") or {}).get("ref") != runtime.settings.manifests.branch:
+    if (pull.get("base") or {}).get("ref") != context.settings.manifests.branch:
         return None
-    service = runtime.requests
+    service = context.requests
     if not isinstance(service, PolicyRequests) or not isinstance(service.forge, GitHubForge):
         return None
     if BRANCH_POLICY_PATH not in service.forge.changed_files(str(pull["number"])):
@@ -49,8 +51,8 @@ def policy_pull(event: Event, runtime: Runtime) -> tuple[dict[str, Any], PolicyR
 @router.register("pull_request_review", "submitted")
 @router.register("pull_request_review", "edited")
 @router.register("pull_request_review", "dismissed")
-def show_policy_pull(event: Event, runtime: Runtime) -> None:
-    found = policy_pull(event, runtime)
+def show_policy_pull(event: Event, context: HandlerContext) -> None:
+    found = policy_pull(event, context)
     if found is None or found[0].get("state") == "closed":
         return
     pull, service = found
@@ -64,8 +66,8 @@ def show_policy_pull(event: Event, runtime: Runtime) -> None:
 
 
 @router.register("pull_request", "closed")
-def accept_policy_pull(event: Event, runtime: Runtime) -> None:
-    found = policy_pull(event, runtime)
+def accept_policy_pull(event: Event, context: HandlerContext) -> None:
+    found = policy_pull(event, context)
     if found is None or not found[0].get("merged"):
         return  # closed unmerged: nothing changed
     pull, service = found

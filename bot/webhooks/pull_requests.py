@@ -13,35 +13,35 @@ from bot.webhooks.payloads import is_ritmo, login, promotion_request, sender, ti
 from bot.webhooks.router import Event, Router
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.webhooks.context import HandlerContext
 
 log = logging.getLogger(__name__)
 router = Router()
 
 
 @router.register("pull_request", "synchronize")
-def reject_tampered_promotion(event: Event, runtime: Runtime) -> None:
-    if (found := promotion_request(event, runtime)) is None:
+def reject_tampered_promotion(event: Event, context: HandlerContext) -> None:
+    if (found := promotion_request(event, context)) is None:
         return
     pull, request = found
     after = str(event.payload.get("after") or pull["head"]["sha"])
     if request["status"] != "pending" or after == request["tip"]:
         return  # Ritmo's own push, or a request that already ended
-    runtime.requests.tampered(request["id"], sender(event), after)
+    context.requests.tampered(request["id"], sender(event), after)
 
 
 @router.register("pull_request", "closed")
-def record_closed_promotion(event: Event, runtime: Runtime) -> None:
-    if (found := promotion_request(event, runtime)) is None:
+def record_closed_promotion(event: Event, context: HandlerContext) -> None:
+    if (found := promotion_request(event, context)) is None:
         return
     pull, request = found
     if request["status"] != "pending":
         return  # Ritmo ended it (merged, superseded, expired, rejected) and said so
     if pull.get("merged"):
         by = login(pull.get("merged_by"))
-        if is_ritmo(runtime, by):
+        if is_ritmo(context, by):
             return  # Ritmo's signed merge landing: it saves the request itself
-        held = runtime.requests.merged_on_forge(
+        held = context.requests.merged_on_forge(
             request["id"],
             str(pull["merge_commit_sha"]),
             by,
@@ -54,9 +54,9 @@ def record_closed_promotion(event: Event, runtime: Runtime) -> None:
         )  # fmt: skip
         return
     by = sender(event)
-    if is_ritmo(runtime, by):
+    if is_ritmo(context, by):
         return  # Ritmo closed it; its closing commit is on its way
-    runtime.requests.close(
+    context.requests.close(
         request["id"], "rejected",
         f"pull request #{pull['number']} was closed by {by} without merging",
         tell_forge=False,  # GitHub already shows it closed, by whom

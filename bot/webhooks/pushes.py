@@ -13,18 +13,18 @@ from bot.webhooks.payloads import for_manifests, is_ritmo, sender
 from bot.webhooks.router import Event, Router
 
 if TYPE_CHECKING:
-    from bot.runtime import Runtime
+    from bot.webhooks.context import HandlerContext
 
 router = Router()
 
 
 @router.register("push")
-def follow_default_branch(event: Event, runtime: Runtime) -> None:
+def follow_default_branch(event: Event, context: HandlerContext) -> None:
     payload = event.payload
-    branch = runtime.settings.manifests.branch
-    if not for_manifests(event, runtime) or payload.get("ref") != f"refs/heads/{branch}":
+    branch = context.settings.manifests.branch
+    if not for_manifests(event, context) or payload.get("ref") != f"refs/heads/{branch}":
         return
-    if payload.get("deleted") or is_ritmo(runtime, sender(event)):
+    if payload.get("deleted") or is_ritmo(context, sender(event)):
         return  # Ritmo's own push: the index followed it as it landed
-    runtime.writer.sync()
-    runtime.drift.settle()  # the drift this push brought is recorded with the delivery
+    context.writer.sync()
+    context.drift.settle()  # the drift this push brought is recorded with the delivery

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-Handler = Callable[["Event", Any], None]
+if TYPE_CHECKING:
+    from bot.webhooks.context import HandlerContext
+
+Handler = Callable[["Event", "HandlerContext"], None]
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class Router:
     def handles(self, event: Event) -> bool:
         return bool(self.handlers(event))
 
-    def dispatch(self, event: Event, context: Any) -> int:
+    def dispatch(self, event: Event, context: HandlerContext) -> int:
         """Call every matching handler; returns how many ran."""
         handlers = self.handlers(event)
         for handler in handlers:

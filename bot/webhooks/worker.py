@@ -8,12 +8,15 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bot.store.deliveries import DeliveryQueue
 from bot.store.lease import Heartbeat
 from bot.telemetry.logs import bound
 from bot.webhooks.router import Event, Router
+
+if TYPE_CHECKING:
+    from bot.webhooks.context import HandlerContext
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +26,7 @@ class DeliveryWorker:
         self,
         queue: DeliveryQueue,
         router: Router,
-        context: Callable[[], Any],
+        context: Callable[[], HandlerContext],
         clock: Callable[[], float] = time.time,
         idle_wait: float = 5.0,
         settle: float = 0.05,
