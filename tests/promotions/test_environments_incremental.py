@@ -107,7 +107,7 @@ def _fresh(runtime: Runtime) -> dict[str, Any]:
     view = EnvironmentsView(
         runtime.mirror,
         runtime.index,
-        runtime.deployments.index,
+        runtime.deployments.records,
         runtime.policy,
         runtime.settings.gnupghome,
         runtime.signer.fingerprint,

@@ -36,7 +36,7 @@ from tests.helpers import artifact_body, bearer
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 SCENARIOS = int(os.environ.get("FUZZ_SCENARIOS", "15"))  # stateful: scenarios per run
-ROUNDS = 10  # stateful: at most this many runs until every operation is seen
+ROUNDS = 30  # stateful: at most this many runs until every operation is seen (stops early)
 CHECKS = [
     not_a_server_error,
     status_code_conformance,
