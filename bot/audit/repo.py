@@ -21,7 +21,7 @@ from pathlib import Path
 import gnupg
 
 from bot.audit.rollback_rules import illegitimate_rollbacks, unsigned_ledger
-from bot.audit.verify import PinChange, Problem, RecordFact, VerifyCommit, verify
+from bot.audit.verify import Problem, RecordFact, VerifyCommit, verify
 from bot.deploy.records import LEDGER_BRANCH
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import read_path
@@ -36,6 +36,7 @@ from bot.policy.model import Policy
 from bot.policy.trust import PolicyTrust, TrustKeys, describe, step
 from bot.promotions.pin import current_value
 from bot.store.reindex import record_in
+from bot.trust.drift import PinMove
 
 
 class TrustedKeyError(ValueError):
@@ -290,7 +291,7 @@ def read_history(
             before = walk.pinned(parent, path, app, policy)
             after = walk.pinned(sha, path, app, policy)
             if before != after:
-                pins.append(PinChange(app, env, path, before, after))
+                pins.append(PinMove(app, env, path, before, after))
         status, signer = signed.get(sha, ("N", ""))
         history.append(
             VerifyCommit(

@@ -50,19 +50,9 @@ from dataclasses import dataclass, field
 
 from bot.policy.model import Policy
 from bot.policy.trust import GOOD_SIGNATURES
+from bot.trust.drift import PinMove
 
 REGISTERED = "registered"  # the "from" of a new record's first pin
-
-
-@dataclass(frozen=True)
-class PinChange:
-    """An app's pinned value in an environment's overlay, before and after a commit."""
-
-    app: str
-    env: str
-    path: str
-    before: str | None
-    after: str | None
 
 
 @dataclass(frozen=True)
@@ -86,7 +76,7 @@ class VerifyCommit:
     signer: str = ""  # %GP (else %GF), the signing key's fingerprint when known
     policy_key: bool = False  # signed by a key trusted for policy changes only
     environments: tuple[str, ...] = ()  # the policy's, in force when the commit landed
-    pins: tuple[PinChange, ...] = ()
+    pins: tuple[PinMove, ...] = ()
     records: tuple[RecordFact, ...] = ()
     policy: Policy | None = None  # the trusted policy in force then (None: none adopted)
     before_adoption: bool = False  # the branch adopted a policy later: not judged
