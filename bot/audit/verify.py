@@ -96,6 +96,14 @@ class VerifyCommit:
         """Signed by Ritmo's key (a policy key's signature vouches for policy only)."""
         return self.signature in GOOD_SIGNATURES and not self.policy_key
 
+    @property
+    def how_signed(self) -> str:
+        """How an unsigned one stands, for a problem's message: `is not signed`, or
+        e.g. `has a bad signature (<signer>)`."""
+        how = SIGNATURE_STATES.get(self.signature, f"has signature status {self.signature}")
+        key = f" ({self.signer})" if self.signer and self.signature != "N" else ""
+        return how + key
+
 
 @dataclass(frozen=True, order=True)
 class Problem:
@@ -195,13 +203,11 @@ def _signature_problems(commit: VerifyCommit) -> list[Problem]:
     found = []
     named = commit.ritmo_trailers
     if named and not commit.signed:
-        how = SIGNATURE_STATES.get(commit.signature, f"has signature status {commit.signature}")
-        key = f" ({commit.signer})" if commit.signer and commit.signature != "N" else ""
         found.append(
             Problem(
                 commit.sha,
                 "untrusted-signature",
-                f"carries Ritmo trailers ({', '.join(named[:3])}) but {how}{key}",
+                f"carries Ritmo trailers ({', '.join(named[:3])}) but {commit.how_signed}",
             )
         )
     if (commit.one("Ritmo-Policy-Held") or "").lower() == "no":
