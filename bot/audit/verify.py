@@ -48,6 +48,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from bot.manifests.trailers import Trailered
 from bot.policy.model import Policy
 from bot.policy.trust import GOOD_SIGNATURES
 from bot.trust.drift import PinMove
@@ -66,7 +67,7 @@ class RecordFact:
 
 
 @dataclass(frozen=True)
-class VerifyCommit:
+class VerifyCommit(Trailered):
     sha: str
     parents: tuple[str, ...]
     trailers: dict[str, list[str]]
@@ -82,10 +83,6 @@ class VerifyCommit:
     before_adoption: bool = False  # the branch adopted a policy later: not judged
     adopts_policy: bool = False
     untrusted_policy: str = ""  # why its change to the policy file is not trusted
-
-    def one(self, key: str) -> str | None:
-        values = self.trailers.get(key)
-        return values[0] if values else None
 
     @property
     def ritmo_trailers(self) -> list[str]:

@@ -21,6 +21,16 @@ def parse_trailers(message: str) -> dict[str, list[str]]:
     return found
 
 
+class Trailered:
+    """A commit record's trailers, and `one(key)`: a trailer's first value, or None."""
+
+    trailers: dict[str, list[str]]
+
+    def one(self, key: str) -> str | None:
+        values = self.trailers.get(key)
+        return values[0] if values else None
+
+
 def promotion_hop(trailers: dict[str, list[str]]) -> tuple[str, str] | None:
     """("staging", "production") from `Ritmo-Promotion: staging -> production`."""
     values = trailers.get("Ritmo-Promotion")

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.manifests.mirror import Mirror
-from bot.manifests.trailers import parse_trailers
+from bot.manifests.trailers import Trailered, parse_trailers
 from bot.policy.model import POLICY_APP
 from bot.store.index import ArtifactIndex
 from bot.store.request_index import RequestIndex
@@ -20,15 +20,11 @@ BRANCH_PREFIX = "ritmo/promote/"
 
 
 @dataclass(frozen=True)
-class _Commit:
+class _Commit(Trailered):
     sha: str
     parents: tuple[str, ...]
     at: str
     trailers: dict[str, list[str]]
-
-    def one(self, key: str) -> str | None:
-        values = self.trailers.get(key)
-        return values[0] if values else None
 
 
 def _log(mirror: Mirror, *args: str) -> list[_Commit]:
