@@ -21,12 +21,12 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from bot.api.artifacts import correlation_id, json_body
+from bot.api.artifacts import correlation_id
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
 from bot.api.errors import ApiError, invalid_fields
 from bot.api.paging import has_next
-from bot.api.parse import body_of, query_of
+from bot.api.parse import body_of, json_body, query_of
 from bot.auth import Scope
 from bot.deploy.records import Observation
 from bot.deploy.service import DeploymentService
@@ -93,9 +93,7 @@ def _service() -> DeploymentService:
 @require_scope(Scope.DEPLOYMENTS_WRITE)
 def create_deployment() -> tuple[Response, int]:
     cid = correlation_id()
-    body = body_of(
-        DeploymentBody, json_body(), "body must be a JSON object with artifact_id and environment"
-    )
+    body = body_of(DeploymentBody, "body must be a JSON object with artifact_id and environment")
     seen = Observation(
         status=body.status,
         source="api",

@@ -7,7 +7,7 @@ from typing import Annotated
 from flask import Blueprint, Response, g, jsonify
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from bot.api.artifacts import correlation_id, json_body
+from bot.api.artifacts import correlation_id
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
 from bot.api.errors import ApiError
@@ -37,9 +37,7 @@ class PolicyBody(BaseModel):
 @require_scope(Scope.ADMIN)
 def apply_policy() -> tuple[Response, int]:
     cid = correlation_id()
-    body = body_of(
-        PolicyBody, json_body(), 'body must be a JSON object: {"policy": "<yaml>", "reason": "..."}'
-    )
+    body = body_of(PolicyBody, 'body must be a JSON object: {"policy": "<yaml>", "reason": "..."}')
     runtime = current_runtime()
     service = runtime.requests
     if not isinstance(service, PolicyRequests):

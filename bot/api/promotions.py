@@ -14,11 +14,11 @@ from pydantic import (
     model_validator,
 )
 
-from bot.api.artifacts import correlation_id, json_body
+from bot.api.artifacts import correlation_id
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
 from bot.api.errors import ApiError
-from bot.api.parse import body_of, query_of
+from bot.api.parse import json_body, model_of, query_of
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN
 from bot.manifests.records import artifact_id as artifact_id_of
@@ -130,7 +130,7 @@ class PromoteByName(PromoteBody):
 
 def _ask_of(model: type[PromoteBody], body: Any) -> PromoteBody:
     try:
-        return body_of(model, body, 'body must be a JSON object: {"from": ..., "to": ...}')
+        return model_of(model, body, 'body must be a JSON object: {"from": ..., "to": ...}')
     except _BodyProblem as exc:
         fields = [{"field": exc.field, "message": exc.message}]
         raise ApiError(422, f"invalid request: {exc.field}", fields) from None
@@ -225,7 +225,7 @@ class ReviewBody(BaseModel):
 def review_request(request_id: str) -> tuple[Response, int]:
     """Local forge: an authenticated user approves (or asks for changes on) a request."""
     raw = json_body() if request.content_length else {}
-    body = body_of(ReviewBody, raw, 'body must be a JSON object: {"state": "approved"}')
+    body = model_of(ReviewBody, raw, 'body must be a JSON object: {"state": "approved"}')
     try:
         described = current_runtime().requests.review(
             request_id, g.principal, body.state, body.commit

@@ -11,7 +11,6 @@ from typing import Annotated
 from flask import Blueprint, Response, jsonify
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from bot.api.artifacts import json_body
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
 from bot.api.errors import ApiError
@@ -54,9 +53,7 @@ def list_tokens() -> Response:
 @blueprint.post("")
 @require_scope(Scope.ADMIN)
 def create_token() -> tuple[Response, int]:
-    body = body_of(
-        TokenBody, json_body(), 'body must be a JSON object: {"name": ..., "scopes": [...]}'
-    )
+    body = body_of(TokenBody, 'body must be a JSON object: {"name": ..., "scopes": [...]}')
     try:
         secret, made = _tokens().issue(body.name, body.scopes, body.groups)
     except TokenError as exc:
