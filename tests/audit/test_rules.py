@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.audit.history import Commit, Window, audit_events, events_of, parse_when, select
+from bot.audit.history import Window, audit_events, events_of, parse_when, select
 from bot.audit.verify import RecordFact, VerifyCommit, verify
-from bot.manifests.trailers import parse_trailers
+from bot.manifests.trailers import Commit, parse_trailers
 from bot.trust.drift import PinMove
 
 ART = "art-00000000000000000001"
