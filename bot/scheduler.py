@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -44,22 +45,23 @@ def expire_due(runtime: Runtime) -> list[str]:
     return expired
 
 
+def _counted(job: str, run: Callable[[str], int]) -> int:
+    """`run` with a fresh correlation id: how many it did; a failure is logged, as 0."""
+    try:
+        return run(f"scheduler-{uuid.uuid4()}")
+    except Exception:
+        log.exception("the %s job failed; it runs again at the next interval", job)
+        return 0
+
+
 def promote_due(runtime: Runtime) -> int:
     """Deployment-gated auto-promotions whose soak (or freeze) ended since the report."""
-    try:
-        return runtime.deployments.gating.promote_due(f"scheduler-{uuid.uuid4()}")
-    except Exception:
-        log.exception("the soak job failed; it runs again at the next interval")
-        return 0
+    return _counted("soak", lambda cid: runtime.deployments.gating.promote_due(cid))
 
 
 def rollback_due(runtime: Runtime) -> int:
     """Automatic rollbacks that failed when the failure was reported."""
-    try:
-        return runtime.deployments.rollbacks.rollback_due(f"scheduler-{uuid.uuid4()}")
-    except Exception:
-        log.exception("the rollback job failed; it runs again at the next interval")
-        return 0
+    return _counted("rollback", lambda cid: runtime.deployments.rollbacks.rollback_due(cid))
 
 
 def run_due(runtime: Runtime) -> None:

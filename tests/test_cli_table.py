@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.audit.history import Commit, events_of
+from bot.audit.history import events_of
 from bot.cli.tables import audit_row, table
-from bot.manifests.trailers import parse_trailers
+from bot.manifests.trailers import Commit, parse_trailers
 
 ART = "art-00000000000000000001"
 OLD = "art-00000000000000000002"

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request, url_for
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
-from bot.api.errors import ApiError, invalid_fields
+from bot.api.errors import ApiError
 from bot.api.paging import page_of
+from bot.api.parse import body_of, query_of
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN, ArtifactSpec
 from bot.manifests.writer import Conflict
@@ -45,30 +44,13 @@ def correlation_id() -> str:
     return given
 
 
-def json_body() -> Any:
-    if not request.is_json:
-        raise ApiError(415, "send the body as JSON with Content-Type: application/json")
-    raw = request.get_data(cache=True)  # raises 413 past MAX_CONTENT_LENGTH
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ApiError(400, "body is not valid JSON: nested too deeply") from None
-
-
 @blueprint.post("")
 @require_scope(Scope.ARTIFACTS_WRITE)
 def register_artifact() -> tuple[Response, int]:
     cid = correlation_id()
-    body = json_body()
-    if not isinstance(body, dict):
-        raise ApiError(422, "body must be a JSON object with the artifact's fields")
+    spec = body_of(ArtifactSpec, "body must be a JSON object with the artifact's fields")
     try:
-        spec = ArtifactSpec.model_validate(body)
         spec.resolved_version()
-    except ValidationError as exc:
-        raise invalid_fields(exc) from None
     except ValueError as exc:
         field = [{"field": "version", "message": str(exc)}]
         raise ApiError(422, f"invalid request: {exc}", field) from None
@@ -103,10 +85,7 @@ def show_artifact(artifact_id: str) -> Response:
 @blueprint.get("")
 @require_scope(Scope.ARTIFACTS_READ)
 def list_artifacts() -> Response:
-    try:
-        query = ArtifactQuery.model_validate(request.args.to_dict())
-    except ValidationError as exc:
-        raise invalid_fields(exc, status=400) from None
+    query = query_of(ArtifactQuery)
     items, total = current_runtime().index.search(
         name=query.name,
         version=query.version,

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from flask import Blueprint, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
-from bot.api.errors import ApiError, invalid_fields, reason_of
+from bot.api.errors import ApiError, reason_of
 from bot.api.paging import has_next, page_of
+from bot.api.parse import query_of
 from bot.audit.history import AuditEvent, AuditKind, Window
 from bot.audit.log import (
     REVISION_PATTERN,
@@ -74,13 +75,12 @@ def _off_the_line(field: str, value: str, sha: str, branch: str) -> ApiError:
 @require_scope(Scope.ARTIFACTS_READ)
 def list_audit() -> Response:
     try:
-        query = AuditQuery.model_validate(request.args.to_dict())
-    except ValidationError as exc:
-        error = invalid_fields(exc, 400)
+        query = query_of(AuditQuery)
+    except ApiError as error:
         for field in error.fields:
             if field["field"] in ("since", "until"):
                 field["message"] = f"expected {_WHEN}"
-        raise error from None
+        raise
     runtime = current_runtime()
     try:
         runtime.writer.sync()  # fetch: the log reads the branch as it is on the remote

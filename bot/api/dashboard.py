@@ -28,12 +28,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import jinja2
-from flask import Blueprint, Response, current_app, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from flask import Blueprint, Response, current_app
+from pydantic import BaseModel, ConfigDict, Field
 
 from bot.api.context import current_runtime
 from bot.api.dashboard_cache import PageCache
-from bot.api.errors import ApiError, invalid_fields
+from bot.api.errors import ApiError
+from bot.api.parse import query_of
 from bot.deploy.records import FAILED
 from bot.manifests.trailers import parse_trailers
 from bot.runtime import Runtime
@@ -300,10 +301,7 @@ def _page_count(runtime: Runtime) -> int:
 @blueprint.get("/")
 def dashboard() -> Response:
     runtime = current_runtime()
-    try:
-        page = DashboardQuery.model_validate(request.args.to_dict()).page
-    except ValidationError as exc:
-        raise invalid_fields(exc, status=400) from None
+    page = query_of(DashboardQuery).page
     cache: PageCache = current_app.extensions.setdefault("ritmo.dashboard", PageCache())
     state = cache.state(lambda: dashboard_state(runtime))
     pages = int(cache.get(state, "pages", lambda: str(_page_count(runtime))))

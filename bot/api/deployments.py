@@ -21,11 +21,12 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from bot.api.artifacts import correlation_id, json_body
+from bot.api.artifacts import correlation_id
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
 from bot.api.errors import ApiError, invalid_fields
 from bot.api.paging import has_next
+from bot.api.parse import body_of, json_body, query_of
 from bot.auth import Scope
 from bot.deploy.records import Observation
 from bot.deploy.service import DeploymentService
@@ -92,13 +93,7 @@ def _service() -> DeploymentService:
 @require_scope(Scope.DEPLOYMENTS_WRITE)
 def create_deployment() -> tuple[Response, int]:
     cid = correlation_id()
-    raw = json_body()
-    if not isinstance(raw, dict):
-        raise ApiError(422, "body must be a JSON object with artifact_id and environment")
-    try:
-        body = DeploymentBody.model_validate(raw)
-    except ValidationError as exc:
-        raise invalid_fields(exc) from None
+    body = body_of(DeploymentBody, "body must be a JSON object with artifact_id and environment")
     seen = Observation(
         status=body.status,
         source="api",
@@ -120,10 +115,7 @@ def create_deployment() -> tuple[Response, int]:
 @blueprint.get("")
 @require_scope(Scope.ARTIFACTS_READ, Scope.DEPLOYMENTS_WRITE)
 def list_deployments() -> Response:
-    try:
-        query = DeploymentQuery.model_validate(request.args.to_dict())
-    except ValidationError as exc:
-        raise invalid_fields(exc, 400) from None
+    query = query_of(DeploymentQuery)
     items, total = _service().records.search(
         app=query.app,
         env=query.env,

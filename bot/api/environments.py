@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from flask import Blueprint, Response, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from flask import Blueprint, Response, jsonify
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
-from bot.api.errors import ApiError, invalid_fields, reason_of
+from bot.api.errors import ApiError, reason_of
+from bot.api.parse import query_of
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN
 
@@ -91,10 +92,7 @@ class Environments(BaseModel):
 @blueprint.get("/environments")
 @require_scope(Scope.ARTIFACTS_READ)
 def list_environments() -> Response:
-    try:
-        query = EnvironmentsQuery.model_validate(request.args.to_dict())
-    except ValidationError as exc:
-        raise invalid_fields(exc, status=400) from None
+    query = query_of(EnvironmentsQuery)
     runtime = current_runtime()
     try:
         table = runtime.environments.table(query.app)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from flask import Blueprint, Response, jsonify, request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from flask import Blueprint, Response, jsonify
+from pydantic import BaseModel, ConfigDict, Field
 
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
-from bot.api.errors import ApiError, invalid_fields
+from bot.api.errors import ApiError
 from bot.api.paging import page_of
+from bot.api.parse import query_of
 from bot.auth import Scope
 from bot.notify.outbox import Outbox
 from bot.store.outbox import NotDead
@@ -43,10 +44,7 @@ def _outbox() -> Outbox:
 @blueprint.get("")
 @require_scope(Scope.ADMIN)
 def list_outbox() -> Response:
-    try:
-        query = OutboxQuery.model_validate(request.args.to_dict())
-    except ValidationError as exc:
-        raise invalid_fields(exc, status=400) from None
+    query = query_of(OutboxQuery)
     items, total = _outbox().search(query.status, query.page, query.per_page)
     found = [row.as_json() for row in items]
     return page_of(".list_outbox", found, total, query.page, query.per_page)

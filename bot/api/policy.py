@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from flask import Blueprint, Response, g, jsonify
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from bot.api.artifacts import correlation_id, json_body
+from bot.api.artifacts import correlation_id
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
-from bot.api.errors import ApiError, invalid_fields
+from bot.api.errors import ApiError
+from bot.api.parse import body_of
 from bot.auth import Scope
 from bot.manifests.writer import Conflict
 from bot.policy.load import BRANCH_POLICY_PATH, PolicyError
@@ -36,13 +37,7 @@ class PolicyBody(BaseModel):
 @require_scope(Scope.ADMIN)
 def apply_policy() -> tuple[Response, int]:
     cid = correlation_id()
-    raw = json_body()
-    if not isinstance(raw, dict):
-        raise ApiError(422, 'body must be a JSON object: {"policy": "<yaml>", "reason": "..."}')
-    try:
-        body = PolicyBody.model_validate(raw)
-    except ValidationError as exc:
-        raise invalid_fields(exc) from None
+    body = body_of(PolicyBody, 'body must be a JSON object: {"policy": "<yaml>", "reason": "..."}')
     runtime = current_runtime()
     service = runtime.requests
     if not isinstance(service, PolicyRequests):

@@ -11,14 +11,14 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    ValidationError,
     model_validator,
 )
 
-from bot.api.artifacts import correlation_id, json_body
+from bot.api.artifacts import correlation_id
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
-from bot.api.errors import ApiError, invalid_fields
+from bot.api.errors import ApiError
+from bot.api.parse import json_body, model_of, query_of
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN
 from bot.manifests.records import artifact_id as artifact_id_of
@@ -129,12 +129,8 @@ class PromoteByName(PromoteBody):
 
 
 def _ask_of(model: type[PromoteBody], body: Any) -> PromoteBody:
-    if not isinstance(body, dict):
-        raise ApiError(422, 'body must be a JSON object: {"from": ..., "to": ...}')
     try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise invalid_fields(exc) from None
+        return model_of(model, body, 'body must be a JSON object: {"from": ..., "to": ...}')
     except _BodyProblem as exc:
         fields = [{"field": exc.field, "message": exc.message}]
         raise ApiError(422, f"invalid request: {exc.field}", fields) from None
@@ -229,12 +225,7 @@ class ReviewBody(BaseModel):
 def review_request(request_id: str) -> tuple[Response, int]:
     """Local forge: an authenticated user approves (or asks for changes on) a request."""
     raw = json_body() if request.content_length else {}
-    if not isinstance(raw, dict):
-        raise ApiError(422, 'body must be a JSON object: {"state": "approved"}')
-    try:
-        body = ReviewBody.model_validate(raw)
-    except ValidationError as exc:
-        raise invalid_fields(exc) from None
+    body = model_of(ReviewBody, raw, 'body must be a JSON object: {"state": "approved"}')
     try:
         described = current_runtime().requests.review(
             request_id, g.principal, body.state, body.commit
@@ -247,10 +238,7 @@ def review_request(request_id: str) -> tuple[Response, int]:
 @blueprint.get("/promotions")
 @require_scope(Scope.ARTIFACTS_READ)
 def list_promotions() -> Response:
-    try:
-        query = PromotionQuery.model_validate(request.args.to_dict())
-    except ValidationError as exc:
-        raise invalid_fields(exc, status=400) from None
+    query = query_of(PromotionQuery)
     runtime = current_runtime()
     found, total = promotion_history(
         runtime.index.engine, query.app, query.env, query.status, query.artifact_id,

@@ -9,12 +9,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from flask import Blueprint, Response, jsonify
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from bot.api.artifacts import json_body
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
-from bot.api.errors import ApiError, invalid_fields
+from bot.api.errors import ApiError
+from bot.api.parse import body_of
 from bot.auth import Scope, TokenError
 from bot.store.tokens import TokenStore
 
@@ -53,13 +53,7 @@ def list_tokens() -> Response:
 @blueprint.post("")
 @require_scope(Scope.ADMIN)
 def create_token() -> tuple[Response, int]:
-    raw = json_body()
-    if not isinstance(raw, dict):
-        raise ApiError(422, 'body must be a JSON object: {"name": ..., "scopes": [...]}')
-    try:
-        body = TokenBody.model_validate(raw)
-    except ValidationError as exc:
-        raise invalid_fields(exc) from None
+    body = body_of(TokenBody, 'body must be a JSON object: {"name": ..., "scopes": [...]}')
     try:
         secret, made = _tokens().issue(body.name, body.scopes, body.groups)
     except TokenError as exc:

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, get_args
 
-from bot.manifests.trailers import promotion_hop
+from bot.manifests.trailers import Commit, promotion_hop
 from bot.timestamps import parse, parse_or_none, stamp_epoch
 from bot.trust.drift import facts_of, recorded_drift
 
@@ -42,20 +42,6 @@ KINDS: tuple[AuditKind, ...] = get_args(AuditKind)
 
 Lookup = Callable[[str], tuple[str, str] | None]
 """artifact id -> (app, version), or None when no record is known."""
-
-
-@dataclass(frozen=True)
-class Commit:
-    """A commit as git gives it: sha, parents, commit time (epoch seconds), trailers."""
-
-    sha: str
-    parents: tuple[str, ...]
-    when: int
-    trailers: dict[str, list[str]]
-
-    def one(self, key: str) -> str | None:
-        values = self.trailers.get(key)
-        return values[0] if values else None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,6 @@ from datetime import datetime
 
 from bot.audit.history import (
     AuditEvent,
-    Commit,
     Window,
     audit_events,
     page_of,
@@ -23,7 +22,7 @@ from bot.audit.history import (
 )
 from bot.manifests.mirror import Mirror
 from bot.manifests.records import RECORDS_DIR, artifact_id
-from bot.manifests.trailers import parse_trailers
+from bot.manifests.trailers import COMMIT_FORMAT, Commit, read_commits
 
 # Commits that record an event; everything else on the branch (a person's edits,
 # deployments are on another branch) is left out by git already.
@@ -50,16 +49,9 @@ def branch_commits(mirror: Mirror, tip: str, span: Range = Range()) -> list[Comm
     rev = f"{span.since}..{until}" if span.since else until
     out = mirror.log(
         "--first-parent", "-E", f"--grep={_EVENT_GREP}",
-        "--format=%x00%H%x00%P%x00%ct%x00%B", rev, "--",
+        COMMIT_FORMAT, rev, "--",
     )  # fmt: skip
-    parts = out.split("\0")[1:]
-    commits = []
-    for i in range(0, len(parts) - 3, 4):
-        sha, parents, when, message = parts[i : i + 4]
-        commits.append(
-            Commit(sha.strip(), tuple(parents.split()), int(when), parse_trailers(message))
-        )
-    return commits
+    return read_commits(out)
 
 
 def record_path_artifact(path: str) -> tuple[str, tuple[str, str]] | None:

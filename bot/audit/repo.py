@@ -18,8 +18,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import gnupg
+
 from bot.audit.rollback_rules import illegitimate_rollbacks, unsigned_ledger
-from bot.audit.verify import PinChange, Problem, RecordFact, VerifyCommit, verify
+from bot.audit.verify import Problem, RecordFact, VerifyCommit, verify
 from bot.deploy.records import LEDGER_BRANCH
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import read_path
@@ -34,10 +36,22 @@ from bot.policy.model import Policy
 from bot.policy.trust import PolicyTrust, TrustKeys, describe, step
 from bot.promotions.pin import current_value
 from bot.store.reindex import record_in
+from bot.trust.drift import PinMove
 
 
 class TrustedKeyError(ValueError):
     """A trusted key file holds no usable public key."""
+
+
+def _import_keys(gpg: gnupg.GPG, armoured_keys: list[str], what: str) -> list[str]:
+    """Import each armoured key; the fingerprints, or which `what` holds no key."""
+    fingerprints: list[str] = []
+    for i, armoured in enumerate(armoured_keys):
+        result = gpg.import_keys(armoured)
+        if not result.fingerprints:
+            raise TrustedKeyError(f"{what} {i + 1} holds no OpenPGP public key")
+        fingerprints += [str(f) for f in result.fingerprints]
+    return fingerprints
 
 
 @contextmanager
@@ -48,13 +62,7 @@ def trusted_gnupg(armoured_keys: list[str]) -> Iterator[tuple[Path, list[str]]]:
         gpg = open_gnupg(home)
         # The keyring is the trust: every key in it is as trusted as the next.
         (home / "gpg.conf").write_text("trust-model always\n")
-        fingerprints: list[str] = []
-        for i, armoured in enumerate(armoured_keys):
-            result = gpg.import_keys(armoured)
-            if not result.fingerprints:
-                raise TrustedKeyError(f"key {i + 1} holds no OpenPGP public key")
-            fingerprints += [str(f) for f in result.fingerprints]
-        yield home, fingerprints
+        yield home, _import_keys(gpg, armoured_keys, "key")
     finally:
         subprocess.run(
             ["gpgconf", "--homedir", str(home), "--kill", "all"],
@@ -67,13 +75,7 @@ def trusted_gnupg(armoured_keys: list[str]) -> Iterator[tuple[Path, list[str]]]:
 def import_policy_keys(home: Path, armoured_keys: list[str], listed: list[str] | None) -> list[str]:
     """Add keys trusted for policy changes only to a `trusted_gnupg` home; their
     fingerprints (`listed`: only these of them, as signing.policy_keys names them)."""
-    gpg = open_gnupg(home)
-    found: list[str] = []
-    for i, armoured in enumerate(armoured_keys):
-        result = gpg.import_keys(armoured)
-        if not result.fingerprints:
-            raise TrustedKeyError(f"policy key {i + 1} holds no OpenPGP public key")
-        found += [str(f) for f in result.fingerprints]
+    found = _import_keys(open_gnupg(home), armoured_keys, "policy key")
     if listed is None:
         return found
     missing = [f for f in listed if f not in found]
@@ -289,7 +291,7 @@ def read_history(
             before = walk.pinned(parent, path, app, policy)
             after = walk.pinned(sha, path, app, policy)
             if before != after:
-                pins.append(PinChange(app, env, path, before, after))
+                pins.append(PinMove(app, env, path, before, after))
         status, signer = signed.get(sha, ("N", ""))
         history.append(
             VerifyCommit(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.audit.verify import SIGNATURE_STATES, Problem, RecordFact, VerifyCommit
+from bot.audit.verify import Problem, RecordFact, VerifyCommit
 from bot.deploy.legitimacy import Entry, arrivals
 
 
@@ -51,13 +51,11 @@ def unsigned_ledger(ledger: Sequence[VerifyCommit], branch: str) -> list[Problem
     for commit in ledger:
         if commit.signed:
             continue
-        how = SIGNATURE_STATES.get(commit.signature, f"has signature status {commit.signature}")
-        key = f" ({commit.signer})" if commit.signer and commit.signature != "N" else ""
         problems.append(
             Problem(
                 commit.sha,
                 "unsigned-ledger",
-                f"on {branch} {how}{key}: deployment records there are Ritmo's, signed",
+                f"on {branch} {commit.how_signed}: deployment records there are Ritmo's, signed",
             )
         )
     return problems

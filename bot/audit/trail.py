@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from bot.audit.history import AuditEvent, Commit, audit_events
+from bot.audit.history import AuditEvent, audit_events
 from bot.audit.log import (
     Range,
     branch_commits,
@@ -24,6 +24,7 @@ from bot.audit.log import (
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import read_path
 from bot.manifests.records import RECORDS_DIR
+from bot.manifests.trailers import Commit
 
 
 @dataclass(frozen=True)

@@ -48,21 +48,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from bot.manifests.trailers import Trailered
 from bot.policy.model import Policy
 from bot.policy.trust import GOOD_SIGNATURES
+from bot.trust.drift import PinMove
 
 REGISTERED = "registered"  # the "from" of a new record's first pin
-
-
-@dataclass(frozen=True)
-class PinChange:
-    """An app's pinned value in an environment's overlay, before and after a commit."""
-
-    app: str
-    env: str
-    path: str
-    before: str | None
-    after: str | None
 
 
 @dataclass(frozen=True)
@@ -76,7 +67,7 @@ class RecordFact:
 
 
 @dataclass(frozen=True)
-class VerifyCommit:
+class VerifyCommit(Trailered):
     sha: str
     parents: tuple[str, ...]
     trailers: dict[str, list[str]]
@@ -86,16 +77,12 @@ class VerifyCommit:
     signer: str = ""  # %GP (else %GF), the signing key's fingerprint when known
     policy_key: bool = False  # signed by a key trusted for policy changes only
     environments: tuple[str, ...] = ()  # the policy's, in force when the commit landed
-    pins: tuple[PinChange, ...] = ()
+    pins: tuple[PinMove, ...] = ()
     records: tuple[RecordFact, ...] = ()
     policy: Policy | None = None  # the trusted policy in force then (None: none adopted)
     before_adoption: bool = False  # the branch adopted a policy later: not judged
     adopts_policy: bool = False
     untrusted_policy: str = ""  # why its change to the policy file is not trusted
-
-    def one(self, key: str) -> str | None:
-        values = self.trailers.get(key)
-        return values[0] if values else None
 
     @property
     def ritmo_trailers(self) -> list[str]:
@@ -105,6 +92,14 @@ class VerifyCommit:
     def signed(self) -> bool:
         """Signed by Ritmo's key (a policy key's signature vouches for policy only)."""
         return self.signature in GOOD_SIGNATURES and not self.policy_key
+
+    @property
+    def how_signed(self) -> str:
+        """How an unsigned one stands, for a problem's message: `is not signed`, or
+        e.g. `has a bad signature (<signer>)`."""
+        how = SIGNATURE_STATES.get(self.signature, f"has signature status {self.signature}")
+        key = f" ({self.signer})" if self.signer and self.signature != "N" else ""
+        return how + key
 
 
 @dataclass(frozen=True, order=True)
@@ -205,13 +200,11 @@ def _signature_problems(commit: VerifyCommit) -> list[Problem]:
     found = []
     named = commit.ritmo_trailers
     if named and not commit.signed:
-        how = SIGNATURE_STATES.get(commit.signature, f"has signature status {commit.signature}")
-        key = f" ({commit.signer})" if commit.signer and commit.signature != "N" else ""
         found.append(
             Problem(
                 commit.sha,
                 "untrusted-signature",
-                f"carries Ritmo trailers ({', '.join(named[:3])}) but {how}{key}",
+                f"carries Ritmo trailers ({', '.join(named[:3])}) but {commit.how_signed}",
             )
         )
     if (commit.one("Ritmo-Policy-Held") or "").lower() == "no":

@@ -67,6 +67,16 @@ class _MarkRolledBack:
         return Edit({path: render_deployment(updated)}, self.message)
 
 
+def _answer(env: str, failed: IndexedArtifact, restored: IndexedArtifact) -> dict[str, Any]:
+    """What a rollback's answer says it rolls back, asked for (pending) or done."""
+    return {
+        "environment": env,
+        "failed_artifact": failed.record["id"],
+        "restored_artifact": restored.record["id"],
+        "restored_version": restored.record["version"],
+    }
+
+
 class Rollbacks:
     def __init__(
         self,
@@ -166,14 +176,7 @@ class Rollbacks:
                 opened = self._requests.open(restored, ask, rule, by, correlation_id, asked)
             except PromotionRefused as exc:
                 raise RollbackRefused(str(exc)) from None
-            return {
-                "status": "pending",
-                "request": opened,
-                "environment": env,
-                "failed_artifact": failed.record["id"],
-                "restored_artifact": restored.record["id"],
-                "restored_version": restored.record["version"],
-            }
+            return {"status": "pending", "request": opened, **_answer(env, failed, restored)}
         target = policy.target(app)
         path = target.path(app, env)
         why = f"{status} in {env}" if status in FAILED else f"is rolled back in {env} by {by}"
@@ -204,10 +207,7 @@ class Rollbacks:
         done = {
             "status": "rolled-back",
             "commit": commit,
-            "environment": env,
-            "failed_artifact": failed.record["id"],
-            "restored_artifact": restored.record["id"],
-            "restored_version": restored.record["version"],
+            **_answer(env, failed, restored),
             "held": True,
             "returned_to": returned_to,
             "rolled_back_by": by,

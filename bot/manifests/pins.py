@@ -18,7 +18,7 @@ from pathlib import Path
 from bot.manifests.mirror import Mirror
 from bot.manifests.remote import GitFailed, public_reason
 from bot.manifests.signed_log import signed_log
-from bot.manifests.trailers import parse_trailers
+from bot.manifests.trailers import Trailered, parse_trailers
 
 # A recording trailer (see `recorded_candidate`); the index's own grep is narrower.
 RECORDING_GREP = "^Ritmo-(Merge-Commit|Promotion|Rollback): "
@@ -27,7 +27,7 @@ _EXACT_PATHS = 64  # more overlay paths than this: ask git by their top folders,
 
 
 @dataclass(frozen=True)
-class PinCommit:
+class PinCommit(Trailered):
     """A commit on the default branch's first-parent line, as far as pins care."""
 
     sha: str
@@ -35,10 +35,6 @@ class PinCommit:
     author: str
     trailers: dict[str, list[str]]
     ritmo_signed: bool = False
-
-    def one(self, key: str) -> str | None:
-        values = self.trailers.get(key)
-        return values[0] if values else None
 
 
 def commits(mirror: Mirror, shas: list[str], gnupghome: Path, fingerprint: str) -> list[PinCommit]:

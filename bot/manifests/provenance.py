@@ -13,7 +13,7 @@ from pathlib import Path
 from bot.config import ConfigError
 from bot.manifests.mirror import Mirror
 from bot.manifests.signed_log import GOOD, signed_log
-from bot.manifests.signing import open_gnupg
+from bot.manifests.signing import open_gnupg, read_keyring
 from bot.manifests.trailers import parse_trailers
 
 
@@ -60,14 +60,7 @@ def trust_home(
     (home / "gpg.conf").write_text("trust-model always\n")
     gpg.import_keys(ritmo_public_key)
     if policy_keyring is not None:
-        try:
-            armoured = Path(policy_keyring).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                f"setting signing.policy_keyring (RITMO_SIGNING__POLICY_KEYRING): "
-                f"{policy_keyring}: {exc.strerror}; point it at a file of armoured public keys"
-            ) from None
-        gpg.import_keys(armoured)
+        gpg.import_keys(read_keyring(policy_keyring, "signing.policy_keyring"))
     known = {str(k["fingerprint"]).upper() for k in gpg.list_keys()}
     # Importing started an agent; checking signatures needs none, so none is left running.
     subprocess.run(

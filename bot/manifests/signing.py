@@ -34,6 +34,19 @@ class SignatureCheck:
         return self.status == "verified"
 
 
+def read_keyring(path: Path, setting: str) -> str:
+    """The armoured public keys in the file `setting` (e.g. signing.policy_keyring) names;
+    a file that cannot be read is a configuration error that says which setting."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        variable = "RITMO_" + setting.upper().replace(".", "__")
+        raise ConfigError(
+            f"setting {setting} ({variable}): {path}: {exc.strerror}; point it at a file of "
+            "armoured public keys"
+        ) from None
+
+
 def open_gnupg(home: Path) -> gnupg.GPG:
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(home, 0o700)  # gpg refuses homes others can read

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 _TRAILER = re.compile(r"^([A-Za-z][A-Za-z0-9-]*): (.*)$")
 
@@ -19,6 +20,42 @@ def parse_trailers(message: str) -> dict[str, list[str]]:
             return {}  # git only takes a paragraph made wholly of trailers
         found.setdefault(match[1], []).append(match[2].strip())
     return found
+
+
+class Trailered:
+    """A commit record's trailers, and `one(key)`: a trailer's first value, or None."""
+
+    trailers: dict[str, list[str]]
+
+    def one(self, key: str) -> str | None:
+        values = self.trailers.get(key)
+        return values[0] if values else None
+
+
+@dataclass(frozen=True)
+class Commit(Trailered):
+    """A commit as git gives it: sha, parents, commit time (epoch seconds), trailers."""
+
+    sha: str
+    parents: tuple[str, ...]
+    when: int
+    trailers: dict[str, list[str]]
+
+
+# `git log` output that `read_commits` reads.
+COMMIT_FORMAT = "--format=%x00%H%x00%P%x00%ct%x00%B"
+
+
+def read_commits(log: str) -> list[Commit]:
+    """The commits of `git log` output written in COMMIT_FORMAT, in its order."""
+    parts = log.split("\0")[1:]
+    commits = []
+    for i in range(0, len(parts) - 3, 4):
+        sha, parents, when, message = parts[i : i + 4]
+        commits.append(
+            Commit(sha.strip(), tuple(parents.split()), int(when), parse_trailers(message))
+        )
+    return commits
 
 
 def promotion_hop(trailers: dict[str, list[str]]) -> tuple[str, str] | None:

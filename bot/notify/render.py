@@ -13,8 +13,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.notify.urls import render_url, url_problem
-from bot.policy.integration_fields import EVENTS, TOKEN, TargetKind
+from bot.notify.urls import render_url, substitute_text, url_problem
+from bot.policy.integration_fields import EVENTS, TargetKind
 from bot.policy.integrations import Integration
 
 # Target fields that are names, never texts: left as they are.
@@ -109,21 +109,6 @@ def default_message(event: str, context: EventContext) -> str:
     what = " ".join(str(p) for p in (context.app, version) if p) or "Ritmo"
     where = f" in {context.environment}" if context.environment else ""
     return f"{what}: {event.replace('_', ' ')}{where}"
-
-
-def substitute_text(text: str, values: Mapping[str, str]) -> str:
-    """`${VAR}` -> its value, `$${` -> `${`. Names were checked when the policy loaded;
-    one that is still unknown (or unterminated) is left as written."""
-
-    def one(match: Any) -> str:
-        name = match.group("name")
-        if name is None:
-            return "${"
-        if match.group("close") is None or name not in values:
-            return str(match.group(0))
-        return values[name]
-
-    return TOKEN.sub(one, text)
 
 
 def slack_escape(text: str) -> str:

@@ -26,9 +26,9 @@ from bot.policy.integration_fields import TOKEN
 _SCP_LIKE = re.compile(r"^(?P<authority>[A-Za-z0-9._-]+@[A-Za-z0-9.-]+):(?P<rest>.*)$")
 
 
-def render_url(template: str, values: Mapping[str, str]) -> str:
-    """`template` with each `${VAR}` replaced by its value, percent-encoded with nothing
-    left safe; `$${` writes a literal `${`. Unknown names are left as written."""
+def substitute_text(text: str, values: Mapping[str, str]) -> str:
+    """`${VAR}` -> its value, `$${` -> `${`. Names were checked when the policy loaded;
+    one that is still unknown (or unterminated) is left as written."""
 
     def one(match: Any) -> str:
         name = match.group("name")
@@ -36,9 +36,15 @@ def render_url(template: str, values: Mapping[str, str]) -> str:
             return "${"
         if match.group("close") is None or name not in values:
             return str(match.group(0))
-        return quote(values[name], safe="")
+        return values[name]
 
-    return TOKEN.sub(one, template)
+    return TOKEN.sub(one, text)
+
+
+def render_url(template: str, values: Mapping[str, str]) -> str:
+    """`template` with each `${VAR}` replaced by its value, percent-encoded with nothing
+    left safe; `$${` writes a literal `${`. Unknown names are left as written."""
+    return substitute_text(template, {name: quote(v, safe="") for name, v in values.items()})
 
 
 def literal_prefix(template: str) -> str:

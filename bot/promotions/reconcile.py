@@ -8,7 +8,7 @@ from datetime import datetime
 
 from bot.manifests.plans import EmptyCommit
 from bot.promotions.request_view import one_at_a_time
-from bot.promotions.review import RequestReviews
+from bot.promotions.review import RequestReviews, event_ids
 from bot.statuses import RequestStatus
 from bot.telemetry.events import event
 from bot.timestamps import stamp
@@ -90,10 +90,7 @@ class Reconciling(RequestReviews):
             "request_merged",
             f"merged {request_id} by {by} on {self._forge.kind}: "
             f"{request['app']} {request['version']} to {request['to_env']} in {merge_commit}",
-            request_id=request_id,
-            artifact_id=request["artifact_id"],
-            app=request["app"],
-            to=request["to_env"],
+            **event_ids(request),
             commit=merge_commit,
             policy_held=held,
         )

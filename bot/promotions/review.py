@@ -46,6 +46,16 @@ class MergeRequest:
         return Edit(edit.files, edit.message, merge=self.tip)  # with Ritmo-Replaces if any
 
 
+def event_ids(request: Mapping[str, Any]) -> dict[str, str]:
+    """The ids an event about a request carries, besides its own fields."""
+    return {
+        "request_id": request["id"],
+        "artifact_id": request["artifact_id"],
+        "app": request["app"],
+        "to": request["to_env"],
+    }
+
+
 class RequestReviews(RequestViews):
     """Reviews taken here (the local forge), and settling: merge or close."""
 
@@ -183,10 +193,7 @@ class RequestReviews(RequestViews):
             "request_merged",
             f"merged {request['id']}: {request['app']} {request['version']} "
             f"to {request['to_env']} in {result.commit}",
-            request_id=request["id"],
-            artifact_id=request["artifact_id"],
-            app=request["app"],
-            to=request["to_env"],
+            **event_ids(request),
             commit=result.commit,
         )
 
@@ -245,10 +252,7 @@ class RequestReviews(RequestViews):
         event(
             "request_closed",
             f"closed {request_id} ({status}): {reason}",
-            request_id=request_id,
-            artifact_id=request["artifact_id"],
-            app=request["app"],
-            to=request["to_env"],
+            **event_ids(request),
             status=status,
         )
 

@@ -6,44 +6,25 @@ default branch: the signed merge commit, or a signed closing commit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from bot.manifests.mirror import Mirror
-from bot.manifests.trailers import parse_trailers
+from bot.manifests.trailers import COMMIT_FORMAT, Commit, read_commits
 from bot.policy.model import POLICY_APP
 from bot.store.index import ArtifactIndex
 from bot.store.request_index import RequestIndex
+from bot.timestamps import stamp_epoch
 
 BRANCH_PREFIX = "ritmo/promote/"
 
 
-@dataclass(frozen=True)
-class _Commit:
-    sha: str
-    parents: tuple[str, ...]
-    at: str
-    trailers: dict[str, list[str]]
-
-    def one(self, key: str) -> str | None:
-        values = self.trailers.get(key)
-        return values[0] if values else None
+def _log(mirror: Mirror, *args: str) -> list[Commit]:
+    return read_commits(mirror.log(COMMIT_FORMAT, *args))
 
 
-def _log(mirror: Mirror, *args: str) -> list[_Commit]:
-    parts = mirror.log("--format=%x00%H%x00%P%x00%ct%x00%B", *args).split("\0")[1:]
-    commits = []
-    for i in range(0, len(parts) - 3, 4):
-        sha, parents, ct, message = parts[i : i + 4]
-        at = datetime.fromtimestamp(int(ct), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        commits.append(_Commit(sha.strip(), tuple(parents.split()), at, parse_trailers(message)))
-    return commits
-
-
-def _branch_history(mirror: Mirror, tip: str) -> tuple[_Commit | None, list[_Commit]]:
+def _branch_history(mirror: Mirror, tip: str) -> tuple[Commit | None, list[Commit]]:
     """The request commit under `tip`, and the review commits above it (oldest first)."""
-    reviews: list[_Commit] = []
+    reviews: list[Commit] = []
     for commit in _log(mirror, "--first-parent", "-n", "500", tip):
         if commit.one("Ritmo-Promotion-Request"):
             return commit, list(reversed(reviews))
@@ -52,7 +33,7 @@ def _branch_history(mirror: Mirror, tip: str) -> tuple[_Commit | None, list[_Com
     return None, []
 
 
-def _forge_merge(commit: _Commit) -> str | None:
+def _forge_merge(commit: Commit) -> str | None:
     """The merge a person made on the forge, as Ritmo's record of it names it."""
     return commit.one("Ritmo-Merge-Commit") or commit.one("Ritmo-Policy-Merge-Commit")
 
@@ -64,7 +45,7 @@ def rebuild_requests(
     rows: dict[str, dict[str, Any]] = {}
     superseded_by: dict[str, str] = {}
 
-    def add(head: _Commit, status: str, branch_tip: str, reviews: list[_Commit]) -> None:
+    def add(head: Commit, status: str, branch_tip: str, reviews: list[Commit]) -> None:
         artifact = artifacts.get(head.one("Ritmo-Artifact") or "")
         hop = (head.one("Ritmo-Promotion-Request") or "").partition(" -> ")
         # A policy change request: its pseudo target, and the new policy's blob in place
@@ -92,7 +73,7 @@ def rebuild_requests(
             "status": status,
             "requested_by": head.one("Ritmo-Requested-By") or "unknown",
             "approval_ticket": head.one("Ritmo-Approval-Ticket"),
-            "opened_at": head.at,
+            "opened_at": stamp_epoch(head.when),
             "closed_at": None,
             "superseded_by": None,
             "merge_commit": None,
@@ -110,11 +91,11 @@ def rebuild_requests(
                     "reviewer": review.one("Ritmo-Reviewer") or "unknown",
                     "state": review.one("Ritmo-Review") or "commented",
                     "commit": review.one("Ritmo-Reviewed-Commit") or head.sha,
-                    "submitted_at": review.at,
+                    "submitted_at": stamp_epoch(review.when),
                 }
             )
 
-    ended: list[_Commit] = []
+    ended: list[Commit] = []
     for commit in _log(mirror, "--first-parent", "--grep=^Ritmo-Request: ", tip):
         # A merge records a promotion, (a rollback request's) a rollback, or a policy change.
         request_id = commit.one("Ritmo-Request")
@@ -128,7 +109,9 @@ def rebuild_requests(
             head, reviews = _branch_history(mirror, commit.parents[1])
             if head is not None:
                 add(head, "merged", commit.parents[1], reviews)
-                rows.get(request_id, {}).update(merge_commit=commit.sha, closed_at=commit.at)
+                rows.get(request_id, {}).update(
+                    merge_commit=commit.sha, closed_at=stamp_epoch(commit.when)
+                )
         elif merged and (forge_merge := _forge_merge(commit)):
             # Merged by a person on the forge; Ritmo's record names the forge's merge commit.
             by_forge = _log(mirror, "-n", "1", forge_merge)
@@ -137,7 +120,7 @@ def rebuild_requests(
                 if head is not None:
                     add(head, "merged", by_forge[0].parents[1], reviews)
                     rows.get(request_id, {}).update(
-                        merge_commit=by_forge[0].sha, closed_at=commit.at
+                        merge_commit=by_forge[0].sha, closed_at=stamp_epoch(commit.when)
                     )
         elif commit.one("Ritmo-Request-Closed"):
             ended.append(commit)
@@ -153,12 +136,12 @@ def rebuild_requests(
             continue
         if request_id not in rows:
             # The branch is gone; the closing commit's trailers say what the request was.
-            add(_Commit(head_sha, (), commit.at, commit.trailers), "pending", head_sha, [])
+            add(Commit(head_sha, (), commit.when, commit.trailers), "pending", head_sha, [])
         row = rows.get(request_id)
         if row is not None:
             row.update(
                 status=commit.one("Ritmo-Request-Closed"),
-                closed_at=commit.at,
+                closed_at=stamp_epoch(commit.when),
                 reason=commit.one("Ritmo-Request-Close-Reason"),
             )
             for line in commit.trailers.get("Ritmo-Review-Record", []):

@@ -170,6 +170,17 @@ def _seconds(start: Any, end: Any) -> float | None:
     return (b - a).total_seconds()
 
 
+def _per_hop(spans: Iterable[Sequence[Any]]) -> dict[tuple[str, ...], list[float]]:
+    """(from_env, to_env, start, end) rows as seconds per (from_env, to_env); a row
+    without both times, or ending before it starts, is left out."""
+    samples: dict[tuple[str, ...], list[float]] = {}
+    for from_env, to_env, start, end in spans:
+        seconds = _seconds(start, end)
+        if seconds is not None:
+            samples.setdefault((str(from_env), str(to_env)), []).append(seconds)
+    return samples
+
+
 def histogram(
     name: str,
     documentation: str,
@@ -245,18 +256,17 @@ class IndexCollector(Collector):
             .order_by(p.c.seq.desc())
             .limit(ROW_LIMIT)
         )
-        samples: dict[tuple[str, ...], list[float]] = {}
-        for from_env, to_env, promoted_at, reached, created_at in conn.execute(query):
-            start = reached or created_at  # the first hop's start is the record
-            seconds = _seconds(start, promoted_at)
-            if seconds is not None:
-                samples.setdefault((str(from_env), str(to_env)), []).append(seconds)
+        # The first hop's start is the record.
+        spans = (
+            (from_env, to_env, reached or created_at, promoted_at)
+            for from_env, to_env, promoted_at, reached, created_at in conn.execute(query)
+        )
         return histogram(
             "ritmo_promotion_hop_seconds",
             f"Promotion time per hop (registered->dev->staging->production): from the "
             f"artifact reaching from_env to its promotion to to_env; last {WINDOW_DAYS} days",
             ["from_env", "to_env"],
-            samples,
+            _per_hop(spans),
         )
 
     def _deployments(self, conn: sa.Connection, since: str) -> Iterator[Metric]:
@@ -338,15 +348,10 @@ class IndexCollector(Collector):
             .order_by(r.c.seq.desc())
             .limit(ROW_LIMIT)
         )
-        samples: dict[tuple[str, ...], list[float]] = {}
-        for from_env, to_env, opened_at, closed_at in conn.execute(query):
-            seconds = _seconds(opened_at, closed_at)
-            if seconds is not None:
-                samples.setdefault((str(from_env), str(to_env)), []).append(seconds)
         return histogram(
             "ritmo_approval_wait_seconds",
             f"Approval wait time: from a promotion request's opening to its merge; last "
             f"{WINDOW_DAYS} days",
             ["from_env", "to_env"],
-            samples,
+            _per_hop(conn.execute(query)),
         )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bot.audit.history import Commit, Window, audit_events, events_of, parse_when, select
-from bot.audit.verify import PinChange, RecordFact, VerifyCommit, verify
-from bot.manifests.trailers import parse_trailers
+from bot.audit.history import Window, audit_events, events_of, parse_when, select
+from bot.audit.verify import RecordFact, VerifyCommit, verify
+from bot.manifests.trailers import Commit, parse_trailers
+from bot.trust.drift import PinMove
 
 ART = "art-00000000000000000001"
 OLD = "art-00000000000000000002"
@@ -129,8 +130,8 @@ def _vc(sha: str, trailers: str = "", **kw: object) -> VerifyCommit:
     return VerifyCommit(sha, trailers=parse_trailers(f"S\n\n{trailers}"), **fields)  # type: ignore[arg-type]
 
 
-def _pin(env: str, after: str | None, before: str | None = "0.1.0") -> PinChange:
-    return PinChange("web", env, f"apps/web/overlays/{env}/kustomization.yaml", before, after)
+def _pin(env: str, after: str | None, before: str | None = "0.1.0") -> PinMove:
+    return PinMove("web", env, f"apps/web/overlays/{env}/kustomization.yaml", before, after)
 
 
 class TestVerifyRules:

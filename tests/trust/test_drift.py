@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bot.audit.history import KINDS, Commit, events_of
-from bot.manifests.trailers import parse_trailers
+from bot.audit.history import KINDS, events_of
+from bot.manifests.trailers import Commit, parse_trailers
 from bot.notify.render import EventContext, variables
 from bot.policy.integration_fields import EVENTS
 from bot.policy.model import Policy
