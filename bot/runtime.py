@@ -38,6 +38,7 @@ from bot.manifests.signing import (
     PipelinedSigner,
     find_embedded_key,
     open_gnupg,
+    read_keyring,
 )
 from bot.manifests.writer import (
     Conflict,
@@ -136,14 +137,7 @@ def artifact_verifier(settings: Settings) -> ArtifactVerifier:
     gpg = open_gnupg(home)
     keyring = settings.signing.trusted_keyring
     if keyring is not None:
-        try:
-            armored = Path(keyring).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(
-                f"setting signing.trusted_keyring (RITMO_SIGNING__TRUSTED_KEYRING): {keyring}: "
-                f"{exc.strerror}; point it at a file of armoured public keys"
-            ) from None
-        gpg.import_keys(armored)
+        gpg.import_keys(read_keyring(Path(keyring), "signing.trusted_keyring"))
     known = {k["fingerprint"] for k in gpg.list_keys()}
     missing = [f for f in settings.signing.trusted_keys if f not in known]
     if missing:
