@@ -56,7 +56,9 @@ def parse(headers: Headers, body: bytes) -> Event:
     if not delivery or len(delivery) > DELIVERY_ID_MAX:
         raise Invalid(HEADERS_REQUIRED, field=DELIVERY)
     try:
-        payload = json.loads(body)
+        # UTF-8 only, as GitHub sends it: json.loads would also take UTF-16 and UTF-32,
+        # which the queue (it stores the body as UTF-8 text) then cannot.
+        payload = json.loads(body.decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise Invalid(f"body is not valid JSON: {exc}", field="body") from None
     except RecursionError:
