@@ -34,6 +34,15 @@ def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+@pytest.fixture
+def clean_ritmo_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No RITMO_* variable from the outer environment leaks into a test (a module asks
+    for it with `pytestmark = pytest.mark.usefixtures("clean_ritmo_env")`)."""
+    for name in list(os.environ):
+        if name.upper().startswith("RITMO_"):
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def signing_key(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """A gpg home with a freshly generated ed25519 key; (home, fingerprint)."""

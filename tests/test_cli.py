@@ -46,12 +46,7 @@ from tests.helpers import (
 RITMO = Path(sys.executable).parent / "ritmo"  # bot/cli/ has no `__main__` guard
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No RITMO_* variable from the outer environment leaks into a test."""
-    for name in list(os.environ):
-        if name.upper().startswith("RITMO_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("clean_ritmo_env")
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -21,12 +21,7 @@ ABSENT_KEY = "A" * 40
 OTHER_KEY = "B" * 40
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No RITMO_* variable from the outer environment leaks into a test."""
-    for name in list(os.environ):
-        if name.upper().startswith("RITMO_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("clean_ritmo_env")
 
 
 @pytest.fixture

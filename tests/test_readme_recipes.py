@@ -4,7 +4,6 @@ and it, the shipped policy and the OpenAPI description speak no internal jargon.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 from pathlib import Path
@@ -31,11 +30,7 @@ def remote_policy() -> str:
     return TWO_APPROVERS_POLICY  # the shipped policy's rules, without its weekend freeze
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("RITMO_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("clean_ritmo_env")
 
 
 def _recipes() -> dict[str, tuple[list[str], list[str]]]:

@@ -4,7 +4,6 @@ pin shows as unrecorded, and the next promotion over it says what it replaced.""
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -50,11 +49,7 @@ def remote_policy() -> str:
     return POLICY
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("RITMO_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("clean_ritmo_env")
 
 
 def _register(client: FlaskClient, token: str, version: str) -> str:

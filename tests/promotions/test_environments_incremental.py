@@ -3,7 +3,6 @@ of the whole history, for a number of git processes that does not grow with the 
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -44,11 +43,7 @@ def remote_policy() -> str:
     return POLICY
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.upper().startswith("RITMO_"):
-            monkeypatch.delenv(name)
+pytestmark = pytest.mark.usefixtures("clean_ritmo_env")
 
 
 @pytest.fixture
