@@ -11,9 +11,9 @@ from flask.testing import FlaskClient
 
 from bot.config import Settings
 from tests.helpers import bearer
-from tests.test_cli import _clean_env, data_tokens, invoke, settings_env
+from tests.test_cli import data_tokens, invoke, settings_env
 
-__all__ = ["_clean_env"]  # autouse: no RITMO_* from the outer environment
+pytestmark = pytest.mark.usefixtures("clean_ritmo_env")  # no RITMO_* from outside
 
 
 def _create(env: dict[str, str], name: str, *args: str) -> str:
