@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,8 +25,6 @@ from bot.manifests.objects import Identity, commit_payload, with_signature
 from bot.manifests.signing import CommitSigner, PipelinedSigner, open_gnupg
 from bot.runtime import Runtime
 from tests.helpers import artifact_body, bearer, git, kill_gpg_agent, verify_commit
-
-FROZEN = 1796400000  # a fixed second for both signers
 
 RSA_WITH_SIGNING_SUBKEY = (
     "Key-Type: RSA\nKey-Length: 2048\nKey-Usage: cert\nSubkey-Type: RSA\nSubkey-Length: 2048\n"
@@ -80,10 +79,11 @@ def test_the_agent_signs_the_bytes_gpg_signs(
 ) -> None:
     home, fingerprint = request.getfixturevalue(key)
     payload = b"tree 4b825dc642cb6eb9a060e54bf8d69288fbee4904\n\nsame payload, two signers\n"
-    signer = agent_signer(home, fingerprint, at=FROZEN)
+    frozen = int(time.time())  # one second for both signers, after the key was made
+    signer = agent_signer(home, fingerprint, at=frozen)
     assert signer.via_agent
     made = signer.sign(payload)
-    assert made == gpg_signature(home, payload, FROZEN)
+    assert made == gpg_signature(home, payload, frozen)
     status = gpg_verifies(home, payload, made, tmp_path)
     if key == "rsa_key":  # gpg's key lookup picks the signing subkey, so must the agent path
         sub = openpgp.facts(openpgp.dearmor(made)).issuer_fingerprint.hex().upper()
@@ -106,7 +106,7 @@ def test_git_verify_commit_accepts_an_agent_signed_commit(
     signer = agent_signer(home, fingerprint)
     parents: list[str] = []
     for n in range(3):  # a chain, as the writer makes them
-        payload = commit_payload(tree, parents, who, who, FROZEN + n, f"commit {n}\n")
+        payload = commit_payload(tree, parents, who, who, 1796400000 + n, f"commit {n}\n")
         data = with_signature(payload, signer.sign(payload))
         sha = subprocess.run(
             ["git", "hash-object", "-t", "commit", "-w", "--stdin"], cwd=repo, input=data,
@@ -255,7 +255,7 @@ def test_signing_key_takes_key_and_hash_from_gpgs_own_signature(
     rsa_key: tuple[Path, str],
 ) -> None:
     home, fingerprint = rsa_key
-    probe = gpg_signature(home, b"probe\n", FROZEN)
+    probe = gpg_signature(home, b"probe\n", int(time.time()))
     listing = agent_module.key_listing(home, fingerprint)
     key = signing_key(probe, listing)
     made = openpgp.facts(openpgp.dearmor(probe))
