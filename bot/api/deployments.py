@@ -25,7 +25,7 @@ from bot.api.artifacts import correlation_id
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
 from bot.api.errors import ApiError, invalid_fields
-from bot.api.paging import has_next
+from bot.api.paging import has_next, page_of
 from bot.api.parse import body_of, json_body, query_of
 from bot.auth import Scope
 from bot.deploy.records import Observation
@@ -124,15 +124,8 @@ def list_deployments() -> Response:
         offset=(query.page - 1) * query.per_page,
         limit=query.per_page,
     )
-    return jsonify(
-        {
-            "items": items,
-            "page": query.page,
-            "per_page": query.per_page,
-            "total": total,
-            "has_next": has_next(query.page, query.per_page, total),
-        }
-    )
+    more = has_next(query.page, query.per_page, total)
+    return page_of(".list_deployments", items, total, query.page, query.per_page, has_next=more)
 
 
 @blueprint.get("/<deployment_id>")

@@ -18,6 +18,7 @@ from bot.api.artifacts import correlation_id
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
 from bot.api.errors import ApiError
+from bot.api.paging import page_of
 from bot.api.parse import json_body, model_of, query_of
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN
@@ -248,8 +249,8 @@ def list_promotions() -> Response:
         runtime.requests.describe(row_id) if kind == "request" else runtime.index.promotion(row_id)
         for kind, row_id in found
     ]
-    return jsonify({"items": [item for item in page if item is not None], "total": total,
-                    "page": query.page, "per_page": query.per_page})  # fmt: skip
+    items = [item for item in page if item is not None]
+    return page_of(".list_promotions", items, total, query.page, query.per_page)
 
 
 @blueprint.get("/promotions/<promotion_id>")

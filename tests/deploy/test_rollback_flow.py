@@ -254,6 +254,10 @@ def test_the_cli_lists_deployments_and_rolls_back(
         art = _register(client, tokens["ci"], version)
         body = {"artifact_id": art, "environment": "dev", "status": status}
         assert client.post("/api/v1/deployments", json=body, headers=bearer(cd)).status_code == 201
+    # Paged like every list: the next page is named in a Link header.
+    paged = client.get("/api/v1/deployments?app=web&per_page=1", headers=bearer(cd))
+    assert paged.get_json()["has_next"]
+    assert paged.headers["Link"] == '</api/v1/deployments?app=web&per_page=1&page=2>; rel="next"'
     listed = CliRunner(env=env).invoke(main, ["deployments", "list", "--app", "web"])
     assert listed.exit_code == 0, listed.output
     lines = listed.output.splitlines()

@@ -108,6 +108,10 @@ class TestChainOnRegistration:
             ("dev", "staging"),
             ("registered", "dev"),
         ]
+        paged = client.get(
+            "/api/v1/promotions?app=web&per_page=1", headers=bearer(tokens["reader"])
+        )
+        assert paged.headers["Link"] == '</api/v1/promotions?app=web&per_page=1&page=2>; rel="next"'
 
     def test_digest_image_pins_the_digest(
         self,
