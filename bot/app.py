@@ -26,6 +26,7 @@ from bot.api.dashboard import blueprint as dashboard_blueprint
 from bot.api.errors import register_error_handlers
 from bot.api.openapi import blueprint as openapi_blueprint
 from bot.config import ConfigError, Settings, load_settings
+from bot.deploy.intake import IGNORED_REASONS
 from bot.runtime import Runtime, build_runtime
 from bot.telemetry import logs
 from bot.telemetry.middleware import instrument
@@ -51,7 +52,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
     app.register_blueprint(environments.blueprint)
     app.register_blueprint(openapi_blueprint)
     app.register_blueprint(dashboard_blueprint)
-    instrument(app, app.extensions["ritmo"])  # /metrics, request metrics, log correlation ids
+    # /metrics, request metrics, log correlation ids
+    instrument(app, app.extensions["ritmo"], ignored_reasons=IGNORED_REASONS)
     return app
 
 

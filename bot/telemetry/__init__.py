@@ -3,6 +3,6 @@ scrape time; middleware.py: HTTP requests and GET /metrics), OpenTelemetry spans
 (tracing.py), JSON logs with correlation and delivery ids (correlation.py) and secrets
 masked (logs.py).
 
-Nothing here runs at import time: `instrument(app, runtime)` (bot/app.py create_app),
+Nothing here runs at import time: `instrument(app, runtime, ...)` (bot/app.py create_app),
 `setup_tracing()` and `configure_logging()` (bot/app.py, bot/server.py) switch it on.
 """

@@ -3,11 +3,11 @@
 Three kinds of series:
 
 - Counted as they happen, in this process: HTTP requests by method, route template, status
-  and kind (api, webhook, probe); CD reports ignored, by engine and reason (a closed set:
-  intake.IGNORED_REASONS). Every label value comes from a closed set, whatever a client
-  sends: a known method or `other`, the route template (never the raw path) or
-  `unmatched`, a standard status code or its class (`5xx`). Anonymous requests cannot grow
-  the exposition.
+  and kind (api, webhook, probe); CD reports ignored, by engine and reason (a closed set
+  the app hands in: deploy/intake.py IGNORED_REASONS; deploy imports telemetry, not the
+  other way). Every label value comes from a closed set, whatever a client sends: a known
+  method or `other`, the route template (never the raw path) or `unmatched`, a standard
+  status code or its class (`5xx`). Anonymous requests cannot grow the exposition.
 - Read live at scrape time from the runtime: webhook queue depth, outbox depth by status,
   GitHub API calls by operation and the rate limit left, git push attempts, pushes and
   retries of both writers (the default branch and the deployment ledger).
@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,7 +40,6 @@ from prometheus_client import multiprocess as prometheus_multiprocess
 from prometheus_client import values as prometheus_values
 from prometheus_client.exposition import generate_latest
 
-from bot.deploy.intake import IGNORED_REASONS
 from bot.telemetry.collectors import (
     ATTEMPT_BUCKETS,
     BATCH_ATTEMPTS,
@@ -120,16 +119,16 @@ def _http_instruments(registry: CollectorRegistry | None) -> tuple[Counter, Hist
     return requests_, duration
 
 
-def _ignored_counter(registry: CollectorRegistry | None) -> Counter:
+def _ignored_counter(registry: CollectorRegistry | None, reasons: Iterable[str]) -> Counter:
     """Every (source, reason) pair starts at 0: a closed set, so rate() sees the first."""
     counter = Counter(*_CD_IGNORED, ["source", "reason"], registry=registry)
     for source in CD_SOURCES:
-        for reason in IGNORED_REASONS:
+        for reason in reasons:
             counter.labels(source, reason)
     return counter
 
 
-def _shared() -> _Instruments:
+def _shared(ignored_reasons: Iterable[str]) -> _Instruments:
     """The process's instruments in multiprocess mode (registered nowhere: their values
     live in files that MultiProcessCollector sums)."""
     global _SHARED
@@ -141,7 +140,7 @@ def _shared() -> _Instruments:
                 for key, (name, text) in GIT_COUNTS.items()
             }
             calls = Counter(*GITHUB_CALLS, ["operation"], registry=None)
-            ignored = _ignored_counter(None)
+            ignored = _ignored_counter(None, ignored_reasons)
             batch_attempts = Histogram(
                 *BATCH_ATTEMPTS, ["writer"], buckets=ATTEMPT_BUCKETS, registry=None
             )
@@ -155,11 +154,14 @@ class Metrics:
     """The registry of one app and its instruments: this process's own, or with gunicorn
     workers, shared by all of them through prometheus-client's multiprocess files."""
 
-    def __init__(self, runtime: Runtime, index_ttl: float = INDEX_TTL) -> None:
+    def __init__(
+        self, runtime: Runtime, *, ignored_reasons: Iterable[str], index_ttl: float = INDEX_TTL
+    ) -> None:
+        """`ignored_reasons`: why a CD report may be ignored, the labels counted from 0."""
         self.registry = CollectorRegistry(auto_describe=False)
         shared_dir = multiprocess_dir()
         if shared_dir:
-            shared = _shared()
+            shared = _shared(ignored_reasons)
             prometheus_multiprocess.MultiProcessCollector(self.registry, shared_dir)  # type: ignore[no-untyped-call]
             for name, writer in (("manifests", runtime.writer), ("ledger", runtime.ledger)):
                 writer.on_count = counter_hook(shared.git, name)
@@ -170,7 +172,7 @@ class Metrics:
             self.cd_ignored = shared.cd_ignored
         else:
             self.http_requests, self.http_duration = _http_instruments(self.registry)
-            self.cd_ignored = _ignored_counter(self.registry)
+            self.cd_ignored = _ignored_counter(self.registry, ignored_reasons)
         self.live = LiveCollector(runtime, counted_elsewhere=bool(shared_dir))
         self.index = IndexCollector(runtime, ttl=index_ttl)
         self.registry.register(self.live)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
@@ -39,9 +40,10 @@ def request_labels(method: str, rule: str | None, status: int) -> tuple[str, str
     return method_label, rule if rule is not None else UNMATCHED, status_label
 
 
-def instrument(app: Flask, runtime: Runtime) -> Metrics:
-    """Request metrics, correlation ids for logs, and GET /metrics on `app`."""
-    metrics = Metrics(runtime)
+def instrument(app: Flask, runtime: Runtime, *, ignored_reasons: Iterable[str]) -> Metrics:
+    """Request metrics, correlation ids for logs, and GET /metrics on `app`;
+    `ignored_reasons`: why a CD report may be ignored (counted by reason from 0)."""
+    metrics = Metrics(runtime, ignored_reasons=ignored_reasons)
     app.extensions["ritmo.metrics"] = metrics
     # With JSON logs gunicorn's access log is off and this line replaces it (bot/server.py).
     access_lines = runtime.settings.log_format == "json"
