@@ -28,7 +28,6 @@ from bot.forge.local import LocalForge
 from bot.manifests.agent import AgentSigner
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import Identity
-from bot.manifests.policy_log import GitPolicyHistory
 from bot.manifests.provenance import Signers, trust_home
 from bot.manifests.records import split_image
 from bot.manifests.remote import Token
@@ -51,6 +50,7 @@ from bot.notify.events import announce, emitter
 from bot.notify.gitops import GitopsUpdater
 from bot.notify.outbox import Outbox
 from bot.policy.adoption import AdoptPolicy
+from bot.policy.commits import GitPolicyHistory
 from bot.policy.load import PolicyError, policy_from_bytes
 from bot.policy.model import PromotionRule
 from bot.policy.source import PolicySource

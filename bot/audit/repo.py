@@ -25,12 +25,12 @@ from bot.audit.verify import Problem, RecordFact, VerifyCommit, verify
 from bot.deploy.records import LEDGER_BRANCH
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import read_path
-from bot.manifests.policy_log import policy_commits
 from bot.manifests.records import RECORDS_DIR, split_image
 from bot.manifests.signed_log import signed_log
 from bot.manifests.signing import open_gnupg
 from bot.manifests.trailers import parse_trailers
 from bot.manifests.verdict_cache import VerdictCache
+from bot.policy.commits import policy_commits
 from bot.policy.load import BRANCH_POLICY_PATH, PolicyError, default_policy, load_policy_bytes
 from bot.policy.model import Policy
 from bot.policy.trust import PolicyTrust, TrustKeys, describe, step

@@ -99,7 +99,7 @@ class LocalChecks:
 
     # -- the policy ------------------------------------------------------------------
     def policy(self) -> Finding:
-        from bot.manifests.policy_log import GitPolicyHistory
+        from bot.policy.commits import GitPolicyHistory
 
         name = "policy"
         if self.mirror is None or self.signer is None:

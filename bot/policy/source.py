@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 class PolicyHistory(Protocol):
-    """What the source reads from git (bot/manifests/policy_log.py over a Mirror)."""
+    """What the source reads from git (bot/policy/commits.py over a Mirror)."""
 
     def commits(self, since: str | None, tip: str) -> list[PolicyCommit]: ...
 

@@ -1,11 +1,11 @@
-"""The policy's commits read from git (bot/manifests/policy_log.py): real git, real gpg."""
+"""The policy's commits read from git (bot/policy/commits.py): real git, real gpg."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from bot.manifests.mirror import Mirror
-from bot.manifests.policy_log import policy_commits
+from bot.policy.commits import policy_commits
 from tests.helpers import git
 
 WHO = ["-c", "user.name=Dana", "-c", "user.email=dana@example.com"]

@@ -14,9 +14,9 @@ from pathlib import Path
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import read_path
 from bot.manifests.trailers import parse_trailers
+from bot.policy.load import BRANCH_POLICY_PATH
 from bot.policy.trust import PolicyCommit
 
-POLICY_PATH = ".ritmo/policy.yaml"
 _FORMAT = "--format=%x00%x01%H%x00%G?%x00%GP%x00%GF%x00%B%x00"
 _VOUCH_GREP = "^Ritmo-Policy(-Adopted)?: "
 
@@ -29,7 +29,7 @@ def _parse(out: str, raw: bool) -> list[PolicyCommit]:
         if raw:
             for line in rest.splitlines():
                 meta, _, path = line.partition("\t")
-                if path == POLICY_PATH and meta.startswith(":"):
+                if path == BRANCH_POLICY_PATH and meta.startswith(":"):
                     changed = True
                     new = meta.split()[3]
                     blob = None if new.strip("0") == "" else new
@@ -55,7 +55,7 @@ def policy_commits(
     changed = _parse(
         mirror.log(
             "--first-parent", "--reverse", "--no-renames", "--diff-merges=first-parent",
-            "--raw", "--no-abbrev", _FORMAT, rev, "--", POLICY_PATH, gnupghome=gnupghome,
+            "--raw", "--no-abbrev", _FORMAT, rev, "--", BRANCH_POLICY_PATH, gnupghome=gnupghome,
         ),
         raw=True,
     )  # fmt: skip
@@ -97,4 +97,4 @@ class GitPolicyHistory:
         return data
 
     def file_at(self, commit: str) -> bytes | None:
-        return read_path(self._mirror, self._mirror.tree_of(commit), POLICY_PATH)
+        return read_path(self._mirror, self._mirror.tree_of(commit), BRANCH_POLICY_PATH)
