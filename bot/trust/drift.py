@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from bot.policy.load import BRANCH_POLICY_PATH
 from bot.policy.model import DEFAULT_OVERLAY, AppTarget, Policy, is_pattern
 
 DriftKind = Literal["pin", "policy"]
@@ -25,7 +26,6 @@ AUDIT_KINDS: dict[DriftKind, str] = {
     "pin": "pinned_outside_ritmo",
     "policy": "policy_changed_outside_ritmo",
 }
-POLICY_PATH = ".ritmo/policy.yaml"
 _WHAT = {"pin": "pinned outside Ritmo", "policy": "policy changed outside Ritmo"}
 
 
@@ -74,7 +74,7 @@ def classify(commit: NewCommit) -> list[Drift]:
     if commit.policy_change is not None and not commit.by_policy_key:
         before, after = (_short(b) for b in commit.policy_change)
         what = (
-            f"changes {POLICY_PATH} ({before} -> {after}) without a signature by Ritmo "
+            f"changes {BRANCH_POLICY_PATH} ({before} -> {after}) without a signature by Ritmo "
             "or a key in signing.policy_keys"
         )
         found.append(Drift("policy", commit.sha, _line(what, commit)))

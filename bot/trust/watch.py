@@ -33,11 +33,10 @@ from bot.manifests.provenance import (
 )
 from bot.manifests.trailers import parse_trailers
 from bot.manifests.writer import WriteResult, Written
-from bot.policy.load import PolicyError, default_policy, load_policy_bytes
+from bot.policy.load import BRANCH_POLICY_PATH, PolicyError, default_policy, load_policy_bytes
 from bot.policy.model import AppTarget, Policy
 from bot.promotions.pin import current_value
 from bot.trust.drift import (
-    POLICY_PATH,
     Drift,
     NewCommit,
     PinMove,
@@ -196,12 +195,12 @@ class DriftWatch:
 
     def _policy_at(self, commit: str | None) -> Policy:
         """The branch's policy as it stood at `commit` (a broken one: the last good)."""
-        data = self._read(commit, POLICY_PATH)
+        data = self._read(commit, BRANCH_POLICY_PATH)
         if data is None:
             return default_policy()
         if data not in self._policies:
             try:
-                self._policies[data] = load_policy_bytes(data, POLICY_PATH)
+                self._policies[data] = load_policy_bytes(data, BRANCH_POLICY_PATH)
             except PolicyError:
                 return default_policy()
         return self._policies[data]
@@ -211,7 +210,7 @@ class DriftWatch:
         policy = None
         moves = []
         for path in commit.paths:
-            if not path.endswith((".yaml", ".yml")) or path == POLICY_PATH:
+            if not path.endswith((".yaml", ".yml")) or path == BRANCH_POLICY_PATH:
                 continue
             policy = policy or self._policy_at(parent)
             hit = overlay_of(policy, path)
@@ -240,11 +239,11 @@ class DriftWatch:
     def _policy_change(
         self, commit: LineCommit, parent: str | None
     ) -> tuple[str | None, str | None]:
-        if POLICY_PATH not in commit.paths:
+        if BRANCH_POLICY_PATH not in commit.paths:
             return (None, None)
         blobs = []
         for at in (parent, commit.sha):
-            data = self._read(at, POLICY_PATH)
+            data = self._read(at, BRANCH_POLICY_PATH)
             blobs.append(None if data is None else object_id("blob", data))
         return blobs[0], blobs[1]
 
