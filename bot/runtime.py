@@ -340,7 +340,7 @@ def build_runtime(
         mirror, writer, promotions, requests_index,
         index.get, templates, policy,
         forge, locks, holds=index.holds_of,
-        report_drift=drift.report,
+        report_policy_drift=drift.report_policy,
     )  # fmt: skip
     registry = ArtifactRegistry(
         writer, index, verifier, templates, settings.signing.require_artifact_signatures,

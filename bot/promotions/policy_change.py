@@ -30,7 +30,6 @@ from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionRefused
 from bot.statuses import RequestStatus
 from bot.timestamps import stamp
-from bot.trust.drift import Drift
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +78,15 @@ class PolicyRequests(RequestService):
     """Promotion requests, plus requests that change the policy (`is_policy_change`)."""
 
     def __init__(
-        self, *args: Any, report_drift: Callable[[Drift], None] | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        report_policy_drift: Callable[[str, str], None] | None = None,
+        **kwargs: Any,
     ) -> None:
-        """`report_drift`: records a policy pull request merged without its rule."""
+        """`report_policy_drift(merge_commit, detail)`: records a policy pull request merged
+        without its rule (bot/trust/watch.py makes it a `policy` drift)."""
         super().__init__(*args, **kwargs)
-        self._report_drift = report_drift
+        self._report_policy_drift = report_policy_drift
 
     @staticmethod
     def _is_policy_change(request: Mapping[str, Any]) -> bool:
@@ -308,7 +311,7 @@ class PolicyRequests(RequestService):
             )
             self._forge.flagged(merge_commit, f"merged without policy_changes: {why}")
             self._forge.alert(merge_commit, text, number)
-            if self._report_drift is None:
+            if self._report_policy_drift is None:
                 log.error("ALERT %s", text)
             else:  # the ALERT, audit event and drift notification come with its record
                 log.error("%s", text)
@@ -316,7 +319,7 @@ class PolicyRequests(RequestService):
                     f"merges policy pull request #{number} although policy_changes did not "
                     f"hold ({why}); by {merged_by}"
                 )
-                self._report_drift(Drift("policy", merge_commit, " ".join(detail.split())))
+                self._report_policy_drift(merge_commit, " ".join(detail.split()))
             return False
         message = self._templates.render(
             "commit/policy-accepted.txt", number=number, path=BRANCH_POLICY_PATH,

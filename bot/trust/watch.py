@@ -248,11 +248,12 @@ class DriftWatch:
         return blobs[0], blobs[1]
 
     # -- recording --------------------------------------------------------------------
-    def report(self, drift: Drift) -> None:
-        """Drift another part of Ritmo found (a policy pull request merged without its
-        rule): recorded once, like what the watcher finds."""
+    def report_policy(self, commit: str, detail: str) -> None:
+        """A policy change another part of Ritmo found outside its rule (a policy pull
+        request merged without it): a `policy` drift, recorded once like what the watcher
+        finds. `detail`: one line, `<what changed>; by <author>`."""
         with self._lock:
-            self._owed.append(drift)
+            self._owed.append(Drift("policy", commit, detail))
         self._ask_owed()
 
     def _ask_owed(self) -> None:
