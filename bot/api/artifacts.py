@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
 from bot.api.errors import ApiError
-from bot.api.paging import page_of
+from bot.api.paging import Page, PerPage, offset, page_of
 from bot.api.parse import body_of, query_of
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN, ArtifactSpec
@@ -27,8 +27,8 @@ class ArtifactQuery(BaseModel):
     name: str | None = Field(default=None, pattern=NAME_PATTERN)
     version: str | None = Field(default=None, pattern=VERSION_PATTERN)
     promotion_status: str | None = Field(default=None, pattern=NAME_PATTERN)
-    page: int = Field(default=1, ge=1, le=1_000_000)  # past it, SQL offsets overflow
-    per_page: int = Field(default=50, ge=1, le=500)
+    page: Page = 1
+    per_page: PerPage = 50
 
 
 def correlation_id() -> str:
@@ -90,7 +90,7 @@ def list_artifacts() -> Response:
         name=query.name,
         version=query.version,
         promotion_status=query.promotion_status,
-        offset=(query.page - 1) * query.per_page,
+        offset=offset(query.page, query.per_page),
         limit=query.per_page,
     )
     found = [a.as_json() for a in items]

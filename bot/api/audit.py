@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
 from bot.api.errors import ApiError, reason_of
-from bot.api.paging import has_next, page_of
+from bot.api.paging import Page, PerPage, has_next, page_of
 from bot.api.parse import query_of
 from bot.audit.history import AuditEvent, AuditKind, Window
 from bot.audit.log import (
@@ -42,8 +42,8 @@ class AuditQuery(BaseModel):
     # A date-time holds ':' and '+'; a revision ~ and ^: one pattern admits both.
     since: str | None = Field(default=None, pattern=REVISION_PATTERN)
     until: str | None = Field(default=None, pattern=REVISION_PATTERN)
-    page: int = Field(default=1, ge=1, le=1_000_000)  # as the other lists
-    per_page: int = Field(default=50, ge=1, le=500)
+    page: Page = 1
+    per_page: PerPage = 50
 
 
 class AuditPage(BaseModel):

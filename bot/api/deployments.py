@@ -25,7 +25,7 @@ from bot.api.artifacts import correlation_id
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
 from bot.api.errors import ApiError, invalid_fields
-from bot.api.paging import has_next, page_of
+from bot.api.paging import Page, PerPage, has_next, offset, page_of
 from bot.api.parse import body_of, json_body, query_of
 from bot.auth import Scope
 from bot.deploy.records import Observation
@@ -71,8 +71,8 @@ class DeploymentQuery(BaseModel):
     env: str | None = Field(default=None, pattern=NAME_PATTERN)
     status: Status | None = None
     artifact_id: str | None = Field(default=None, pattern=r"^art-[0-9a-f]{20}$")
-    page: int = Field(default=1, ge=1, le=1_000_000)  # past it, SQL offsets overflow
-    per_page: int = Field(default=50, ge=1, le=500)
+    page: Page = 1
+    per_page: PerPage = 50
 
 
 class RollbackBody(BaseModel):
@@ -121,7 +121,7 @@ def list_deployments() -> Response:
         env=query.env,
         status=query.status,
         artifact_id=query.artifact_id,
-        offset=(query.page - 1) * query.per_page,
+        offset=offset(query.page, query.per_page),
         limit=query.per_page,
     )
     more = has_next(query.page, query.per_page, total)

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Literal
 
 from flask import Blueprint, Response, jsonify
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
 from bot.api.errors import ApiError
-from bot.api.paging import page_of
+from bot.api.paging import Page, PerPage, page_of
 from bot.api.parse import query_of
 from bot.auth import Scope
 from bot.notify.outbox import Outbox
@@ -28,8 +28,8 @@ class OutboxQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: Literal["queued", "delivering", "delivered", "dead"] | None = None
-    page: int = Field(default=1, ge=1, le=1_000_000)  # past it, SQL offsets overflow
-    per_page: int = Field(default=50, ge=1, le=500)
+    page: Page = 1
+    per_page: PerPage = 50
 
 
 # SQLite's INTEGER is 64-bit: a larger id names no row (and would not even bind).

@@ -8,9 +8,19 @@ as GitHub's API does, so a client follows links instead of counting.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from flask import Response, jsonify, request, url_for
+from pydantic import Field
+
+# The query fields every paged list takes: `page: Page = 1`, `per_page: PerPage = 50`.
+Page = Annotated[int, Field(ge=1, le=1_000_000)]  # past it, SQL offsets overflow
+PerPage = Annotated[int, Field(ge=1, le=500)]
+
+
+def offset(page: int, per_page: int) -> int:
+    """How many rows come before `page`."""
+    return (page - 1) * per_page
 
 
 def has_next(page: int, per_page: int, total: int) -> bool:

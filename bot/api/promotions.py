@@ -18,7 +18,7 @@ from bot.api.artifacts import correlation_id
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
 from bot.api.errors import ApiError
-from bot.api.paging import page_of
+from bot.api.paging import Page, PerPage, offset, page_of
 from bot.api.parse import json_body, model_of, query_of
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN
@@ -111,8 +111,8 @@ class PromotionQuery(BaseModel):
     env: EnvName | None = None
     status: RequestStatus | None = None
     artifact_id: Annotated[str, StringConstraints(pattern=r"^art-[0-9a-f]{20}$")] | None = None
-    page: int = Field(default=1, ge=1, le=1_000_000)  # past it, SQL offsets overflow
-    per_page: int = Field(default=50, ge=1, le=500)
+    page: Page = 1
+    per_page: PerPage = 50
 
 
 class PromoteByName(PromoteBody):
@@ -243,7 +243,7 @@ def list_promotions() -> Response:
     runtime = current_runtime()
     found, total = promotion_history(
         runtime.index.engine, query.app, query.env, query.status, query.artifact_id,
-        (query.page - 1) * query.per_page, query.per_page,
+        offset(query.page, query.per_page), query.per_page,
     )  # fmt: skip
     page: list[dict[str, Any] | None] = [
         runtime.requests.describe(row_id) if kind == "request" else runtime.index.promotion(row_id)
