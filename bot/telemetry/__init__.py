@@ -5,4 +5,7 @@ masked (logs.py).
 
 Nothing here runs at import time: `instrument(app, runtime, ...)` (bot/app.py create_app),
 `setup_tracing()` and `configure_logging()` (bot/app.py, bot/server.py) switch it on.
+The domain parts (deploy, promotions, ...) import this room for spans and events, so it
+does not import them back: what it must know of them, such as the CD ignored reasons it
+counts, is handed in. It reads the index's tables (bot/store) at scrape time.
 """
