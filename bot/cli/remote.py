@@ -13,7 +13,7 @@ from bot.cli.options import client_for, server_option, token_option
 from bot.cli.tables import audit_row, echo_table, needs_text, request_line
 from bot.promotions.environments import label
 from bot.promotions.status import open_requests
-from bot.statuses import DeploymentStatus, values
+from bot.statuses import DeploymentStatus, RequestStatus, values
 
 
 @click.command()
@@ -97,7 +97,8 @@ def status(server: str, token_value: str, app_name: str | None, as_json: bool) -
     client = client_for(server, token_value)
     table = checked(server, lambda: client.environments(app_name)).body
     pending = checked(
-        server, lambda: client.all_pages("/api/v1/promotions", app=app_name, status="pending")
+        server,
+        lambda: client.all_pages("/api/v1/promotions", app=app_name, status=RequestStatus.PENDING),
     ).body["items"]
     data = {**table, "open_requests": open_requests(pending)}
     if as_json:
@@ -186,7 +187,7 @@ def rollback(
     client = client_for(server, token_value)
     resp = checked(server, lambda: client.rollback(deployment_id, reason, correlation_id))
     body = resp.body
-    if body["status"] == "pending":
+    if body["status"] == RequestStatus.PENDING:
         click.echo(request_line(body["request"]))
         return
     click.echo(

@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.statuses import RequestStatus
 from bot.store.query import last_seq, page_rows
 from bot.store.schema import metadata, requests, reviews
 
@@ -42,7 +43,9 @@ class RequestIndex:
         with self._engine.connect() as conn:
             row = conn.execute(
                 sa.select(requests).where(
-                    requests.c.app == app, requests.c.to_env == env, requests.c.status == "pending"
+                    requests.c.app == app,
+                    requests.c.to_env == env,
+                    requests.c.status == RequestStatus.PENDING,
                 )
             ).first()
         return dict(row._mapping) if row else None
@@ -54,7 +57,9 @@ class RequestIndex:
             row = conn.execute(
                 sa.select(requests)
                 .where(requests.c.forge_ref == ref)
-                .order_by((requests.c.status == "pending").desc(), requests.c.seq.desc())
+                .order_by(
+                    (requests.c.status == RequestStatus.PENDING).desc(), requests.c.seq.desc()
+                )
             ).first()
         return dict(row._mapping) if row else None
 
@@ -81,7 +86,7 @@ class RequestIndex:
         self,
         app: str | None = None,
         env: str | None = None,
-        status: str | None = None,
+        status: RequestStatus | None = None,
         offset: int = 0,
         limit: int = 50,
     ) -> tuple[list[dict[str, Any]], int]:
@@ -95,4 +100,4 @@ class RequestIndex:
         return [dict(r._mapping) for r in rows], total
 
     def pending(self) -> list[dict[str, Any]]:
-        return self.search(status="pending", limit=10_000)[0]
+        return self.search(status=RequestStatus.PENDING, limit=10_000)[0]

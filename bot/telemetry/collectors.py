@@ -21,6 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from bot.statuses import RequestStatus
 from bot.store.deployments import deployments
 from bot.store.outbox import outbox
 from bot.store.schema import artifacts, promotions, rollbacks
@@ -344,7 +345,7 @@ class IndexCollector(Collector):
         r = promotion_requests
         query = (
             sa.select(r.c.from_env, r.c.to_env, r.c.opened_at, r.c.closed_at)
-            .where(r.c.status == "merged", r.c.closed_at >= since)
+            .where(r.c.status == RequestStatus.MERGED, r.c.closed_at >= since)
             .order_by(r.c.seq.desc())
             .limit(ROW_LIMIT)
         )

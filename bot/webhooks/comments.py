@@ -19,6 +19,7 @@ from bot.policy.model import Policy
 from bot.promotions.environments import label as cell_label
 from bot.promotions.service import PromotionInput, PromotionRefused
 from bot.promotions.status import open_requests
+from bot.statuses import RequestStatus
 from bot.webhooks.payloads import for_manifests
 from bot.webhooks.router import Event, Router
 
@@ -274,7 +275,7 @@ def _rollback(
         )
     except (RollbackRefused, NotFound, Forbidden) as exc:
         return f"Refused: {exc}"
-    if done["status"] == "pending":
+    if done["status"] == RequestStatus.PENDING:
         return "The policy wants approvals for this rollback. " + _opened(done["request"])
     return (
         f"Rolled {command.app} in {command.env} back from {latest['version']} to "
@@ -300,7 +301,7 @@ def _status(context: HandlerContext) -> str:
     """What `ritmo status` shows (GET /api/v1/environments and the open requests), as
     Markdown."""
     table = context.environments.table()
-    found = context.requests_index.search(status="pending", limit=ALL)[0]
+    found = context.requests_index.search(status=RequestStatus.PENDING, limit=ALL)[0]
     data = {**table, "open_requests": open_requests(
         [context.requests.describe(r["id"]) for r in found]
     )}  # fmt: skip

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from bot.statuses import RequestStatus
 from bot.webhooks.payloads import is_ritmo, login, promotion_request, sender, timestamp
 from bot.webhooks.router import Event, Router
 
@@ -25,7 +26,7 @@ def reject_tampered_promotion(event: Event, context: HandlerContext) -> None:
         return
     pull, request = found
     after = str(event.payload.get("after") or pull["head"]["sha"])
-    if request["status"] != "pending" or after == request["tip"]:
+    if request["status"] != RequestStatus.PENDING or after == request["tip"]:
         return  # Ritmo's own push, or a request that already ended
     context.requests.tampered(request["id"], sender(event), after)
 
@@ -35,7 +36,7 @@ def record_closed_promotion(event: Event, context: HandlerContext) -> None:
     if (found := promotion_request(event, context)) is None:
         return
     pull, request = found
-    if request["status"] != "pending":
+    if request["status"] != RequestStatus.PENDING:
         return  # Ritmo ended it (merged, superseded, expired, rejected) and said so
     if pull.get("merged"):
         by = login(pull.get("merged_by"))
@@ -57,7 +58,7 @@ def record_closed_promotion(event: Event, context: HandlerContext) -> None:
     if is_ritmo(context, by):
         return  # Ritmo closed it; its closing commit is on its way
     context.requests.close(
-        request["id"], "rejected",
+        request["id"], RequestStatus.REJECTED,
         f"pull request #{pull['number']} was closed by {by} without merging",
         tell_forge=False,  # GitHub already shows it closed, by whom
     )  # fmt: skip
