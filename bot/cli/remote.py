@@ -7,13 +7,12 @@ import json
 
 import click
 
-from bot.audit.history import KINDS
 from bot.cli.errors import checked, fail
 from bot.cli.options import client_for, server_option, token_option
 from bot.cli.tables import audit_row, echo_table, needs_text, request_line
 from bot.promotions.environments import label
 from bot.promotions.status import open_requests
-from bot.statuses import DeploymentStatus, RequestStatus, values
+from bot.statuses import AuditKind, DeploymentStatus, RequestStatus, values
 
 
 @click.command()
@@ -247,7 +246,7 @@ def outbox_retry(server: str, token_value: str, row_id: int) -> None:
 @click.option("--env", help="Only this environment.")
 @click.option(
     "--kind",
-    type=click.Choice(KINDS),
+    type=click.Choice(values(AuditKind)),
     help="Only events of this kind.",
 )
 @click.option("--since", help="From this ISO date or date-time, or after this commit.")

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from bot.statuses import RequestStatus
+from bot.statuses import AuditKind, RequestStatus
 
 GAP = "  "
 
@@ -54,7 +54,7 @@ def echo_table(
 def audit_row(event: dict[str, Any]) -> list[object]:
     """One audit event as `ritmo audit` shows it."""
     env_text = event["environment"]
-    if event.get("from_environment") and event["kind"] == "promoted":
+    if event.get("from_environment") and event["kind"] == AuditKind.PROMOTED:
         env_text = f"{event['from_environment']}->{event['environment']}"
     actor = event["actor"] or "-"
     # Ritmo's own actor already says so (`ritmo (automatic)`); a token's does not.
