@@ -14,6 +14,7 @@ from bot.policy.model import POLICY_APP
 from bot.statuses import RequestStatus
 from bot.store.index import ArtifactIndex
 from bot.store.request_index import RequestIndex
+from bot.store.request_record import RequestRecord
 from bot.timestamps import stamp_epoch
 
 BRANCH_PREFIX = "ritmo/promote/"
@@ -160,5 +161,5 @@ def rebuild_requests(
         if old in rows:
             rows[old]["superseded_by"] = new
     for row in sorted(rows.values(), key=lambda r: str(r["opened_at"])):
-        requests.save(row)
+        requests.save(RequestRecord.from_row(row))
     return len(rows)

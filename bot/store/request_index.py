@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from bot.statuses import RequestStatus
 from bot.store.query import last_seq, page_rows
+from bot.store.request_record import RequestRecord
 from bot.store.schema import metadata, requests, reviews
 
 
@@ -19,7 +20,8 @@ class RequestIndex:
         self._engine = engine
         metadata.create_all(engine)
 
-    def save(self, row: dict[str, Any]) -> None:
+    def save(self, request: RequestRecord) -> None:
+        row = request.as_row()
         with self._engine.begin() as conn:
             exists = conn.execute(sa.select(requests.c.seq).where(requests.c.id == row["id"]))
             seq = exists.scalar_one_or_none()
@@ -34,12 +36,12 @@ class RequestIndex:
             if not known.first():
                 conn.execute(reviews.insert().values(**row))
 
-    def get(self, request_id: str) -> dict[str, Any] | None:
+    def get(self, request_id: str) -> RequestRecord | None:
         with self._engine.connect() as conn:
             row = conn.execute(sa.select(requests).where(requests.c.id == request_id)).first()
-        return dict(row._mapping) if row else None
+        return RequestRecord.from_row(dict(row._mapping)) if row else None
 
-    def open_for(self, app: str, env: str) -> dict[str, Any] | None:
+    def open_for(self, app: str, env: str) -> RequestRecord | None:
         with self._engine.connect() as conn:
             row = conn.execute(
                 sa.select(requests).where(
@@ -48,9 +50,9 @@ class RequestIndex:
                     requests.c.status == RequestStatus.PENDING,
                 )
             ).first()
-        return dict(row._mapping) if row else None
+        return RequestRecord.from_row(dict(row._mapping)) if row else None
 
-    def by_forge_ref(self, ref: str) -> dict[str, Any] | None:
+    def by_forge_ref(self, ref: str) -> RequestRecord | None:
         """The request shown as `ref` on the forge (a pull request number): the pending one,
         else the latest (GitHub may keep a pull request across requests, e.g. after a crash)."""
         with self._engine.connect() as conn:
@@ -61,9 +63,9 @@ class RequestIndex:
                     (requests.c.status == RequestStatus.PENDING).desc(), requests.c.seq.desc()
                 )
             ).first()
-        return dict(row._mapping) if row else None
+        return RequestRecord.from_row(dict(row._mapping)) if row else None
 
-    def by_commit(self, sha: str) -> dict[str, Any] | None:
+    def by_commit(self, sha: str) -> RequestRecord | None:
         """The request whose head or branch tip is `sha`."""
         with self._engine.connect() as conn:
             row = conn.execute(
@@ -71,7 +73,7 @@ class RequestIndex:
                 .where(sa.or_(requests.c.head == sha, requests.c.tip == sha))
                 .order_by(requests.c.seq.desc())
             ).first()
-        return dict(row._mapping) if row else None
+        return RequestRecord.from_row(dict(row._mapping)) if row else None
 
     def reviews_of(self, request_id: str) -> list[dict[str, Any]]:
         with self._engine.connect() as conn:
@@ -89,7 +91,7 @@ class RequestIndex:
         status: RequestStatus | None = None,
         offset: int = 0,
         limit: int = 50,
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[RequestRecord], int]:
         rows, total = page_rows(
             self._engine,
             requests,
@@ -97,7 +99,7 @@ class RequestIndex:
             offset,
             limit,
         )
-        return [dict(r._mapping) for r in rows], total
+        return [RequestRecord.from_row(dict(r._mapping)) for r in rows], total
 
-    def pending(self) -> list[dict[str, Any]]:
+    def pending(self) -> list[RequestRecord]:
         return self.search(status=RequestStatus.PENDING, limit=10_000)[0]

@@ -236,12 +236,12 @@ def _promote(
     if artifact.promotion_status == env:
         return f"{app} {version} is already in {env}; nothing to do."
     pending = context.requests_index.open_for(app, env)
-    if pending is not None and pending["artifact_id"] == artifact.record["id"]:
+    if pending is not None and pending.artifact_id == artifact.record["id"]:
         # A second identical command (or GitHub redelivering one) must not supersede
         # the open request and throw its approvals away.
-        where = f" (#{pending['forge_ref']})" if pending["forge_ref"] else ""
+        where = f" (#{pending.forge_ref})" if pending.forge_ref else ""
         return f"{app} {version} already has an open promotion request to {env}: " + (
-            f"`{pending['id']}`{where}."
+            f"`{pending.id}`{where}."
         )
     ask = PromotionInput(artifact.promotion_status, env, notes=f"Requested by {login} in {link}")
     try:
@@ -303,7 +303,7 @@ def _status(context: HandlerContext) -> str:
     table = context.environments.table()
     found = context.requests_index.search(status=RequestStatus.PENDING, limit=ALL)[0]
     data = {**table, "open_requests": open_requests(
-        [context.requests.describe(r["id"]) for r in found]
+        [context.requests.describe(r.id) for r in found]
     )}  # fmt: skip
     envs = data["environments"]
     lines = ["| App | " + " | ".join(envs) + " |", "|---" * (len(envs) + 1) + "|"]

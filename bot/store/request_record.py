@@ -1,0 +1,50 @@
+"""RequestRecord: a promotion (or policy change) request as the index keeps it (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, cast
+
+from bot.statuses import RequestStatus
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One row of the requests table; `dataclasses.replace` makes the next state."""
+
+    id: str
+    artifact_id: str  # a policy change: the new policy's blob
+    app: str
+    version: str
+    from_env: str
+    to_env: str
+    branch: str
+    head: str  # the commit that edits the overlay
+    tip: str  # the branch tip: head plus reviews
+    status: RequestStatus
+    requested_by: str
+    approval_ticket: str | None = None
+    opened_at: str = ""
+    closed_at: str | None = None
+    superseded_by: str | None = None
+    merge_commit: str | None = None
+    reason: str | None = None
+    forge_ref: str | None = None  # e.g. the pull request number
+    body: str | None = None  # the description shown to reviewers
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RequestRecord:
+        fields = {k: v for k, v in row.items() if k != "seq"}
+        return cls(**{**fields, "status": _status(str(row["status"]))})
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _status(value: str) -> RequestStatus:
+    try:
+        return RequestStatus(value)
+    except ValueError:
+        # A rebuilt index keeps a closing commit's Ritmo-Request-Closed as written.
+        return cast(RequestStatus, value)
