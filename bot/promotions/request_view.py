@@ -7,14 +7,14 @@ import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from bot.errors import NotFound, Refused
 from bot.forge import Forge, RequestView
 from bot.manifests.mirror import Mirror
 from bot.manifests.trailers import parse_trailers
 from bot.manifests.writer import ManifestWriter
-from bot.policy.evaluate import Decision, PromotionRequest, Review, evaluate
+from bot.policy.evaluate import Decision, PromotionRequest, Review, ReviewState, evaluate
 from bot.policy.model import Policy, PromotionRule
 from bot.promotions.eligibility import MergeFacts, stale_reason
 from bot.promotions.service import PromotionService
@@ -123,10 +123,11 @@ class RequestViews:
         if reviews is None:
             reviews = [
                 Review(
-                    reviewer=r["reviewer"],
-                    state=r["state"],
-                    commit=r["commit"],
-                    submitted_at=parse(r["submitted_at"]),
+                    reviewer=r.reviewer,
+                    # As recorded; evaluate counts only the states it knows.
+                    state=cast(ReviewState, r.state),
+                    commit=r.commit,
+                    submitted_at=parse(r.submitted_at),
                 )
                 for r in self._requests.reviews_of(request.id)
             ]
@@ -238,8 +239,8 @@ class RequestViews:
             "forge_ref": request.forge_ref,
             "description": request.body,
             "reviews": [
-                {"reviewer": r["reviewer"], "state": r["state"], "commit": r["commit"],
-                 "submitted_at": r["submitted_at"]}
+                {"reviewer": r.reviewer, "state": r.state, "commit": r.commit,
+                 "submitted_at": r.submitted_at}
                 for r in self._requests.reviews_of(request_id)
             ],
         }  # fmt: skip

@@ -17,7 +17,7 @@ from bot.promotions.pin import pinned_value
 from bot.promotions.request_view import BRANCH_PREFIX, RequestViews, one_at_a_time
 from bot.promotions.service import PinChange, PromotionInput
 from bot.statuses import RequestStatus
-from bot.store.request_record import RequestRecord
+from bot.store.request_record import RequestRecord, ReviewRecord
 from bot.telemetry.events import event
 from bot.telemetry.tracing import traced
 from bot.timestamps import stamp
@@ -112,14 +112,14 @@ class RequestReviews(RequestViews):
             ) from None
         sha = str(written.commit)
         self._requests.add_review(
-            {
-                "sha": sha,
-                "request_id": request_id,
-                "reviewer": reviewer.name,
-                "state": state,
-                "commit": request.head,
-                "submitted_at": stamp(now),
-            }
+            ReviewRecord(
+                sha=sha,
+                request_id=request_id,
+                reviewer=reviewer.name,
+                state=state,
+                commit=request.head,
+                submitted_at=stamp(now),
+            )
         )
         self._requests.save(replace(request, tip=sha))
         self.settle(request_id)

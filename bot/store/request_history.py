@@ -14,7 +14,7 @@ from bot.policy.model import POLICY_APP
 from bot.statuses import RequestStatus
 from bot.store.index import ArtifactIndex
 from bot.store.request_index import RequestIndex
-from bot.store.request_record import RequestRecord
+from bot.store.request_record import RequestRecord, ReviewRecord
 from bot.timestamps import stamp_epoch
 
 BRANCH_PREFIX = "ritmo/promote/"
@@ -87,14 +87,14 @@ def rebuild_requests(
             superseded_by[str(head.one("Ritmo-Supersedes"))] = request_id
         for review in reviews:
             requests.add_review(
-                {
-                    "sha": review.sha,
-                    "request_id": request_id,
-                    "reviewer": review.one("Ritmo-Reviewer") or "unknown",
-                    "state": review.one("Ritmo-Review") or "commented",
-                    "commit": review.one("Ritmo-Reviewed-Commit") or head.sha,
-                    "submitted_at": stamp_epoch(review.when),
-                }
+                ReviewRecord(
+                    sha=review.sha,
+                    request_id=request_id,
+                    reviewer=review.one("Ritmo-Reviewer") or "unknown",
+                    state=review.one("Ritmo-Review") or "commented",
+                    commit=review.one("Ritmo-Reviewed-Commit") or head.sha,
+                    submitted_at=stamp_epoch(review.when),
+                )
             )
 
     ended: list[Commit] = []
@@ -154,8 +154,8 @@ def rebuild_requests(
             for line in commit.trailers.get("Ritmo-Review-Record", []):
                 reviewer, state, reviewed, at, sha = line.split(" ")
                 requests.add_review(
-                    {"sha": sha, "request_id": request_id, "reviewer": reviewer,
-                     "state": state, "commit": reviewed, "submitted_at": at}
+                    ReviewRecord(sha=sha, request_id=request_id, reviewer=reviewer,
+                                 state=state, commit=reviewed, submitted_at=at)
                 )  # fmt: skip
     for old, new in superseded_by.items():
         if old in rows:

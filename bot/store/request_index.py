@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.statuses import RequestStatus
 from bot.store.query import last_seq, page_rows
-from bot.store.request_record import RequestRecord
+from bot.store.request_record import RequestRecord, ReviewRecord
 from bot.store.schema import metadata, requests, reviews
 
 
@@ -30,11 +28,11 @@ class RequestIndex:
             else:
                 conn.execute(requests.update().where(requests.c.id == row["id"]).values(**row))
 
-    def add_review(self, row: dict[str, Any]) -> None:
+    def add_review(self, review: ReviewRecord) -> None:
         with self._engine.begin() as conn:
-            known = conn.execute(sa.select(reviews.c.sha).where(reviews.c.sha == row["sha"]))
+            known = conn.execute(sa.select(reviews.c.sha).where(reviews.c.sha == review.sha))
             if not known.first():
-                conn.execute(reviews.insert().values(**row))
+                conn.execute(reviews.insert().values(**review.as_row()))
 
     def get(self, request_id: str) -> RequestRecord | None:
         with self._engine.connect() as conn:
@@ -75,14 +73,14 @@ class RequestIndex:
             ).first()
         return RequestRecord.from_row(dict(row._mapping)) if row else None
 
-    def reviews_of(self, request_id: str) -> list[dict[str, Any]]:
+    def reviews_of(self, request_id: str) -> list[ReviewRecord]:
         with self._engine.connect() as conn:
             rows = conn.execute(
                 sa.select(reviews)
                 .where(reviews.c.request_id == request_id)
                 .order_by(reviews.c.submitted_at)
             ).all()
-        return [dict(r._mapping) for r in rows]
+        return [ReviewRecord.from_row(dict(r._mapping)) for r in rows]
 
     def search(
         self,

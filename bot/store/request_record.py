@@ -1,4 +1,5 @@
-"""RequestRecord: a promotion (or policy change) request as the index keeps it (pure)."""
+"""RequestRecord and ReviewRecord: a promotion (or policy change) request and its reviews
+as the index keeps them (pure)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,25 @@ class RequestRecord:
     def from_row(cls, row: Mapping[str, Any]) -> RequestRecord:
         fields = {k: v for k, v in row.items() if k != "seq"}
         return cls(**{**fields, "status": _status(str(row["status"]))})
+
+    def as_row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ReviewRecord:
+    """One review of a request, as its review commit on the request branch says."""
+
+    sha: str  # the review's own commit
+    request_id: str
+    reviewer: str
+    state: str  # as the commit says: approved, changes_requested, ...
+    commit: str  # the request head it reviewed
+    submitted_at: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ReviewRecord:
+        return cls(**row)
 
     def as_row(self) -> dict[str, Any]:
         return asdict(self)

@@ -248,7 +248,7 @@ class TestApproval:
         assert merged.app == "_policy" and merged.version == first["version"]
         pending = runtime.requests_index.get(second["id"])
         assert pending is not None and pending.status == "pending"
-        assert [r["reviewer"] for r in runtime.requests_index.reviews_of(second["id"])] == ["olga"]
+        assert [r.reviewer for r in runtime.requests_index.reviews_of(second["id"])] == ["olga"]
         done = client.post(url, json={}, headers=bearer(sec)).get_json()
         assert done["status"] == "merged"
         assert main_policy(remote) == WEAKENED
