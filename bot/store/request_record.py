@@ -25,8 +25,8 @@ class RequestRecord:
     tip: str  # the branch tip: head plus reviews
     status: RequestStatus
     requested_by: str
+    opened_at: str
     approval_ticket: str | None = None
-    opened_at: str = ""
     closed_at: str | None = None
     superseded_by: str | None = None
     merge_commit: str | None = None

@@ -34,7 +34,7 @@ MERGE = "e5bd3914e2e596debea16f433f57875b5b90bcd6"
 PENDING = RequestRecord(
     id="req-7", artifact_id="art-" + "0" * 20, app="web", version="1.2.3", from_env="staging",
     to_env="production", branch="ritmo/promote/web/production", head=HEAD, tip=HEAD,
-    status=RequestStatus.PENDING, requested_by="alice",
+    status=RequestStatus.PENDING, requested_by="alice", opened_at="2026-12-01T00:00:00Z",
 )  # fmt: skip
 MEMBERS = sorted(n for n, v in vars(HandlerContext).items() if isinstance(v, property))
 SETTINGS = Settings(forge={"github": {"repository": REPOSITORY}}, manifests={"branch": "main"})
