@@ -61,7 +61,7 @@ def test_job_expires_an_overdue_request(
         while time.monotonic() < deadline:
             row = runtime.requests_index.get(req["id"])
             assert row is not None
-            status = row["status"]
+            status = row.status
             if status == "expired":
                 break
             time.sleep(0.1)

@@ -6,17 +6,17 @@ never from the index: the history is the audit trail.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from flask import Blueprint, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from bot.api.auth import require_scope
 from bot.api.context import current_runtime
 from bot.api.errors import ApiError, reason_of
 from bot.api.paging import Page, PerPage, has_next, page_of
 from bot.api.parse import query_of
-from bot.audit.history import AuditEvent, AuditKind, Window
+from bot.audit.history import AuditEvent, Window
 from bot.audit.log import (
     REVISION_PATTERN,
     Range,
@@ -27,9 +27,12 @@ from bot.audit.log import (
 from bot.audit.repo import trusted_commits
 from bot.auth import Scope
 from bot.manifests.records import NAME_PATTERN
+from bot.statuses import AuditKind, values
 
 blueprint = Blueprint("audit", __name__, url_prefix="/api/v1/audit")
 
+# Described inline, as a Literal would be: a query parameter's schema takes no $ref.
+Kind = Annotated[AuditKind, WithJsonSchema({"type": "string", "enum": list(values(AuditKind))})]
 _WHEN = "an ISO 8601 date or date-time (2024-05-01, 2024-05-01T12:00:00Z) or a commit"
 
 
@@ -38,7 +41,7 @@ class AuditQuery(BaseModel):
 
     app: str | None = Field(default=None, pattern=NAME_PATTERN)
     env: str | None = Field(default=None, pattern=NAME_PATTERN)
-    kind: AuditKind | None = None
+    kind: Kind | None = None
     # A date-time holds ':' and '+'; a revision ~ and ^: one pattern admits both.
     since: str | None = Field(default=None, pattern=REVISION_PATTERN)
     until: str | None = Field(default=None, pattern=REVISION_PATTERN)

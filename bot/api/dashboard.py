@@ -38,6 +38,7 @@ from bot.api.parse import query_of
 from bot.deploy.records import FAILED
 from bot.manifests.trailers import parse_trailers
 from bot.runtime import Runtime
+from bot.store.request_record import RequestRecord
 from bot.timestamps import parse_or_none
 
 log = logging.getLogger(__name__)
@@ -128,13 +129,13 @@ def _cell(env: str, pin: dict[str, Any], now: datetime) -> dict[str, Any]:
     return cell
 
 
-def _describe(runtime: Runtime, row: dict[str, Any]) -> dict[str, Any]:
+def _describe(runtime: Runtime, row: RequestRecord) -> dict[str, Any]:
     """The request with its approval progress (which may ask the forge for reviews)."""
     try:
-        return runtime.requests.describe(row["id"])
+        return runtime.requests.describe(row.id)
     except Exception as exc:  # the forge is down: show the request, without progress
-        log.warning("dashboard: could not describe %s: %s", row["id"], exc)
-        return {**row, "from": row["from_env"], "to": row["to_env"], "progress": None,
+        log.warning("dashboard: could not describe %s: %s", row.id, exc)
+        return {**row.as_row(), "from": row.from_env, "to": row.to_env, "progress": None,
                 "decision": None, "reason": "approval state unavailable; see the log"}  # fmt: skip
 
 
@@ -285,7 +286,7 @@ def dashboard_state(runtime: Runtime) -> tuple[Any, ...]:
     """What the page shows changes only when one of these does: the index's tip (records,
     pins, rollbacks), the deployment ledger's tip, the open requests (a review moves a
     request branch's tip) and the policy in force. A few small reads, whatever the size."""
-    pending = tuple((r["id"], r["tip"], r["status"]) for r in runtime.requests_index.pending())
+    pending = tuple((r.id, r.tip, r.status) for r in runtime.requests_index.pending())
     return (
         runtime.index.tip(),
         runtime.deployments.records.ledger_tip(),

@@ -31,7 +31,7 @@ from bot.auth import Scope
 from bot.deploy.records import Observation
 from bot.deploy.service import DeploymentService
 from bot.manifests.records import NAME_PATTERN
-from bot.statuses import DeploymentStatus, values
+from bot.statuses import DeploymentStatus, RequestStatus, values
 
 blueprint = Blueprint("deployments", __name__, url_prefix="/api/v1/deployments")
 
@@ -153,4 +153,4 @@ def rollback_deployment(deployment_id: str) -> tuple[Response, int]:
     )
     response = jsonify(done)
     response.headers["X-Correlation-ID"] = cid
-    return response, 202 if done["status"] == "pending" else 201
+    return response, 202 if done["status"] == RequestStatus.PENDING else 201

@@ -11,6 +11,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -25,6 +26,7 @@ from bot.manifests.records import NAME_PATTERN, VERSION_PATTERN
 from bot.manifests.records import artifact_id as artifact_id_of
 from bot.manifests.writer import Conflict
 from bot.promotions.service import PromotionInput, PromotionRefused
+from bot.statuses import RequestStatus, values
 from bot.store.index import IndexedArtifact
 from bot.store.query import promotion_history
 
@@ -99,8 +101,9 @@ class PromoteBody(BaseModel):
         )
 
 
-RequestStatus = Literal[
-    "pending", "approved", "merged", "rejected", "expired", "superseded", "stale", "promoted"
+# Described inline, as a Literal would be: a query parameter's schema takes no $ref.
+Status = Annotated[
+    RequestStatus, WithJsonSchema({"type": "string", "enum": list(values(RequestStatus))})
 ]
 
 
@@ -109,7 +112,7 @@ class PromotionQuery(BaseModel):
 
     app: EnvName | None = None
     env: EnvName | None = None
-    status: RequestStatus | None = None
+    status: Status | None = None
     artifact_id: Annotated[str, StringConstraints(pattern=r"^art-[0-9a-f]{20}$")] | None = None
     page: Page = 1
     per_page: PerPage = 50
@@ -198,7 +201,9 @@ def _promote(artifact: IndexedArtifact, ask: PromotionInput, cid: str) -> tuple[
         rule = runtime.promotions.check(artifact, ask)
         if rule.requires_approval:
             opened = runtime.requests.open(artifact, ask, rule, by, cid)
-            response = jsonify({"status": "pending", "environment": ask.to_env, "request": opened})
+            response = jsonify(
+                {"status": RequestStatus.PENDING, "environment": ask.to_env, "request": opened}
+            )
             response.headers["Location"] = f"/api/v1/promotions/{opened['id']}"
             response.headers["X-Correlation-ID"] = cid
             return response, 202

@@ -22,23 +22,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, get_args
+from typing import Annotated, Any
+
+from pydantic import Field, WithJsonSchema
 
 from bot.manifests.trailers import Commit, promotion_hop
+from bot.statuses import AuditKind, values
 from bot.timestamps import parse, parse_or_none, stamp_epoch
 from bot.trust.drift import facts_of, recorded_drift
 
-AuditKind = Literal[
-    "registered",
-    "promoted",
-    "approved",
-    "rolled_back",
-    "request_closed",
-    "merged_outside_policy",
-    "pinned_outside_ritmo",
-    "policy_changed_outside_ritmo",
-]
-KINDS: tuple[AuditKind, ...] = get_args(AuditKind)
+KINDS = values(AuditKind)
 
 Lookup = Callable[[str], tuple[str, str] | None]
 """artifact id -> (app, version), or None when no record is known."""
@@ -48,7 +41,8 @@ Lookup = Callable[[str], tuple[str, str] | None]
 class AuditEvent:
     at: str  # commit time, UTC, ISO 8601
     commit: str
-    kind: str
+    # On the wire a plain string, as it was before the enum.
+    kind: Annotated[AuditKind, WithJsonSchema({"type": "string"}), Field(title="Kind")]
     app: str | None
     environment: str | None
     from_environment: str | None
@@ -97,8 +91,10 @@ def events_of(commit: Commit, lookup: Lookup) -> list[AuditEvent]:
     drift = recorded_drift(commit.trailers)
     if drift is not None:
         facts = facts_of(drift)
-        kind: AuditKind = (
-            "pinned_outside_ritmo" if drift.kind == "pin" else "policy_changed_outside_ritmo"
+        kind = (
+            AuditKind.PINNED_OUTSIDE_RITMO
+            if drift.kind == "pin"
+            else AuditKind.POLICY_CHANGED_OUTSIDE_RITMO
         )
         return [
             AuditEvent(
@@ -120,7 +116,7 @@ def events_of(commit: Commit, lookup: Lookup) -> list[AuditEvent]:
         found.append(
             AuditEvent(
                 **base,
-                kind="registered",
+                kind=AuditKind.REGISTERED,
                 environment=None,
                 from_environment=None,
                 actor=commit.one("Ritmo-Registered-By"),
@@ -131,7 +127,7 @@ def events_of(commit: Commit, lookup: Lookup) -> list[AuditEvent]:
         found.append(
             AuditEvent(
                 **{**base, "automatic": bool(commit.one("Ritmo-Automatic"))},
-                kind="promoted",
+                kind=AuditKind.PROMOTED,
                 environment=hop[1],
                 from_environment=hop[0],
                 actor=commit.one("Ritmo-Promoted-By"),
@@ -157,7 +153,7 @@ def events_of(commit: Commit, lookup: Lookup) -> list[AuditEvent]:
                     "artifact_id": failed,
                     "automatic": "(automatic)" in (by or ""),
                 },
-                kind="rolled_back",
+                kind=AuditKind.ROLLED_BACK,
                 environment=rollback_env,
                 from_environment=None,
                 actor=by,
@@ -174,7 +170,7 @@ def events_of(commit: Commit, lookup: Lookup) -> list[AuditEvent]:
         found.append(
             AuditEvent(
                 **base,
-                kind="request_closed",
+                kind=AuditKind.REQUEST_CLOSED,
                 environment=asked[2].strip() or None,
                 from_environment=asked[0].strip() or None,
                 actor=None,
@@ -183,12 +179,12 @@ def events_of(commit: Commit, lookup: Lookup) -> list[AuditEvent]:
         )
     into = hop[1] if hop else rollback_env
     came_from = hop[0] if hop else None
-    if found and found[0].kind in ("promoted", "rolled_back"):
+    if found and found[0].kind in (AuditKind.PROMOTED, AuditKind.ROLLED_BACK):
         for name in _names(commit.trailers.get("Ritmo-Approved-By", [])):
             found.append(
                 AuditEvent(
                     **base,
-                    kind="approved",
+                    kind=AuditKind.APPROVED,
                     environment=into,
                     from_environment=came_from,
                     actor=name,
@@ -199,7 +195,7 @@ def events_of(commit: Commit, lookup: Lookup) -> list[AuditEvent]:
         found.append(
             AuditEvent(
                 **base,
-                kind="merged_outside_policy",
+                kind=AuditKind.MERGED_OUTSIDE_POLICY,
                 environment=into,
                 from_environment=came_from,
                 actor=merged_by,
@@ -228,7 +224,7 @@ class Window:
 
     app: str | None = None
     env: str | None = None
-    kind: str | None = None
+    kind: AuditKind | None = None
     since: datetime | None = None  # inclusive
     until: datetime | None = None  # inclusive
 

@@ -7,13 +7,12 @@ import json
 
 import click
 
-from bot.audit.history import KINDS
 from bot.cli.errors import checked, fail
 from bot.cli.options import client_for, server_option, token_option
 from bot.cli.tables import audit_row, echo_table, needs_text, request_line
 from bot.promotions.environments import label
 from bot.promotions.status import open_requests
-from bot.statuses import DeploymentStatus, values
+from bot.statuses import AuditKind, DeploymentStatus, RequestStatus, values
 
 
 @click.command()
@@ -97,7 +96,8 @@ def status(server: str, token_value: str, app_name: str | None, as_json: bool) -
     client = client_for(server, token_value)
     table = checked(server, lambda: client.environments(app_name)).body
     pending = checked(
-        server, lambda: client.all_pages("/api/v1/promotions", app=app_name, status="pending")
+        server,
+        lambda: client.all_pages("/api/v1/promotions", app=app_name, status=RequestStatus.PENDING),
     ).body["items"]
     data = {**table, "open_requests": open_requests(pending)}
     if as_json:
@@ -186,7 +186,7 @@ def rollback(
     client = client_for(server, token_value)
     resp = checked(server, lambda: client.rollback(deployment_id, reason, correlation_id))
     body = resp.body
-    if body["status"] == "pending":
+    if body["status"] == RequestStatus.PENDING:
         click.echo(request_line(body["request"]))
         return
     click.echo(
@@ -246,7 +246,7 @@ def outbox_retry(server: str, token_value: str, row_id: int) -> None:
 @click.option("--env", help="Only this environment.")
 @click.option(
     "--kind",
-    type=click.Choice(KINDS),
+    type=click.Choice(values(AuditKind)),
     help="Only events of this kind.",
 )
 @click.option("--since", help="From this ISO date or date-time, or after this commit.")

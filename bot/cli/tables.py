@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from bot.statuses import AuditKind, RequestStatus
+
 GAP = "  "
 
 
@@ -52,7 +54,7 @@ def echo_table(
 def audit_row(event: dict[str, Any]) -> list[object]:
     """One audit event as `ritmo audit` shows it."""
     env_text = event["environment"]
-    if event.get("from_environment") and event["kind"] == "promoted":
+    if event.get("from_environment") and event["kind"] == AuditKind.PROMOTED:
         env_text = f"{event['from_environment']}->{event['environment']}"
     actor = event["actor"] or "-"
     # Ritmo's own actor already says so (`ritmo (automatic)`); a token's does not.
@@ -74,7 +76,7 @@ def needs_text(missing: Iterable[dict[str, Any]]) -> str:
 def request_line(req: dict[str, Any]) -> str:
     """One line on a promotion request: its status and what it waits for."""
     ident, status = req["id"], req["status"]
-    if status == "pending":
+    if status == RequestStatus.PENDING:
         progress = req.get("progress") or ""
         if req.get("decision", "pending") == "pending" and req.get("missing"):
             return f"pending: request {ident} needs {needs_text(req['missing'])} ({progress})"
@@ -83,7 +85,7 @@ def request_line(req: dict[str, Any]) -> str:
     what = f"{req['app']} {req['version']} to {req['to']}"
     if req.get("change") == "policy":
         what = f"policy change {req['version']}"
-    if status == "merged":
+    if status == RequestStatus.MERGED:
         return f"merged: request {ident} ({what}) merged as {req['merge_commit']}"
     reason = f": {req['reason']}" if req.get("reason") else ""
     return f"{status}: request {ident} ({what}){reason}"

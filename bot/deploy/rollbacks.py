@@ -33,7 +33,7 @@ from bot.policy.model import Policy
 from bot.promotions.request_view import RollbackAsk
 from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionInput, PromotionRefused
-from bot.statuses import DeploymentStatus
+from bot.statuses import DeploymentStatus, RequestStatus
 from bot.store.deployments import DeploymentIndex
 from bot.store.facts import RollbackFact
 from bot.store.index import ArtifactIndex, IndexedArtifact
@@ -176,7 +176,11 @@ class Rollbacks:
                 opened = self._requests.open(restored, ask, rule, by, correlation_id, asked)
             except PromotionRefused as exc:
                 raise RollbackRefused(str(exc)) from None
-            return {"status": "pending", "request": opened, **_answer(env, failed, restored)}
+            return {
+                "status": RequestStatus.PENDING,
+                "request": opened,
+                **_answer(env, failed, restored),
+            }
         target = policy.target(app)
         path = target.path(app, env)
         why = f"{status} in {env}" if status in FAILED else f"is rolled back in {env} by {by}"

@@ -333,7 +333,7 @@ class DeploymentService:
             repository=target.repository,
             environment=record["environment"],
             ref=target.ref,
-            status="failed" if record.get("rolled_back_by") else record["status"],
+            status=DeploymentStatus.FAILED if record.get("rolled_back_by") else record["status"],
             description=f"{record['app']} {record['version']} in {record['environment']}: "
             f"{record['status']}",
             log_url=record.get("log_url"),

@@ -14,6 +14,7 @@ from github import GithubException
 
 from bot.forge import DeploymentView
 from bot.forge.github_session import GitHubSession, clip, message
+from bot.statuses import DeploymentStatus
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ class GitHubDeployments:
     ) -> None:
         """POST .../deployments/{id}/statuses: PyGithub's create_status has no log_url."""
         description = deployment.description
-        if deployment.status == "degraded":
+        if deployment.status == DeploymentStatus.DEGRADED:
             description = f"degraded: {description}"
         body: dict[str, Any] = {
             "state": state,

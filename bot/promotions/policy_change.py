@@ -10,7 +10,7 @@ Only what is merged differs: the policy file, with `Ritmo-Policy: <blob>` vouchi
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -29,6 +29,7 @@ from bot.promotions.request_view import BRANCH_PREFIX, branch_for, needs, overla
 from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionRefused
 from bot.statuses import RequestStatus
+from bot.store.request_record import RequestRecord
 from bot.timestamps import stamp
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,9 @@ def blob_of(data: bytes | None) -> str:
     return object_id("blob", data) if data is not None else NO_POLICY
 
 
-def is_policy_change(request: Mapping[str, Any]) -> bool:
+def is_policy_change(request: RequestRecord) -> bool:
     """Whether a request (an index row) changes the policy rather than promotes an artifact."""
-    return bool(request.get("app") == POLICY_APP)
+    return request.app == POLICY_APP
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class PolicyRequests(RequestService):
         self._report_policy_drift = report_policy_drift
 
     @staticmethod
-    def _is_policy_change(request: Mapping[str, Any]) -> bool:
+    def _is_policy_change(request: RequestRecord) -> bool:
         return is_policy_change(request)
 
     # -- PUT /api/v1/policy ---------------------------------------------------------
@@ -124,8 +125,8 @@ class PolicyRequests(RequestService):
         blob = blob_of(data)
         with self._locks.hold(f"request/{POLICY_APP}/{POLICY_APP}"):
             older = self._requests.open_for(POLICY_APP, POLICY_APP)
-            if older is not None and older["artifact_id"] == blob:
-                return self.describe(older["id"])  # the same change asked again
+            if older is not None and older.artifact_id == blob:
+                return self.describe(older.id)  # the same change asked again
             rule = self._policy().change_rule
             now = self._clock()
             deadline = now + rule.approval_timeout if rule.approval_timeout else None
@@ -133,7 +134,7 @@ class PolicyRequests(RequestService):
                 "commit/policy-request.txt", path=BRANCH_POLICY_PATH, target=POLICY_APP,
                 blob=blob, base=base, requested_by=by, reason=reason, needs=needs(rule),
                 deadline=stamp(deadline) if deadline else None,
-                supersedes=older["id"] if older else None, correlation_id=cid,
+                supersedes=older.id if older else None, correlation_id=cid,
             )  # fmt: skip
             branch = branch_for(POLICY_APP, POLICY_APP)
 
@@ -160,25 +161,25 @@ class PolicyRequests(RequestService):
                 f"{f', by {stamp(deadline)}' if deadline else ''}.\n\n```diff\n{diff}\n```\n\n"
                 f"Ritmo request `{request_id}`; correlation id `{cid}`.\n"
             )
-            row: dict[str, Any] = {
-                "id": request_id, "artifact_id": blob, "app": POLICY_APP, "version": blob[:12],
-                "from_env": POLICY_APP, "to_env": POLICY_APP, "branch": branch, "head": head,
-                "tip": head, "status": RequestStatus.PENDING, "requested_by": by,
-                "approval_ticket": None, "opened_at": stamp(now), "closed_at": None,
-                "superseded_by": None,
-                "merge_commit": None, "reason": None, "forge_ref": None, "body": body,
-            }  # fmt: skip
-            row["forge_ref"] = self._forge.opened(self._view(row, body))
+            row = RequestRecord(
+                id=request_id, artifact_id=blob, app=POLICY_APP, version=blob[:12],
+                from_env=POLICY_APP, to_env=POLICY_APP, branch=branch, head=head,
+                tip=head, status=RequestStatus.PENDING, requested_by=by,
+                approval_ticket=None, opened_at=stamp(now), closed_at=None,
+                superseded_by=None,
+                merge_commit=None, reason=None, forge_ref=None, body=body,
+            )  # fmt: skip
+            row = replace(row, forge_ref=self._forge.opened(self._view(row, body)))
             self._requests.save(row)
             if older is not None:
                 self.close(
-                    older["id"], RequestStatus.SUPERSEDED, f"superseded by {request_id}",
+                    older.id, RequestStatus.SUPERSEDED, f"superseded by {request_id}",
                     superseded_by=request_id, drop_branch=False,
                 )  # fmt: skip
             return self.describe(request_id, fresh=True)
 
     # -- the request lifecycle, where a policy change differs ------------------------
-    def _view(self, request: Mapping[str, Any], body: str = "") -> RequestView:
+    def _view(self, request: RequestRecord, body: str = "") -> RequestView:
         view = super()._view(request, body)
         if not is_policy_change(request):
             return view
@@ -190,29 +191,27 @@ class PolicyRequests(RequestService):
             out["change"] = "policy"
         return out
 
-    def _merge(self, request: Mapping[str, Any], decision: Decision) -> None:
+    def _merge(self, request: RequestRecord, decision: Decision) -> None:
         if not is_policy_change(request):
             super()._merge(request, decision)
             return
         with self._mirror.locked():
-            self._fetch_if_missing(request["tip"])
-            said = parse_trailers(self._mirror.log("-1", "--format=%B", request["head"]))
-            text = read_path(
-                self._mirror, self._mirror.tree_of(request["head"]), BRANCH_POLICY_PATH
-            )
+            self._fetch_if_missing(request.tip)
+            said = parse_trailers(self._mirror.log("-1", "--format=%B", request.head))
+            text = read_path(self._mirror, self._mirror.tree_of(request.head), BRANCH_POLICY_PATH)
         if text is None:
-            raise RuntimeError(f"{request['id']}'s head has no {BRANCH_POLICY_PATH}")
+            raise RuntimeError(f"{request.id}'s head has no {BRANCH_POLICY_PATH}")
         message = self._templates.render(
             "commit/policy.txt", path=BRANCH_POLICY_PATH,
             reason=(said.get("Ritmo-Reason") or ["(none given)"])[0],
-            changed_by=request["requested_by"], approvers=list(decision.approvers),
-            blob=blob_of(text), request_id=request["id"], correlation_id=request["id"],
+            changed_by=request.requested_by, approvers=list(decision.approvers),
+            blob=blob_of(text), request_id=request.id, correlation_id=request.id,
         )  # fmt: skip
         base = (said.get("Ritmo-Policy-Base") or [NO_POLICY])[0]
         try:
-            result = self._writer.write(WritePolicy(text, base, message, merge=request["tip"]))
+            result = self._writer.write(WritePolicy(text, base, message, merge=request.tip))
         except Conflict as exc:
-            self.close(request["id"], RequestStatus.REJECTED, str(exc))
+            self.close(request.id, RequestStatus.REJECTED, str(exc))
             return
         self._merged(request, result.commit, decision.reason)
 
@@ -224,20 +223,22 @@ class PolicyRequests(RequestService):
             return super().merged_on_forge(request_id, merge_commit, by, merged_head, merged_at)
         with self._locks.hold(f"request/{POLICY_APP}/{POLICY_APP}"):
             request = self._requests.get(request_id)
-            if request is None or request["status"] != RequestStatus.PENDING:
+            if request is None or request.status != RequestStatus.PENDING:
                 return None
             decision = self.decide(request, at=merged_at)
-            if merged_head != request["tip"]:
+            if merged_head != request.tip:
                 decision = replace(decision, status="blocked",
                                    reason="the merged head is not the request's")  # fmt: skip
             held = self.accept_merged_pull(
-                str(request["forge_ref"]), merge_commit, by, request["requested_by"],
-                request["head"], decision, request_id,
+                str(request.forge_ref), merge_commit, by, request.requested_by,
+                request.head, decision, request_id,
             )  # fmt: skip
             self._requests.save(
-                {**request, "status": RequestStatus.MERGED, "merge_commit": merge_commit,
-                 "closed_at": stamp(self._clock()),
-                 "reason": f"merged by {by}; policy_changes held: {'yes' if held else 'no'}"}
+                replace(
+                    request, status=RequestStatus.MERGED, merge_commit=merge_commit,
+                    closed_at=stamp(self._clock()),
+                    reason=f"merged by {by}; policy_changes held: {'yes' if held else 'no'}",
+                )
             )  # fmt: skip
             return held
 

@@ -4,17 +4,17 @@ and why it must not merge now. The base of RequestService (bot/promotions/reques
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from bot.errors import NotFound, Refused
 from bot.forge import Forge, RequestView
 from bot.manifests.mirror import Mirror
 from bot.manifests.trailers import parse_trailers
 from bot.manifests.writer import ManifestWriter
-from bot.policy.evaluate import Decision, PromotionRequest, Review, evaluate
+from bot.policy.evaluate import Decision, PromotionRequest, Review, ReviewState, evaluate
 from bot.policy.model import Policy, PromotionRule
 from bot.promotions.eligibility import MergeFacts, stale_reason
 from bot.promotions.service import PromotionService
@@ -22,6 +22,7 @@ from bot.statuses import RequestStatus
 from bot.store.index import IndexedArtifact
 from bot.store.locks import Locks
 from bot.store.request_index import RequestIndex
+from bot.store.request_record import RequestRecord
 from bot.templates import Templates
 from bot.timestamps import parse, stamp
 
@@ -47,7 +48,7 @@ def one_at_a_time(
         request = self._requests.get(request_id)
         if request is None:
             return method(self, request_id, *args, **kwargs)
-        with self._locks.hold(lock_name(request["app"], request["to_env"])):
+        with self._locks.hold(lock_name(request.app, request.to_env)):
             return method(self, request_id, *args, **kwargs)
 
     locked.__name__, locked.__doc__ = method.__name__, method.__doc__
@@ -98,36 +99,37 @@ class RequestViews:
         self._clock = clock
 
     # -- decide ------------------------------------------------------------------
-    def _fresh_decision(self, request: Mapping[str, Any]) -> Decision:
+    def _fresh_decision(self, request: RequestRecord) -> Decision:
         return evaluate(self._policy(), self._as_request(request), [], {}, self._clock())
 
-    def _as_request(self, request: Mapping[str, Any]) -> PromotionRequest:
+    def _as_request(self, request: RequestRecord) -> PromotionRequest:
         return PromotionRequest(
-            app=request["app"],
-            version=request["version"],
-            from_env=request["from_env"],
-            to_env=request["to_env"],
+            app=request.app,
+            version=request.version,
+            from_env=request.from_env,
+            to_env=request.to_env,
             author=self._forge.author(),
-            requested_by=request["requested_by"],
-            head=request["head"],
-            opened_at=parse(request["opened_at"]),
+            requested_by=request.requested_by,
+            head=request.head,
+            opened_at=parse(request.opened_at),
         )
 
-    def decide(self, request: Mapping[str, Any], at: datetime | None = None) -> Decision:
+    def decide(self, request: RequestRecord, at: datetime | None = None) -> Decision:
         """The policy's decision now (or `at`, e.g. when a person merged on the forge)."""
         policy = self._policy()
-        rule = policy.rule(request["app"], request["from_env"], request["to_env"])
+        rule = policy.rule(request.app, request.from_env, request.to_env)
         groups = rule.groups if rule else ()
         reviews = self._forge.reviews(self._view(request))
         if reviews is None:
             reviews = [
                 Review(
-                    reviewer=r["reviewer"],
-                    state=r["state"],
-                    commit=r["commit"],
-                    submitted_at=parse(r["submitted_at"]),
+                    reviewer=r.reviewer,
+                    # As recorded; evaluate counts only the states it knows.
+                    state=cast(ReviewState, r.state),
+                    commit=r.commit,
+                    submitted_at=parse(r.submitted_at),
                 )
-                for r in self._requests.reviews_of(request["id"])
+                for r in self._requests.reviews_of(request.id)
             ]
         if at is not None:  # what reviewers said by then; a later approval does not count
             reviews = [r for r in reviews if r.submitted_at <= at]
@@ -139,41 +141,39 @@ class RequestViews:
             at or self._clock(),
         )
 
-    def stale(
-        self, request: Mapping[str, Any], branch_tip: str | None, rollback: bool
-    ) -> str | None:
+    def stale(self, request: RequestRecord, branch_tip: str | None, rollback: bool) -> str | None:
         """Why the request must not merge now (bot/promotions/eligibility), or None.
         Reads only the index: the writer's thread asks it too, holding the mirror."""
-        artifact = self._artifact(request["artifact_id"])
-        newest, _ = self._requests.search(app=request["app"], env=request["to_env"], limit=1)
+        artifact = self._artifact(request.artifact_id)
+        newest, _ = self._requests.search(app=request.app, env=request.to_env, limit=1)
         return stale_reason(
             MergeFacts(
-                app=request["app"],
-                version=request["version"],
-                from_env=request["from_env"],
-                to_env=request["to_env"],
+                app=request.app,
+                version=request.version,
+                from_env=request.from_env,
+                to_env=request.to_env,
                 rollback=rollback,
                 artifact_in=artifact.promotion_status if artifact else None,
-                held_in=frozenset(self._holds(request["artifact_id"])),
-                newest_request=newest[0]["id"] if newest else None,
-                request_id=request["id"],
-                branch=request["branch"],
+                held_in=frozenset(self._holds(request.artifact_id)),
+                newest_request=newest[0].id if newest else None,
+                request_id=request.id,
+                branch=request.branch,
                 branch_tip=branch_tip,
-                reviewed_tip=request["tip"],
+                reviewed_tip=request.tip,
                 artifact=not self._is_policy_change(request),
             )
         )
 
     @staticmethod
-    def _is_policy_change(request: Mapping[str, Any]) -> bool:
+    def _is_policy_change(request: RequestRecord) -> bool:
         """Promotion requests only here; PolicyRequests knows the other kind."""
         return False
 
-    def _rollback_of(self, request: Mapping[str, Any]) -> RollbackAsk | None:
+    def _rollback_of(self, request: RequestRecord) -> RollbackAsk | None:
         """What a rollback request rolls back, as its signed head commit says."""
         with self._mirror.locked():
-            self._fetch_if_missing(request["head"])
-            said = parse_trailers(self._mirror.log("-1", "--format=%B", request["head"]))
+            self._fetch_if_missing(request.head)
+            said = parse_trailers(self._mirror.log("-1", "--format=%B", request.head))
         failed = said.get("Ritmo-Rolled-Back")
         if not said.get("Ritmo-Rollback-Request") or not failed:
             return None
@@ -189,29 +189,27 @@ class RequestViews:
         if not self._mirror.has_commit(sha):
             self._mirror.fetch_branches(BRANCH_PREFIX)
 
-    def _view(self, request: Mapping[str, Any], body: str = "") -> RequestView:
-        rule = self._policy().rule(request["app"], request["from_env"], request["to_env"])
+    def _view(self, request: RequestRecord, body: str = "") -> RequestView:
+        rule = self._policy().rule(request.app, request.from_env, request.to_env)
         return RequestView(
-            id=request["id"],
-            app=request["app"],
-            version=request["version"],
-            from_env=request["from_env"],
-            to_env=request["to_env"],
-            branch=request["branch"],
-            head=request["head"],
-            requested_by=request["requested_by"],
-            title=f"Promote {request['app']} {request['version']} to {request['to_env']}",
+            id=request.id,
+            app=request.app,
+            version=request.version,
+            from_env=request.from_env,
+            to_env=request.to_env,
+            branch=request.branch,
+            head=request.head,
+            requested_by=request.requested_by,
+            title=f"Promote {request.app} {request.version} to {request.to_env}",
             body=body,
             groups=rule.groups if rule else (),
-            forge_ref=request.get("forge_ref"),
+            forge_ref=request.forge_ref,
         )
 
-    def _rule(self, request: Mapping[str, Any]) -> PromotionRule:
-        rule = self._policy().rule(request["app"], request["from_env"], request["to_env"])
+    def _rule(self, request: RequestRecord) -> PromotionRule:
+        rule = self._policy().rule(request.app, request.from_env, request.to_env)
         if rule is None:
-            raise Refused(
-                f"the policy no longer has a rule {request['from_env']} -> {request['to_env']}"
-            )
+            raise Refused(f"the policy no longer has a rule {request.from_env} -> {request.to_env}")
         return rule
 
     # -- read --------------------------------------------------------------------
@@ -221,38 +219,38 @@ class RequestViews:
         if request is None:
             raise NotFound(f"no promotion request {request_id!r}")
         out: dict[str, Any] = {
-            "id": request["id"],
+            "id": request.id,
             "kind": "request",
-            "artifact_id": request["artifact_id"],
-            "app": request["app"],
-            "version": request["version"],
-            "from": request["from_env"],
-            "to": request["to_env"],
-            "status": request["status"],
-            "branch": request["branch"],
-            "head": request["head"],
-            "requested_by": request["requested_by"],
-            "approval_ticket": request["approval_ticket"],
-            "opened_at": request["opened_at"],
-            "closed_at": request["closed_at"],
-            "superseded_by": request["superseded_by"],
-            "merge_commit": request["merge_commit"],
-            "reason": request["reason"],
-            "forge_ref": request["forge_ref"],
-            "description": request["body"],
+            "artifact_id": request.artifact_id,
+            "app": request.app,
+            "version": request.version,
+            "from": request.from_env,
+            "to": request.to_env,
+            "status": request.status,
+            "branch": request.branch,
+            "head": request.head,
+            "requested_by": request.requested_by,
+            "approval_ticket": request.approval_ticket,
+            "opened_at": request.opened_at,
+            "closed_at": request.closed_at,
+            "superseded_by": request.superseded_by,
+            "merge_commit": request.merge_commit,
+            "reason": request.reason,
+            "forge_ref": request.forge_ref,
+            "description": request.body,
             "reviews": [
-                {"reviewer": r["reviewer"], "state": r["state"], "commit": r["commit"],
-                 "submitted_at": r["submitted_at"]}
+                {"reviewer": r.reviewer, "state": r.state, "commit": r.commit,
+                 "submitted_at": r.submitted_at}
                 for r in self._requests.reviews_of(request_id)
             ],
         }  # fmt: skip
-        pending = request["status"] == RequestStatus.PENDING
+        pending = request.status == RequestStatus.PENDING
         if fresh:
             decision = self._fresh_decision(request)
         else:
             # A closed request shows where it stood when it closed (a merged one: met,
             # `missing` empty), by the reviews given by then.
-            closed = parse(request["closed_at"]) if request["closed_at"] else None
+            closed = parse(request.closed_at) if request.closed_at else None
             decision = self.decide(request, at=None if pending else closed)
         out.update(
             {

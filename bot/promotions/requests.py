@@ -8,7 +8,7 @@ rejection leave a signed closing commit on the default branch. The index only ca
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from bot.manifests.branches import BranchMoved, NothingToBuildOn
@@ -28,6 +28,7 @@ from bot.promotions.request_view import (
 from bot.promotions.service import PromotionInput, PromotionRefused
 from bot.statuses import RequestStatus
 from bot.store.index import IndexedArtifact
+from bot.store.request_record import RequestRecord
 from bot.telemetry.events import event
 from bot.telemetry.tracing import traced
 from bot.timestamps import stamp
@@ -58,19 +59,19 @@ class RequestService(Reconciling):
         with self._locks.hold(lock_name(artifact.record["name"], ask.to_env)):
             older = self._requests.open_for(artifact.record["name"], ask.to_env)
             if older is not None and self._asks_the_same(older, artifact, ask, rollback):
-                return self.describe(older["id"])
+                return self.describe(older.id)
             return self._open(artifact, ask, rule, by, correlation_id, rollback, older)
 
     def _asks_the_same(
         self,
-        request: Mapping[str, Any],
+        request: RequestRecord,
         artifact: IndexedArtifact,
         ask: PromotionInput,
         rollback: RollbackAsk | None,
     ) -> bool:
         return (
-            request["artifact_id"] == artifact.record["id"]
-            and request["from_env"] == ask.from_env
+            request.artifact_id == artifact.record["id"]
+            and request.from_env == ask.from_env
             and self._rollback_of(request) == rollback
         )
 
@@ -82,7 +83,7 @@ class RequestService(Reconciling):
         by: str,
         correlation_id: str,
         rollback: RollbackAsk | None,
-        older: dict[str, Any] | None,
+        older: RequestRecord | None,
     ) -> dict[str, Any]:
         record = artifact.record
         app, env = record["name"], ask.to_env
@@ -102,7 +103,7 @@ class RequestService(Reconciling):
             notes=ask.notes,
             approved_by_note=ask.approved_by_note,
             approval_ticket=ask.approval_ticket,
-            supersedes=older["id"] if older else None,
+            supersedes=older.id if older else None,
             correlation_id=correlation_id,
             rollback=rollback,
         )
@@ -147,29 +148,29 @@ class RequestService(Reconciling):
             request_id=request_id,
             correlation_id=correlation_id,
         )
-        row = {
-            "id": request_id,
-            "artifact_id": record["id"],
-            "app": app,
-            "version": record["version"],
-            "from_env": ask.from_env,
-            "to_env": env,
-            "branch": branch,
-            "head": head,
-            "tip": head,
-            "status": RequestStatus.PENDING,
-            "requested_by": by,
-            "approval_ticket": ask.approval_ticket,
-            "opened_at": stamp(now),
-            "closed_at": None,
-            "superseded_by": None,
-            "merge_commit": None,
-            "reason": None,
-            "forge_ref": None,
-            "body": body,
-        }
+        row = RequestRecord(
+            id=request_id,
+            artifact_id=record["id"],
+            app=app,
+            version=record["version"],
+            from_env=ask.from_env,
+            to_env=env,
+            branch=branch,
+            head=head,
+            tip=head,
+            status=RequestStatus.PENDING,
+            requested_by=by,
+            approval_ticket=ask.approval_ticket,
+            opened_at=stamp(now),
+            closed_at=None,
+            superseded_by=None,
+            merge_commit=None,
+            reason=None,
+            forge_ref=None,
+            body=body,
+        )
         view = self._view(row, body)
-        row["forge_ref"] = self._forge.opened(view)
+        row = replace(row, forge_ref=self._forge.opened(view))
         self._requests.save(row)
         event(
             "request_opened",
@@ -186,9 +187,9 @@ class RequestService(Reconciling):
         if older is not None:
             # The branch already holds the new request: only the old one's record ends,
             # with a pointer to the new one (its pull request, on GitHub).
-            where = f" (#{row['forge_ref']})" if row["forge_ref"] else ""
+            where = f" (#{row.forge_ref})" if row.forge_ref else ""
             self.close(
-                older["id"], RequestStatus.SUPERSEDED, f"superseded by {request_id}{where}",
+                older.id, RequestStatus.SUPERSEDED, f"superseded by {request_id}{where}",
                 superseded_by=request_id, drop_branch=False,
             )  # fmt: skip
         return self.describe(request_id, fresh=True)

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from bot.statuses import DeploymentStatus
 from bot.store.query import last_seq, page_rows
 from bot.store.schema import index_state, metadata
 
@@ -129,7 +130,7 @@ class DeploymentIndex:
         where = [
             deployments.c.app == app,
             deployments.c.environment == env,
-            deployments.c.status == "succeeded",
+            deployments.c.status == DeploymentStatus.SUCCEEDED,
         ]
         if other_than is not None:
             where.append(deployments.c.artifact_id != other_than)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bot.statuses import RequestStatus
+
 
 @dataclass(frozen=True)
 class PromotionFact:
@@ -34,7 +36,7 @@ class PromotionFact:
             "version": version,
             "from": self.from_env,
             "to": self.to_env,
-            "status": "promoted",
+            "status": RequestStatus.PROMOTED,
             "commit": self.commit,
             "promoted_by": self.promoted_by,
             "approval_ticket": self.approval_ticket,

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.statuses import RequestStatus
 from bot.store.facts import HistoryFact, PromotionFact, RollbackFact
 from bot.store.query import last_seq, page_rows
 from bot.store.schema import (
@@ -145,7 +146,7 @@ class ArtifactIndex:
                     version=row.version,
                     from_env=fact.from_env,
                     to_env=fact.to_env,
-                    status="promoted",
+                    status=RequestStatus.PROMOTED,
                     commit=fact.commit,
                     promoted_by=fact.promoted_by,
                     approval_ticket=fact.approval_ticket,

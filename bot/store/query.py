@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.statuses import RequestStatus
 from bot.store.locks import lock_key
 from bot.store.schema import promotions, requests
 
@@ -30,7 +31,7 @@ def promotion_history(
     engine: Engine,
     app: str | None = None,
     env: str | None = None,
-    status: str | None = None,
+    status: RequestStatus | None = None,
     artifact_id: str | None = None,
     offset: int = 0,
     limit: int = 50,
@@ -40,7 +41,7 @@ def promotion_history(
     listed once, as the request; `status` "promoted" means direct promotions only, other
     statuses are a request's; requests are listed without `artifact_id` only."""
     parts: list[sa.Select[Any]] = []
-    if status != "promoted" and artifact_id is None:
+    if status != RequestStatus.PROMOTED and artifact_id is None:
         where = _equal({requests.c.app: app, requests.c.to_env: env, requests.c.status: status})
         parts.append(
             sa.select(
@@ -48,7 +49,7 @@ def promotion_history(
                 requests.c.opened_at.label("at"), requests.c.seq.label("seq"),
             ).where(*where)
         )  # fmt: skip
-    if status in (None, "promoted"):
+    if status in (None, RequestStatus.PROMOTED):
         where = _equal(
             {promotions.c.app: app, promotions.c.to_env: env, promotions.c.artifact_id: artifact_id}
         )

@@ -11,8 +11,10 @@ from typing import Any
 from bot.manifests.mirror import Mirror
 from bot.manifests.trailers import COMMIT_FORMAT, Commit, read_commits
 from bot.policy.model import POLICY_APP
+from bot.statuses import RequestStatus
 from bot.store.index import ArtifactIndex
 from bot.store.request_index import RequestIndex
+from bot.store.request_record import RequestRecord, ReviewRecord
 from bot.timestamps import stamp_epoch
 
 BRANCH_PREFIX = "ritmo/promote/"
@@ -45,7 +47,7 @@ def rebuild_requests(
     rows: dict[str, dict[str, Any]] = {}
     superseded_by: dict[str, str] = {}
 
-    def add(head: Commit, status: str, branch_tip: str, reviews: list[Commit]) -> None:
+    def add(head: Commit, status: RequestStatus, branch_tip: str, reviews: list[Commit]) -> None:
         artifact = artifacts.get(head.one("Ritmo-Artifact") or "")
         hop = (head.one("Ritmo-Promotion-Request") or "").partition(" -> ")
         # A policy change request: its pseudo target, and the new policy's blob in place
@@ -85,14 +87,14 @@ def rebuild_requests(
             superseded_by[str(head.one("Ritmo-Supersedes"))] = request_id
         for review in reviews:
             requests.add_review(
-                {
-                    "sha": review.sha,
-                    "request_id": request_id,
-                    "reviewer": review.one("Ritmo-Reviewer") or "unknown",
-                    "state": review.one("Ritmo-Review") or "commented",
-                    "commit": review.one("Ritmo-Reviewed-Commit") or head.sha,
-                    "submitted_at": stamp_epoch(review.when),
-                }
+                ReviewRecord(
+                    sha=review.sha,
+                    request_id=request_id,
+                    reviewer=review.one("Ritmo-Reviewer") or "unknown",
+                    state=review.one("Ritmo-Review") or "commented",
+                    commit=review.one("Ritmo-Reviewed-Commit") or head.sha,
+                    submitted_at=stamp_epoch(review.when),
+                )
             )
 
     ended: list[Commit] = []
@@ -108,7 +110,7 @@ def rebuild_requests(
         if merged and len(commit.parents) == 2:
             head, reviews = _branch_history(mirror, commit.parents[1])
             if head is not None:
-                add(head, "merged", commit.parents[1], reviews)
+                add(head, RequestStatus.MERGED, commit.parents[1], reviews)
                 rows.get(request_id, {}).update(
                     merge_commit=commit.sha, closed_at=stamp_epoch(commit.when)
                 )
@@ -118,7 +120,7 @@ def rebuild_requests(
             if by_forge and len(by_forge[0].parents) == 2:
                 head, reviews = _branch_history(mirror, by_forge[0].parents[1])
                 if head is not None:
-                    add(head, "merged", by_forge[0].parents[1], reviews)
+                    add(head, RequestStatus.MERGED, by_forge[0].parents[1], reviews)
                     rows.get(request_id, {}).update(
                         merge_commit=by_forge[0].sha, closed_at=stamp_epoch(commit.when)
                     )
@@ -128,7 +130,7 @@ def rebuild_requests(
         head, reviews = _branch_history(mirror, branch_tip)
         # A branch the forge keeps after a merge is history, not an open request.
         if head is not None and "req-" + head.sha[:16] not in rows:
-            add(head, "pending", branch_tip, reviews)
+            add(head, RequestStatus.PENDING, branch_tip, reviews)
     for commit in ended:
         head_sha = commit.one("Ritmo-Request-Head")
         request_id = commit.one("Ritmo-Request")
@@ -136,7 +138,12 @@ def rebuild_requests(
             continue
         if request_id not in rows:
             # The branch is gone; the closing commit's trailers say what the request was.
-            add(Commit(head_sha, (), commit.when, commit.trailers), "pending", head_sha, [])
+            add(
+                Commit(head_sha, (), commit.when, commit.trailers),
+                RequestStatus.PENDING,
+                head_sha,
+                [],
+            )
         row = rows.get(request_id)
         if row is not None:
             row.update(
@@ -147,12 +154,12 @@ def rebuild_requests(
             for line in commit.trailers.get("Ritmo-Review-Record", []):
                 reviewer, state, reviewed, at, sha = line.split(" ")
                 requests.add_review(
-                    {"sha": sha, "request_id": request_id, "reviewer": reviewer,
-                     "state": state, "commit": reviewed, "submitted_at": at}
+                    ReviewRecord(sha=sha, request_id=request_id, reviewer=reviewer,
+                                 state=state, commit=reviewed, submitted_at=at)
                 )  # fmt: skip
     for old, new in superseded_by.items():
         if old in rows:
             rows[old]["superseded_by"] = new
     for row in sorted(rows.values(), key=lambda r: str(r["opened_at"])):
-        requests.save(row)
+        requests.save(RequestRecord.from_row(row))
     return len(rows)

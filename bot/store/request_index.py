@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from bot.statuses import RequestStatus
 from bot.store.query import last_seq, page_rows
+from bot.store.request_record import RequestRecord, ReviewRecord
 from bot.store.schema import metadata, requests, reviews
 
 
@@ -18,7 +18,8 @@ class RequestIndex:
         self._engine = engine
         metadata.create_all(engine)
 
-    def save(self, row: dict[str, Any]) -> None:
+    def save(self, request: RequestRecord) -> None:
+        row = request.as_row()
         with self._engine.begin() as conn:
             exists = conn.execute(sa.select(requests.c.seq).where(requests.c.id == row["id"]))
             seq = exists.scalar_one_or_none()
@@ -27,38 +28,42 @@ class RequestIndex:
             else:
                 conn.execute(requests.update().where(requests.c.id == row["id"]).values(**row))
 
-    def add_review(self, row: dict[str, Any]) -> None:
+    def add_review(self, review: ReviewRecord) -> None:
         with self._engine.begin() as conn:
-            known = conn.execute(sa.select(reviews.c.sha).where(reviews.c.sha == row["sha"]))
+            known = conn.execute(sa.select(reviews.c.sha).where(reviews.c.sha == review.sha))
             if not known.first():
-                conn.execute(reviews.insert().values(**row))
+                conn.execute(reviews.insert().values(**review.as_row()))
 
-    def get(self, request_id: str) -> dict[str, Any] | None:
+    def get(self, request_id: str) -> RequestRecord | None:
         with self._engine.connect() as conn:
             row = conn.execute(sa.select(requests).where(requests.c.id == request_id)).first()
-        return dict(row._mapping) if row else None
+        return RequestRecord.from_row(dict(row._mapping)) if row else None
 
-    def open_for(self, app: str, env: str) -> dict[str, Any] | None:
+    def open_for(self, app: str, env: str) -> RequestRecord | None:
         with self._engine.connect() as conn:
             row = conn.execute(
                 sa.select(requests).where(
-                    requests.c.app == app, requests.c.to_env == env, requests.c.status == "pending"
+                    requests.c.app == app,
+                    requests.c.to_env == env,
+                    requests.c.status == RequestStatus.PENDING,
                 )
             ).first()
-        return dict(row._mapping) if row else None
+        return RequestRecord.from_row(dict(row._mapping)) if row else None
 
-    def by_forge_ref(self, ref: str) -> dict[str, Any] | None:
+    def by_forge_ref(self, ref: str) -> RequestRecord | None:
         """The request shown as `ref` on the forge (a pull request number): the pending one,
         else the latest (GitHub may keep a pull request across requests, e.g. after a crash)."""
         with self._engine.connect() as conn:
             row = conn.execute(
                 sa.select(requests)
                 .where(requests.c.forge_ref == ref)
-                .order_by((requests.c.status == "pending").desc(), requests.c.seq.desc())
+                .order_by(
+                    (requests.c.status == RequestStatus.PENDING).desc(), requests.c.seq.desc()
+                )
             ).first()
-        return dict(row._mapping) if row else None
+        return RequestRecord.from_row(dict(row._mapping)) if row else None
 
-    def by_commit(self, sha: str) -> dict[str, Any] | None:
+    def by_commit(self, sha: str) -> RequestRecord | None:
         """The request whose head or branch tip is `sha`."""
         with self._engine.connect() as conn:
             row = conn.execute(
@@ -66,25 +71,25 @@ class RequestIndex:
                 .where(sa.or_(requests.c.head == sha, requests.c.tip == sha))
                 .order_by(requests.c.seq.desc())
             ).first()
-        return dict(row._mapping) if row else None
+        return RequestRecord.from_row(dict(row._mapping)) if row else None
 
-    def reviews_of(self, request_id: str) -> list[dict[str, Any]]:
+    def reviews_of(self, request_id: str) -> list[ReviewRecord]:
         with self._engine.connect() as conn:
             rows = conn.execute(
                 sa.select(reviews)
                 .where(reviews.c.request_id == request_id)
                 .order_by(reviews.c.submitted_at)
             ).all()
-        return [dict(r._mapping) for r in rows]
+        return [ReviewRecord.from_row(dict(r._mapping)) for r in rows]
 
     def search(
         self,
         app: str | None = None,
         env: str | None = None,
-        status: str | None = None,
+        status: RequestStatus | None = None,
         offset: int = 0,
         limit: int = 50,
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[RequestRecord], int]:
         rows, total = page_rows(
             self._engine,
             requests,
@@ -92,7 +97,7 @@ class RequestIndex:
             offset,
             limit,
         )
-        return [dict(r._mapping) for r in rows], total
+        return [RequestRecord.from_row(dict(r._mapping)) for r in rows], total
 
-    def pending(self) -> list[dict[str, Any]]:
-        return self.search(status="pending", limit=10_000)[0]
+    def pending(self) -> list[RequestRecord]:
+        return self.search(status=RequestStatus.PENDING, limit=10_000)[0]

@@ -21,6 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from bot.statuses import DeploymentStatus, RequestStatus
 from bot.store.deployments import deployments
 from bot.store.outbox import outbox
 from bot.store.schema import artifacts, promotions, rollbacks
@@ -44,7 +45,7 @@ DURATION_BUCKETS = (
     12 * HOUR, DAY, 2 * DAY, 3 * DAY, 7 * DAY, 14 * DAY, 30 * DAY,
 )  # fmt: skip
 OUTBOX_STATUSES = ("queued", "delivering", "dead")  # delivered rows are history, not depth
-FINISHED = ("succeeded", "failed", "degraded")
+FINISHED = (DeploymentStatus.SUCCEEDED, DeploymentStatus.FAILED, DeploymentStatus.DEGRADED)
 
 GIT_COUNTS = {
     "push_attempts": (
@@ -294,7 +295,7 @@ class IndexCollector(Collector):
                 total.add_metric([env, status], count)
             finished = sum(by_status.get(s, 0) for s in FINISHED)
             if finished:
-                ratio.add_metric([env], by_status.get("succeeded", 0) / finished)
+                ratio.add_metric([env], by_status.get(DeploymentStatus.SUCCEEDED, 0) / finished)
         yield total
         yield ratio
 
@@ -307,7 +308,7 @@ class IndexCollector(Collector):
             .select_from(deployments.join(artifacts, artifacts.c.id == deployments.c.artifact_id))
             .where(
                 deployments.c.environment == production,
-                deployments.c.status == "succeeded",
+                deployments.c.status == DeploymentStatus.SUCCEEDED,
                 deployments.c.created_at >= since,
             )
             .order_by(deployments.c.seq.desc())
@@ -344,7 +345,7 @@ class IndexCollector(Collector):
         r = promotion_requests
         query = (
             sa.select(r.c.from_env, r.c.to_env, r.c.opened_at, r.c.closed_at)
-            .where(r.c.status == "merged", r.c.closed_at >= since)
+            .where(r.c.status == RequestStatus.MERGED, r.c.closed_at >= since)
             .order_by(r.c.seq.desc())
             .limit(ROW_LIMIT)
         )

@@ -20,11 +20,12 @@ from typing import Literal
 
 from bot.policy.load import BRANCH_POLICY_PATH
 from bot.policy.model import DEFAULT_OVERLAY, AppTarget, Policy, is_pattern
+from bot.statuses import AuditKind
 
 DriftKind = Literal["pin", "policy"]
-AUDIT_KINDS: dict[DriftKind, str] = {
-    "pin": "pinned_outside_ritmo",
-    "policy": "policy_changed_outside_ritmo",
+AUDIT_KINDS: dict[DriftKind, AuditKind] = {
+    "pin": AuditKind.PINNED_OUTSIDE_RITMO,
+    "policy": AuditKind.POLICY_CHANGED_OUTSIDE_RITMO,
 }
 _WHAT = {"pin": "pinned outside Ritmo", "policy": "policy changed outside Ritmo"}
 
@@ -61,7 +62,7 @@ class Drift:
     detail: str  # one line: what changed; by whom
 
     @property
-    def audit_kind(self) -> str:
+    def audit_kind(self) -> AuditKind:
         return AUDIT_KINDS[self.kind]
 
 

@@ -19,6 +19,7 @@ from bot.policy.model import Policy
 from bot.promotions.environments import label as cell_label
 from bot.promotions.service import PromotionInput, PromotionRefused
 from bot.promotions.status import open_requests
+from bot.statuses import RequestStatus
 from bot.webhooks.payloads import for_manifests
 from bot.webhooks.router import Event, Router
 
@@ -235,12 +236,12 @@ def _promote(
     if artifact.promotion_status == env:
         return f"{app} {version} is already in {env}; nothing to do."
     pending = context.requests_index.open_for(app, env)
-    if pending is not None and pending["artifact_id"] == artifact.record["id"]:
+    if pending is not None and pending.artifact_id == artifact.record["id"]:
         # A second identical command (or GitHub redelivering one) must not supersede
         # the open request and throw its approvals away.
-        where = f" (#{pending['forge_ref']})" if pending["forge_ref"] else ""
+        where = f" (#{pending.forge_ref})" if pending.forge_ref else ""
         return f"{app} {version} already has an open promotion request to {env}: " + (
-            f"`{pending['id']}`{where}."
+            f"`{pending.id}`{where}."
         )
     ask = PromotionInput(artifact.promotion_status, env, notes=f"Requested by {login} in {link}")
     try:
@@ -274,7 +275,7 @@ def _rollback(
         )
     except (RollbackRefused, NotFound, Forbidden) as exc:
         return f"Refused: {exc}"
-    if done["status"] == "pending":
+    if done["status"] == RequestStatus.PENDING:
         return "The policy wants approvals for this rollback. " + _opened(done["request"])
     return (
         f"Rolled {command.app} in {command.env} back from {latest['version']} to "
@@ -300,9 +301,9 @@ def _status(context: HandlerContext) -> str:
     """What `ritmo status` shows (GET /api/v1/environments and the open requests), as
     Markdown."""
     table = context.environments.table()
-    found = context.requests_index.search(status="pending", limit=ALL)[0]
+    found = context.requests_index.search(status=RequestStatus.PENDING, limit=ALL)[0]
     data = {**table, "open_requests": open_requests(
-        [context.requests.describe(r["id"]) for r in found]
+        [context.requests.describe(r.id) for r in found]
     )}  # fmt: skip
     envs = data["environments"]
     lines = ["| App | " + " | ".join(envs) + " |", "|---" * (len(envs) + 1) + "|"]

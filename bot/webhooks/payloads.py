@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot import timestamps
 from bot.promotions.request_view import BRANCH_PREFIX
+from bot.store.request_record import RequestRecord
 from bot.webhooks.router import Event
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ def promotion_pull(event: Event, context: HandlerContext) -> dict[str, Any] | No
     return pull
 
 
-def indexed_request(pull: dict[str, Any], context: HandlerContext) -> dict[str, Any]:
+def indexed_request(pull: dict[str, Any], context: HandlerContext) -> RequestRecord:
     """The request shown as this pull request; NotIndexedYet (retried) when unknown."""
     request = context.requests_index.by_forge_ref(str(pull["number"]))
     if request is None:
@@ -74,7 +75,7 @@ def indexed_request(pull: dict[str, Any], context: HandlerContext) -> dict[str, 
 
 def promotion_request(
     event: Event, context: HandlerContext
-) -> tuple[dict[str, Any], dict[str, Any]] | None:
+) -> tuple[dict[str, Any], RequestRecord] | None:
     """The promotion pull request and the request it shows; None when the delivery is
     not about a promotion pull request, NotIndexedYet (retried) when Ritmo has not
     recorded it yet."""

@@ -24,8 +24,8 @@ def settle_reviewed_promotion(event: Event, context: HandlerContext) -> None:
     pull, request = found
     # The payload's review is only the trigger: settle reads every review from GitHub,
     # so an edited, dismissed or out-of-order delivery cannot leave a stale count.
-    status = context.requests.settle(request["id"])
+    status = context.requests.settle(request.id)
     log.info(
         "delivery %s: review %s by %s on #%s -> %s is %s",
-        event.delivery_id, event.action, sender(event), pull["number"], request["id"], status,
+        event.delivery_id, event.action, sender(event), pull["number"], request.id, status,
     )  # fmt: skip

@@ -244,11 +244,11 @@ class TestApproval:
 
         reindex(runtime.index, runtime.mirror, runtime.requests_index)
         merged = runtime.requests_index.get(first["id"])
-        assert merged is not None and merged["status"] == "merged"
-        assert merged["app"] == "_policy" and merged["version"] == first["version"]
+        assert merged is not None and merged.status == "merged"
+        assert merged.app == "_policy" and merged.version == first["version"]
         pending = runtime.requests_index.get(second["id"])
-        assert pending is not None and pending["status"] == "pending"
-        assert [r["reviewer"] for r in runtime.requests_index.reviews_of(second["id"])] == ["olga"]
+        assert pending is not None and pending.status == "pending"
+        assert [r.reviewer for r in runtime.requests_index.reviews_of(second["id"])] == ["olga"]
         done = client.post(url, json={}, headers=bearer(sec)).get_json()
         assert done["status"] == "merged"
         assert main_policy(remote) == WEAKENED

@@ -512,5 +512,5 @@ class TestEndToEnd:
         verify_commit(remote, merge, settings.gnupghome)
         assert trailers(remote, merge)["Ritmo-Approved-By"] == "alice, bob"
         saved = rt.requests_index.get(request["id"])
-        assert saved is not None and saved["status"] == "merged"
-        assert saved["merge_commit"] == merge
+        assert saved is not None and saved.status == "merged"
+        assert saved.merge_commit == merge

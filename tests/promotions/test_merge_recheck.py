@@ -109,8 +109,8 @@ def test_rolled_back_out_of_staging_closes_stale(
     with runtime.mirror.locked():
         reindex(runtime.index, runtime.mirror, runtime.requests_index)
     rebuilt = runtime.requests_index.get(request["id"])
-    assert rebuilt is not None and rebuilt["status"] == "stale"
-    assert "held out of staging" in str(rebuilt["reason"])
+    assert rebuilt is not None and rebuilt.status == "stale"
+    assert "held out of staging" in str(rebuilt.reason)
 
 
 FACTS = MergeFacts(

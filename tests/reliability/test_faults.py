@@ -322,7 +322,7 @@ class TestGitHubFaults:
         assert statuses[1].at - statuses[0].at >= 1.0  # Retry-After honoured
         assert statuses[1].body["state"] == "pending"
         saved = rt.requests_index.get(request["id"])
-        assert saved is not None and saved["status"] == "pending"
+        assert saved is not None and saved.status == "pending"
 
     def test_429_with_retry_after_is_waited_out(
         self, github: tuple[ScriptedGitHub, Runtime, FlaskClient]

@@ -446,7 +446,7 @@ def still_pending(progress: str) -> Callable[[World, Any], None]:
     def check(w: World, state: Any) -> None:
         pending = w.rt.requests_index.pending()
         assert len(pending) == 1, pending
-        described = w.rt.requests.describe(pending[0]["id"])
+        described = w.rt.requests.describe(pending[0].id)
         assert described["status"] == "pending" and described["progress"] == progress
         production = show(w.remote, "main:apps/web/overlays/production/kustomization.yaml")
         assert '"2.0.0"' not in production

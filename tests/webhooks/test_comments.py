@@ -226,9 +226,9 @@ class TestPromote:
         (pull,) = gh.sent("POST", f"/repos/{REPOSITORY}/pulls")
         assert pull["head"] == "ritmo/promote/web/production"
         (request,) = rt.requests_index.pending()
-        assert request["requested_by"] == "alice" and request["forge_ref"] == "7"
+        assert request.requested_by == "alice" and request.forge_ref == "7"
         reply = _reply(gh)
-        assert f"Opened promotion request `{request['id']}` as #7" in reply
+        assert f"Opened promotion request `{request.id}` as #7" in reply
         assert "needs 1 from ops-team, 1 from security-team" in reply
 
         # The same command again (a second comment) keeps the request and its approvals.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, cast
@@ -15,6 +16,8 @@ from typing import Any, cast
 import pytest
 
 from bot.config import Settings
+from bot.statuses import RequestStatus
+from bot.store.request_record import RequestRecord
 from bot.webhooks.context import HandlerContext
 from bot.webhooks.payloads import NotIndexedYet
 from bot.webhooks.pull_requests import record_closed_promotion, reject_tampered_promotion
@@ -28,7 +31,11 @@ RITMO = "ritmo-app[bot]"
 HEAD = "6dcb09b5b57875f334f61aebed695e2e4193db5e"  # the head of pull request #7 in the samples
 PUSHED = "9f1c2d3e4b5a69788796a5b4c3d2e1f0a9b8c7d6"  # `after` in pull_request-synchronize
 MERGE = "e5bd3914e2e596debea16f433f57875b5b90bcd6"
-PENDING = {"id": "req-7", "status": "pending", "tip": HEAD}
+PENDING = RequestRecord(
+    id="req-7", artifact_id="art-" + "0" * 20, app="web", version="1.2.3", from_env="staging",
+    to_env="production", branch="ritmo/promote/web/production", head=HEAD, tip=HEAD,
+    status=RequestStatus.PENDING, requested_by="alice", opened_at="2026-12-01T00:00:00Z",
+)  # fmt: skip
 MEMBERS = sorted(n for n, v in vars(HandlerContext).items() if isinstance(v, property))
 SETTINGS = Settings(forge={"github": {"repository": REPOSITORY}}, manifests={"branch": "main"})
 
@@ -50,7 +57,7 @@ class Recorder:
         return call
 
 
-def fake_context(calls: list[Call], request: dict[str, Any] | None = PENDING) -> HandlerContext:
+def fake_context(calls: list[Call], request: RequestRecord | None = PENDING) -> HandlerContext:
     parts: dict[str, Any] = {name: Recorder(name, calls) for name in MEMBERS}
     parts.update(
         settings=SETTINGS,
@@ -184,7 +191,7 @@ def test_what_a_delivery_makes_ritmo_do(
 @pytest.mark.parametrize("status", ["merged", "rejected", "superseded", "expired"])
 def test_a_request_that_ended_is_left_alone(status: str) -> None:
     calls: list[Call] = []
-    context = fake_context(calls, {**PENDING, "status": status})
+    context = fake_context(calls, replace(PENDING, status=RequestStatus(status)))
     for handler, name in [
         (reject_tampered_promotion, "pull_request-synchronize"),
         (record_closed_promotion, "pull_request-closed"),

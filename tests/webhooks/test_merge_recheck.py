@@ -56,7 +56,7 @@ def test_approved_after_a_rollback_out_of_staging_closes_stale(
     assert rt.webhooks.drain() == 1
 
     saved = rt.requests_index.get(request["id"])
-    assert saved is not None and saved["status"] == "stale", saved
+    assert saved is not None and saved.status == "stale", saved
     assert git(remote, "show", f"main:{OVERLAY}") == production  # production unchanged
     close = head_of(remote)
     assert git(remote, "rev-parse", f"{close}^1").strip() == before

@@ -266,8 +266,8 @@ class TestPolicyChangeRequestOnGitHub:
         assert trailers(remote, drift)["Ritmo-Drift-Commit"] == merge
         assert "Ritmo-Policy" not in trailers(remote, drift)
         saved = rt.requests_index.get(request["id"])
-        assert saved is not None and saved["status"] == "merged"
-        assert "policy_changes held: no" in saved["reason"]
+        assert saved is not None and saved.status == "merged"
+        assert "policy_changes held: no" in saved.reason
         alerts = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ALERT ")]
         assert len(alerts) == 1 and "merges policy pull request #7" in alerts[0]
         assert "; by mallory (recorded in " in alerts[0]

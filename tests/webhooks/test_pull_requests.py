@@ -91,8 +91,8 @@ class TestTampered:
         assert "tampered" in comment["body"] and "never merge" in comment["body"]
         assert gh.sent("PATCH", f"/repos/{REPOSITORY}/pulls/7") == [{"state": "closed"}]
         saved = rt.requests_index.get(request["id"])
-        assert saved is not None and saved["status"] == "rejected"
-        assert saved["reason"].startswith("tampered: mallory pushed " + foreign[:12])
+        assert saved is not None and saved.status == "rejected"
+        assert saved.reason.startswith("tampered: mallory pushed " + foreign[:12])
 
         closing = head_of(remote)
         assert git(remote, "rev-parse", f"{closing}^").strip() == before
@@ -119,7 +119,7 @@ class TestTampered:
         event["sender"]["login"] = "ritmo[bot]"
         queued(hook, "pull_request", event)
         assert rt.webhooks.drain() == 1
-        assert rt.requests_index.get(request["id"])["status"] == "pending"  # type: ignore[index]
+        assert rt.requests_index.get(request["id"]).status == "pending"  # type: ignore[union-attr]
         assert len(statuses(gh, request["head"])) == 1  # only the one from opening
 
 
@@ -133,8 +133,8 @@ class TestClosed:
         queued(hook, "pull_request", _closed(head=request["head"]))
         assert rt.webhooks.drain() == 1
         saved = rt.requests_index.get(request["id"])
-        assert saved is not None and saved["status"] == "rejected"
-        assert saved["reason"] == "pull request #7 was closed by alice without merging"
+        assert saved is not None and saved.status == "rejected"
+        assert saved.reason == "pull request #7 was closed by alice without merging"
         closing = head_of(remote)
         verify_commit(remote, closing, settings.gnupghome)
         said = trailers(remote, closing)
@@ -150,7 +150,7 @@ class TestClosed:
         before = head_of(remote)
         queued(hook, "pull_request", _closed(head=request["head"], by="ritmo[bot]"))
         assert rt.webhooks.drain() == 1
-        assert rt.requests_index.get(request["id"])["status"] == "pending"  # type: ignore[index]
+        assert rt.requests_index.get(request["id"]).status == "pending"  # type: ignore[union-attr]
         assert head_of(remote) == before
         queued(hook, "pull_request", _closed(head=request["head"]))
         queued(hook, "pull_request", _closed(head=request["head"]))  # another delivery id
@@ -210,8 +210,8 @@ class TestMergedByAPerson:
         assert said["Ritmo-Merge-Commit"] == merge
         assert 'newTag: "2.0.0"' in git(remote, "show", f"main:{OVERLAY}")
         saved = rt.requests_index.get(request["id"])
-        assert saved is not None and saved["status"] == "merged"
-        assert saved["merge_commit"] == merge
+        assert saved is not None and saved.status == "merged"
+        assert saved.merge_commit == merge
         assert statuses(gh, merge) == []
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
         promoted, _ = rt.index.search_promotions(app="web", env="production")
@@ -227,8 +227,8 @@ class TestMergedByAPerson:
         # Rebuilt from git alone, the request is merged, though GitHub kept its branch.
         reindex(rt.index, rt.mirror, rt.requests_index)
         rebuilt = rt.requests_index.get(request["id"])
-        assert rebuilt is not None and rebuilt["status"] == "merged"
-        assert rebuilt["merge_commit"] == merge
+        assert rebuilt is not None and rebuilt.status == "merged"
+        assert rebuilt.merge_commit == merge
         assert rt.index.get(request["artifact_id"]).promotion_status == "production"  # type: ignore[union-attr]
 
     def test_policy_did_not_hold(
@@ -262,5 +262,5 @@ class TestMergedByAPerson:
         ]
         assert "merged by @alice although the policy did not hold" in told
         saved = rt.requests_index.get(request["id"])
-        assert saved is not None and saved["status"] == "merged"
-        assert "policy held: no" in saved["reason"]
+        assert saved is not None and saved.status == "merged"
+        assert "policy held: no" in saved.reason

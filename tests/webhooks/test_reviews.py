@@ -80,7 +80,7 @@ class TestReplayedSequence:
         overlay = git(remote, "show", f"{merge}:{OVERLAY}")
         assert 'newTag: "2.0.0"' in overlay
         saved = rt.requests_index.get(request["id"])
-        assert saved is not None and saved["status"] == "merged" and saved["merge_commit"] == merge
+        assert saved is not None and saved.status == "merged" and saved.merge_commit == merge
         assert rt.index.get(request["artifact_id"]).promotion_status == "production"  # type: ignore[union-attr]
 
         # GitHub then reports its own view of the merge (by the app's bot): nothing more.
@@ -129,7 +129,7 @@ class TestDeliveries:
         row = rt.deliveries.get(delivery)
         assert row is not None and row["status"] == "done"
         saved = rt.requests_index.get(request["id"])
-        assert saved is not None and saved["status"] == "merged"
+        assert saved is not None and saved.status == "merged"
         assert git(remote, "rev-parse", "main^2").strip() == head
 
     def test_review_on_another_pull_request_is_ignored(
