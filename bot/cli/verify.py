@@ -45,9 +45,9 @@ from bot.config import ConfigError
 @click.option(
     "--cache/--no-cache",
     default=True,
-    help="Keep what was judged (signature verdicts, records read) in the user's cache "
-    "directory ($XDG_CACHE_HOME/ritmo, else ~/.cache/ritmo), so a second run reads only "
-    "what is new (default: on).",
+    help="Keep what was judged (signature verdicts, records read, the walk up to the tip) "
+    "in the user's cache directory ($XDG_CACHE_HOME/ritmo, else ~/.cache/ritmo), so a "
+    "second run reads only the commits after the last tip it checked (default: on).",
 )
 @click.pass_context
 def verify(
@@ -90,6 +90,7 @@ def verify(
         trusted_gnupg,
         verify_repository,
     )
+    from bot.audit.tip_cache import TipCache
     from bot.manifests.mirror import Mirror
     from bot.manifests.verdict_cache import VerdictCache, user_cache_dir
     from bot.policy.trust import TrustKeys
@@ -159,12 +160,15 @@ def verify(
                             )
                         if not mirror.is_ancestor(base, tip):
                             fail(f"--since {since}: {base[:12]} is not on {branch}")
-                kept = VerdictCache(user_cache_dir() / "verify-cache.sqlite") if cache else None
+                path = user_cache_dir() / "verify-cache.sqlite"
+                kept = VerdictCache(path) if cache else None
+                tips = TipCache(path) if cache else None
                 try:
-                    verified = verify_repository(mirror, tip, base, home, keys, kept)
+                    verified = verify_repository(mirror, tip, base, home, keys, kept, tips)
                 finally:
-                    if kept is not None:
+                    if kept is not None and tips is not None:
                         kept.close()
+                        tips.close()
         except TrustedKeyError as exc:
             fail(f"trusted keys: {exc}")
         finally:

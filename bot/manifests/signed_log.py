@@ -33,6 +33,9 @@ class SignedCommit:
     message: str
     when: int = 0  # committer time, seconds since the epoch
     author: str = ""  # the author's name
+    # False when time alone may change the verdict: a signature that expires, or one gpg
+    # judged (whose expiry this process did not read).
+    lasting: bool = True
 
     @property
     def keys(self) -> frozenset[str]:
@@ -108,6 +111,7 @@ def signed_log(
         cache.keep(keyring, verdicts.items())  # in-process verdicts only: gpg's come next
     verdicts.update(known)
     asked = [sha for sha, *_ in listed if sha not in verdicts]
+    passing = {sha for sha, v in verdicts.items() if v.expires} | set(asked)
     if asked:
         verdicts.update(
             (c.sha, Verdict(c.status, c.signer, c.primary))
@@ -126,6 +130,7 @@ def signed_log(
                 message,
                 int(when) if when else 0,
                 author,
+                sha not in passing,
             )  # fmt: skip
         )
     return found_commits
