@@ -1,0 +1,141 @@
+"""`ritmo verify` goes on from the walk it kept for an earlier tip (bot/audit/tip_cache.py),
+and says exactly what a full run without the cache says: the same lines, the same exit
+code, over a real history (registrations, promotions, a request merged after two
+approvals, a deployment and a rollback), then after Ritmo's commits, a person's forged,
+unsigned and merged ones, and a branch reset to another line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from flask.testing import FlaskClient
+
+from bot.audit import walk as walk_module
+from bot.config import Settings
+from bot.runtime import Runtime
+from tests.audit.test_trail import OVERLAY, POLICY, _history, _register, _verify
+from tests.helpers import git, remote_refs
+
+
+@pytest.fixture
+def remote_policy() -> str:
+    return POLICY
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The revisions each walk read the first-parent line of."""
+    seen: list[str] = []
+    real = walk_module._line
+
+    def spy(mirror: object, rev: str) -> object:
+        seen.append(rev)
+        return real(mirror, rev)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(walk_module, "_line", spy)
+    return seen
+
+
+def _same_as_full(settings: Settings, reads: list[str], resumed_from: str | None) -> Result:
+    """A run with the cache, then one without: the same output; the first went on from
+    `resumed_from` (None: it walked the whole line)."""
+    tip = remote_refs(Path(str(settings.remote_url)))["refs/heads/main"]
+    del reads[:]
+    kept = _verify(settings)
+    assert reads == [f"{resumed_from}..{tip}" if resumed_from else tip], reads
+    full = _verify(settings, "--no-cache")
+    assert (kept.exit_code, kept.stdout, kept.stderr) == (full.exit_code, full.stdout, full.stderr)
+    return kept
+
+
+class TestVerifyGoesOnFromTheKeptTip:
+    def test_resumed_runs_say_what_full_runs_say(
+        self,
+        client: FlaskClient,
+        runtime: Runtime,
+        tokens: dict[str, str],
+        settings: Settings,
+        remote: Path,
+        tmp_path: Path,
+        reads: list[str],
+    ) -> None:
+        def tip() -> str:
+            return remote_refs(remote)["refs/heads/main"]
+
+        _history(client, runtime, tokens)
+        first = tip()
+        assert _same_as_full(settings, reads, None).exit_code == 0
+        assert _same_as_full(settings, reads, first).exit_code == 0  # the same tip: nothing new
+
+        _register(client, tokens["ci"], "2.0.0")
+        assert _same_as_full(settings, reads, first).exit_code == 0
+        ritmo_tip = tip()
+
+        # A person's commits after the kept tip: each is still caught.
+        person = tmp_path / "person"
+        git(tmp_path, "clone", "--quiet", str(remote), str(person))
+        who = ["-c", "user.name=Eve", "-c", "user.email=eve@example.com"]
+
+        def commit(message: str, **pins: str) -> str:
+            for env, version in pins.items():
+                path = person / OVERLAY.format(env=env)
+                text = re.sub(r'newTag: "?[^"\s]+"?', f'newTag: "{version}"', path.read_text())
+                path.write_text(text)
+            if not pins:
+                (person / "NOTES.md").write_text(message)
+            git(person, "add", "-A")
+            git(person, *who, "commit", "--quiet", "-m", message)
+            return git(person, "rev-parse", "HEAD").strip()
+
+        def force() -> None:  # the remote refuses a forced push: as an administrator would
+            sha = git(person, "rev-parse", "HEAD").strip()
+            git(person, "push", "--quiet", "origin", f"HEAD:refs/heads/line-{sha}")
+            git(remote, "update-ref", "refs/heads/main", sha)
+
+        forged = commit("Register web 9.0.0\n\nRitmo-Artifact: art-forged\nRitmo-Build: b-9")
+        git(person, "push", "--quiet", "origin", "main")
+        broken = _same_as_full(settings, reads, ritmo_tip)
+        assert broken.exit_code == 1
+        assert f"{forged} untrusted-signature" in broken.stdout
+
+        hand = commit("Pin production by hand", production="2.0.0")
+        git(person, "push", "--quiet", "origin", "main")
+        broken = _same_as_full(settings, reads, forged)
+        assert f"{hand} unsigned-pin" in broken.stdout
+        assert f"{hand} skipped-environment" in broken.stdout
+        assert f"{forged} untrusted-signature" in broken.stdout  # what was before stays
+
+        # A merge of a side branch that pins staging: its commits come in with it.
+        git(person, "checkout", "--quiet", "-b", "hotfix")
+        side = commit("Pin staging\n\nRitmo-Promotion: dev -> staging", staging="2.0.0")
+        git(person, "checkout", "--quiet", "main")
+        commit("Notes")
+        git(person, *who, "merge", "--quiet", "--no-ff", "-m", "Merge hotfix", "hotfix")
+        merge = git(person, "rev-parse", "HEAD").strip()
+        git(person, "push", "--quiet", "origin", "main")
+        merged = _same_as_full(settings, reads, hand)
+        assert f"{merge} unrecorded-merge" in merged.stdout
+        assert f"{side} untrusted-signature" in merged.stdout
+
+        # Reset to Ritmo's line and then on a different one: the kept walks do not apply
+        # to the new commit's line, but the one for ritmo_tip does when it is the base.
+        git(remote, "update-ref", "refs/heads/main", ritmo_tip)
+        assert _same_as_full(settings, reads, ritmo_tip).exit_code == 0
+        git(person, "reset", "--quiet", "--hard", first)
+        other = commit("Another line", dev="9.9.9")
+        force()
+        reset = _same_as_full(settings, reads, first)
+        assert f"{other} unknown-version" in reset.stdout
+        git(person, "commit", "--quiet", "--amend", "-m", "Rewritten")
+        rewritten = git(person, "rev-parse", "HEAD").strip()
+        force()
+        assert rewritten != other
+        assert f"{rewritten} unknown-version" in _same_as_full(settings, reads, first).stdout
+        # A line that none of the kept tips is on: the whole line is walked.
+        git(person, "reset", "--quiet", "--hard", f"{first}~1")
+        elsewhere = commit("Yet another line", dev="8.8.8")
+        force()
+        assert f"{elsewhere} unknown-version" in _same_as_full(settings, reads, None).stdout
