@@ -58,6 +58,12 @@ class WalkState:
     # False when a verdict may change with time alone (a signature that expires, one only
     # gpg judged): then the state is not kept for a later run.
     lasting: bool = True
+    # How bot/audit/tip_cache.py stored it, so keeping it again adds only what is new:
+    # the stored parts (each some commits of the line and of the others), how many of
+    # each they hold, and the policies they name by position.
+    stored: list[bytes] = field(default_factory=list)
+    stored_counts: tuple[int, int] = (0, 0)
+    stored_policies: list[Policy] = field(default_factory=list)
 
 
 class _Objects:

@@ -83,6 +83,7 @@ def verify(
     import tempfile
 
     from bot.audit.history import parse_when
+    from bot.audit.local_mirror import LocalMirror
     from bot.audit.log import last_commit_by, resolve
     from bot.audit.repo import (
         TrustedKeyError,
@@ -134,7 +135,10 @@ def verify(
             url = str(local.resolve()) if local.exists() else repo
             token = settings.manifests.token if url == settings.remote_url else None
             root = Path(scratch)
-        mirror = Mirror(root, url, branch, token)
+        if repo is not None and Path(repo).is_dir():  # on this disk: borrow, do not fetch
+            mirror: Mirror = LocalMirror(root, Path(url), branch)
+        else:
+            mirror = Mirror(root, url, branch, token)
         try:
             with mirror.locked(), trusted_gnupg(armoured) as (home, fingerprints):
                 policy_fprs = import_policy_keys(home, policy_armoured, listed)
