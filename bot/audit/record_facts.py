@@ -20,7 +20,6 @@ from ruamel.yaml.nodes import ScalarNode
 from ruamel.yaml.resolver import VersionedResolver
 
 from bot.manifests.records import RECORDS_DIR
-from bot.store.reindex import record_in
 
 _KEY = r"[A-Za-z_][A-Za-z0-9_-]*"
 # A plain scalar: starts with a letter or digit; no space, quote, comment, flow or
@@ -95,6 +94,8 @@ def record_fact(path: str, data: bytes | None) -> dict[str, str] | None:
     if quick is not None and quick.get("kind") == "Artifact" and _matches(path, quick):
         record: dict[str, Any] | None = quick
     else:
+        from bot.store.reindex import record_in  # the index's reader: loaded when needed
+
         record = record_in(path, data)
     if record is None:
         return None

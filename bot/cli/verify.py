@@ -95,7 +95,6 @@ def verify(
     from bot.manifests.mirror import Mirror
     from bot.manifests.verdict_cache import VerdictCache, user_cache_dir
     from bot.policy.trust import TrustKeys
-    from bot.runtime import signing_key
 
     settings = settings_from(ctx)
     armoured = []
@@ -105,6 +104,8 @@ def verify(
         except (OSError, UnicodeDecodeError) as exc:
             fail(f"--trusted-key {path}: {exc}")
     if repo is None or settings.signing.key is not None:
+        from bot.runtime import signing_key  # the server's modules: only when its key is used
+
         try:
             armoured.append(signing_key(settings).export_public_key())
         except ConfigError as exc:
