@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import subprocess
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -201,9 +202,15 @@ def walk(
     up to an earlier tip on `tip`'s first-parent line, without `since`)."""
     state = start or WalkState(tip, [], [])
     after = start.tip if start else None
-    line = _line(mirror, f"{after}..{tip}" if after else tip)
     rev = f"{since or after}..{tip}" if since or after else tip
-    ranged = signed_log(mirror, gnupghome, "--reverse", "--topo-order", rev, cache=cache)
+    # git reads the line and the policy commits on the other core while this one checks
+    # the signatures.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        line_read = pool.submit(_line, mirror, f"{after}..{tip}" if after else tip)
+        events_read = pool.submit(policy_commits, mirror, tip, after, gnupghome)
+        ranged = signed_log(mirror, gnupghome, "--reverse", "--topo-order", rev, cache=cache)
+        line = line_read.result()
+        events = {c.sha: c for c in events_read.result()}
     state.lasting = state.lasting and all(c.lasting for c in ranged)
     signed = {c.sha: c for c in ranged}
     objects = _Objects(mirror, state)
@@ -214,8 +221,6 @@ def walk(
         if status == "A" and path.startswith(RECORDS_DIR + "/")
     ]
     facts = _record_facts(objects, added, cache)
-    # Policy commits: the trust before the range decides the policy.
-    events = {c.sha: c for c in policy_commits(mirror, tip, after, gnupghome)}
     overlays = _Overlays()
     moves: list[tuple[int, str, str, str, str, str, Policy, str]] = []  # pins to read
     read: list[VerifyCommit] = []
