@@ -208,7 +208,10 @@ def walk(
     with ThreadPoolExecutor(max_workers=2) as pool:
         line_read = pool.submit(_line, mirror, f"{after}..{tip}" if after else tip)
         events_read = pool.submit(policy_commits, mirror, tip, after, gnupghome)
-        ranged = signed_log(mirror, gnupghome, "--reverse", "--topo-order", rev, cache=cache)
+        ranged = signed_log(
+            mirror, gnupghome, "--reverse", "--topo-order", rev, cache=cache,
+            workers=min(4, os.cpu_count() or 1),
+        )  # fmt: skip
         line = line_read.result()
         events = {c.sha: c for c in events_read.result()}
     state.lasting = state.lasting and all(c.lasting for c in ranged)
