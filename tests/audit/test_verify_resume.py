@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import Result
 from flask.testing import FlaskClient
 
 from bot.audit import walk as walk_module
+from bot.audit.tip_cache import TipCache
+from bot.audit.verify import RecordFact, VerifyCommit
+from bot.audit.walk import WalkState
 from bot.config import Settings
+from bot.policy.load import default_policy
 from bot.runtime import Runtime
+from bot.trust.drift import PinMove
 from tests.audit.test_trail import OVERLAY, POLICY, _history, _register, _verify
 from tests.helpers import git, remote_refs
 
@@ -139,3 +145,42 @@ class TestVerifyGoesOnFromTheKeptTip:
         elsewhere = commit("Yet another line", dev="8.8.8")
         force()
         assert f"{elsewhere} unknown-version" in _same_as_full(settings, reads, None).stdout
+
+
+def _commit(sha: str, policy: Any = None) -> VerifyCommit:
+    return VerifyCommit(
+        sha=sha, parents=("p" * 40,), trailers={"Ritmo-Artifact": ["art-1"]}, signature="G",
+        signer="F" * 40, environments=("dev", "prod"),
+        pins=(PinMove("web", "dev", "apps/web/dev.yaml", None, "1.0.0"),),
+        records=(RecordFact("art-1", "web", "1.0.0", frozenset({"1.0.0"})),), policy=policy,
+    )  # fmt: skip
+
+
+def test_a_kept_walk_reads_back_as_it_was_and_at_most_eight_are_kept(tmp_path: Path) -> None:
+    policy = default_policy()
+    tips = TipCache(tmp_path / "cache.sqlite")
+    state = WalkState("a" * 40, [_commit("1" * 40, policy)], [_commit("2" * 40)],
+                      policies={b"x": policy}, last_policy=policy, images={"web": "r/web"},
+                      managed={"web"}, file_policy=policy)  # fmt: skip
+    tips.keep("keys-1", state)
+    back = tips.load("keys-1", "a" * 40)
+    assert back is not None
+    assert (back.line, back.off_line, back.images, back.managed) == (
+        state.line, state.off_line, state.images, state.managed,
+    )  # fmt: skip
+    assert back.line[0].policy is back.policies[b"x"] is back.file_policy
+    # Kept again with one more commit: the parts so far stay, one is added.
+    back.line.append(_commit("3" * 40, policy))
+    back.tip = "b" * 40
+    tips.keep("keys-1", back)
+    again = tips.load("keys-1", "b" * 40)
+    assert again is not None and [c.sha for c in again.line] == ["1" * 40, "3" * 40]
+    assert len(again.stored) == 2
+    assert tips.load("keys-2", "b" * 40) is None  # other keys: nothing
+    # A walk whose verdicts may change with time is not kept.
+    tips.keep("keys-1", WalkState("c" * 40, [], [], lasting=False))
+    assert tips.load("keys-1", "c" * 40) is None
+    for i in range(10):
+        tips.keep("keys-1", WalkState(f"{i:040d}", [], []))
+    assert len(tips.tips("keys-1")) == 8
+    assert tips.tips("keys-1")[0] == f"{9:040d}"
