@@ -45,9 +45,9 @@ from bot.config import ConfigError
 @click.option(
     "--cache/--no-cache",
     default=True,
-    help="Keep what was judged (signature verdicts, records read) in the user's cache "
-    "directory ($XDG_CACHE_HOME/ritmo, else ~/.cache/ritmo), so a second run reads only "
-    "what is new (default: on).",
+    help="Keep what was judged (signature verdicts, records read, the walk up to the tip) "
+    "in the user's cache directory ($XDG_CACHE_HOME/ritmo, else ~/.cache/ritmo), so a "
+    "second run reads only the commits after the last tip it checked (default: on).",
 )
 @click.pass_context
 def verify(
@@ -83,6 +83,7 @@ def verify(
     import tempfile
 
     from bot.audit.history import parse_when
+    from bot.audit.local_mirror import LocalMirror
     from bot.audit.log import last_commit_by, resolve
     from bot.audit.repo import (
         TrustedKeyError,
@@ -90,10 +91,10 @@ def verify(
         trusted_gnupg,
         verify_repository,
     )
+    from bot.audit.tip_cache import TipCache
     from bot.manifests.mirror import Mirror
     from bot.manifests.verdict_cache import VerdictCache, user_cache_dir
     from bot.policy.trust import TrustKeys
-    from bot.runtime import signing_key
 
     settings = settings_from(ctx)
     armoured = []
@@ -103,6 +104,8 @@ def verify(
         except (OSError, UnicodeDecodeError) as exc:
             fail(f"--trusted-key {path}: {exc}")
     if repo is None or settings.signing.key is not None:
+        from bot.runtime import signing_key  # the server's modules: only when its key is used
+
         try:
             armoured.append(signing_key(settings).export_public_key())
         except ConfigError as exc:
@@ -133,7 +136,10 @@ def verify(
             url = str(local.resolve()) if local.exists() else repo
             token = settings.manifests.token if url == settings.remote_url else None
             root = Path(scratch)
-        mirror = Mirror(root, url, branch, token)
+        if repo is not None and Path(repo).is_dir():  # on this disk: borrow, do not fetch
+            mirror: Mirror = LocalMirror(root, Path(url), branch)
+        else:
+            mirror = Mirror(root, url, branch, token)
         try:
             with mirror.locked(), trusted_gnupg(armoured) as (home, fingerprints):
                 policy_fprs = import_policy_keys(home, policy_armoured, listed)
@@ -159,12 +165,15 @@ def verify(
                             )
                         if not mirror.is_ancestor(base, tip):
                             fail(f"--since {since}: {base[:12]} is not on {branch}")
-                kept = VerdictCache(user_cache_dir() / "verify-cache.sqlite") if cache else None
+                path = user_cache_dir() / "verify-cache.sqlite"
+                kept = VerdictCache(path) if cache else None
+                tips = TipCache(path) if cache else None
                 try:
-                    verified = verify_repository(mirror, tip, base, home, keys, kept)
+                    verified = verify_repository(mirror, tip, base, home, keys, kept, tips)
                 finally:
-                    if kept is not None:
+                    if kept is not None and tips is not None:
                         kept.close()
+                        tips.close()
         except TrustedKeyError as exc:
             fail(f"trusted keys: {exc}")
         finally:

@@ -11,12 +11,14 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.manifests import parallel_verdicts
 from bot.manifests.keyring import keys_of
 from bot.manifests.mirror import Mirror
 from bot.manifests.openpgp_verify import Unreadable, Verdict, verdict
 from bot.manifests.verdict_cache import VerdictCache, keyring_id
 
 GOOD = frozenset("GU")  # %G?: G good; U good, of a key the home does not vouch for
+PARALLEL_FROM = 2000  # signatures to check before worker processes pay off
 
 # One field per %-code, each after a NUL; a record starts with NUL SOH (no message has it).
 _FORMAT = "--format=%x00%x01%H%x00%P%x00%G?%x00%GF%x00%GP%x00%ct%x00%an%x00%B"
@@ -33,6 +35,9 @@ class SignedCommit:
     message: str
     when: int = 0  # committer time, seconds since the epoch
     author: str = ""  # the author's name
+    # False when time alone may change the verdict: a signature that expires, or one gpg
+    # judged (whose expiry this process did not read).
+    lasting: bool = True
 
     @property
     def keys(self) -> frozenset[str]:
@@ -75,12 +80,17 @@ def split_signature(raw: bytes) -> tuple[bytes, str] | None:
 
 
 def signed_log(
-    mirror: Mirror, gnupghome: Path, *args: str, cache: VerdictCache | None = None
+    mirror: Mirror,
+    gnupghome: Path,
+    *args: str,
+    cache: VerdictCache | None = None,
+    workers: int = 1,
 ) -> list[SignedCommit]:
     """The commits `git log ARGS` lists, in its order, with their signatures checked
     against the keys in `gnupghome`: in-process, and by gpg (`%G?`) for any this process
     cannot judge (a key type it does not read). `cache`: verdicts kept from earlier runs,
-    against the same keys; what is judged here is added to it."""
+    against the same keys; what is judged here is added to it. `workers`: processes to
+    check signatures in when there are many (bot/manifests/parallel_verdicts.py)."""
     out = mirror.log(_PLAIN, *args, "--")
     listed = []
     for record in out.split("\0\x01")[1:]:
@@ -96,18 +106,26 @@ def signed_log(
     raw = mirror.commit_objects(unknown) if keys is not None else {}
     now = int(time.time())
     verdicts: dict[str, Verdict] = {}
+    signed: dict[str, tuple[bytes, str]] = {}
     for sha in unknown:
         split = split_signature(raw[sha]) if sha in raw else None
         if keys is not None and sha in raw and split is None:
             verdicts[sha] = Verdict("N", "", "")
         elif split is not None and keys is not None:
-            found = verdict(split[0], split[1], keys, now)
-            if found is not None:
-                verdicts[sha] = found
+            signed[sha] = split
+    if keys is not None and signed:
+        pairs = list(signed.values())
+        each = None
+        if workers > 1 and len(signed) >= PARALLEL_FROM:
+            each = parallel_verdicts.verdicts(pairs, keys, now, workers)
+        if each is None:
+            each = [verdict(payload, armored, keys, now) for payload, armored in pairs]
+        verdicts.update((sha, v) for sha, v in zip(signed, each, strict=True) if v is not None)
     if keyring and cache is not None:
         cache.keep(keyring, verdicts.items())  # in-process verdicts only: gpg's come next
     verdicts.update(known)
     asked = [sha for sha, *_ in listed if sha not in verdicts]
+    passing = {sha for sha, v in verdicts.items() if v.expires} | set(asked)
     if asked:
         verdicts.update(
             (c.sha, Verdict(c.status, c.signer, c.primary))
@@ -126,6 +144,7 @@ def signed_log(
                 message,
                 int(when) if when else 0,
                 author,
+                sha not in passing,
             )  # fmt: skip
         )
     return found_commits

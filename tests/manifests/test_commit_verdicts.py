@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -260,3 +261,29 @@ def test_kept_verdicts_are_not_judged_again_and_are_the_same(
     assert sorted(read) == sorted(shas)
     assert {c.sha: c.status for c in third}[history.made["unknown-key"]] == "U"
     cache.close()
+
+
+def test_verdicts_in_worker_processes_are_the_same(
+    history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ritmo verify` checks many signatures in forked workers
+    (bot/manifests/parallel_verdicts.py): every verdict is the one made in-process."""
+    from bot.manifests import parallel_verdicts
+
+    shas = list(history.made.values())
+    alone = signed_log(history.mirror, history.home, "--no-walk=unsorted", *shas)
+    made: list[object] = []
+    real = parallel_verdicts.verdicts
+
+    def spy(*args: Any) -> Any:
+        made.append(real(*args))
+        return made[-1]
+
+    monkeypatch.setattr(signed_log_module, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(parallel_verdicts, "_CHUNK", 2)  # several shares, in order
+    monkeypatch.setattr(parallel_verdicts, "verdicts", spy)
+    shared = signed_log(history.mirror, history.home, "--no-walk=unsorted", *shas, workers=2)
+    assert len(made) == 1 and made[0] is not None  # the workers judged them
+    assert [(c.sha, c.status, c.signer, c.primary) for c in shared] == [
+        (c.sha, c.status, c.signer, c.primary) for c in alone
+    ]
