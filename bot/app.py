@@ -18,6 +18,7 @@ from bot.api import (
     outbox,
     promotions,
     tokens,
+    webhook_ack,
     webhooks,
 )
 from bot.api import audit as audit_api
@@ -51,7 +52,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
     app.register_blueprint(environments.blueprint)
     app.register_blueprint(openapi_blueprint)
     app.register_blueprint(dashboard_blueprint)
-    instrument(app, app.extensions["ritmo"])  # /metrics, request metrics, log correlation ids
+    metrics = instrument(app, app.extensions["ritmo"])  # /metrics, request metrics, log ids
+    # Signed GitHub deliveries are acknowledged before Flask: a burst pays for every step.
+    webhook_ack.install(app, app.extensions["ritmo"], metrics)
     return app
 
 
