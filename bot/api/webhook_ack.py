@@ -31,6 +31,7 @@ from bot.telemetry import correlation, logs
 from bot.telemetry.middleware import observe
 from bot.webhooks.acknowledge import Answer, acknowledge
 from bot.webhooks.delivery import SIGNATURE, parse
+from bot.webhooks.router import Event
 from bot.webhooks.verify import valid_signature
 
 if TYPE_CHECKING:
@@ -123,14 +124,13 @@ class WebhookAck:
                 ("Content-Length", str(len(payload))),
                 ("X-Correlation-ID", cid),
             ])  # fmt: skip
-            observe(self._metrics, self._access_lines, "POST", PATH,
-                    environ.get("PATH_INFO", PATH), answer.status, started)  # fmt: skip
+            observe(self._metrics, self._access_lines, "POST", PATH, PATH, answer.status, started)
         finally:
             for var, token in reversed(bound):
                 var.reset(token)
         return _Sent(payload, on_close)
 
-    def _answer(self, event: Any, body: bytes) -> Answer:
+    def _answer(self, event: Event, body: bytes) -> Answer:
         runtime = self._runtime
         installation = runtime.settings.forge.github.installation_id
         try:
