@@ -6,12 +6,18 @@ points at a tiny local HTTP server standing in for GitHub, so nothing leaves 127
 answers every call with a 404 and counts them (acknowledging must not need GitHub; the
 webhook worker may call it afterwards, and those calls are reported).
 
-Each round sends `--deliveries` signed POST /webhooks/github at once from their own threads,
-a mix built from tests/samples/github/webhooks/: `pull_request_review` submitted on the
+Each round sends `--deliveries` signed POST /webhooks/github at once, each on a connection
+of its own, from one thread over non-blocking sockets (`--client threads`: a thread per
+delivery, the earlier client, which adds its own queueing on the shared cores), a mix
+built from tests/samples/github/webhooks/: `pull_request_review` submitted on the
 manifests repository (queued), `issue_comment` from another installation and repository
 (acknowledged and ignored) and `ping`. Every delivery has its own X-GitHub-Delivery id.
 
     python benchmarks/webhooks.py [--deliveries 100] [--rounds 3] [--threads 64]
+                                  [--client selector|threads]
+
+A delivery's latency runs from the moment its connection is opened to the last byte of
+its answer. Each round also reports the CPU time the server's processes spent meanwhile.
 
 Exit status: 0 when every delivery was acknowledged with 200/202 (a missed latency target is
 printed as MISSED), 1 when some were not, 2 when the run cannot complete.
@@ -21,11 +27,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import errno
 import hashlib
 import hmac
 import http.client
 import json
 import os
+import selectors
+import socket
 import subprocess
 import sys
 import threading
@@ -58,7 +67,7 @@ APP_ID = 4242
 INSTALLATION_ID = 77
 REPOSITORY = "acme/manifests"
 WEBHOOK_SECRET = "It's a Secret to Everybody"
-TARGET_P99_S = 1.0  # the issue gives no number: 1 s is this benchmark's own bar
+TARGET_P99_S = 0.1  # issue 16
 REQUEST_TIMEOUT_S = 120.0
 
 
@@ -150,9 +159,106 @@ def sign(body: bytes) -> str:
     return "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
 
 
-def fire(
-    url: str, batch: list[tuple[str, str, bytes]]
-) -> tuple[list[float], list[int], list[str], float, list[str]]:
+Outcome = tuple[list[float], list[int], list[str], float, list[str]]
+
+
+def request_bytes(host: str, port: int, event: str, delivery: str, body: bytes) -> bytes:
+    """One delivery as GitHub sends it, on a connection of its own."""
+    head = (
+        f"POST /webhooks/github HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Content-Type: application/json\r\nUser-Agent: GitHub-Hookshot/bench\r\n"
+        f"X-GitHub-Event: {event}\r\nX-GitHub-Delivery: {delivery}\r\n"
+        f"X-Hub-Signature-256: {sign(body)}\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def complete(answer: bytes) -> bool:
+    """Has the whole answer arrived: its head, and as many body bytes as it announced?"""
+    head, found, body = answer.partition(b"\r\n\r\n")
+    if not found:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value)
+    return False  # no length: it ends when the server closes
+
+
+def fire(url: str, batch: list[tuple[str, str, bytes]]) -> Outcome:
+    """Every delivery at once from one thread over non-blocking sockets: each one's clock
+    starts as its connection is opened (connection setup counts, as for GitHub's) and stops
+    at the last byte of its answer (as http.client reads it: the announced Content-Length);
+    then the client closes the connection. The requests are built before any clock starts, and
+    the client spends little CPU of the two cores it shares with the server."""
+    parsed = urllib.parse.urlsplit(url)
+    host, port = parsed.hostname or HOST, parsed.port or 80
+    requests = [request_bytes(host, port, event, delivery, body) for event, delivery, body in batch]
+    count = len(batch)
+    starts, ends = [0.0] * count, [0.0] * count
+    answers = [bytearray() for _ in range(count)]
+    sent = [0] * count
+    failed: dict[int, str] = {}
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    with selectors.DefaultSelector() as selector:
+        for i, sock in enumerate(socks):
+            sock.setblocking(False)
+            starts[i] = time.perf_counter()
+            code = sock.connect_ex((host, port))
+            if code not in (0, errno.EINPROGRESS):
+                failed[i], ends[i] = f"connect: {os.strerror(code)}", time.perf_counter()
+                sock.close()
+                continue
+            selector.register(sock, selectors.EVENT_WRITE, i)
+        open_ = count - len(failed)
+        deadline = time.monotonic() + REQUEST_TIMEOUT_S
+        while open_ and time.monotonic() < deadline:
+            for key, events in selector.select(timeout=1.0):
+                i, sock = key.data, key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    if events & selectors.EVENT_WRITE:
+                        sent[i] += sock.send(requests[i][sent[i] :])
+                        if sent[i] == len(requests[i]):
+                            selector.modify(sock, selectors.EVENT_READ, i)
+                        continue
+                    chunk = sock.recv(65536)
+                except OSError as exc:
+                    failed[i], chunk = str(exc), b""
+                if chunk:
+                    answers[i] += chunk
+                    if not complete(answers[i]):
+                        continue
+                ends[i] = time.perf_counter()  # all of it, or the server closed
+                selector.unregister(sock)
+                sock.close()
+                open_ -= 1
+        for i, sock in enumerate(socks):
+            if ends[i] == 0.0:
+                failed.setdefault(i, f"no answer within {REQUEST_TIMEOUT_S:g} s")
+                ends[i] = time.perf_counter()
+                sock.close()
+    statuses, outcomes, errors = [0] * count, [""] * count, []
+    for i, raw in enumerate(answers):
+        head, _, text = bytes(raw).partition(b"\r\n\r\n")
+        try:
+            statuses[i] = int(head.split(b" ", 2)[1])
+            outcomes[i] = f"{batch[i][0]} {json.loads(text).get('status')}"
+        except (IndexError, ValueError):
+            outcomes[i] = f"{batch[i][0]} ?"
+        if i in failed:
+            errors.append(f"#{i}: {failed[i]}")
+        elif statuses[i] not in (200, 202):
+            errors.append(f"#{i} {batch[i][0]}: {statuses[i]} {text[:200]!r}")
+    latencies = [end - start for start, end in zip(starts, ends, strict=True)]
+    return latencies, statuses, outcomes, max(ends) - min(starts), errors
+
+
+def fire_threads(url: str, batch: list[tuple[str, str, bytes]]) -> Outcome:
+    """The earlier client (--client threads): a thread per delivery, released together by a
+    barrier, http.client each. Its hundred threads contend for the client's interpreter
+    and for the two cores: a thread that has its answer waits for its turn to stop its
+    clock, so this client adds its own queueing to what it measures."""
     count = len(batch)
     barrier = threading.Barrier(count)
     latencies = [0.0] * count
@@ -199,6 +305,18 @@ def fire(
     return latencies, statuses, outcomes, max(ends) - min(starts), errors
 
 
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User plus system CPU time the processes have used so far."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 # -- main ------------------------------------------------------------------------------------
 
 
@@ -207,6 +325,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--deliveries", type=int, default=100, help="concurrent deliveries (100)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of them (3)")
     parser.add_argument("--threads", type=int, default=64, help="server threads (Ritmo's 64)")
+    parser.add_argument("--client", choices=("selector", "threads"), default="selector",
+                        help="one thread over non-blocking sockets (default), or a thread "
+                        "per delivery (the earlier client)")  # fmt: skip
     args = parser.parse_args(argv)
     if args.deliveries < 1 or args.rounds < 1 or args.threads < 1:
         parser.error("--deliveries, --rounds and --threads must be >= 1")
@@ -237,9 +358,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         flush=True,
                     )
                     rounds = []
+                    send = fire if args.client == "selector" else fire_threads
+                    workers = list(scale.server_processes(proc.pid))
                     for r in range(args.rounds):
                         batch = deliveries(args.deliveries, r)
-                        rounds.append((batch, *fire(url, batch)))
+                        cpu = cpu_seconds(workers)
+                        outcome = send(url, batch)
+                        rounds.append((batch, *outcome, cpu_seconds(workers) - cpu))
                         time.sleep(1.0)  # let the worker drain between rounds
                     time.sleep(2.0)
                     rss = {who: scale.vm_hwm_mb(pid)
@@ -255,17 +380,17 @@ def report(args: argparse.Namespace, rounds: list, startup_calls: int,  # type: 
            calls: dict[str, int], rss: dict[str, float]) -> int:  # fmt: skip
     rows: list[tuple[str, str, str]] = [
         ("concurrent deliveries x rounds", f"{args.deliveries} x {args.rounds}", ""),
-        ("server threads", f"{args.threads}", ""),
+        ("server threads / client", f"{args.threads} / {args.client}", ""),
     ]
     all_lat: list[float] = []
     by_event: dict[str, list[float]] = {}
     statuses: Counter[int] = Counter()
     outcomes: Counter[str] = Counter()
     errors: list[str] = []
-    for r, (batch, lat, st, oc, wall, errs) in enumerate(rounds, 1):
+    for r, (batch, lat, st, oc, wall, errs, cpu) in enumerate(rounds, 1):
         s = sorted(lat)
-        rows.append((f"round {r} wall / p50 / p99", f"{wall:.3f} s / {percentile(s, 50):.3f} s"
-                     f" / {percentile(s, 99):.3f} s", ""))  # fmt: skip
+        timing = f"{wall:.3f} s / {percentile(s, 50):.3f} s / {percentile(s, 99):.3f} s"
+        rows.append((f"round {r} wall / p50 / p99", timing, f"server CPU {cpu * 1000:.0f} ms"))
         all_lat += lat
         statuses.update(st)
         outcomes.update(oc)

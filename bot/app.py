@@ -18,6 +18,7 @@ from bot.api import (
     outbox,
     promotions,
     tokens,
+    webhook_ack,
     webhooks,
 )
 from bot.api import audit as audit_api
@@ -53,7 +54,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> Flask:
     app.register_blueprint(openapi_blueprint)
     app.register_blueprint(dashboard_blueprint)
     # /metrics, request metrics, log correlation ids
-    instrument(app, app.extensions["ritmo"], ignored_reasons=IGNORED_REASONS)
+    metrics = instrument(app, app.extensions["ritmo"], ignored_reasons=IGNORED_REASONS)
+    # Signed GitHub deliveries are acknowledged before Flask: a burst pays for every step.
+    webhook_ack.install(app, app.extensions["ritmo"], metrics)
     return app
 
 

@@ -3,7 +3,9 @@
 Acknowledging is: check the HMAC, insert one row (committed, in one transaction with the
 deliveries that arrive beside it), answer. The worker that handles the delivery is woken
 only once the answer has been sent (WSGI close), so its git and GitHub work never runs
-before it."""
+before it. Well-formed signed deliveries are answered before Flask by the WSGI fast path
+(bot/api/webhook_ack.py); this view answers the rest (refusals name the header or the
+body) and any request the fast path leaves to Flask, with the same decision."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from flask import Blueprint, Response, jsonify, request
 from bot.api.context import current_runtime
 from bot.api.errors import ApiError
 from bot.errors import Forbidden, Invalid
+from bot.webhooks.acknowledge import acknowledge
 from bot.webhooks.delivery import authenticate, parse
 
 blueprint = Blueprint("webhooks", __name__)
@@ -32,18 +35,9 @@ def receive_github() -> tuple[Response, int]:
         raise ApiError(401, exc.message) from None  # GitHub's receivers answer 401, not 403
     except Invalid as exc:
         raise ApiError(400, exc.message) from None  # and 400 for a malformed delivery
-    name, delivery, payload = event.name, event.delivery_id, event.payload
-    if name == "ping":
-        return jsonify({"status": "pong", "zen": payload.get("zen")}), 200
     installation = runtime.settings.forge.github.installation_id
-    tracked = name in ("installation", "installation_repositories")  # every installation
-    if not tracked and event.installation_id not in (None, installation):
-        # Another installation of the same app: not the manifests repository Ritmo serves.
-        return jsonify({"status": "ignored", "installation": event.installation_id}), 202
-    if not runtime.router.handles(event):
-        return jsonify({"status": "ignored", "event": name, "action": payload.get("action")}), 202
-    if not runtime.deliveries.accept(delivery, name, body.decode()):
-        return jsonify({"status": "duplicate", "delivery": delivery}), 200
-    answer = jsonify({"status": "queued", "delivery": delivery})
-    answer.call_on_close(runtime.webhooks.notify)  # the server closes it once it is sent
-    return answer, 202
+    answer = acknowledge(event, body, installation, runtime.router, runtime.deliveries)
+    response = jsonify(answer.body)
+    if answer.queued:
+        response.call_on_close(runtime.webhooks.notify)  # the server closes it once it is sent
+    return response, answer.status

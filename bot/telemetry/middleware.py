@@ -40,6 +40,24 @@ def request_labels(method: str, rule: str | None, status: int) -> tuple[str, str
     return method_label, rule if rule is not None else UNMATCHED, status_label
 
 
+def observe(metrics: Metrics, access_lines: bool, method: str, rule: str | None, path: str,
+            status_code: int, started: float) -> None:  # fmt: skip
+    """Count one answered request, time it from `started` (perf_counter), and write its
+    access line when Ritmo writes them (JSON logs)."""
+    method_label, route, status = request_labels(method, rule, status_code)
+    kind = _kind(route)
+    metrics.http_requests.labels(method_label, route, status, kind).inc()
+    duration = time.perf_counter() - started
+    metrics.http_duration.labels(method_label, route, kind).observe(duration)
+    if access_lines:
+        duration_ms = round(duration * 1000, 1)
+        fields = {"method": method, "route": route, "path": path, "status": status_code,
+                  "duration_ms": duration_ms}  # fmt: skip
+        _ACCESS.info(
+            "%s %s %s %.1fms", method, path, status_code, duration_ms, extra={"fields": fields}
+        )
+
+
 def instrument(app: Flask, runtime: Runtime, *, ignored_reasons: Iterable[str]) -> Metrics:
     """Request metrics, correlation ids for logs, and GET /metrics on `app`;
     `ignored_reasons`: why a CD report may be ignored (counted by reason from 0)."""
@@ -57,21 +75,14 @@ def instrument(app: Flask, runtime: Runtime, *, ignored_reasons: Iterable[str]) 
 
     @app.after_request
     def _observe(response: Response) -> Response:
-        started = g.get("ritmo_started")
         rule = request.url_rule.rule if request.url_rule is not None else None
-        method, route, status = request_labels(request.method, rule, response.status_code)
-        kind = _kind(route)
-        metrics.http_requests.labels(method, route, status, kind).inc()
-        if started is not None:
-            metrics.http_duration.labels(method, route, kind).observe(time.perf_counter() - started)
-        if access_lines and started is not None:
-            duration_ms = round((time.perf_counter() - started) * 1000, 1)
-            fields = {"method": request.method, "route": route, "path": request.path,
-                      "status": response.status_code, "duration_ms": duration_ms}  # fmt: skip
-            _ACCESS.info(
-                "%s %s %s %.1fms", request.method, request.path, response.status_code,
-                duration_ms, extra={"fields": fields},
-            )  # fmt: skip
+        started = g.get("ritmo_started")
+        if started is None:  # a before_request hook refused it before _begin ran
+            method, route, status = request_labels(request.method, rule, response.status_code)
+            metrics.http_requests.labels(method, route, status, _kind(route)).inc()
+        else:
+            observe(metrics, access_lines, request.method, rule, request.path,
+                    response.status_code, started)  # fmt: skip
         return response
 
     def _metrics() -> Response:

@@ -46,13 +46,15 @@ class DeliveryWorker:
 
     def notify(self) -> None:
         """A delivery was queued: start (after a fork, in this process) and wake up."""
+        # Before the thread starts: a thread that started first would find no arrival yet,
+        # take the burst as over, and handle its first delivery in the middle of it.
+        self.arriving()
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="ritmo-webhooks", daemon=True
                 )
                 self._thread.start()
-        self.arriving()
         self._wake.set()
 
     def arriving(self) -> None:
