@@ -38,6 +38,7 @@ from bot.api.parse import query_of
 from bot.deploy.records import FAILED
 from bot.manifests.trailers import parse_trailers
 from bot.runtime import Runtime
+from bot.store.deployment_record import Deployment
 from bot.store.request_record import RequestRecord
 from bot.timestamps import parse_or_none
 
@@ -92,9 +93,9 @@ def _request_link(runtime: Runtime, forge_ref: Any) -> str | None:
     return pull_request_url(forge.github.api_url, forge.github.repository, str(forge_ref))
 
 
-def _latest(record: dict[str, Any]) -> Any:
+def _latest(record: Deployment) -> Any:
     """When a deployment record last changed (ISO 8601 text compares in time order)."""
-    return max(str(record.get("created_at") or ""), str(record.get("updated_at") or "")) or None
+    return max(str(record.created_at or ""), str(record.updated_at or "")) or None
 
 
 def _cell(env: str, pin: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -219,13 +220,13 @@ def dashboard_data(runtime: Runtime, now: datetime | None = None, page: int = 1)
         )
     deployments = [
         {
-            "id": d["id"],
-            "app": d["app"],
-            "environment": d["environment"],
-            "version": d.get("version"),
-            "status": d["status"],
-            "rolled_back": bool(d.get("rolled_back_by")),
-            "deployed_by": d.get("deployed_by"),
+            "id": d.id,
+            "app": d.app,
+            "environment": d.environment,
+            "version": d.version,
+            "status": str(d.status),
+            "rolled_back": bool(d.rolled_back_by),
+            "deployed_by": d.deployed_by,
             "at": _latest(d),
             "age": age(_latest(d), now),
         }
@@ -239,7 +240,7 @@ def dashboard_data(runtime: Runtime, now: datetime | None = None, page: int = 1)
         found = (
             runtime.deployments.records.get(rb["deployment_id"]) if rb["deployment_id"] else None
         )
-        status = found["status"] if found else None
+        status = str(found.status) if found else None
         rollbacks.append(
             {
                 "commit": rb["commit"],

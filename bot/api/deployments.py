@@ -116,7 +116,7 @@ def create_deployment() -> tuple[Response, int]:
 @require_scope(Scope.ARTIFACTS_READ, Scope.DEPLOYMENTS_WRITE)
 def list_deployments() -> Response:
     query = query_of(DeploymentQuery)
-    items, total = _service().records.search(
+    found, total = _service().records.search(
         app=query.app,
         env=query.env,
         status=query.status,
@@ -125,6 +125,7 @@ def list_deployments() -> Response:
         limit=query.per_page,
     )
     more = has_next(query.page, query.per_page, total)
+    items = [record.to_dict() for record in found]
     return page_of(".list_deployments", items, total, query.page, query.per_page, has_next=more)
 
 
@@ -134,7 +135,7 @@ def show_deployment(deployment_id: str) -> Response:
     record = _service().records.get(deployment_id)
     if record is None:
         raise ApiError(404, f"no deployment {deployment_id!r}; list them at /api/v1/deployments")
-    return jsonify(record)
+    return jsonify(record.to_dict())
 
 
 @blueprint.post("/<deployment_id>/rollback")

@@ -18,6 +18,7 @@ from bot.manifests.writer import Conflict
 from bot.policy.model import Policy
 from bot.promotions.service import PromotionInput, PromotionRefused, PromotionService, frozen
 from bot.statuses import DeploymentStatus
+from bot.store.deployment_record import Deployment
 from bot.store.deployments import DeploymentIndex
 from bot.store.index import ArtifactIndex
 
@@ -40,20 +41,20 @@ class Gating:
         self._policy = policy
         self._clock = clock
 
-    def promote_after(self, record: dict[str, Any], correlation_id: str) -> list[dict[str, Any]]:
+    def promote_after(self, record: Deployment, correlation_id: str) -> list[dict[str, Any]]:
         """Auto-promote the artifact out of an environment where it now runs well, when
         the next rule auto-promotes on a deployment (and its soak is over)."""
         done: list[dict[str, Any]] = []
         policy = self._policy()
-        app, env = record["app"], record["environment"]
+        app, env = record.app, record.environment
         nxt = policy.next_environment(env) if env in policy.environment_names else None
         rule = policy.rule(app, env, nxt) if nxt else None
         if rule is None or not rule.auto_promote or not rule.gated_on_deployment:
             return done
-        if record.get("superseded"):
+        if record.superseded:
             return done  # a report about an older revision is history, not a gate
-        artifact = self._artifacts.get(record["artifact_id"])
-        if artifact is None or artifact.promotion_status != env or record.get("rolled_back_by"):
+        artifact = self._artifacts.get(record.artifact_id)
+        if artifact is None or artifact.promotion_status != env or record.rolled_back_by:
             return done
         if self._artifacts.held(artifact.record["id"], rule.to_env):
             log.info("%s is held out of %s by a rollback", artifact.record["id"], rule.to_env)
@@ -81,8 +82,8 @@ class Gating:
         seen: set[tuple[str, str]] = set()
         promoted = 0
         for record in self._deployments.search(status=DeploymentStatus.SUCCEEDED, limit=1000)[0]:
-            where = (record["app"], record["environment"])
-            if where in seen or record.get("superseded"):
+            where = (record.app, record.environment)
+            if where in seen or record.superseded:
                 continue
             seen.add(where)
             promoted += len(self.promote_after(record, correlation_id))

@@ -13,12 +13,13 @@ would write again.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot import bounded_yaml
 from bot.manifests.records import API_VERSION, render_record
 from bot.statuses import DeploymentStatus
+from bot.store.deployment_record import Deployment
 
 LEDGER_BRANCH = "ritmo/deployments"
 DEPLOYMENTS_DIR = "deployments"
@@ -72,36 +73,30 @@ class Observation:
     superseded: bool = False
 
 
-def new_record(place: Placement, seen: Observation) -> dict[str, Any]:
-    # Records hold the status as plain text: YAML (and the cache of rendered records)
-    # knows no enums.
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Deployment",
-        "id": place.deployment_id,
-        "app": place.app,
-        "environment": place.environment,
-        "artifact_id": place.artifact_id,
-        "version": place.version,
-        "pin_commit": place.pin_commit,
-        "overlay": place.path,
-        "status": str(seen.status),
-        "revision": seen.revision,
-        "deployed_by": seen.deployed_by or seen.source,
-        "target_type": seen.target_type,
-        "target_url": seen.target_url,
-        "log_url": seen.log_url,
-        "created_at": seen.at,
-        "updated_at": seen.at,
-        "succeeded_at": seen.at if seen.status == SUCCEEDED and not seen.superseded else None,
-        "superseded": seen.superseded,
-        "history": [],
-    }
+def new_record(place: Placement, seen: Observation) -> Deployment:
+    return Deployment(
+        api_version=API_VERSION,
+        id=place.deployment_id,
+        app=place.app,
+        environment=place.environment,
+        artifact_id=place.artifact_id,
+        version=place.version,
+        pin_commit=place.pin_commit,
+        overlay=place.path,
+        status=seen.status,
+        revision=seen.revision,
+        deployed_by=seen.deployed_by or seen.source,
+        target_type=seen.target_type,
+        target_url=seen.target_url,
+        log_url=seen.log_url,
+        created_at=seen.at,
+        updated_at=seen.at,
+        succeeded_at=seen.at if seen.status == SUCCEEDED and not seen.superseded else None,
+        superseded=seen.superseded,
+    )
 
 
-def observe(
-    record: dict[str, Any] | None, place: Placement, seen: Observation
-) -> dict[str, Any] | None:
+def observe(record: Deployment | None, place: Placement, seen: Observation) -> Deployment | None:
     """The record after `seen`, or None when it adds nothing (a re-sent report, or the
     outcome the record already has at that revision).
 
@@ -112,6 +107,7 @@ def observe(
     a revision older than the environment's current pin) is kept in the history only: it
     changes no status, and a record it creates is marked `superseded`.
     """
+    # History entries hold the status as plain text, as YAML knows no enums.
     entry: dict[str, Any] = {
         "at": seen.at,
         "status": str(seen.status),
@@ -124,56 +120,52 @@ def observe(
     if seen.superseded:
         entry["superseded"] = True
     if record is None:
-        fresh = new_record(place, seen)
-        fresh["history"] = [entry]
-        return fresh
+        return replace(new_record(place, seen), history=(entry,))
     if _adds_nothing(record, seen, entry):
         return None
-    updated = dict(record)
-    updated["history"] = [*record["history"], entry][-HISTORY_LIMIT:]
+    changes: dict[str, Any] = {"history": (*record.history, entry)[-HISTORY_LIMIT:]}
     if seen.superseded:
-        return updated
-    if not (seen.status == PROGRESSING and record["status"] != PROGRESSING):
-        updated["status"] = str(seen.status)
-        updated["revision"] = seen.revision
-        updated["updated_at"] = seen.at
-        if seen.status == SUCCEEDED and not record.get("succeeded_at"):
-            updated["succeeded_at"] = seen.at
+        return replace(record, **changes)
+    if not (seen.status == PROGRESSING and record.status != PROGRESSING):
+        changes.update(status=seen.status, revision=seen.revision, updated_at=seen.at)
+        if seen.status == SUCCEEDED and not record.succeeded_at:
+            changes["succeeded_at"] = seen.at
     for key in ("log_url", "target_type", "target_url"):
         value = getattr(seen, key)
         if value:
-            updated[key] = value
+            changes[key] = value
     if seen.deployed_by:
-        updated["deployed_by"] = seen.deployed_by
-    return updated
+        changes["deployed_by"] = seen.deployed_by
+    return replace(record, **changes)
 
 
-def _adds_nothing(record: dict[str, Any], seen: Observation, entry: dict[str, Any]) -> bool:
+def _adds_nothing(record: Deployment, seen: Observation, entry: dict[str, Any]) -> bool:
     if any(
-        getattr(seen, key) and getattr(seen, key) != record.get(key)
+        getattr(seen, key) and getattr(seen, key) != getattr(record, key)
         for key in ("log_url", "target_type", "target_url")
     ):
         return False  # a new link
-    history = record.get("history") or []
+    history = record.history
     last = {k: v for k, v in history[-1].items() if k != "at"} if history else None
     if last == {k: v for k, v in entry.items() if k != "at"}:
         return True  # the newest report, sent again
     # Flux says ReconciliationSucceeded again on every interval, with a new duration in
     # the message: the same outcome at the same revision is not news.
-    same = seen.status == record["status"] and seen.revision == record["revision"]
+    same = seen.status == record.status and seen.revision == record.revision
     return same and not seen.superseded
 
 
-def mark_rolled_back(record: dict[str, Any], commit: str, at: str) -> dict[str, Any]:
-    return {**record, "rolled_back_by": commit, "updated_at": at}
+def mark_rolled_back(record: Deployment, commit: str, at: str) -> Deployment:
+    return replace(record, rolled_back_by=commit, updated_at=at)
 
 
-def render_deployment(record: dict[str, Any]) -> bytes:
-    return render_record(record)
+def render_deployment(record: Deployment) -> bytes:
+    return render_record(record.to_dict())
 
 
-def parse_deployment(data: bytes, source: str = "deployment record") -> dict[str, Any]:
+def parse_deployment(data: bytes, source: str = "deployment record") -> Deployment:
+    """Raises ValueError for YAML that is not a deployment record."""
     loaded = bounded_yaml.load(data, source)
-    if not isinstance(loaded, dict) or loaded.get("kind") != "Deployment":
+    if not isinstance(loaded, dict):
         raise ValueError("not a Deployment record")
-    return loaded
+    return Deployment.from_dict(loaded)

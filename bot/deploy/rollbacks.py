@@ -34,6 +34,7 @@ from bot.promotions.request_view import RollbackAsk
 from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionInput, PromotionRefused
 from bot.statuses import DeploymentStatus, RequestStatus
+from bot.store.deployment_record import Deployment
 from bot.store.deployments import DeploymentIndex
 from bot.store.facts import RollbackFact
 from bot.store.index import ArtifactIndex, IndexedArtifact
@@ -50,18 +51,18 @@ _NO_ROLLBACK = (RollbackRefused, NotFound, Forbidden, WriteUnavailable)
 
 @dataclass(frozen=True)
 class _MarkRolledBack:
-    record: dict[str, Any]
+    record: Deployment
     commit: str
     at: str
     message: str
 
     def plan(self, read: Reader) -> Edit | Unchanged:
-        path = deployment_path(self.record["app"], self.record["environment"], self.record["id"])
+        path = deployment_path(self.record.app, self.record.environment, self.record.id)
         data = read(path)
         if data is None:
             raise Conflict(f"no deployment record at {path}")
         current = parse_deployment(data)
-        if current.get("rolled_back_by"):
+        if current.rolled_back_by:
             return Unchanged()
         updated = mark_rolled_back(current, self.commit, self.at)
         return Edit({path: render_deployment(updated)}, self.message)
@@ -127,7 +128,7 @@ class Rollbacks:
         record = self._deployments.get(deployment_id)
         if record is None:
             raise NotFound(f"no deployment {deployment_id!r}")
-        status = record["status"]
+        status = record.status
         healthy = status not in FAILED
         if healthy and not healthy_too:
             raise Forbidden(
@@ -135,21 +136,21 @@ class Rollbacks:
                 "failed or degraded deployment; rolling back another needs promotions:write",
                 field="scope",
             )
-        if record.get("rolled_back_by"):
+        if record.rolled_back_by:
             raise RollbackRefused(
-                f"{deployment_id} was rolled back already by {record['rolled_back_by']}"
+                f"{deployment_id} was rolled back already by {record.rolled_back_by}"
             )
-        if record.get("superseded"):
+        if record.superseded:
             raise RollbackRefused(
                 f"{deployment_id} is a report about a revision older than the current pin of "
-                f"{record['environment']} (history only); roll back the current deployment"
+                f"{record.environment} (history only); roll back the current deployment"
             )
-        failed = self._artifacts.get(record["artifact_id"])
+        failed = self._artifacts.get(record.artifact_id)
         if failed is None:
-            raise RollbackRefused(f"no artifact {record['artifact_id']} is recorded")
+            raise RollbackRefused(f"no artifact {record.artifact_id} is recorded")
         restored = self._previous(record)
         policy = self._policy()
-        app, env = record["app"], record["environment"]
+        app, env = record.app, record.environment
         names = policy.environment_names
         position = names.index(env) if env in names else 0
         returned_to = names[position - 1] if position > 0 else None
@@ -230,17 +231,17 @@ class Rollbacks:
         )
         return done
 
-    def automatic(self, record: dict[str, Any], correlation_id: str) -> dict[str, Any] | None:
+    def automatic(self, record: Deployment, correlation_id: str) -> dict[str, Any] | None:
         """Roll back the failed deployment `record` when its environment's policy says
         so (`rollback.on_failure: automatic`). None when it does not, or when the
         rollback cannot happen now: an alert is logged and the scheduler tries again."""
-        rule = self._policy().rollback(record["app"], record["environment"])
-        if rule.on_failure != "automatic" or record.get("rolled_back_by"):
+        rule = self._policy().rollback(record.app, record.environment)
+        if rule.on_failure != "automatic" or record.rolled_back_by:
             return None
         try:
-            return self.rollback(record["id"], AUTOMATIC, correlation_id, None, automatic=True)
+            return self.rollback(record.id, AUTOMATIC, correlation_id, None, automatic=True)
         except _NO_ROLLBACK as exc:
-            log.warning("ALERT no automatic rollback of %s: %s", record["id"], exc)
+            log.warning("ALERT no automatic rollback of %s: %s", record.id, exc)
             return None
 
     def rollback_due(self, correlation_id: str) -> int:
@@ -251,7 +252,7 @@ class Rollbacks:
         for app in self._artifacts.names():
             for env in self._policy().environment_names:
                 latest = next(self._deployments.current_records(app=app, env=env), None)
-                if latest is None or latest["status"] not in FAILED:
+                if latest is None or latest.status not in FAILED:
                     continue
                 if self.automatic(latest, correlation_id) is not None:
                     rolled += 1
@@ -262,33 +263,33 @@ class Rollbacks:
         rollback request). Runs in the main writer's thread: it only queues the writes."""
         for fact in facts:
             record = self._deployments.get(fact.deployment_id) if fact.deployment_id else None
-            if record is None or record.get("rolled_back_by"):
+            if record is None or record.rolled_back_by:
                 continue
             at = fact.rolled_back_at or stamp(self._clock())
             by, cid = fact.rolled_back_by, fact.correlation_id or fact.commit
             self._mark(record, fact.commit, at, by, cid)
 
     def _mark(
-        self, record: dict[str, Any], commit: str, at: str, by: str, correlation_id: str
+        self, record: Deployment, commit: str, at: str, by: str, correlation_id: str
     ) -> Future[WriteResult]:
         """Queue the ledger commit that marks `record` rolled back by `commit`."""
         seen = Observation(
-            status=record["status"], source="ritmo", trigger="rollback", revision=commit,
+            status=record.status, source="ritmo", trigger="rollback", revision=commit,
             at=at, deployed_by=by,
         )  # fmt: skip
         message = self._templates.render(
             "commit/deployment.txt",
-            record={**record, "status": "rolled-back"},
+            record={**record.to_dict(), "status": "rolled-back"},
             seen=seen,
             correlation_id=correlation_id,
         )
         return self._ledger.submit(_MarkRolledBack(record, commit, at, message))
 
-    def _previous(self, record: dict[str, Any]) -> IndexedArtifact:
+    def _previous(self, record: Deployment) -> IndexedArtifact:
         """The version to restore: the newest that ran well in the environment, else the
         newest that arrived there, of those that arrived legitimately and are neither
         held nor failed there. When there is none, RollbackRefused says why."""
-        app, env = record["app"], record["environment"]
+        app, env = record.app, record.environment
         if self._arrivals is None:
             raise RollbackRefused("Ritmo cannot read how versions arrived; nothing restored")
         with self._mirror.locked():
@@ -300,13 +301,13 @@ class Rollbacks:
         failed_here: set[str] = set()
         seen: set[str] = set()
         for dep in self._deployments.current_records(app=app, env=env):
-            artifact_id = dep["artifact_id"]
+            artifact_id = dep.artifact_id
             if artifact_id in seen:
                 continue  # an artifact's newest deployment there says how it did
             seen.add(artifact_id)
-            if dep["status"] in FAILED:
+            if dep.status in FAILED:
                 failed_here.add(artifact_id)
-            elif dep["status"] == DeploymentStatus.SUCCEEDED and not dep.get("rolled_back_by"):
+            elif dep.status == DeploymentStatus.SUCCEEDED and not dep.rolled_back_by:
                 ran_well.append(artifact_id)
 
         def label(artifact_id: str) -> str:
@@ -318,7 +319,7 @@ class Rollbacks:
             return known is not None and known.record["name"] == app
 
         chosen, why = choose_target(
-            found, env, record["artifact_id"], ran_well, frozenset(failed_here), label, mine
+            found, env, record.artifact_id, ran_well, frozenset(failed_here), label, mine
         )
         restored = self._artifacts.get(chosen) if chosen else None
         if restored is None:

@@ -39,6 +39,7 @@ from bot.policy.model import Policy
 from bot.promotions.requests import RequestService
 from bot.promotions.service import PromotionService
 from bot.statuses import DeploymentStatus
+from bot.store.deployment_record import Deployment
 from bot.store.deployments import DeploymentIndex
 from bot.store.index import ArtifactIndex, IndexedArtifact
 from bot.telemetry.events import event
@@ -64,14 +65,14 @@ class Emit(Protocol):
 
 @dataclass
 class Outcome:
-    record: dict[str, Any]
+    record: Deployment
     created: bool = False
     duplicate: bool = False
     rollback: dict[str, Any] | None = None
     promoted: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {**self.record}
+        out = self.record.to_dict()
         if self.duplicate:
             out["duplicate"] = True
         if self.rollback is not None:
@@ -87,7 +88,7 @@ class _Observe:
 
     place: Placement
     seen: Observation
-    message: Callable[[dict[str, Any]], str]
+    message: Callable[[Deployment], str]
 
     def plan(self, read: Reader) -> Edit | Unchanged:
         path = deployment_path(self.place.app, self.place.environment, self.place.deployment_id)
@@ -187,7 +188,7 @@ class DeploymentService:
             outcome = self._observe(app, env, report.revision, seen, correlation_id)
         except PlacementError as exc:
             raise Ignored(exc.reason, exc.message) from None
-        self.records.remember_report(key, outcome.record["id"], report.status)
+        self.records.remember_report(key, outcome.record.id, report.status)
         return outcome
 
     @traced("ritmo.deploy")
@@ -243,7 +244,7 @@ class DeploymentService:
             )
         before = self.records.get(placed.deployment_id)
 
-        def message(record: dict[str, Any]) -> str:
+        def message(record: Deployment) -> str:
             return self._templates.render(
                 "commit/deployment.txt", record=record, seen=seen, correlation_id=correlation_id
             )
@@ -256,20 +257,20 @@ class DeploymentService:
         if not outcome.duplicate:
             event(
                 "deployment",
-                f"deployment {record['id']}: {app} {placed.version} in {env} {record['status']}",
-                deployment_id=record["id"],
+                f"deployment {record.id}: {app} {placed.version} in {env} {record.status}",
+                deployment_id=record.id,
                 artifact_id=placed.artifact_id,
                 app=app,
                 version=placed.version,
                 environment=env,
-                status=record["status"],
+                status=record.status,
                 correlation_id=correlation_id,
             )
         if seen.superseded:
             log.info("%s: a report about %s, older than %s's current pin; kept as history",
-                     record["id"], revision[:12], env)  # fmt: skip
+                     record.id, revision[:12], env)  # fmt: skip
             return outcome
-        if outcome.duplicate or (before is not None and before["status"] == record["status"]):
+        if outcome.duplicate or (before is not None and before.status == record.status):
             return outcome
         self._mirror_to_forge(record)
         self._follow_up(outcome, correlation_id)
@@ -294,18 +295,18 @@ class DeploymentService:
     # -- what follows a new status ----------------------------------------------------
     def _follow_up(self, outcome: Outcome, correlation_id: str) -> None:
         record = outcome.record
-        artifact = self._artifacts.get(record["artifact_id"])
-        data = artifact.record if artifact else {"id": record["artifact_id"]}
-        extra = {"deployment_id": record["id"], "status": record["status"]}
-        if record["status"] == DeploymentStatus.SUCCEEDED:
-            self._notify("deployed", data, record["environment"], correlation_id, extra)
+        artifact = self._artifacts.get(record.artifact_id)
+        data = artifact.record if artifact else {"id": record.artifact_id}
+        extra = {"deployment_id": record.id, "status": str(record.status)}
+        if record.status == DeploymentStatus.SUCCEEDED:
+            self._notify("deployed", data, record.environment, correlation_id, extra)
             outcome.promoted = self.gating.promote_after(record, correlation_id)
-        elif record["status"] in FAILED:
-            self._notify("deployment_failed", data, record["environment"], correlation_id, extra)
+        elif record.status in FAILED:
+            self._notify("deployment_failed", data, record.environment, correlation_id, extra)
             # When it cannot happen now, the scheduler tries again (rollback_due).
             outcome.rollback = self.rollbacks.automatic(record, correlation_id)
             if outcome.rollback is not None:
-                outcome.record = self.records.get(record["id"]) or record
+                outcome.record = self.records.get(record.id) or record
 
     def _notify(
         self,
@@ -318,37 +319,36 @@ class DeploymentService:
         if self._emit is not None:
             self._emit(event, record, env, correlation_id, extra)
 
-    def _mirror_to_forge(self, record: dict[str, Any]) -> None:
-        artifact = self._artifacts.get(record["artifact_id"])
+    def _mirror_to_forge(self, record: Deployment) -> None:
+        artifact = self._artifacts.get(record.artifact_id)
         meta = dict(artifact.record.get("metadata") or {}) if artifact else {}
-        target = forge_target(record["app"], self._policy().repository(record["app"]), meta)
+        target = forge_target(record.app, self._policy().repository(record.app), meta)
         if isinstance(target, NotMirrored):
             if self._forge.kind != "local":  # the local forge mirrors nothing anyway
                 level = logging.INFO if target.expected else logging.WARNING
                 log.log(level, "deployment %s is not mirrored to %s: %s",
-                        record["id"], self._forge.kind, target.reason)  # fmt: skip
+                        record.id, self._forge.kind, target.reason)  # fmt: skip
             return
         view = DeploymentView(
-            id=record["id"],
+            id=record.id,
             repository=target.repository,
-            environment=record["environment"],
+            environment=record.environment,
             ref=target.ref,
-            status=DeploymentStatus.FAILED if record.get("rolled_back_by") else record["status"],
-            description=f"{record['app']} {record['version']} in {record['environment']}: "
-            f"{record['status']}",
-            log_url=record.get("log_url"),
-            forge_ref=self.records.forge_ref(record["id"]),
-            mirrored_before=len(record.get("history") or []) > 1,
+            status=DeploymentStatus.FAILED if record.rolled_back_by else record.status,
+            description=f"{record.app} {record.version} in {record.environment}: {record.status}",
+            log_url=record.log_url,
+            forge_ref=self.records.forge_ref(record.id),
+            mirrored_before=len(record.history) > 1,
         )
         try:
             ref = self._forge.deployed(view)
         except Exception as exc:  # mirroring is best effort: the ledger is the record
-            log.warning("could not mirror %s to the forge: %s", record["id"], exc)
+            log.warning("could not mirror %s to the forge: %s", record.id, exc)
             return
         if ref:
-            self.records.set_forge_ref(record["id"], ref)
+            self.records.set_forge_ref(record.id, ref)
 
-    def current(self, app: str, env: str) -> dict[str, Any] | None:
+    def current(self, app: str, env: str) -> Deployment | None:
         """The newest deployment of the app in the environment (superseded reports are
         history, not what runs)."""
         return next(self.records.current_records(app=app, env=env), None)

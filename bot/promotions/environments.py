@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.manifests.pins import PinCommit
+from bot.store.deployment_record import Deployment
 
 
 @dataclass(frozen=True)
@@ -94,22 +95,22 @@ def cell(facts: PinFacts) -> dict[str, Any]:
 
 
 def with_health(
-    cell: Mapping[str, Any], deployment: Mapping[str, Any] | None, version: str | None = None
+    cell: Mapping[str, Any], deployment: Deployment | None, version: str | None = None
 ) -> dict[str, Any]:
     """`cell` with the latest deployment reported for its app and environment; `version`
     is that deployment's artifact version."""
     if deployment is None:
         return {**cell, "health": None, "deployment": None}
-    at = max(str(deployment.get("created_at") or ""), str(deployment.get("updated_at") or ""))
+    at = max(str(deployment.created_at or ""), str(deployment.updated_at or ""))
     return {
         **cell,
-        "health": deployment["status"],
+        "health": str(deployment.status),
         "deployment": {
-            "id": deployment["id"],
-            "artifact_id": deployment["artifact_id"],
-            "version": version or deployment.get("version"),
-            "status": deployment["status"],
-            "rolled_back": bool(deployment.get("rolled_back_by")),
+            "id": deployment.id,
+            "artifact_id": deployment.artifact_id,
+            "version": version or deployment.version,
+            "status": str(deployment.status),
+            "rolled_back": bool(deployment.rolled_back_by),
             "at": at or None,
         },
     }

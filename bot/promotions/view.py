@@ -23,6 +23,7 @@ from bot.policy.model import AppTarget, Policy
 from bot.promotions.environments import PinFacts, cell, replaced, with_health
 from bot.promotions.pin_index import pins_value
 from bot.promotions.pin_read import PinReader, Snapshot, overlay_value
+from bot.store.deployment_record import Deployment
 from bot.store.deployments import DeploymentIndex
 from bot.store.index import ArtifactIndex
 
@@ -75,10 +76,10 @@ class EnvironmentsView:
             "apps": [{"app": name, "environments": envs} for name, envs in apps.items()],
         }
 
-    def _version(self, deployment: dict[str, Any] | None) -> str | None:
-        if deployment is None or deployment.get("version"):
+    def _version(self, deployment: Deployment | None) -> str | None:
+        if deployment is None or deployment.version:
             return None
-        found = self._index.get(deployment["artifact_id"])
+        found = self._index.get(deployment.artifact_id)
         return str(found.record["version"]) if found else None
 
     def _refresh(self, tip: str | None, policy: Policy) -> Cache:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from bot.statuses import DeploymentStatus
+from bot.store.deployment_record import Deployment
 from bot.store.query import last_seq, page_rows
 from bot.store.schema import index_state, metadata
 
@@ -56,12 +56,12 @@ class DeploymentIndex:
         self._engine = engine
         metadata.create_all(engine)
 
-    def save(self, records: Iterable[dict[str, Any]], ledger_tip: str | None = None) -> None:
+    def save(self, records: Iterable[Deployment], ledger_tip: str | None = None) -> None:
         """Insert or update `records` and remember the ledger's tip; one transaction."""
         with self._engine.begin() as conn:
             self._save(conn, records, ledger_tip)
 
-    def replace(self, records: Iterable[dict[str, Any]], ledger_tip: str) -> None:
+    def replace(self, records: Iterable[Deployment], ledger_tip: str) -> None:
         """The deployments are exactly `records` (the ledger was rewritten), in one
         transaction: a replica reading meanwhile sees the old set or the new one."""
         with self._engine.begin() as conn:
@@ -69,41 +69,39 @@ class DeploymentIndex:
             self._save(conn, records, ledger_tip)
 
     @staticmethod
-    def _save(
-        conn: sa.Connection, records: Iterable[dict[str, Any]], ledger_tip: str | None
-    ) -> None:
+    def _save(conn: sa.Connection, records: Iterable[Deployment], ledger_tip: str | None) -> None:
         # First: on PostgreSQL this serialises savers, so two replicas following the same
         # ledger commit cannot both insert a record each found missing.
         next_seq = last_seq(conn, deployments)
         for record in records:
             values = {
-                "app": record["app"],
-                "environment": record["environment"],
-                "artifact_id": record["artifact_id"],
-                "status": record["status"],
-                "pin_commit": record["pin_commit"],
-                "created_at": record["created_at"],
-                "record": json.dumps(record, sort_keys=True),
+                "app": record.app,
+                "environment": record.environment,
+                "artifact_id": record.artifact_id,
+                "status": str(record.status),
+                "pin_commit": record.pin_commit,
+                "created_at": record.created_at,
+                "record": json.dumps(record.to_dict(), sort_keys=True),
             }
             known = conn.execute(
-                sa.select(deployments.c.seq).where(deployments.c.id == record["id"])
+                sa.select(deployments.c.seq).where(deployments.c.id == record.id)
             ).first()
             if known is None:
                 next_seq += 1
-                conn.execute(deployments.insert().values(id=record["id"], seq=next_seq, **values))
+                conn.execute(deployments.insert().values(id=record.id, seq=next_seq, **values))
             else:
                 conn.execute(
-                    deployments.update().where(deployments.c.id == record["id"]).values(**values)
+                    deployments.update().where(deployments.c.id == record.id).values(**values)
                 )
         if ledger_tip is not None:
             _set_state(conn, _LEDGER_TIP, ledger_tip)
 
-    def get(self, deployment_id: str) -> dict[str, Any] | None:
+    def get(self, deployment_id: str) -> Deployment | None:
         with self._engine.connect() as conn:
             row = conn.execute(
                 sa.select(deployments.c.record).where(deployments.c.id == deployment_id)
             ).first()
-        return json.loads(row.record) if row else None
+        return _record(row.record) if row else None
 
     def search(
         self,
@@ -113,7 +111,7 @@ class DeploymentIndex:
         artifact_id: str | None = None,
         offset: int = 0,
         limit: int = 50,
-    ) -> tuple[list[dict[str, Any]], int]:
+    ) -> tuple[list[Deployment], int]:
         rows, total = page_rows(
             self._engine,
             deployments,
@@ -121,11 +119,11 @@ class DeploymentIndex:
             offset,
             limit,
         )
-        return [json.loads(r.record) for r in rows], total
+        return [_record(r.record) for r in rows], total
 
     def last_succeeded(
         self, app: str, env: str, other_than: str | None = None
-    ) -> dict[str, Any] | None:
+    ) -> Deployment | None:
         """The newest succeeded deployment in the environment, optionally of another artifact."""
         where = [
             deployments.c.app == app,
@@ -138,16 +136,16 @@ class DeploymentIndex:
             row = conn.execute(
                 sa.select(deployments.c.record).where(*where).order_by(deployments.c.seq.desc())
             ).first()
-        return json.loads(row.record) if row else None
+        return _record(row.record) if row else None
 
-    def latest_of(self, artifact_id: str, env: str) -> dict[str, Any] | None:
+    def latest_of(self, artifact_id: str, env: str) -> Deployment | None:
         """The artifact's newest deployment in the environment; superseded reports (about
         a revision older than the environment's pin) are history and do not count."""
         return next(self.current_records(env=env, artifact_id=artifact_id), None)
 
     def current_records(
         self, app: str | None = None, env: str | None = None, artifact_id: str | None = None
-    ) -> Iterator[dict[str, Any]]:
+    ) -> Iterator[Deployment]:
         """Deployments, newest first, without the superseded ones."""
         where = [deployments.c.seq > 0]
         for column, value in (("app", app), ("environment", env), ("artifact_id", artifact_id)):
@@ -157,19 +155,19 @@ class DeploymentIndex:
         with self._engine.connect() as conn:
             rows = conn.execute(query).all()
         for row in rows:
-            record: dict[str, Any] = json.loads(row.record)
-            if not record.get("superseded"):
+            record = _record(row.record)
+            if not record.superseded:
                 yield record
 
-    def latest_by_place(self) -> dict[tuple[str, str], dict[str, Any]]:
+    def latest_by_place(self) -> dict[tuple[str, str], Deployment]:
         """(app, environment) -> its newest deployment, for every place with one; one query."""
         newest = sa.select(sa.func.max(deployments.c.seq)).group_by(
             deployments.c.app, deployments.c.environment
         )
         with self._engine.connect() as conn:
             query = sa.select(deployments.c.record).where(deployments.c.seq.in_(newest))
-            found = [json.loads(r.record) for r in conn.execute(query)]
-        return {(r["app"], r["environment"]): r for r in found}
+            found = [_record(r.record) for r in conn.execute(query)]
+        return {(r.app, r.environment): r for r in found}
 
     def clear(self) -> None:
         with self._engine.begin() as conn:
@@ -226,6 +224,10 @@ class DeploymentIndex:
         with self._engine.begin() as conn:
             conn.execute(forge_refs.delete().where(forge_refs.c.deployment_id == deployment_id))
             conn.execute(forge_refs.insert().values(deployment_id=deployment_id, forge_ref=ref))
+
+
+def _record(stored: str) -> Deployment:
+    return Deployment.from_dict(json.loads(stored))
 
 
 def _set_state(conn: sa.Connection, key: str, value: str) -> None:

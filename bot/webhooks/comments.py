@@ -271,15 +271,15 @@ def _rollback(
         )
     try:
         done = context.deployments.rollbacks.rollback(
-            latest["id"], login, delivery, reason=f"Asked for by {login} in {link}"
+            latest.id, login, delivery, reason=f"Asked for by {login} in {link}"
         )
     except (RollbackRefused, NotFound, Forbidden) as exc:
         return f"Refused: {exc}"
     if done["status"] == RequestStatus.PENDING:
         return "The policy wants approvals for this rollback. " + _opened(done["request"])
     return (
-        f"Rolled {command.app} in {command.env} back from {latest['version']} to "
-        f"{done['restored_version']} (commit {done['commit']}). {latest['version']} is held "
+        f"Rolled {command.app} in {command.env} back from {latest.version} to "
+        f"{done['restored_version']} (commit {done['commit']}). {latest.version} is held "
         f"out of {command.env}'s automatic promotion until someone promotes it there."
     )
 

@@ -9,6 +9,8 @@ import pytest
 
 from bot.deploy.gate import deployment_gate
 from bot.policy.model import PromotionRule
+from bot.statuses import DeploymentStatus
+from bot.store.deployment_record import Deployment
 from bot.timestamps import parse
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -19,8 +21,11 @@ def rule(**fields: Any) -> PromotionRule:
     return PromotionRule.model_validate({"from": "staging", "to": "prod", **fields})
 
 
-def deployed(status: str = "succeeded", **fields: Any) -> dict[str, Any]:
-    return {"status": status, **fields}
+def deployed(status: str = "succeeded", **fields: Any) -> Deployment:
+    return Deployment(
+        id="dep-1", app="web", environment="staging", artifact_id="art-1", pin_commit="p1",
+        status=DeploymentStatus(status), created_at="2026-12-03T10:00:00Z", **fields,
+    )  # fmt: skip
 
 
 def ago(delta: timedelta) -> str:
@@ -55,7 +60,7 @@ def ago(delta: timedelta) -> str:
     ],
 )
 def test_deployment_gate(
-    fields: dict[str, Any], latest: dict[str, Any] | None, says: str | None
+    fields: dict[str, Any], latest: Deployment | None, says: str | None
 ) -> None:
     reason = deployment_gate(rule(**fields), LABEL, latest, NOW)
     if says is None:

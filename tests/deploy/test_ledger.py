@@ -54,7 +54,8 @@ def test_follows_what_another_replica_wrote_without_clearing(
 
     follow_ledger(index, ledger, before, after, None)
     assert index.ledger_tip() == after
-    assert index.get(second) is not None and index.get(second)["environment"] == "staging"  # type: ignore[index]
+    followed = index.get(second)
+    assert followed is not None and followed.environment == "staging"
     assert index.search(env="dev")[0][0] == dev_record  # untouched, not rebuilt
     assert index.reported("argocd/web-dev/rev/on-deployed") == first  # not cleared
 

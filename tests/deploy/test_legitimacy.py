@@ -104,12 +104,12 @@ def _seen(status: str, revision: str, superseded: bool = False) -> Observation:
 def test_a_superseded_report_is_history_only() -> None:
     place = Placement("web", "dev", "art-a", "1.0.0", "p1", "r1", "apps/web/x.yaml")
     record = observe(None, place, _seen("degraded", "r1"))
-    assert record is not None and record["superseded"] is False
+    assert record is not None and record.superseded is False
     later = observe(record, place, _seen("succeeded", "r1", superseded=True))
     assert later is not None
-    assert later["status"] == "degraded" and later["history"][-1]["superseded"] is True
+    assert later.status == "degraded" and later.history[-1]["superseded"] is True
     fresh = observe(None, place, _seen("succeeded", "r0", superseded=True))
-    assert fresh is not None and fresh["superseded"] is True and fresh["succeeded_at"] is None
+    assert fresh is not None and fresh.superseded is True and fresh.succeeded_at is None
     rule = PromotionRule.model_validate(
         {"from": "dev", "to": "staging", "requires_deployment": True}
     )

@@ -146,11 +146,11 @@ def test_observe_takes_every_change_of_outcome() -> None:
     assert record is not None
     for status in ("succeeded", "degraded", "succeeded"):
         updated = observe(record, place, _seen(status, "r1"))
-        assert updated is not None and updated["status"] == status
+        assert updated is not None and updated.status == status
         record = updated
     assert observe(record, place, _seen("succeeded", "r1")) is None  # the same outcome
     late = observe(record, place, _seen("progressing", "r1"))
-    assert late is not None and late["status"] == "succeeded"
+    assert late is not None and late.status == "succeeded"
     # A new link is news even with the same outcome.
     linked = observe(record, place, _seen("succeeded", "r1", log_url="https://ci.example/1"))
-    assert linked is not None and linked["log_url"] == "https://ci.example/1"
+    assert linked is not None and linked.log_url == "https://ci.example/1"
