@@ -52,8 +52,6 @@ class Mirror(History):
         # New objects wait in memory and reach disk as one pack before they are needed
         # there: a file (or a `git hash-object`) per object costs more than the commit.
         self._pending: dict[str, tuple[str, bytes]] = {}
-        # Detached for the pusher to write: readable from memory until they are on disk.
-        self._storing: dict[str, tuple[str, bytes]] = {}
         self._trees: dict[str, bytes] = {}
         # Gunicorn's workers open the same mirror at once: one sets it up at a time, and
         # through `git config` (a lock file renamed into place), since the others may be
@@ -262,7 +260,7 @@ class Mirror(History):
         tree = self._trees.get(sha)
         if tree is not None:
             return "tree", tree
-        pending = self._pending.get(sha) or self._storing.get(sha)
+        pending = self._pending.get(sha)
         if pending is not None:
             return pending
         info = self.repo.odb.stream(bytes.fromhex(sha))
@@ -284,26 +282,6 @@ class Mirror(History):
             return
         self._write_pack(self._pending)
         self._pending.clear()
-
-    def detach(self) -> dict[str, tuple[str, bytes]]:
-        """Hand the objects made since the last flush to `store_and_push` in another thread;
-        they stay readable here until they are on disk."""
-        objects, self._pending = self._pending, {}
-        self._storing.update(objects)
-        return objects
-
-    def store_and_push(self, objects: dict[str, tuple[str, bytes]], sha: str) -> PushResult:
-        """Write detached objects as one pack, then push: the pack is off the path of the
-        thread that builds the next batch."""
-        try:
-            if objects:
-                self._write_pack(objects)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return PushResult(PushStatus.FAILED, f"could not store the objects: {exc}")
-        finally:
-            for key in objects:  # on disk now (or lost with the push that needed them)
-                self._storing.pop(key, None)
-        return self.push(sha)
 
     def _write_pack(self, objects: dict[str, tuple[str, bytes]]) -> None:
         proc = subprocess.run(
