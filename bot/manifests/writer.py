@@ -263,7 +263,8 @@ class ManifestWriter:
                     assert in_flight.push is not None
                     result = in_flight.push.result()
                     if result.status is PushStatus.PUSHED:
-                        landed, in_flight, tip = in_flight, None, in_flight.head
+                        landed, tip = in_flight, in_flight.head
+                        in_flight = None
                         if segment is not None and segment.head != segment.base:
                             in_flight, segment = self._push_async(segment), None
                         self._batch_landed(1)
