@@ -60,8 +60,14 @@ class Mirror(History):
             if not (self.path / "HEAD").exists():
                 git.Repo.init(self.path, bare=True)
             self.repo = git.Repo(self.path)
-            # The URL is stored, a token never is (it comes through the environment).
-            for key, value in (("remote.origin.url", url), ("gc.auto", "0")):
+            # The URL is stored, a token never is (it comes through the environment). With
+            # the branch's refspec configured, a push moves the tracking ref itself: no
+            # `git update-ref` after each push.
+            for key, value in (
+                ("remote.origin.url", url),
+                ("remote.origin.fetch", f"+refs/heads/{branch}:{self._tracking}"),
+                ("gc.auto", "0"),
+            ):
                 if self._git("config", "--get", key).stdout.strip() != value:
                     self._git("config", key, value)
 
@@ -238,8 +244,7 @@ class Mirror(History):
         except subprocess.TimeoutExpired:
             return PushResult(PushStatus.FAILED, "push timed out")
         out = proc.stdout + proc.stderr
-        if proc.returncode == 0:
-            self._git("update-ref", self._tracking, sha)
+        if proc.returncode == 0:  # the tracking ref moved with it (remote.origin.fetch)
             return PushResult(PushStatus.PUSHED)
         if "[rejected]" in out or "fetch first" in out or "non-fast-forward" in out:
             return PushResult(PushStatus.REJECTED, "not a fast-forward")
