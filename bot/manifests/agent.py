@@ -216,6 +216,16 @@ class AgentSigner:
             raise AgentUnavailable("gpg did not accept the agent's signature over a probe")
         self._key, self._conn = key, conn
 
+    def warm(self) -> None:
+        """Connect now (a server starting), not on the first signature a request waits for;
+        when the agent cannot be reached, python-gnupg signs, as `sign` would decide."""
+        with self._lock:
+            if self._conn is None and not self._closed:
+                try:
+                    self.connect()
+                except AgentUnavailable as exc:
+                    self._give_up(exc)
+
     @property
     def via_agent(self) -> bool:
         return self._conn is not None
