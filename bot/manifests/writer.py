@@ -87,7 +87,9 @@ class ManifestWriter:
         identity: Identity,
         on_advance: OnAdvance = lambda old, new, written: None,
         attempts: int = 6,
-        batch_limit: int = 64,  # bounded: a burst's early requests land before its last
+        # Bounded, so a batch's build never holds the next push back for long; 64 split a
+        # burst of 200 into 4-5 pushes one after another, each waiting on the remote.
+        batch_limit: int = 256,
         clock: Callable[[], float] = time.time,
         exclusive: Exclusive | None = None,
         known_tip: Callable[[], str | None] | None = None,
