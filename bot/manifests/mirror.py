@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import git
+from git.refs.symbolic import SymbolicReference
 
 from bot.config import ConfigError
 from bot.manifests.history import History
@@ -229,9 +230,12 @@ class Mirror(History):
         return False
 
     def tip(self) -> str | None:
-        """The tip of the branch as last fetched or pushed."""
-        proc = self._git("rev-parse", "--verify", "--quiet", self._tracking)
-        return proc.stdout.strip() or None
+        """The tip of the branch as last fetched or pushed: the ref read from its file (or
+        packed-refs), no git process; git writes a ref by renaming a new file into place."""
+        try:
+            return SymbolicReference.dereference_recursive(self.repo, self._tracking)
+        except ValueError:  # no such ref: nothing fetched yet, or an empty remote
+            return None
 
     def push(self, sha: str) -> PushResult:
         """Fast-forward the remote branch to `sha`. Never forced.
