@@ -51,8 +51,8 @@ from bot.templates import Templates  # noqa: E402
 HOST = "127.0.0.1"
 BRANCH = "main"
 SERVER_THREADS = 256
-TARGET_RATIO = 10.0
-TARGET_P99_S = 2.0
+TARGET_RATIO = 20.0  # issue 16
+TARGET_P99_S = 1.0
 START_TIMEOUT_S = 90.0
 REQUEST_TIMEOUT_S = 300.0
 GIT_TIMEOUT_S = 60.0

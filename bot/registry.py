@@ -22,6 +22,7 @@ from bot.manifests.records import (
 from bot.manifests.signing import ArtifactVerifier
 from bot.manifests.writer import Conflict, ManifestWriter
 from bot.promotions.service import REGISTERED
+from bot.store.group_commit import GroupCommit
 from bot.store.index import ArtifactIndex, IndexedArtifact
 from bot.telemetry.events import event
 from bot.telemetry.tracing import traced
@@ -116,6 +117,9 @@ class ArtifactRegistry:
         self._templates = templates
         self._require_signatures = require_signatures
         self._clock = clock
+        # Registrations that arrive together ask the index in one query, started after
+        # each of them arrived (so each still sees every record acknowledged before it).
+        self._known: GroupCommit[str, IndexedArtifact | None] = GroupCommit(index.get_each)
 
     @traced("ritmo.record")
     def register(self, spec: ArtifactSpec, registered_by: str, correlation_id: str) -> Registration:
@@ -125,7 +129,7 @@ class ArtifactRegistry:
         if policy is not None and not policy.declares(spec.name):
             raise UnknownApp(spec.name, policy.declared_apps())
         fields = spec.fields()
-        known = self._index.get(artifact_id(spec.name, version))
+        known = self._known.submit(artifact_id(spec.name, version))
         if known is not None:
             if record_fields(known.record) != fields:
                 raise ImmutableRecord(spec.name, version)

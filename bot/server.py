@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
 from bot.config import Settings
+
+if TYPE_CHECKING:
+    from bot.runtime import Runtime
 
 
 class _WithoutAccessLine(Logger):  # type: ignore[misc]
@@ -63,7 +67,18 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         start_scheduler(app.extensions["ritmo"], self._settings.scheduler_interval)
         app.extensions["ritmo"].webhooks.notify()  # deliveries queued before a restart
         app.extensions["ritmo"].outbox.start()  # and notifications
+        runtime = app.extensions["ritmo"]
+        threading.Thread(
+            target=_warm_up, args=(runtime,), name="ritmo-warm-up", daemon=True
+        ).start()
         return app
+
+
+def _warm_up(runtime: Runtime) -> None:
+    """What the first registrations would wait for otherwise: gpg-agent's connection (gpg
+    signs and checks a probe: about 0.1 s) and the commit message templates."""
+    runtime.chain_signer.warm()
+    runtime.templates.preload("commit/artifact.txt", "commit/promotion.txt")
 
 
 def run_gunicorn(settings: Settings) -> None:

@@ -24,3 +24,8 @@ class Templates:
 
     def render(self, name: str, **context: Any) -> str:
         return self._env.get_template(name).render(**context)
+
+    def preload(self, *names: str) -> None:
+        """Compile these now, so that the first request does not."""
+        for name in names:
+            self._env.get_template(name)

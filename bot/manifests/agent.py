@@ -99,11 +99,17 @@ class Assuan:
         self._answer()  # the greeting
 
     def command(self, line: str) -> bytes:
+        return self.commands([line])[-1]
+
+    def commands(self, lines: list[str]) -> list[bytes]:
+        """Send `lines` in one write and read their answers in order: one round trip, not
+        one per command (the agent reads its socket line by line). Any ERR raises, and the
+        caller drops the connection, answers left unread with it."""
         try:
-            self._sock.sendall(line.encode("utf-8") + b"\n")
+            self._sock.sendall(b"".join(line.encode("utf-8") + b"\n" for line in lines))
         except OSError as exc:
             raise AgentUnavailable(f"gpg-agent went away: {exc}") from None
-        return self._answer()
+        return [self._answer() for _ in lines]
 
     def _answer(self) -> bytes:
         data = bytearray()
@@ -210,6 +216,16 @@ class AgentSigner:
             raise AgentUnavailable("gpg did not accept the agent's signature over a probe")
         self._key, self._conn = key, conn
 
+    def warm(self) -> None:
+        """Connect now (a server starting), not on the first signature a request waits for;
+        when the agent cannot be reached, python-gnupg signs, as `sign` would decide."""
+        with self._lock:
+            if self._conn is None and not self._closed:
+                try:
+                    self.connect()
+                except AgentUnavailable as exc:
+                    self._give_up(exc)
+
     @property
     def via_agent(self) -> bool:
         return self._conn is not None
@@ -232,9 +248,15 @@ class AgentSigner:
         pending = openpgp.prepare(
             payload, key.fingerprint, key.algorithm, int(self._clock()), key.hash_algorithm
         )
-        conn.command(f"SIGKEY {key.keygrip}")
-        conn.command(f"SETHASH {pending.hash_algorithm} {pending.digest.hex().upper()}")
-        values = openpgp.signature_values(conn.command("PKSIGN"), key.algorithm)
+        # One round trip: under load every wait on the socket is also a wait for the GIL.
+        *_, answer = conn.commands(
+            [
+                f"SIGKEY {key.keygrip}",
+                f"SETHASH {pending.hash_algorithm} {pending.digest.hex().upper()}",
+                "PKSIGN",
+            ]
+        )
+        values = openpgp.signature_values(answer, key.algorithm)
         return openpgp.armor(openpgp.packet(pending, key.fingerprint, values))
 
     def _give_up(self, exc: Exception) -> None:

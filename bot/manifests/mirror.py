@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import git
+from git.refs.symbolic import SymbolicReference
 
 from bot.config import ConfigError
 from bot.manifests.history import History
@@ -52,8 +53,6 @@ class Mirror(History):
         # New objects wait in memory and reach disk as one pack before they are needed
         # there: a file (or a `git hash-object`) per object costs more than the commit.
         self._pending: dict[str, tuple[str, bytes]] = {}
-        # Detached for the pusher to write: readable from memory until they are on disk.
-        self._storing: dict[str, tuple[str, bytes]] = {}
         self._trees: dict[str, bytes] = {}
         # Gunicorn's workers open the same mirror at once: one sets it up at a time, and
         # through `git config` (a lock file renamed into place), since the others may be
@@ -62,8 +61,14 @@ class Mirror(History):
             if not (self.path / "HEAD").exists():
                 git.Repo.init(self.path, bare=True)
             self.repo = git.Repo(self.path)
-            # The URL is stored, a token never is (it comes through the environment).
-            for key, value in (("remote.origin.url", url), ("gc.auto", "0")):
+            # The URL is stored, a token never is (it comes through the environment). With
+            # the branch's refspec configured, a push moves the tracking ref itself: no
+            # `git update-ref` after each push.
+            for key, value in (
+                ("remote.origin.url", url),
+                ("remote.origin.fetch", f"+refs/heads/{branch}:{self._tracking}"),
+                ("gc.auto", "0"),
+            ):
                 if self._git("config", "--get", key).stdout.strip() != value:
                     self._git("config", key, value)
 
@@ -225,9 +230,12 @@ class Mirror(History):
         return False
 
     def tip(self) -> str | None:
-        """The tip of the branch as last fetched or pushed."""
-        proc = self._git("rev-parse", "--verify", "--quiet", self._tracking)
-        return proc.stdout.strip() or None
+        """The tip of the branch as last fetched or pushed: the ref read from its file (or
+        packed-refs), no git process; git writes a ref by renaming a new file into place."""
+        try:
+            return SymbolicReference.dereference_recursive(self.repo, self._tracking)
+        except ValueError:  # no such ref: nothing fetched yet, or an empty remote
+            return None
 
     def push(self, sha: str) -> PushResult:
         """Fast-forward the remote branch to `sha`. Never forced.
@@ -240,8 +248,7 @@ class Mirror(History):
         except subprocess.TimeoutExpired:
             return PushResult(PushStatus.FAILED, "push timed out")
         out = proc.stdout + proc.stderr
-        if proc.returncode == 0:
-            self._git("update-ref", self._tracking, sha)
+        if proc.returncode == 0:  # the tracking ref moved with it (remote.origin.fetch)
             return PushResult(PushStatus.PUSHED)
         if "[rejected]" in out or "fetch first" in out or "non-fast-forward" in out:
             return PushResult(PushStatus.REJECTED, "not a fast-forward")
@@ -262,7 +269,7 @@ class Mirror(History):
         tree = self._trees.get(sha)
         if tree is not None:
             return "tree", tree
-        pending = self._pending.get(sha) or self._storing.get(sha)
+        pending = self._pending.get(sha)
         if pending is not None:
             return pending
         info = self.repo.odb.stream(bytes.fromhex(sha))
@@ -284,26 +291,6 @@ class Mirror(History):
             return
         self._write_pack(self._pending)
         self._pending.clear()
-
-    def detach(self) -> dict[str, tuple[str, bytes]]:
-        """Hand the objects made since the last flush to `store_and_push` in another thread;
-        they stay readable here until they are on disk."""
-        objects, self._pending = self._pending, {}
-        self._storing.update(objects)
-        return objects
-
-    def store_and_push(self, objects: dict[str, tuple[str, bytes]], sha: str) -> PushResult:
-        """Write detached objects as one pack, then push: the pack is off the path of the
-        thread that builds the next batch."""
-        try:
-            if objects:
-                self._write_pack(objects)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return PushResult(PushStatus.FAILED, f"could not store the objects: {exc}")
-        finally:
-            for key in objects:  # on disk now (or lost with the push that needed them)
-                self._storing.pop(key, None)
-        return self.push(sha)
 
     def _write_pack(self, objects: dict[str, tuple[str, bytes]]) -> None:
         proc = subprocess.run(

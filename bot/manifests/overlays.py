@@ -21,6 +21,14 @@ class OverlayError(ValueError):
     """The overlay cannot take the edit as asked; the message names the path and the fix."""
 
 
+class _LoadsNothing:
+    def load(self, _text: str) -> None:
+        return None
+
+
+_LOADS_NOTHING = _LoadsNothing()
+
+
 class _Document:
     """A YAML file loaded round-trip, dumped back with the indentation it came with."""
 
@@ -38,8 +46,9 @@ class _Document:
             raise OverlayError(
                 f"not valid YAML: line {exc.line}, column {exc.column}: {exc.problem}"
             ) from None
-        # Guessing the indentation parses once more (within the limits: it passed them).
-        _, indent, offset = load_yaml_guess_indent(text)
+        # ruamel's guess of the indentation reads the lines; handed a loader that loads
+        # nothing, it does not parse the document a second time (a pin's costliest step).
+        _, indent, offset = load_yaml_guess_indent(text, yaml=_LOADS_NOTHING)
         if indent is not None:
             self._yaml.indent(mapping=2, sequence=indent, offset=offset or 0)
 

@@ -87,7 +87,9 @@ class ManifestWriter:
         identity: Identity,
         on_advance: OnAdvance = lambda old, new, written: None,
         attempts: int = 6,
-        batch_limit: int = 64,  # bounded: a burst's early requests land before its last
+        # Bounded, so a batch's build never holds the next push back for long; 64 split a
+        # burst of 200 into 4-5 pushes one after another, each waiting on the remote.
+        batch_limit: int = 256,
         clock: Callable[[], float] = time.time,
         exclusive: Exclusive | None = None,
         known_tip: Callable[[], str | None] | None = None,
@@ -240,42 +242,63 @@ class ManifestWriter:
         self.on_batch(attempts)
 
     def _serve_pipelined(self, batch: list[_Job]) -> None:
-        """Build the next batch while the previous one is being pushed: one push in flight."""
+        """Build the next batch while the previous one is being pushed: one push in flight.
+
+        A built batch's objects go to disk before the writer waits for the push in
+        flight, and when that push lands the next one starts before the index follows
+        and the callers hear: the push, the remote's slowest step, is never waiting on
+        Ritmo's own work."""
         with self._mirror.locked():
             if not self._synced:
                 self._fetch()
+            tip = self._mirror.tip()
             in_flight: _Segment | None = None
             while batch or in_flight is not None:
                 self._taken = batch + (in_flight.jobs if in_flight else [])
-                base = in_flight.head if in_flight else self._mirror.tip()
+                base = in_flight.head if in_flight else tip
                 # Built on an in-flight segment, a change it already made is made.
                 prior = in_flight.made if in_flight else {}
                 segment = self._build(base, batch, prior) if batch else None
+                if segment is not None and segment.head != segment.base:
+                    self._mirror.flush()
                 if in_flight is not None:
                     assert in_flight.push is not None
                     result = in_flight.push.result()
                     if result.status is PushStatus.PUSHED:
+                        landed, tip = in_flight, in_flight.head
+                        in_flight = None
+                        if segment is not None and segment.head != segment.base:
+                            in_flight, segment = self._push_async(segment), None
                         self._batch_landed(1)
-                        self._land(in_flight)
+                        self._land_beside(landed, in_flight)
                     else:
                         # Rare: rebuild both on the remote's new tip, the careful way.
                         log.info("push refused: %s", result.detail)
                         later = segment.jobs if segment else []
                         self._write_with_retries(in_flight.jobs + later, result.detail)
-                        segment = None
-                    in_flight = None
+                        segment, in_flight, tip = None, None, self._mirror.tip()
                 if segment is not None:
-                    if segment.head == segment.base:
+                    if segment.head == segment.base:  # after what it may name has landed
                         self._resolve(segment.jobs, segment.outcomes, segment.head)
                     else:
-                        self._count_attempt()
-                        objects = self._mirror.detach()
-                        segment.push = self._pusher.submit(
-                            self._mirror.store_and_push, objects, str(segment.head)
-                        )
-                        in_flight = segment
+                        in_flight = self._push_async(segment)
                 batch = self._drain()
             self._taken = []
+
+    def _push_async(self, segment: _Segment) -> _Segment:
+        self._count_attempt()
+        segment.push = self._pusher.submit(self._mirror.push, str(segment.head))
+        return segment
+
+    def _land_beside(self, landed: _Segment, in_flight: _Segment | None) -> None:
+        """Land `landed` while `in_flight` is pushed; if landing fails, let that push end
+        first, so that no push goes on unwatched while the caller gives up on its jobs."""
+        try:
+            self._land(landed)
+        except BaseException:
+            if in_flight is not None and in_flight.push is not None:
+                in_flight.push.exception()
+            raise
 
     def _land(self, segment: _Segment) -> None:
         self.pushes += 1

@@ -58,6 +58,15 @@ class ArtifactIndex:
             row = conn.execute(sa.select(artifacts).where(artifacts.c.id == artifact_id)).first()
         return _to_artifact(row) if row else None
 
+    def get_each(self, artifact_ids: list[str]) -> list[IndexedArtifact | None]:
+        """`get` of each id, in order, in one query (ids may repeat)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(artifacts).where(artifacts.c.id.in_(sorted(set(artifact_ids))))
+            ).all()
+        found = {row.id: row for row in rows}
+        return [_to_artifact(found[i]) if i in found else None for i in artifact_ids]
+
     def names(self) -> list[str]:
         """Every app an artifact was recorded for."""
         with self._engine.connect() as conn:

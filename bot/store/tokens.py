@@ -1,15 +1,18 @@
 """API tokens in the database, shared by every replica: a digest per token, never the secret.
 
-Every request reads its token's row (one lookup by digest), so a revoke takes effect on the
-next request everywhere; nothing is cached. Names are unique ignoring case, enforced by a
-unique column holding the folded name, so two replicas creating `alice` and `Alice` at once
-cannot both succeed.
+Every request reads its token's row by digest, so a revoke takes effect on the next request
+everywhere; nothing is cached. Requests that arrive together share one lookup (bot/store/
+group_commit.py), started after each of them arrived: a burst costs a few queries, not one
+a request, and a request that starts after a revoke committed still sees it.
+
+Names are unique ignoring case, enforced by a unique column holding the folded name, so two
+replicas creating `alice` and `Alice` at once cannot both succeed.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +32,7 @@ from bot.auth import (
     identity_key,
     new_secret,
 )
+from bot.store.group_commit import GroupCommit
 from bot.store.schema import metadata
 
 # Not git-derived: a schema rebuild of the index keeps it (bot/store/schema.py GIT_DERIVED).
@@ -93,6 +97,7 @@ class TokenStore:
         self._engine = engine
         self._reserved = tuple(reserved)
         self._clock = clock
+        self._lookups: GroupCommit[str, Any] = GroupCommit(self._rows_of)
         metadata.create_all(engine, tables=[api_tokens, revoked_tokens])
 
     def create(self, name: str, scopes: Iterable[str], groups: Iterable[str] = ()) -> str:
@@ -142,17 +147,26 @@ class TokenStore:
     def authenticate(self, presented: str) -> Principal | None:
         # A lookup by digest: the digest of a guess says nothing about a real token's, so
         # the index's timing leaks nothing worth having.
-        sha256 = digest(presented)
-        with self._engine.connect() as conn:
-            row = conn.execute(sa.select(api_tokens).where(api_tokens.c.sha256 == sha256)).first()
+        row = self._lookups.submit(digest(presented))
         if row is None:
             return None
-        self._touch(row.name_key, row.last_used_at)
         return Principal(
             name=row.name,
             scopes=frozenset(Scope(s) for s in json.loads(row.scopes)),
             groups=frozenset(json.loads(row.groups)),
         )
+
+    def _rows_of(self, digests: list[str]) -> Sequence[Any]:
+        """The row of each digest (None for an unknown one), in one query; each token
+        found is touched once however many of the requests carried it."""
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                sa.select(api_tokens).where(api_tokens.c.sha256.in_(sorted(set(digests))))
+            ).all()
+        rows = {row.sha256: row for row in found}
+        for row in rows.values():
+            self._touch(row.name_key, row.last_used_at)
+        return [rows.get(d) for d in digests]
 
     def find(self, name: str) -> TokenInfo | None:
         with self._engine.connect() as conn:

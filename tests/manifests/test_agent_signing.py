@@ -93,6 +93,20 @@ def test_the_agent_signs_the_bytes_gpg_signs(
     signer.close()
 
 
+def test_a_warmed_signer_is_connected_before_its_first_signature(
+    signing_key: tuple[Path, str],
+) -> None:
+    home, fingerprint = signing_key
+    signer = CommitSigner(open_gnupg(home), fingerprint)
+    made = AgentSigner(signer, fallback=PipelinedSigner(signer))
+    assert not made.via_agent
+    made.warm()  # what `ritmo serve` does as a worker starts
+    assert made.via_agent
+    made.warm()  # once connected, nothing more
+    assert made.via_agent and made.sign(b"payload\n").startswith("-----BEGIN PGP SIGNATURE")
+    made.close()
+
+
 def test_git_verify_commit_accepts_an_agent_signed_commit(
     signing_key: tuple[Path, str], tmp_path: Path
 ) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import ConfigError
-from bot.manifests.mirror import Mirror
-from bot.manifests.remote import git_environment
+from bot.manifests.mirror import Mirror, init_bare
+from bot.manifests.remote import PushStatus, git_environment
 
 
 class TestCredentials:
@@ -36,3 +36,30 @@ class TestCredentials:
             mirror.check_reachable()
         assert "s3cret" not in str(caught.value)
         assert "manifests.url" in str(caught.value)
+
+
+def test_a_push_moves_the_tracking_ref_and_a_request_branch_leaves_it(tmp_path: Path) -> None:
+    """The branch's refspec is configured, so git moves the tracking ref as it pushes (no
+    `git update-ref` after each push); pushes of other branches leave it where it was."""
+    remote = tmp_path / "remote.git"
+    init_bare(remote, "main")
+    mirror = Mirror(tmp_path / "mirrors", str(remote), "main")
+    assert mirror.fetch() is None
+    first = mirror.write("commit", _commit(mirror, [], "first"))
+    mirror.flush()
+    assert mirror.push(first).status is PushStatus.PUSHED
+    assert mirror.tip() == first
+    second = mirror.write("commit", _commit(mirror, [first], "second"))
+    mirror.flush()
+    assert mirror.push_branch(second, "ritmo/promote/x").status is PushStatus.PUSHED
+    assert mirror.tip() == first
+    assert mirror.push(second).status is PushStatus.PUSHED
+    assert mirror.tip() == second == mirror.fetch()
+
+
+def _commit(mirror: Mirror, parents: list[str], message: str) -> bytes:
+    tree = mirror.write("tree", b"")
+    lines = [f"tree {tree}", *(f"parent {p}" for p in parents)]
+    lines += ["author A <a@example.com> 1700000000 +0000"]
+    lines += ["committer A <a@example.com> 1700000000 +0000", "", message, ""]
+    return "\n".join(lines).encode()

@@ -550,3 +550,22 @@ def test_the_quick_read_answers_as_the_round_trip(pinned: str) -> None:
         except Exception:
             got = "error"
         assert got == expected, broken
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "images:\n  - name: a\n    newTag: '1'\n",
+        "images:\n- name: a\n  newTag: '1'\n",
+        "a:\n    b:\n        c: 1\nlist:\n    -   x\n",
+        "# only\n",
+    ],
+)
+def test_the_indentation_is_guessed_without_parsing_again(text: str) -> None:
+    """A pin guesses the indentation with ruamel's own guess, handed a loader that loads
+    nothing: the same guess as ruamel's, without its second parse."""
+    from ruamel.yaml.util import load_yaml_guess_indent
+
+    from bot.manifests.overlays import _LOADS_NOTHING
+
+    assert load_yaml_guess_indent(text, yaml=_LOADS_NOTHING)[1:] == load_yaml_guess_indent(text)[1:]

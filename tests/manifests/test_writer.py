@@ -91,6 +91,42 @@ class TestPipeline:
         assert len(pushed) == 2
         assert writer.pushes == started + 1
 
+    def test_the_next_push_starts_before_the_last_one_lands(
+        self, runtime: Runtime, remote: Path
+    ) -> None:
+        """The index follows and the callers hear while the next batch is on the wire."""
+        writer = runtime.writer
+        later: list[Future[WriteResult]] = []
+
+        def enqueue_more() -> None:
+            if not later:  # while the first job is planned: the next batch
+                later.extend(writer.submit(AddFile(f"next/{i}.txt", b"n\n")) for i in range(3))
+
+        real_push, pushes, second = runtime.mirror.push, [], threading.Event()
+
+        def push(sha: str) -> PushResult:
+            pushes.append(sha)
+            if len(pushes) == 2:
+                second.set()
+            return real_push(sha)
+
+        runtime.mirror.push = push  # type: ignore[method-assign]
+        real_advance, seen = writer._on_advance, []
+
+        def advance(old: str | None, new: str, written: object) -> object:
+            # Landing the first batch: the second one's push has started (or never will).
+            seen.append((new, second.wait(10 if not seen else 0), first.done()))
+            return real_advance(old, new, written)  # type: ignore[arg-type]
+
+        writer._on_advance = advance
+        first = writer.submit(AddFile("next/first.txt", b"f\n", [enqueue_more]))
+        head = first.result(timeout=60).commit
+        assert all(f.result(timeout=60).commit for f in later)
+        landed_first, second_on_its_way, answered = seen[0]
+        assert landed_first == head and second_on_its_way and not answered
+        assert len(pushes) == 2
+        assert git(remote, "rev-parse", "main").strip() == pushes[-1]
+
     def test_unchanged_and_conflict(self, runtime: Runtime, remote: Path) -> None:
         writer = runtime.writer
         made = writer.write(AddFile("a.txt", b"one\n"))

@@ -6,10 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.auth import Scope, TokenError
@@ -80,6 +84,36 @@ def test_revoke_on_one_store_is_refused_by_another_on_the_same_file(engine: Engi
     with pytest.raises(TokenError) as missing:
         theirs.revoke("carol")
     assert (missing.value.status, missing.value.field) == (404, "name")
+
+
+def test_requests_at_once_share_lookups_and_each_gets_its_own_token(engine: Engine) -> None:
+    store = TokenStore(engine)
+    secrets = {
+        "ci": store.create("ci", [Scope.ARTIFACTS_WRITE]),
+        "ops": store.create("ops", [Scope.ADMIN], ["ops-team"]),
+        None: "ritmo_not-a-token",
+    }
+    lookups: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_rest: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "api_tokens" in statement:
+            lookups.append(statement)
+            if len(lookups) == 1:
+                time.sleep(0.3)  # the others arrive meanwhile, and queue for the next one
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    asked = [name for name in secrets for _ in range(20)]
+    start = threading.Barrier(len(asked))
+
+    def one(name: str | None) -> str | None:
+        start.wait()
+        found = store.authenticate(secrets[name])
+        return None if found is None else found.name
+
+    with ThreadPoolExecutor(len(asked)) as pool:
+        assert list(pool.map(one, asked)) == asked
+    assert len(lookups) <= 5  # not one a request
+    assert store.revoke("ci") and store.authenticate(secrets["ci"]) is None
 
 
 def _old_file(path: Path, *entries: tuple[str, str, list[str], list[str]]) -> None:
