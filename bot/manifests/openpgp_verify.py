@@ -109,12 +109,18 @@ def packets(data: bytes) -> Iterator[tuple[int, bytes]]:
         pos = start + size
 
 
-def _mpi(body: bytes, pos: int) -> tuple[bytes, int]:
+def _mpi(body: bytes, pos: int, *, canonical: bool = False) -> tuple[bytes, int]:
     bits = struct.unpack(">H", body[pos : pos + 2])[0]
     end = pos + 2 + (bits + 7) // 8
     if end > len(body):
         raise Unreadable("an MPI runs past the end of its packet")
-    return body[pos + 2 : end], end
+    value = body[pos + 2 : end]
+    # A signature's values as gpg writes them: the exact bit count, no leading zero. Any
+    # other spelling of the same number goes to gpg, so no second encoding reads G here.
+    exact = (len(value) - 1) * 8 + value[0].bit_length() if value else 0
+    if canonical and bits != exact:
+        raise Unreadable("a signature value is not written as gpg writes it")
+    return value, end
 
 
 def _oid(body: bytes, pos: int) -> tuple[bytes, int]:
@@ -203,13 +209,18 @@ def parse_signature(armored: str) -> Signature:
         pos += 2
         values = []
         while pos < len(body):
-            value, pos = _mpi(body, pos)
+            value, pos = _mpi(body, pos, canonical=True)
             values.append(value)
     except (IndexError, struct.error) as exc:
         raise Unreadable(f"truncated signature packet: {exc}") from None
+    try:
+        hashed = list(_subpackets(hashed_area))
+        unhashed = list(_subpackets(unhashed_area))
+    except (IndexError, struct.error) as exc:  # a length octet at the end of its area
+        raise Unreadable(f"truncated subpacket: {exc}") from None
     created = expires = 0
     issuer_fingerprint = issuer = ""
-    for kind, data in _subpackets(hashed_area):
+    for kind, data in hashed:
         if kind == _SIG_CREATED and len(data) == 4:
             created = struct.unpack(">I", data)[0]
         elif kind == _SIG_EXPIRES and len(data) == 4:
@@ -218,7 +229,7 @@ def parse_signature(armored: str) -> Signature:
             issuer_fingerprint = data[1:].hex().upper()
         elif kind == _ISSUER and len(data) == 8:
             issuer = data.hex().upper()
-    for kind, data in _subpackets(unhashed_area):  # not covered by the signature: a hint
+    for kind, data in unhashed:  # not covered by the signature: a hint
         if kind == _ISSUER and len(data) == 8 and not issuer:
             issuer = data.hex().upper()
     return Signature(

@@ -210,13 +210,74 @@ def test_no_changed_byte_keeps_a_good_signature(history: History, position: int,
     assert found is not None and found.status == "B"
 
     packet = bytearray(openpgp.dearmor(armored))
-    # The unhashed subpackets are, by OpenPGP's design, outside the signature: skip them.
-    hashed_end = 2 + 6 + int.from_bytes(packet[6:8], "big")
-    unhashed_end = hashed_end + 2 + int.from_bytes(packet[hashed_end : hashed_end + 2], "big")
-    signed_bytes = [*range(hashed_end + 2), *range(unhashed_end, len(packet))]
+    signed_bytes = _covered_bytes(packet)
     packet[signed_bytes[position % len(signed_bytes)]] ^= flip
     found = verdict(payload, openpgp.armor(bytes(packet)), keys, NOW)
     assert found is None or found.status not in ("G", "U")
+
+
+def _covered_bytes(packet: bytes) -> list[int]:
+    """Positions in a one-packet signature (old-format header, one length octet) that the
+    signature covers or that carry its values. By OpenPGP's design the packet's header (its
+    framing) and the unhashed subpackets are outside the signature: skipped."""
+    assert packet[0] & 0xC3 == 0x80, "an old-format header with one length octet"
+    hashed_end = 2 + 6 + int.from_bytes(packet[6:8], "big")
+    unhashed_end = hashed_end + 2 + int.from_bytes(packet[hashed_end : hashed_end + 2], "big")
+    return [*range(2, hashed_end + 2), *range(unhashed_end, len(packet))]
+
+
+def test_every_covered_byte_flipped_is_never_good(history: History) -> None:
+    """Each covered byte of the signature packet, each single bit and all bits flipped: never
+    G or U, and never an exception (a crafted signature must not stop `verify`)."""
+    raw = history.mirror.commit_objects([history.made["good"]])[history.made["good"]]
+    split = split_signature(raw)
+    assert split is not None
+    payload, armored = split
+    keys = keys_of(history.home)
+    base = openpgp.dearmor(armored)
+    for position in _covered_bytes(base):
+        for flip in (1, 2, 4, 8, 16, 32, 64, 128, 255):
+            packet = bytearray(base)
+            packet[position] ^= flip
+            found = verdict(payload, openpgp.armor(bytes(packet)), keys, NOW)
+            assert found is None or found.status not in ("G", "U"), (position, flip)
+
+
+def test_a_signature_reframed_in_the_new_packet_format_is_still_good(history: History) -> None:
+    """The header is framing, not signed: gpg accepts the same packet in either format, and
+    so does Ritmo (the test above leaves the header out for this reason)."""
+    raw = history.mirror.commit_objects([history.made["good"]])[history.made["good"]]
+    split = split_signature(raw)
+    assert split is not None
+    payload, armored = split
+    old = openpgp.dearmor(armored)
+    assert old[0] & 0xC3 == 0x80 and old[1] < 192
+    reframed = bytes([0xC0 | 2, old[1]]) + old[2:]
+    found = verdict(payload, openpgp.armor(reframed), keys_of(history.home), NOW)
+    assert found is not None and found.status == "G"
+
+
+def test_a_value_written_with_a_leading_zero_goes_to_gpg(history: History) -> None:
+    """The same number with a leading zero byte (and 8 more bits) is another spelling of the
+    signature: Ritmo reads only the one gpg writes, and leaves any other to gpg."""
+    raw = history.mirror.commit_objects([history.made["good"]])[history.made["good"]]
+    split = split_signature(raw)
+    assert split is not None
+    payload, armored = split
+    packet = openpgp.dearmor(armored)
+    hashed_end = 2 + 6 + int.from_bytes(packet[6:8], "big")
+    first_value = hashed_end + 2 + int.from_bytes(packet[hashed_end : hashed_end + 2], "big") + 2
+    bits = int.from_bytes(packet[first_value : first_value + 2], "big")
+    respelled = (
+        bytes([packet[0], packet[1] + 1])
+        + packet[2:first_value]
+        + (bits + 8).to_bytes(2, "big")
+        + b"\x00"
+        + packet[first_value + 2 :]
+    )
+    keys = keys_of(history.home)
+    assert verdict(payload, openpgp.armor(packet), keys, NOW).status == "G"  # type: ignore[union-attr]
+    assert verdict(payload, openpgp.armor(respelled), keys, NOW) is None
 
 
 def test_trust_model_always_is_read_as_gpg_reads_it(history: History, tmp_path: Path) -> None:
