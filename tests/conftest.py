@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,7 +66,25 @@ RECORDS_ONLY_POLICY = sample_policy("records-only")
 
 def make_remote(root: Path, policy: str | None = RECORDS_ONLY_POLICY) -> Path:
     """A bare remote whose main holds the scaffold, committed by a person (unsigned);
-    with `policy` as .ritmo/policy.yaml (None: no file, the shipped default applies)."""
+    with `policy` as .ritmo/policy.yaml (None: no file, the shipped default applies).
+    Seeded once per policy and session, then copied: each test gets a remote of its own."""
+    bare = root / "remote.git"
+    shutil.copytree(_seeded_remote(policy), bare, symlinks=True)
+    return bare
+
+
+_SEEDED: dict[str | None, Path] = {}
+
+
+def _seeded_remote(policy: str | None) -> Path:
+    if policy not in _SEEDED:
+        root = Path(tempfile.mkdtemp(prefix="ritmo-seeded-remote-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        _SEEDED[policy] = _seed_remote(root, policy)
+    return _SEEDED[policy]
+
+
+def _seed_remote(root: Path, policy: str | None) -> Path:
     bare = root / "remote.git"
     git(root, "init", "--quiet", "--bare", "--initial-branch=main", str(bare))
     # Like a real forge: a push that is not a fast-forward is refused server-side too.
