@@ -37,6 +37,14 @@ def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
+def short_tmp_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh directory right under the session's temp root, for a gpg home that an agent
+    serves: its socket path must fit in 107 bytes, and tmp_path is up to 30 characters
+    longer (under pytest-xdist, `popen-gwN/` more)."""
+    return tmp_path_factory.mktemp("t")
+
+
+@pytest.fixture
 def clean_ritmo_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No RITMO_* variable from the outer environment leaks into a test (a module asks
     for it with `pytestmark = pytest.mark.usefixtures("clean_ritmo_env")`)."""
