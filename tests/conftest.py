@@ -27,6 +27,15 @@ from tests.forge.github_sandbox import UNPACED, GitHubSandbox, sandbox
 from tests.helpers import git, kill_gpg_agent, sample_policy
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """A pytest-xdist worker's temp dirs go under `<basetemp>/gw0`, not `popen-gw0`: gpg-agent
+    puts its sockets in the gpg home, and a socket's path must fit in 107 bytes."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and config.option.basetemp:
+        config.option.basetemp = str(Path(config.option.basetemp).parent / workerinput["workerid"])
+
+
 @pytest.fixture(autouse=True, scope="session")
 def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`ritmo verify` keeps what it judged in the user's cache directory: one of the

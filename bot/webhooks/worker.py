@@ -46,13 +46,13 @@ class DeliveryWorker:
 
     def notify(self) -> None:
         """A delivery was queued: start (after a fork, in this process) and wake up."""
+        self.arriving()  # first: a thread started below must not find no arrival at all
         with self._lock:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, name="ritmo-webhooks", daemon=True
                 )
                 self._thread.start()
-        self.arriving()
         self._wake.set()
 
     def arriving(self) -> None:

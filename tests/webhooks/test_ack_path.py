@@ -156,10 +156,8 @@ def _burst(worker: DeliveryWorker, seconds: float) -> float:
 
 
 def test_the_worker_holds_back_while_a_burst_is_answered(tmp_path: Path) -> None:
-    # Arrivals come every 50 ms, ten times faster than the settle: a busy machine that
-    # delays one by a few hundred ms does not make a pause the worker may take.
-    worker, handled_at = _worker_with(tmp_path, settle=0.5, settle_at_most=5.0)
-    burst_ended = _burst(worker, 2.0)
+    worker, handled_at = _worker_with(tmp_path, settle=0.2, settle_at_most=5.0)
+    burst_ended = _burst(worker, 0.8)
     deadline = time.monotonic() + 10
     while not handled_at and time.monotonic() < deadline:
         time.sleep(0.01)
