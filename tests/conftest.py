@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +27,15 @@ from tests.forge.github_sandbox import UNPACED, GitHubSandbox, sandbox
 from tests.helpers import git, kill_gpg_agent, sample_policy
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """A pytest-xdist worker's temp dirs go under `<basetemp>/gw0`, not `popen-gw0`: gpg-agent
+    puts its sockets in the gpg home, and a socket's path must fit in 107 bytes."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None and config.option.basetemp:
+        config.option.basetemp = str(Path(config.option.basetemp).parent / workerinput["workerid"])
+
+
 @pytest.fixture(autouse=True, scope="session")
 def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`ritmo verify` keeps what it judged in the user's cache directory: one of the
@@ -32,6 +43,14 @@ def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = tmp_path_factory.mktemp("xdg-cache")
     os.environ["XDG_CACHE_HOME"] = str(home)
     return home
+
+
+@pytest.fixture
+def short_tmp_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh directory right under the session's temp root, for a gpg home that an agent
+    serves: its socket path must fit in 107 bytes, and tmp_path is up to 30 characters
+    longer (under pytest-xdist, `popen-gwN/` more)."""
+    return tmp_path_factory.mktemp("t")
 
 
 @pytest.fixture
@@ -64,7 +83,25 @@ RECORDS_ONLY_POLICY = sample_policy("records-only")
 
 def make_remote(root: Path, policy: str | None = RECORDS_ONLY_POLICY) -> Path:
     """A bare remote whose main holds the scaffold, committed by a person (unsigned);
-    with `policy` as .ritmo/policy.yaml (None: no file, the shipped default applies)."""
+    with `policy` as .ritmo/policy.yaml (None: no file, the shipped default applies).
+    Seeded once per policy and session, then copied: each test gets a remote of its own."""
+    bare = root / "remote.git"
+    shutil.copytree(_seeded_remote(policy), bare, symlinks=True)
+    return bare
+
+
+_SEEDED: dict[str | None, Path] = {}
+
+
+def _seeded_remote(policy: str | None) -> Path:
+    if policy not in _SEEDED:
+        root = Path(tempfile.mkdtemp(prefix="ritmo-seeded-remote-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        _SEEDED[policy] = _seed_remote(root, policy)
+    return _SEEDED[policy]
+
+
+def _seed_remote(root: Path, policy: str | None) -> Path:
     bare = root / "remote.git"
     git(root, "init", "--quiet", "--bare", "--initial-branch=main", str(bare))
     # Like a real forge: a push that is not a fast-forward is refused server-side too.

@@ -37,8 +37,8 @@ def test_the_block_captures_its_own_values() -> None:
 
 
 @pytest.fixture
-def serve_cwd(tmp_path: Path) -> Iterator[Path]:
-    cwd = tmp_path / "clone"
+def serve_cwd(short_tmp_path: Path) -> Iterator[Path]:
+    cwd = short_tmp_path / "clone"
     cwd.mkdir()
     yield cwd
     kill_gpg_agent(cwd / ".ritmo" / "gnupg")

@@ -89,8 +89,8 @@ def test_the_wheel_carries_templates_and_policies(wheel_venv: Path) -> None:
 
 
 @pytest.fixture
-def empty_dir(tmp_path: Path) -> Iterator[Path]:
-    cwd = tmp_path / "empty"
+def empty_dir(short_tmp_path: Path) -> Iterator[Path]:
+    cwd = short_tmp_path / "empty"
     cwd.mkdir()
     yield cwd
     kill_gpg_agent(cwd / ".ritmo" / "gnupg")

@@ -16,8 +16,8 @@ from tests.test_cli import _Server, free_port, printed_token
 
 
 @pytest.fixture
-def serve_cwd(tmp_path: Path) -> Iterator[Path]:
-    cwd = tmp_path / "cwd"
+def serve_cwd(short_tmp_path: Path) -> Iterator[Path]:
+    cwd = short_tmp_path / "cwd"
     cwd.mkdir()
     yield cwd
     kill_gpg_agent(cwd / ".ritmo" / "gnupg")
