@@ -1,0 +1,117 @@
+"""ArtifactRecord (store/artifact_record.py): a record's YAML in git and its JSON in the
+index are read into it and written from it as they were, byte for byte."""
+
+from __future__ import annotations
+
+import json
+import string
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bot import bounded_yaml
+from bot.manifests.records import ArtifactSpec, build_record, parse_record, render_record
+from bot.store.artifact_record import KEYS, REQUIRED, ArtifactRecord
+
+AT = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
+
+
+def _spec(**more: Any) -> ArtifactSpec:
+    return ArtifactSpec(
+        name="web", version="1.2.0", build_id="b-1", checksum="sha256:" + "a" * 64, **more
+    )
+
+
+def test_a_new_record_is_written_as_build_record_made_it() -> None:
+    built = build_record(
+        _spec(storage_url="s3://b/web", image="ghcr.io/acme/web:1.2.0", metadata={"sha": "x"}),
+        {"status": "verified", "fingerprint": "F" * 40},
+        AT,
+    )
+    record = ArtifactRecord.from_dict(built)
+    assert list(built) == list(KEYS) and record.to_dict() == built
+    assert list(record.to_dict()) == list(KEYS)
+    assert record.image == "ghcr.io/acme/web:1.2.0" and record.metadata == {"sha": "x"}
+    assert render_record(record.to_dict()) == render_record(built)
+
+
+def test_storage_url_and_image_stay_absent_when_the_record_lacked_them() -> None:
+    built = build_record(_spec(), {"status": "unsigned"}, AT)
+    record = ArtifactRecord.from_dict(built)
+    assert record.image is None and record.storage_url is None
+    assert "image" not in record.to_dict() and list(record.to_dict()) == list(built)
+
+
+def test_unknown_keys_and_the_order_of_a_hand_written_record_are_kept() -> None:
+    data = (
+        b"kind: Artifact\nid: art-1\nnote: by hand\nname: web\nversion: '1.0'\n"
+        b"image: null\ncreated_at: '2026-12-01'\nlabels:\n  team: a\n"
+    )
+    record = ArtifactRecord.from_dict(parse_record(data))
+    assert record.extra == {"note": "by hand", "labels": {"team": "a"}}
+    assert record.image is None and record.metadata == {}
+    assert render_record(record.to_dict()) == data
+
+
+def test_what_the_caller_changes_in_to_dict_stays_out_of_the_record() -> None:
+    record = ArtifactRecord.from_dict(build_record(_spec(metadata={"a": 1}), {}, AT))
+    written = record.to_dict()
+    written["metadata"]["a"] = 2
+    assert record.metadata == {"a": 1}
+
+
+def test_the_index_json_round_trips_sorted() -> None:
+    built = build_record(_spec(image="ghcr.io/acme/web:1.2.0"), {"status": "unsigned"}, AT)
+    stored = json.dumps(built, sort_keys=True)
+    back = ArtifactRecord.from_dict(json.loads(stored))
+    assert back == ArtifactRecord.from_dict(built) and json.dumps(back.to_dict()) == stored
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [({"kind": "Deployment"}, "not an Artifact record"), ({"name": None}, "without name")],
+)
+def test_what_is_not_an_artifact_is_refused(change: dict[str, Any], says: str) -> None:
+    built = build_record(_spec(), {}, AT)
+    with pytest.raises(ValueError, match=says):
+        ArtifactRecord.from_dict({**built, **change})
+
+
+_text = st.text(string.ascii_letters + string.digits + " -:./", max_size=12)
+_value = st.one_of(st.none(), st.booleans(), st.integers(), _text)
+_map = st.dictionaries(_text, _value, max_size=4)
+_known = {
+    "apiVersion": _text, "build_id": st.one_of(st.none(), _text),
+    "storage_url": st.one_of(st.none(), _text), "image": st.one_of(st.none(), _text),
+    "checksum": st.one_of(st.none(), _text), "metadata": _map,
+    "signature": st.one_of(st.none(), _map),
+}  # fmt: skip
+
+
+@st.composite
+def _records(draw: st.DrawFn) -> dict[str, Any]:
+    fields: dict[str, Any] = {key: draw(_text.filter(bool)) for key in REQUIRED}
+    fields["kind"] = "Artifact"
+    for key, values in _known.items():
+        if draw(st.booleans()):
+            fields[key] = draw(values)
+    unknown = draw(st.dictionaries(st.text(string.ascii_lowercase, min_size=1), _value))
+    fields.update({k: v for k, v in unknown.items() if k not in fields and k not in _known})
+    order = draw(st.permutations(list(fields)))
+    return {key: fields[key] for key in order}
+
+
+@settings(max_examples=300, deadline=None)
+@given(_records())
+def test_any_record_is_written_as_it_was_read(data: dict[str, Any]) -> None:
+    record = ArtifactRecord.from_dict(data)
+    written = record.to_dict()
+    assert written == data and list(written) == list(data)
+    rendered = render_record(data)
+    again = ArtifactRecord.from_dict(bounded_yaml.load(rendered, "test"))  # not the cache
+    assert render_record(again.to_dict()) == rendered
+    stored = json.dumps(data, sort_keys=True)
+    assert json.dumps(ArtifactRecord.from_dict(json.loads(stored)).to_dict()) == stored
