@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.statuses import RequestStatus
+from bot.store.artifact_record import ArtifactRecord
 from bot.store.facts import HistoryFact, PromotionFact, RollbackFact
 from bot.store.query import last_seq, page_rows
 from bot.store.schema import (
@@ -29,12 +30,16 @@ from bot.store.schema import (
 
 @dataclass(frozen=True)
 class IndexedArtifact:
-    record: dict[str, Any]
+    record: ArtifactRecord
     commit: str
     promotion_status: str
 
     def as_json(self) -> dict[str, Any]:
-        return {**self.record, "commit": self.commit, "promotion_status": self.promotion_status}
+        return {
+            **self.record.to_dict(),
+            "commit": self.commit,
+            "promotion_status": self.promotion_status,
+        }
 
 
 class ArtifactIndex:
@@ -337,7 +342,9 @@ def _add_rollback(conn: sa.Connection, fact: RollbackFact) -> None:
 
 def _to_artifact(row: sa.Row[Any]) -> IndexedArtifact:
     return IndexedArtifact(
-        record=json.loads(row.record), commit=row.commit, promotion_status=row.promotion_status
+        record=ArtifactRecord.from_dict(json.loads(row.record)),
+        commit=row.commit,
+        promotion_status=row.promotion_status,
     )
 
 
