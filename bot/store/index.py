@@ -88,15 +88,15 @@ class ArtifactIndex:
 
     def add(
         self,
-        entries: Iterable[tuple[dict[str, Any], str]],
+        entries: Iterable[tuple[ArtifactRecord, str]],
         tip: str,
         promoted: Iterable[HistoryFact] = (),
     ) -> int:
         """Insert (record, commit) pairs not yet indexed, then the promotions and rollbacks,
         in order, and remember `tip`; one transaction."""
-        fresh: dict[str, tuple[dict[str, Any], str]] = {}
+        fresh: dict[str, tuple[ArtifactRecord, str]] = {}
         for record, commit in entries:
-            fresh.setdefault(record["id"], (record, commit))
+            fresh.setdefault(record.id, (record, commit))
         with self._engine.begin() as conn:
             next_seq = last_seq(conn, artifacts)
             ids = list(fresh)
@@ -110,14 +110,14 @@ class ArtifactIndex:
                 next_seq += 1
                 rows.append(
                     {
-                        "id": record["id"],
-                        "name": record["name"],
-                        "version": record["version"],
+                        "id": record.id,
+                        "name": record.name,
+                        "version": record.version,
                         "promotion_status": self.initial_environment,
                         "commit": commit,
-                        "created_at": record["created_at"],
+                        "created_at": record.created_at,
                         "seq": next_seq,
-                        "record": json.dumps(record, sort_keys=True),
+                        "record": json.dumps(record.to_dict(), sort_keys=True),
                     }
                 )
             if rows:

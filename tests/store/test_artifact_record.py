@@ -6,15 +6,20 @@ from __future__ import annotations
 import json
 import string
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot import bounded_yaml
 from bot.manifests.records import ArtifactSpec, build_record, parse_record, render_record
 from bot.store.artifact_record import KEYS, REQUIRED, ArtifactRecord
+from bot.store.index import ArtifactIndex
+from bot.store.reindex import _artifact
+from bot.store.schema import artifacts, make_engine
 
 AT = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
 
@@ -115,3 +120,23 @@ def test_any_record_is_written_as_it_was_read(data: dict[str, Any]) -> None:
     assert render_record(again.to_dict()) == rendered
     stored = json.dumps(data, sort_keys=True)
     assert json.dumps(ArtifactRecord.from_dict(json.loads(stored)).to_dict()) == stored
+
+
+def test_the_index_keeps_the_json_it_kept_and_answers_as_before(tmp_path: Path) -> None:
+    built = build_record(_spec(image="ghcr.io/acme/web:1.2.0"), {"status": "unsigned"}, AT)
+    index = ArtifactIndex(make_engine(f"sqlite:///{tmp_path / 'index.db'}"))
+    assert index.add([(ArtifactRecord.from_dict(built), "c" * 40)], "c" * 40) == 1
+    with index.engine.connect() as conn:
+        stored = conn.execute(sa.select(artifacts.c.record)).scalar_one()
+    assert stored == json.dumps(built, sort_keys=True)
+    found = index.get(built["id"])
+    assert found is not None
+    assert found.as_json() == {**built, "commit": "c" * 40, "promotion_status": "dev"}
+
+
+def test_a_file_the_index_cannot_hold_is_skipped() -> None:
+    built = build_record(_spec(), {}, AT)
+    path = "artifacts/web/1.2.0.yaml"
+    assert _artifact(path, render_record(built)) == ArtifactRecord.from_dict(built)
+    no_time = render_record({k: v for k, v in built.items() if k != "created_at"})
+    assert _artifact(path, no_time) is None  # index.add failed on it with a KeyError
