@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from bot.store.wire_keys import in_order, require, split_known
+
 KIND = "Artifact"
 # The keys of a new record, in the order build_record writes them.
 KEYS = (
@@ -50,17 +52,9 @@ class ArtifactRecord:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ArtifactRecord:
         """Raises ValueError for a mapping that is not an artifact record."""
-        if data.get("kind") != KIND:
-            raise ValueError("not an Artifact record")
-        missing = [key for key in REQUIRED if data.get(key) is None]
-        if missing:
-            raise ValueError(f"an Artifact record without {', '.join(missing)}")
-        known = {_ATTRIBUTE.get(key, key) for key in data} & _WIRE.keys()
-        return cls(
-            **{name: data[_WIRE[name]] for name in known},
-            extra={k: v for k, v in data.items() if _ATTRIBUTE.get(k, k) not in _WIRE},
-            keys=tuple(data),
-        )
+        require(data, KIND, REQUIRED)
+        values, extra = split_known(data, _WIRE)
+        return cls(**values, extra=extra, keys=tuple(data))
 
     def to_dict(self) -> dict[str, Any]:
         """The record as git, the index and the API hold it (plain dicts and values)."""
@@ -68,23 +62,12 @@ class ArtifactRecord:
         for key in ("metadata", "signature"):  # a caller's changes stay out of the record
             if isinstance(values[key], Mapping):
                 values[key] = dict(values[key])
-        out: dict[str, Any] = {}
-        for key in self.keys:
-            if key in values:
-                out[key] = values[key]
-            elif key in self.extra:
-                out[key] = self.extra[key]
-        for f in _FIELDS:  # set since it was read
-            key = _WIRE[f.name]
-            if key not in out and getattr(self, f.name) != _DEFAULT.get(f.name):
-                out[key] = values[key]
-        for key, value in self.extra.items():
-            out.setdefault(key, value)
-        return out
+        return in_order(values, self.keys, self.extra, _DEFAULT)
 
 
 _FIELDS = tuple(f for f in fields(ArtifactRecord) if f.name not in _NOT_KEYS)
 _WIRE = {f.name: {v: k for k, v in _ATTRIBUTE.items()}.get(f.name, f.name) for f in _FIELDS}
+# What a key holds when the record lacks it, by key.
 _DEFAULT: dict[str, Any] = {
-    f.name: f.default for f in _FIELDS if f.name not in REQUIRED and f.name != "metadata"
+    _WIRE[f.name]: f.default for f in _FIELDS if f.name not in REQUIRED and f.name != "metadata"
 } | {"metadata": {}}
