@@ -4,7 +4,6 @@ index are read into it and written from it as they were, byte for byte."""
 from __future__ import annotations
 
 import json
-import string
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from bot.store.artifact_record import KEYS, REQUIRED, ArtifactRecord
 from bot.store.index import ArtifactIndex
 from bot.store.reindex import _artifact
 from bot.store.schema import artifacts, make_engine
+from tests.store.wire_records import MAPPING, TEXT, wire_records
 
 AT = datetime(2026, 12, 4, 10, 0, tzinfo=UTC)
 
@@ -85,9 +85,7 @@ def test_what_is_not_an_artifact_is_refused(change: dict[str, Any], says: str) -
         ArtifactRecord.from_dict({**built, **change})
 
 
-_text = st.text(string.ascii_letters + string.digits + " -:./", max_size=12)
-_value = st.one_of(st.none(), st.booleans(), st.integers(), _text)
-_map = st.dictionaries(_text, _value, max_size=4)
+_text, _map = TEXT, MAPPING
 _known = {
     "apiVersion": _text, "build_id": st.one_of(st.none(), _text),
     "storage_url": st.one_of(st.none(), _text), "image": st.one_of(st.none(), _text),
@@ -96,21 +94,8 @@ _known = {
 }  # fmt: skip
 
 
-@st.composite
-def _records(draw: st.DrawFn) -> dict[str, Any]:
-    fields: dict[str, Any] = {key: draw(_text.filter(bool)) for key in REQUIRED}
-    fields["kind"] = "Artifact"
-    for key, values in _known.items():
-        if draw(st.booleans()):
-            fields[key] = draw(values)
-    unknown = draw(st.dictionaries(st.text(string.ascii_lowercase, min_size=1), _value))
-    fields.update({k: v for k, v in unknown.items() if k not in fields and k not in _known})
-    order = draw(st.permutations(list(fields)))
-    return {key: fields[key] for key in order}
-
-
 @settings(max_examples=300, deadline=None)
-@given(_records())
+@given(wire_records(REQUIRED, _known, {"kind": st.just("Artifact")}))
 def test_any_record_is_written_as_it_was_read(data: dict[str, Any]) -> None:
     record = ArtifactRecord.from_dict(data)
     written = record.to_dict()
