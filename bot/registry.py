@@ -22,6 +22,7 @@ from bot.manifests.records import (
 from bot.manifests.signing import ArtifactVerifier
 from bot.manifests.writer import Conflict, ManifestWriter
 from bot.promotions.service import REGISTERED
+from bot.store.artifact_record import ArtifactRecord
 from bot.store.group_commit import GroupCommit
 from bot.store.index import ArtifactIndex, IndexedArtifact
 from bot.telemetry.events import event
@@ -131,9 +132,9 @@ class ArtifactRegistry:
         fields = spec.fields()
         known = self._known.submit(artifact_id(spec.name, version))
         if known is not None:
-            if record_fields(known.record) != fields:
+            if record_fields(known.record.to_dict()) != fields:
                 raise ImmutableRecord(spec.name, version)
-            return Registration(False, known, self._chained(known.record["id"]))
+            return Registration(False, known, self._chained(known.record.id))
 
         check = self._verifier.check(
             spec.checksum, spec.signature, policy.trusted_keys if policy else ()
@@ -204,7 +205,11 @@ class ArtifactRegistry:
             # in the last environment its pins reached.
             reached = [p["environment"] for p in promotions if p.get("commit")]
             status = reached[-1] if reached else self._index.initial_environment
-            return Registration(True, IndexedArtifact(record, result.commit, status), promotions)
+            return Registration(
+                True,
+                IndexedArtifact(ArtifactRecord.from_dict(record), result.commit, status),
+                promotions,
+            )
         indexed = self._index.get(record["id"])  # someone else's identical record landed first
         if indexed is None:  # the index follows every push; absence means a bug, not a user error
             raise RuntimeError(f"record {record['id']} was pushed but is not in the index")

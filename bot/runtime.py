@@ -266,7 +266,7 @@ def build_runtime(
         latest, _ = index.search(name=app, limit=1)
         if not latest:
             return None
-        image = latest[0].record.get("image")
+        image = latest[0].record.image
         return split_image(str(image))[0] if image else app
 
     drift = DriftWatch(
@@ -324,8 +324,8 @@ def build_runtime(
     deployment_index = DeploymentIndex(index.engine)
 
     def gate(artifact: IndexedArtifact, rule: PromotionRule, now: datetime) -> str | None:
-        latest = deployment_index.latest_of(artifact.record["id"], rule.from_env)
-        label = f"{artifact.record['name']} {artifact.record['version']}"
+        latest = deployment_index.latest_of(artifact.record.id, rule.from_env)
+        label = f"{artifact.record.name} {artifact.record.version}"
         return deployment_gate(rule, label, latest, now)
 
     # What runs where, as git says; it also names the hand pin a promotion replaces.

@@ -673,7 +673,7 @@ def test_an_index_of_an_older_shape_is_rebuilt_from_git(
     fresh = build_runtime(settings)
     try:
         found = fresh.index.get(created.json["id"])
-        assert found is not None and found.record["version"] == "9.0.0"
+        assert found is not None and found.record.version == "9.0.0"
         with sqlite3.connect(database) as conn:
             columns = [row[1] for row in conn.execute("PRAGMA table_info(promotions)")]
         assert "automatic" in columns

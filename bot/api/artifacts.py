@@ -67,7 +67,7 @@ def register_artifact() -> tuple[Response, int]:
     response = jsonify({**outcome.artifact.as_json(), "promotions": outcome.promotions})
     response.headers["X-Correlation-ID"] = cid
     if outcome.created:
-        artifact_id = outcome.artifact.record["id"]
+        artifact_id = outcome.artifact.record.id
         response.headers["Location"] = url_for(".show_artifact", artifact_id=artifact_id)
     return response, 201 if outcome.created else 200
 

@@ -144,7 +144,7 @@ def _version_of(runtime: Runtime, artifact_id: str | None) -> str | None:
     if not artifact_id:
         return None
     found = runtime.index.get(artifact_id)
-    return str(found.record["version"]) if found else None
+    return str(found.record.version) if found else None
 
 
 def rollback_why(status: str | None, reason: str | None) -> str:
@@ -244,10 +244,10 @@ def dashboard_data(runtime: Runtime, now: datetime | None = None, page: int = 1)
         rollbacks.append(
             {
                 "commit": rb["commit"],
-                "app": replaced.record["name"] if replaced else None,
+                "app": replaced.record.name if replaced else None,
                 "environment": rb["environment"],
                 # Rolled back is not failed: a healthy deployment can be rolled back too.
-                "rolled_back_version": replaced.record["version"] if replaced else None,
+                "rolled_back_version": replaced.record.version if replaced else None,
                 "restored_version": _version_of(runtime, rb["restored_artifact"]),
                 "deployment_status": status,
                 "failed": status in FAILED,

@@ -211,7 +211,7 @@ def _promote(artifact: IndexedArtifact, ask: PromotionInput, cid: str) -> tuple[
     except (PromotionRefused, Conflict) as exc:
         raise ApiError(409, str(exc)) from None
     promotion = runtime.index.promotion("pro-" + str(outcome["commit"])[:16])
-    artifact_id = artifact.record["id"]
+    artifact_id = artifact.record.id
     response = jsonify({**outcome, "artifact_id": artifact_id, "promotion": promotion})
     response.headers["X-Correlation-ID"] = cid
     return response, 201

@@ -56,11 +56,11 @@ class Gating:
         artifact = self._artifacts.get(record.artifact_id)
         if artifact is None or artifact.promotion_status != env or record.rolled_back_by:
             return done
-        if self._artifacts.held(artifact.record["id"], rule.to_env):
-            log.info("%s is held out of %s by a rollback", artifact.record["id"], rule.to_env)
+        if self._artifacts.held(artifact.record.id, rule.to_env):
+            log.info("%s is held out of %s by a rollback", artifact.record.id, rule.to_env)
             return done
         now = self._clock()
-        label = f"{app} {artifact.record['version']}"
+        label = f"{app} {artifact.record.version}"
         if deployment_gate(rule, label, record, now) or frozen(policy, rule, now):
             return done  # the scheduler tries again
         try:

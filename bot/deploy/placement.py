@@ -8,7 +8,6 @@ the pin (a promotion, a merged request, a rollback, or a hand edit).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 from bot.deploy.records import Placement
 from bot.manifests.mirror import Mirror
@@ -17,6 +16,7 @@ from bot.manifests.records import split_image
 from bot.manifests.trailers import parse_trailers
 from bot.policy.model import AppTarget, Policy
 from bot.promotions.pin import PinError, current_value, pinned_value
+from bot.store.artifact_record import ArtifactRecord
 from bot.store.index import IndexedArtifact
 
 
@@ -84,8 +84,8 @@ def place(
     # The pin commit's own trailer is right unless someone edited the overlay by hand.
     for known in ([first] if first else []) + artifacts_of(app):
         if _pins(target, text.decode(), known.record):
-            version = str(known.record["version"])
-            return Placement(app, env, known.record["id"], version, pin_commit, revision, path)
+            version = str(known.record.version)
+            return Placement(app, env, known.record.id, version, pin_commit, revision, path)
     raise PlacementError(
         "revision",
         f"{path} at {revision[:12]} pins a version of {app} that no recorded artifact has; "
@@ -108,7 +108,7 @@ def pin_of_version(
     """The newest commit on the default branch's first-parent line whose overlay for `env`
     pins a recorded version of `app` among `versions` (a HelmRelease's chart version and
     app version: helm-controller names no commit). The caller holds the mirror's lock."""
-    wanted = [a for a in artifacts_of(app) if str(a.record.get("version")) in versions]
+    wanted = [a for a in artifacts_of(app) if str(a.record.version) in versions]
     shown = " or ".join(repr(v) for v in versions)
     if not wanted:
         raise PlacementError(
@@ -138,13 +138,13 @@ def pin_of_version(
     )
 
 
-def _pins(target: AppTarget, text: str, record: dict[str, Any]) -> bool:
-    image = record.get("image")
+def _pins(target: AppTarget, text: str, record: ArtifactRecord) -> bool:
+    image = record.image
     if not image:
         return False
     try:
         expected = pinned_value(target, record)
-        current = current_value(target, text, split_image(str(image))[0])
+        current = current_value(target, text, split_image(image)[0])
     except (PinError, ValueError):
         return False
     return current == expected

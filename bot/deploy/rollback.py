@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from bot.errors import Refused
 from bot.manifests.plans import Edit, Reader, Unchanged
@@ -11,6 +10,7 @@ from bot.manifests.records import split_image
 from bot.manifests.writer import Conflict
 from bot.policy.model import AppTarget
 from bot.promotions.pin import PinError, current_value, pin, pinned_value
+from bot.store.artifact_record import ArtifactRecord
 
 
 class RollbackRefused(Refused):
@@ -25,15 +25,15 @@ class RollbackChange:
     target: AppTarget
     path: str
     environment: str
-    failed: dict[str, Any]
-    restored: dict[str, Any]
+    failed: ArtifactRecord
+    restored: ArtifactRecord
     message: str
 
     def plan(self, read: Reader) -> Edit | Unchanged:
         text = read(self.path)
         if text is None:
             raise Conflict(f"no overlay at {self.path}")
-        image = split_image(str(self.failed["image"]))[0]
+        image = split_image(str(self.failed.image))[0]
         try:
             now = current_value(self.target, text.decode(), image)
             updated = pin(self.target, text.decode(), self.restored).encode()
@@ -44,7 +44,7 @@ class RollbackChange:
             return Unchanged()  # rolled back already (a retried rollback)
         if now != pinned_value(self.target, self.failed):
             raise Conflict(
-                f"{self.environment} no longer runs {self.failed['name']} "
-                f"{self.failed['version']} ({self.path} pins {now}); nothing to roll back"
+                f"{self.environment} no longer runs {self.failed.name} "
+                f"{self.failed.version} ({self.path} pins {now}); nothing to roll back"
             )
         return Edit({self.path: updated}, self.message)

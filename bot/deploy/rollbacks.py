@@ -72,9 +72,9 @@ def _answer(env: str, failed: IndexedArtifact, restored: IndexedArtifact) -> dic
     """What a rollback's answer says it rolls back, asked for (pending) or done."""
     return {
         "environment": env,
-        "failed_artifact": failed.record["id"],
-        "restored_artifact": restored.record["id"],
-        "restored_version": restored.record["version"],
+        "failed_artifact": failed.record.id,
+        "restored_artifact": restored.record.id,
+        "restored_version": restored.record.version,
     }
 
 
@@ -170,9 +170,9 @@ class Rollbacks:
                     f"rollback.requires_approval in {env} needs a promotion rule into {env} "
                     "that requires approval; fix the policy"
                 )
-            why = reason or f"Rollback of {failed.record['version']} asked for by {by}"
+            why = reason or f"Rollback of {failed.record.version} asked for by {by}"
             ask = PromotionInput(returned_to or env, env, notes=why)
-            asked = RollbackAsk(failed.record["id"], deployment_id, returned_to)
+            asked = RollbackAsk(failed.record.id, deployment_id, returned_to)
             try:
                 opened = self._requests.open(restored, ask, rule, by, correlation_id, asked)
             except PromotionRefused as exc:
@@ -219,12 +219,12 @@ class Rollbacks:
         }
         event(
             "rollback",
-            f"rolled back {app} in {env} to {restored.record['version']} "
-            f"({commit}); {failed.record['id']} is held out",
+            f"rolled back {app} in {env} to {restored.record.version} "
+            f"({commit}); {failed.record.id} is held out",
             app=app,
             environment=env,
-            failed_artifact=failed.record["id"],
-            restored_artifact=restored.record["id"],
+            failed_artifact=failed.record.id,
+            restored_artifact=restored.record.id,
             commit=commit,
             rolled_back_by=by,
             correlation_id=correlation_id,
@@ -312,11 +312,11 @@ class Rollbacks:
 
         def label(artifact_id: str) -> str:
             known = self._artifacts.get(artifact_id)
-            return f"{app} {known.record['version']}" if known else artifact_id
+            return f"{app} {known.record.version}" if known else artifact_id
 
         def mine(artifact_id: str) -> bool:
             known = self._artifacts.get(artifact_id)
-            return known is not None and known.record["name"] == app
+            return known is not None and known.record.name == app
 
         chosen, why = choose_target(
             found, env, record.artifact_id, ran_well, frozenset(failed_here), label, mine

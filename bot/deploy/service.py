@@ -215,7 +215,7 @@ class DeploymentService:
             seen = dataclasses.replace(seen, revision=revision)
         try:
             return self._observe(
-                artifact.record["name"], environment, revision, seen, correlation_id, artifact_id
+                artifact.record.name, environment, revision, seen, correlation_id, artifact_id
             )
         except PlacementError as exc:
             raise Invalid(exc.message, field=exc.field) from None
@@ -296,7 +296,7 @@ class DeploymentService:
     def _follow_up(self, outcome: Outcome, correlation_id: str) -> None:
         record = outcome.record
         artifact = self._artifacts.get(record.artifact_id)
-        data = artifact.record if artifact else {"id": record.artifact_id}
+        data = artifact.record.to_dict() if artifact else {"id": record.artifact_id}
         extra = {"deployment_id": record.id, "status": str(record.status)}
         if record.status == DeploymentStatus.SUCCEEDED:
             self._notify("deployed", data, record.environment, correlation_id, extra)
@@ -321,7 +321,7 @@ class DeploymentService:
 
     def _mirror_to_forge(self, record: Deployment) -> None:
         artifact = self._artifacts.get(record.artifact_id)
-        meta = dict(artifact.record.get("metadata") or {}) if artifact else {}
+        meta = dict(artifact.record.metadata or {}) if artifact else {}
         target = forge_target(record.app, self._policy().repository(record.app), meta)
         if isinstance(target, NotMirrored):
             if self._forge.kind != "local":  # the local forge mirrors nothing anyway

@@ -58,7 +58,8 @@ def announce(outbox: Outbox, index: ArtifactIndex, written: Iterable[WrittenComm
             if known is not None:
                 extra = {"from_environment": fact.from_env, "manifest_commit": commit.sha}
                 outbox.emit(
-                    "promoted", _context(commit.sha, known.record, fact.to_env, commit, extra)
+                    "promoted",
+                    _context(commit.sha, known.record.to_dict(), fact.to_env, commit, extra),
                 )
         elif isinstance(fact, RollbackFact):
             known = index.get(fact.restored)
@@ -66,7 +67,7 @@ def announce(outbox: Outbox, index: ArtifactIndex, written: Iterable[WrittenComm
                 extra = {"manifest_commit": commit.sha, "rolled_back_artifact": fact.failed}
                 outbox.emit(
                     "rolled_back",
-                    _context(commit.sha, known.record, fact.environment, commit, extra),
+                    _context(commit.sha, known.record.to_dict(), fact.environment, commit, extra),
                 )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bot.manifests.overlays import (
     pin_kustomize_image,
     read_key_path,
@@ -12,28 +10,29 @@ from bot.manifests.overlays import (
 )
 from bot.manifests.records import split_image
 from bot.policy.model import AppTarget
+from bot.store.artifact_record import ArtifactRecord
 
 
 class PinError(ValueError):
     """The artifact cannot be pinned with this target; the message says what to set."""
 
 
-def _reference(target: AppTarget, record: dict[str, Any]) -> tuple[str, str | None, str | None]:
-    image = record.get("image")
+def _reference(target: AppTarget, record: ArtifactRecord) -> tuple[str, str | None, str | None]:
+    image = record.image
     if not image:
         raise PinError(
-            f"artifact {record['name']} {record['version']} has no image; register it with "
+            f"artifact {record.name} {record.version} has no image; register it with "
             "`image` (repo:tag or repo@sha256:...) so an overlay can pin it"
         )
-    repo, tag, digest = split_image(str(image))
+    repo, tag, digest = split_image(image)
     if target.field == "digest" and digest is None:
-        raise PinError(f"apps.{record['name']}.field is digest but {image} has no @sha256 digest")
+        raise PinError(f"apps.{record.name}.field is digest but {image} has no @sha256 digest")
     if target.field == "newTag" and tag is None:
-        raise PinError(f"apps.{record['name']}.field is newTag but {image} has no tag")
+        raise PinError(f"apps.{record.name}.field is newTag but {image} has no tag")
     return target.image or repo, tag, digest
 
 
-def pinned_value(target: AppTarget, record: dict[str, Any]) -> str:
+def pinned_value(target: AppTarget, record: ArtifactRecord) -> str:
     """The tag or digest an overlay holds once `record` is pinned."""
     _, tag, digest = _reference(target, record)
     if target.kind == "helm" or target.field == "newTag":
@@ -41,7 +40,7 @@ def pinned_value(target: AppTarget, record: dict[str, Any]) -> str:
     return str(digest or tag)
 
 
-def pin(target: AppTarget, text: str, record: dict[str, Any]) -> str:
+def pin(target: AppTarget, text: str, record: ArtifactRecord) -> str:
     """`text` (the overlay) with `record`'s image pinned as `target` says."""
     name, tag, digest = _reference(target, record)
     if target.kind == "helm":

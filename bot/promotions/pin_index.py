@@ -6,13 +6,12 @@ the check for an unrecorded pin about to be replaced (bot/promotions/view.py) sh
 
 from __future__ import annotations
 
-from typing import Any
-
 from bot.manifests.pins import PinCommit
 from bot.manifests.records import split_image
 from bot.policy.model import AppTarget, Policy
 from bot.promotions.environments import Known
 from bot.promotions.pin import pinned_value
+from bot.store.artifact_record import ArtifactRecord
 from bot.store.index import ArtifactIndex
 
 Rollbacks = dict[str, tuple[str, str]]  # app -> (rolled back at, restored artifact id)
@@ -57,9 +56,9 @@ class IndexReads:
             restored = self._index.get(rollback["restored_artifact"])
             if restored is None:
                 continue
-            name = str(restored.record["name"])
+            name = str(restored.record.name)
             at = str(rollback["rolled_back_at"] or "")
-            found.setdefault(name, (at, str(restored.record["id"])))
+            found.setdefault(name, (at, str(restored.record.id)))
             if name == app:
                 break
         return found
@@ -72,7 +71,7 @@ class IndexReads:
         candidates += self._index.search(name=app, version=value, limit=1)[0]
         for found in candidates:
             if found is not None and pins_value(target, found.record) == value:
-                return Known(found.record["id"], str(found.record["version"]))
+                return Known(found.record.id, str(found.record.version))
         return None
 
     def apps(self, policy: Policy) -> list[str]:
@@ -83,11 +82,11 @@ class IndexReads:
         if target.image:
             return target.image
         newest, _ = self._index.search(name=app, limit=1)
-        image = newest[0].record.get("image") if newest else None
+        image = newest[0].record.image if newest else None
         return split_image(str(image))[0] if image else None
 
 
-def pins_value(target: AppTarget, record: dict[str, Any]) -> str | None:
+def pins_value(target: AppTarget, record: ArtifactRecord) -> str | None:
     """The value pinning `record` writes, or None when the target cannot pin it."""
     try:
         return pinned_value(target, record)

@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 from bot.manifests.mirror import Mirror
 from bot.manifests.pins import (
@@ -37,6 +36,7 @@ from bot.policy.model import AppTarget, Policy
 from bot.promotions.environments import Known, PinFacts
 from bot.promotions.pin import current_value
 from bot.promotions.pin_index import IndexReads, Rollbacks, pins_value
+from bot.store.artifact_record import ArtifactRecord
 from bot.store.index import ArtifactIndex
 
 Pin = tuple[str, str]  # (app, environment)
@@ -66,7 +66,7 @@ class PinReader(IndexReads):
         self._fingerprint = fingerprint
         self._commits: dict[str, PinCommit] = {}  # a commit and its signature never change
         self._parsed: dict[str, dict[str, list[str]]] = {}  # sha -> its trailers
-        self._artifacts: dict[str, dict[str, Any] | None] = {}  # id -> record, for one read
+        self._artifacts: dict[str, ArtifactRecord | None] = {}  # id -> record, for one read
         self._known: dict[tuple[str, str, AppTarget, str | None], Known | None] = {}  # ditto
 
     # -- a whole read -------------------------------------------------------------------
@@ -131,7 +131,7 @@ class PinReader(IndexReads):
                 for artifact_id in trailers.get(key, []):
                     found = self._index.get(artifact_id)
                     if found is not None:
-                        apps.add(str(found.record["name"]))
+                        apps.add(str(found.record.name))
             envs.update(trailers.get("Ritmo-Rollback", []))
         return apps, envs
 
@@ -259,7 +259,7 @@ class PinReader(IndexReads):
             self._parsed[sha] = parse_trailers(message)
         return self._parsed[sha]
 
-    def _artifact(self, artifact_id: str) -> dict[str, Any] | None:
+    def _artifact(self, artifact_id: str) -> ArtifactRecord | None:
         """A record by id, once per read (a promotion is checked against many pins)."""
         if artifact_id not in self._artifacts:
             found = self._index.get(artifact_id)
@@ -295,7 +295,7 @@ class PinReader(IndexReads):
         return replace(
             facts,
             artifact=self._known_once(facts.app, facts.value, target, recorder),
-            rolled_back_from=str(rolled_back_from.record["version"]) if rolled_back_from else None,
+            rolled_back_from=str(rolled_back_from.record.version) if rolled_back_from else None,
         )
 
     def _known_once(

@@ -56,8 +56,8 @@ class RequestService(Reconciling):
 
         With `rollback`, the request pins an earlier artifact again, and its merge is a
         rollback (a hold on the failed artifact) instead of a promotion."""
-        with self._locks.hold(lock_name(artifact.record["name"], ask.to_env)):
-            older = self._requests.open_for(artifact.record["name"], ask.to_env)
+        with self._locks.hold(lock_name(artifact.record.name, ask.to_env)):
+            older = self._requests.open_for(artifact.record.name, ask.to_env)
             if older is not None and self._asks_the_same(older, artifact, ask, rollback):
                 return self.describe(older.id)
             return self._open(artifact, ask, rule, by, correlation_id, rollback, older)
@@ -70,7 +70,7 @@ class RequestService(Reconciling):
         rollback: RollbackAsk | None,
     ) -> bool:
         return (
-            request.artifact_id == artifact.record["id"]
+            request.artifact_id == artifact.record.id
             and request.from_env == ask.from_env
             and self._rollback_of(request) == rollback
         )
@@ -86,7 +86,7 @@ class RequestService(Reconciling):
         older: RequestRecord | None,
     ) -> dict[str, Any]:
         record = artifact.record
-        app, env = record["name"], ask.to_env
+        app, env = record.name, ask.to_env
         now = self._clock()
         pin = self._promotions.pin_change(record, ask, by, correlation_id, auto=False)
         deadline = now + rule.approval_timeout if rule.approval_timeout else None
@@ -136,7 +136,7 @@ class RequestService(Reconciling):
             record=record,
             to_env=env,
             current=current_value(
-                pin.target, (before or b"").decode(), split_image(str(record["image"]))[0]
+                pin.target, (before or b"").decode(), split_image(str(record.image))[0]
             ),
             requested_by=by,
             approval_ticket=ask.approval_ticket,
@@ -150,9 +150,9 @@ class RequestService(Reconciling):
         )
         row = RequestRecord(
             id=request_id,
-            artifact_id=record["id"],
+            artifact_id=record.id,
             app=app,
-            version=record["version"],
+            version=record.version,
             from_env=ask.from_env,
             to_env=env,
             branch=branch,
@@ -174,12 +174,11 @@ class RequestService(Reconciling):
         self._requests.save(row)
         event(
             "request_opened",
-            f"opened {request_id}: {app} {record['version']} "
-            f"{ask.from_env} -> {env} ({record['id']})",
+            f"opened {request_id}: {app} {record.version} {ask.from_env} -> {env} ({record.id})",
             request_id=request_id,
-            artifact_id=record["id"],
+            artifact_id=record.id,
             app=app,
-            version=record["version"],
+            version=record.version,
             to=env,
             requested_by=by,
             correlation_id=correlation_id,

@@ -14,6 +14,7 @@ from bot.manifests.writer import Conflict, ManifestWriter
 from bot.policy.freeze import frozen_until
 from bot.policy.model import AppTarget, Policy, PromotionRule
 from bot.promotions.pin import PinError, current_value, pin, pinned_value
+from bot.store.artifact_record import ArtifactRecord
 from bot.store.index import ArtifactIndex, IndexedArtifact
 from bot.telemetry.events import event
 from bot.telemetry.tracing import traced
@@ -56,7 +57,7 @@ class PinChange:
 
     environment: str
     target: AppTarget
-    record: dict[str, Any]
+    record: ArtifactRecord
     path: str
     message: str
     requires: tuple[str, bytes] | None = None
@@ -69,7 +70,7 @@ class PinChange:
     @property
     def same_as(self) -> tuple[str, str, str]:
         """Pins that are the same promotion, whoever asked: the writer makes one commit."""
-        return ("pin", self.record["id"], self.environment)
+        return ("pin", self.record.id, self.environment)
 
     def plan(self, read: Reader) -> Edit | Unchanged:
         if self.recorded is not None and not self.recorded.wrote:
@@ -81,7 +82,7 @@ class PinChange:
         text = read(self.path)
         if text is None:
             raise Conflict(
-                f"no overlay at {self.path}; create it, or point apps.{self.record['name']}"
+                f"no overlay at {self.path}; create it, or point apps.{self.record.name}"
                 ".overlay in the policy at the file to edit"
             )
         try:
@@ -107,7 +108,7 @@ class PinChange:
     def _current(self, text: bytes | None) -> str | None:
         if text is None:
             return None
-        image = split_image(str(self.record["image"]))[0]
+        image = split_image(str(self.record.image))[0]
         try:
             return current_value(self.target, text.decode(), image)
         except ValueError:
@@ -127,7 +128,7 @@ def frozen(policy: Policy, rule: PromotionRule, now: datetime) -> tuple[datetime
 Gate = Callable[[IndexedArtifact, PromotionRule, datetime], str | None]
 """Why the artifact's deployment in the rule's source environment holds it back, or None."""
 
-Unrecorded = Callable[[dict[str, Any], AppTarget, str, str | None], str | None]
+Unrecorded = Callable[[ArtifactRecord, AppTarget, str, str | None], str | None]
 """The version of the unrecorded pin that pinning the record in an environment replaces
 (record, target, environment, value pinned there now), or None (EnvironmentsView)."""
 
@@ -156,14 +157,14 @@ class PromotionService:
         cannot happen now (wrong source, a skipped environment, a freeze)."""
         policy = self._policy()
         record = artifact.record
-        app = record["name"]
+        app = record.name
         names = policy.environment_names
         for env in (ask.from_env, ask.to_env):
             if env not in names:
                 raise PromotionRefused(f"unknown environment {env!r}; environments: {names}")
         if ask.from_env != artifact.promotion_status:
             raise PromotionRefused(
-                f"{app} {record['version']} is in {artifact.promotion_status}, not "
+                f"{app} {record.version} is in {artifact.promotion_status}, not "
                 f"{ask.from_env}; promote it from {artifact.promotion_status}"
             )
         following = policy.next_environment(ask.from_env)
@@ -209,11 +210,11 @@ class PromotionService:
         if result.commit:
             event(
                 "promoted",
-                f"promoted {record['id']} ({record['name']} {record['version']}) "
+                f"promoted {record.id} ({record.name} {record.version}) "
                 f"{ask.from_env} -> {ask.to_env} in {result.commit}",
-                artifact_id=record["id"],
-                app=record["name"],
-                version=record["version"],
+                artifact_id=record.id,
+                app=record.name,
+                version=record.version,
                 to=ask.to_env,
                 commit=result.commit,
                 promoted_by=by,
@@ -227,14 +228,16 @@ class PromotionService:
             "pinned": pinned_value(change.target, record),
         }
 
-    def chain(self, record: dict[str, Any], by: str, correlation_id: str) -> list[PinChange]:
-        """Pins that follow a new record by policy: the first environment, then every
-        rule that auto-promotes without approval, as far as the chain goes."""
+    def chain(self, written: dict[str, Any], by: str, correlation_id: str) -> list[PinChange]:
+        """Pins that follow a new record (as build_record made it) by policy: the first
+        environment, then every rule that auto-promotes without approval, as far as the
+        chain goes."""
         policy = self._policy()
         first = policy.environments[0]
-        if not first.auto_promote or not record.get("image"):
+        if not first.auto_promote or not written.get("image"):
             return []
-        requires = (record_path(record["name"], record["version"]), render_record(record))
+        record = ArtifactRecord.from_dict(written)
+        requires = (record_path(record.name, record.version), render_record(written))
         now = self._clock()
         changes: list[PinChange] = []
         hop = PromotionInput(REGISTERED, first.name)
@@ -249,7 +252,7 @@ class PromotionService:
                 pin_change = replace(pin_change, follows=changes[-1])
             changes.append(pin_change)
             nxt = policy.next_environment(hop.to_env)
-            rule = policy.rule(record["name"], hop.to_env, nxt) if nxt else None
+            rule = policy.rule(record.name, hop.to_env, nxt) if nxt else None
             if rule is None or not rule.auto_promote or frozen(policy, rule, now):
                 return changes
             if rule.gated_on_deployment:
@@ -258,7 +261,7 @@ class PromotionService:
 
     def pin_change(
         self,
-        record: dict[str, Any],
+        record: ArtifactRecord,
         ask: PromotionInput,
         by: str,
         correlation_id: str,
@@ -266,8 +269,8 @@ class PromotionService:
         requires: tuple[str, bytes] | None = None,
         policy: Policy | None = None,
     ) -> PinChange:
-        target = (policy or self._policy()).target(record["name"])
-        path = target.path(record["name"], ask.to_env)
+        target = (policy or self._policy()).target(record.name)
+        path = target.path(record.name, ask.to_env)
         try:
             pinned = pinned_value(target, record)
         except PinError as exc:
@@ -286,7 +289,7 @@ class PromotionService:
             approval_ticket=ask.approval_ticket,
             correlation_id=correlation_id,
         )
-        app, env, artifact = record["name"], ask.to_env, record["id"]
+        app, env, artifact = record.name, ask.to_env, record.id
         unrecorded = self._unrecorded
 
         def newer_pinned(value: str | None) -> bool:

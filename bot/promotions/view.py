@@ -23,6 +23,7 @@ from bot.policy.model import AppTarget, Policy
 from bot.promotions.environments import PinFacts, cell, replaced, with_health
 from bot.promotions.pin_index import pins_value
 from bot.promotions.pin_read import PinReader, Snapshot, overlay_value
+from bot.store.artifact_record import ArtifactRecord
 from bot.store.deployment_record import Deployment
 from bot.store.deployments import DeploymentIndex
 from bot.store.index import ArtifactIndex
@@ -80,7 +81,7 @@ class EnvironmentsView:
         if deployment is None or deployment.version:
             return None
         found = self._index.get(deployment.artifact_id)
-        return str(found.record["version"]) if found else None
+        return str(found.record.version) if found else None
 
     def _refresh(self, tip: str | None, policy: Policy) -> Cache:
         with self._reading:
@@ -123,15 +124,15 @@ class EnvironmentsView:
 
     # -- for a pin about to be written (PinChange.plan) ---------------------------------
     def unrecorded(
-        self, record: dict[str, Any], target: AppTarget, env: str, current: str | None
+        self, record: ArtifactRecord, target: AppTarget, env: str, current: str | None
     ) -> str | None:
         """The version of the unrecorded pin a new pin of `record` in `env` replaces, or
         None. Called by the writer (or with the mirror locked): reads, never locks."""
-        app = record["name"]
+        app = record.name
         tip = self._index.tip()
         if current is None or tip is None:
             return None
-        image = target.image or split_image(str(record.get("image") or "x:x"))[0]
+        image = target.image or split_image(record.image or "x:x")[0]
         try:
             at_tip = self._value(tip, target.path(app, env), target, image)
         except Exception:  # the index's tip is another replica's, not in this mirror yet

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from bot.statuses import DeploymentStatus
+from bot.store.wire_keys import in_order, require, split_known
 
 KIND = "Deployment"
 # The keys of a new record, in the order the ledger writes them.
@@ -61,23 +62,14 @@ class Deployment:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Deployment:
         """Raises ValueError for a mapping that is not a deployment record."""
-        if data.get("kind") != KIND:
-            raise ValueError("not a Deployment record")
-        missing = [key for key in REQUIRED if data.get(key) is None]
-        if missing:
-            raise ValueError(f"a Deployment record without {', '.join(missing)}")
+        require(data, KIND, REQUIRED)
         try:
             status = DeploymentStatus(data["status"])
         except ValueError:
             raise ValueError(f"a Deployment record with status {data['status']!r}") from None
-        known = {_ATTRIBUTE.get(key, key) for key in data} & _WIRE.keys()
-        values = {name: data[_WIRE[name]] for name in known}
+        values, extra = split_known(data, _WIRE)
         values["history"] = tuple(data.get("history") or ())
-        return cls(
-            **{**values, "status": status},
-            extra={k: v for k, v in data.items() if _ATTRIBUTE.get(k, k) not in _WIRE},
-            keys=tuple(data),
-        )
+        return cls(**{**values, "status": status}, extra=extra, keys=tuple(data))
 
     def to_dict(self) -> dict[str, Any]:
         """The record as the ledger and the API write it (plain types, as YAML knows no
@@ -85,23 +77,12 @@ class Deployment:
         values = {_WIRE[f.name]: getattr(self, f.name) for f in _FIELDS}
         values["status"] = str(self.status)
         values["history"] = [dict(entry) for entry in self.history]
-        out: dict[str, Any] = {}
-        for key in self.keys:
-            if key in values:
-                out[key] = values[key]
-            elif key in self.extra:
-                out[key] = self.extra[key]
-        for f in _FIELDS:  # set since it was read
-            key = _WIRE[f.name]
-            if key not in out and getattr(self, f.name) != _DEFAULT.get(f.name):
-                out[key] = values[key]
-        for key, value in self.extra.items():
-            out.setdefault(key, value)
-        return out
+        return in_order(values, self.keys, self.extra, _DEFAULT)
 
 
 _FIELDS = tuple(f for f in fields(Deployment) if f.name not in _NOT_KEYS)
 _WIRE = {f.name: {v: k for k, v in _ATTRIBUTE.items()}.get(f.name, f.name) for f in _FIELDS}
+# What a key holds when the record lacks it, by key and as written.
 _DEFAULT: dict[str, Any] = {
-    f.name: f.default for f in _FIELDS if f.name not in REQUIRED and f.name != "history"
-} | {"history": ()}
+    _WIRE[f.name]: f.default for f in _FIELDS if f.name not in REQUIRED and f.name != "history"
+} | {"history": []}

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.statuses import RequestStatus
+from bot.store.artifact_record import ArtifactRecord
 from bot.store.facts import HistoryFact, PromotionFact, RollbackFact
 from bot.store.query import last_seq, page_rows
 from bot.store.schema import (
@@ -29,12 +30,16 @@ from bot.store.schema import (
 
 @dataclass(frozen=True)
 class IndexedArtifact:
-    record: dict[str, Any]
+    record: ArtifactRecord
     commit: str
     promotion_status: str
 
     def as_json(self) -> dict[str, Any]:
-        return {**self.record, "commit": self.commit, "promotion_status": self.promotion_status}
+        return {
+            **self.record.to_dict(),
+            "commit": self.commit,
+            "promotion_status": self.promotion_status,
+        }
 
 
 class ArtifactIndex:
@@ -92,15 +97,15 @@ class ArtifactIndex:
 
     def add(
         self,
-        entries: Iterable[tuple[dict[str, Any], str]],
+        entries: Iterable[tuple[ArtifactRecord, str]],
         tip: str,
         promoted: Iterable[HistoryFact] = (),
     ) -> int:
         """Insert (record, commit) pairs not yet indexed, then the promotions and rollbacks,
         in order, and remember `tip`; one transaction."""
-        fresh: dict[str, tuple[dict[str, Any], str]] = {}
+        fresh: dict[str, tuple[ArtifactRecord, str]] = {}
         for record, commit in entries:
-            fresh.setdefault(record["id"], (record, commit))
+            fresh.setdefault(record.id, (record, commit))
         with self._engine.begin() as conn:
             next_seq = last_seq(conn, artifacts)
             ids = list(fresh)
@@ -114,14 +119,14 @@ class ArtifactIndex:
                 next_seq += 1
                 rows.append(
                     {
-                        "id": record["id"],
-                        "name": record["name"],
-                        "version": record["version"],
+                        "id": record.id,
+                        "name": record.name,
+                        "version": record.version,
                         "promotion_status": self.initial_environment,
                         "commit": commit,
-                        "created_at": record["created_at"],
+                        "created_at": record.created_at,
                         "seq": next_seq,
-                        "record": json.dumps(record, sort_keys=True),
+                        "record": json.dumps(record.to_dict(), sort_keys=True),
                     }
                 )
             if rows:
@@ -346,7 +351,9 @@ def _add_rollback(conn: sa.Connection, fact: RollbackFact) -> None:
 
 def _to_artifact(row: sa.Row[Any]) -> IndexedArtifact:
     return IndexedArtifact(
-        record=json.loads(row.record), commit=row.commit, promotion_status=row.promotion_status
+        record=ArtifactRecord.from_dict(json.loads(row.record)),
+        commit=row.commit,
+        promotion_status=row.promotion_status,
     )
 
 

@@ -11,6 +11,7 @@ from bot.manifests.objects import read_path
 from bot.manifests.records import RECORDS_DIR, parse_record
 from bot.manifests.trailers import parse_trailers, promotion_hop
 from bot.manifests.writer import Written
+from bot.store.artifact_record import ArtifactRecord
 from bot.store.facts import HistoryFact, PromotionFact, RollbackFact
 from bot.store.index import ArtifactIndex
 from bot.store.request_history import rebuild_requests
@@ -44,7 +45,7 @@ def follow(
             (record, c.sha)
             for c in written
             for path, data in c.files.items()
-            if (record := _parse(path, data)) is not None
+            if (record := _artifact(path, data)) is not None
         ]
         promoted = [f for c in written if (f := history_fact(c.sha, c.message, c.when)) is not None]
     elif indexed and mirror.is_ancestor(indexed, tip):
@@ -147,19 +148,19 @@ def _promotions(mirror: Mirror, since: str | None, tip: str) -> list[HistoryFact
     ]
 
 
-def _read_each(mirror: Mirror, pairs: list[tuple[str, str]]) -> list[tuple[dict[str, Any], str]]:
+def _read_each(mirror: Mirror, pairs: list[tuple[str, str]]) -> list[tuple[ArtifactRecord, str]]:
     entries = []
     for commit, path in pairs:
         if not _RECORD_PATH.match(path):
             continue
         data = read_path(mirror, mirror.tree_of(commit), path)
-        record = _parse(path, data)
+        record = _artifact(path, data)
         if record is not None:
             entries.append((record, commit))
     return entries
 
 
-def _read_at_tip(mirror: Mirror, tip: str) -> list[tuple[dict[str, Any], str]]:
+def _read_at_tip(mirror: Mirror, tip: str) -> list[tuple[ArtifactRecord, str]]:
     # Records are written once, so the tip's copy is the one the adding commit wrote.
     added = {path: commit for commit, path in mirror.added_files(None, tip, RECORDS_DIR + "/")}
     blobs = mirror.blobs_under(tip, RECORDS_DIR + "/")
@@ -167,7 +168,7 @@ def _read_at_tip(mirror: Mirror, tip: str) -> list[tuple[dict[str, Any], str]]:
     for path, commit in added.items():
         if path not in blobs or not _RECORD_PATH.match(path):
             continue
-        record = _parse(path, mirror.read(blobs[path])[1])
+        record = _artifact(path, mirror.read(blobs[path])[1])
         if record is not None:
             entries.append((record, commit))
     return entries
@@ -176,6 +177,18 @@ def _read_at_tip(mirror: Mirror, tip: str) -> list[tuple[dict[str, Any], str]]:
 def record_in(path: str, data: bytes | None) -> dict[str, Any] | None:
     """The artifact record a file of the branch holds, if it is one."""
     return _parse(path, data)
+
+
+def _artifact(path: str, data: bytes | None) -> ArtifactRecord | None:
+    """The record as the index keeps it; one it cannot index is skipped, as _parse's are."""
+    record = _parse(path, data)
+    if record is None:
+        return None
+    try:
+        return ArtifactRecord.from_dict(record)
+    except ValueError as exc:
+        log.warning("skipping %s: %s", path, exc)
+        return None
 
 
 def _parse(path: str, data: bytes | None) -> dict[str, Any] | None:

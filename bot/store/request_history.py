@@ -58,8 +58,8 @@ def rebuild_requests(
         elif artifact is None or not hop[1]:
             return
         else:
-            artifact_id = artifact.record["id"]
-            app, version = artifact.record["name"], artifact.record["version"]
+            artifact_id = artifact.record.id
+            app, version = artifact.record.name, artifact.record.version
         request_id = "req-" + head.sha[:16]
         env = hop[2]
         rows[request_id] = {

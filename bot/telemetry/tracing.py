@@ -135,10 +135,10 @@ def _attributes(arguments: Mapping[str, Any]) -> dict[str, str]:
             put("app", getattr(value, "name", None))
             put("version", getattr(value, "version", None))
         elif name == "artifact":  # IndexedArtifact
-            record = getattr(value, "record", None) or {}
-            put("artifact_id", record.get("id"))
-            put("app", record.get("name"))
-            put("version", record.get("version"))
+            record = getattr(value, "record", None)  # an ArtifactRecord
+            put("artifact_id", getattr(record, "id", None))
+            put("app", getattr(record, "name", None))
+            put("version", getattr(record, "version", None))
         elif name == "ask":  # PromotionInput
             put("environment", getattr(value, "to_env", None))
             put("from_environment", getattr(value, "from_env", None))

@@ -236,7 +236,7 @@ def _promote(
     if artifact.promotion_status == env:
         return f"{app} {version} is already in {env}; nothing to do."
     pending = context.requests_index.open_for(app, env)
-    if pending is not None and pending.artifact_id == artifact.record["id"]:
+    if pending is not None and pending.artifact_id == artifact.record.id:
         # A second identical command (or GitHub redelivering one) must not supersede
         # the open request and throw its approvals away.
         where = f" (#{pending.forge_ref})" if pending.forge_ref else ""

@@ -11,6 +11,7 @@ import pytest
 
 from bot.deploy.placement import PlacementError, _pins, app_environment
 from bot.policy.model import AppTarget, Policy
+from bot.store.artifact_record import ArtifactRecord
 
 ENVS = [{"name": "dev"}, {"name": "staging"}, {"name": "prod"}]
 
@@ -77,8 +78,8 @@ DIGEST = "sha256:" + "e" * 64
 KUSTOMIZE = f"images:\n- name: {REPO}\n  newTag: 1.2.3\n"
 
 
-def rec(image: str | None) -> dict[str, Any]:
-    return {"name": "web", "version": "1.2.3", **({"image": image} if image is not None else {})}
+def rec(image: str | None) -> ArtifactRecord:
+    return ArtifactRecord("art-1", "web", "1.2.3", "2026-12-04T10:00:00Z", image=image)
 
 
 @pytest.mark.parametrize(
@@ -115,5 +116,5 @@ def rec(image: str | None) -> dict[str, Any]:
         (AppTarget(kind="helm"), "image:\n  tag: 7\n", rec(f"{REPO}:7"), True),
     ],
 )
-def test_pins(target: AppTarget, text: str, record: dict[str, Any], pins: bool) -> None:
+def test_pins(target: AppTarget, text: str, record: ArtifactRecord, pins: bool) -> None:
     assert _pins(target, text, record) is pins

@@ -9,17 +9,17 @@ import pytest
 from bot.deploy.rollback import RollbackChange
 from bot.manifests.writer import Conflict, Edit, Unchanged
 from bot.policy.model import AppTarget
+from bot.store.artifact_record import ArtifactRecord
 
 PATH = "apps/web/overlays/prod/kustomization.yaml"
 REPO = "registry.example/web"
 DIGEST = "sha256:" + "d" * 64
 
 
-def artifact(version: str, image: str | None = "") -> dict[str, Any]:
-    out: dict[str, Any] = {"name": "web", "version": version}
+def artifact(version: str, image: str | None = "") -> ArtifactRecord:
     if image is not None:
-        out["image"] = image or f"{REPO}:{version}"
-    return out
+        image = image or f"{REPO}:{version}"
+    return ArtifactRecord("art-" + version, "web", version, "2026-12-04T10:00:00Z", image=image)
 
 
 UNCHANGED = ("unchanged", "")
@@ -32,7 +32,7 @@ def overlay(pin: str, key: str = "newTag") -> bytes:
 
 
 def change(
-    failed: dict[str, Any] = FAILED, restored: dict[str, Any] = RESTORED, **target: Any
+    failed: ArtifactRecord = FAILED, restored: ArtifactRecord = RESTORED, **target: Any
 ) -> RollbackChange:
     return RollbackChange(
         AppTarget.model_validate(target), PATH, "prod", failed, restored, "Roll back web"

@@ -279,7 +279,7 @@ class TestAllRecorded:
             found = runtime.index.get(want)
             assert found is not None
             assert cells[env]["artifact_id"] == runtime.index.last_promoted("web", env) == want
-            assert cells[env]["version"] == found.record["version"]
+            assert cells[env]["version"] == found.record.version
             assert cells[env]["recorded"] is True
             promotion = runtime.index.search_promotions(app="web", env=env, limit=1)[0][0]
             assert cells[env]["commit"] == cells[env]["recorded_by"] == promotion["commit"]

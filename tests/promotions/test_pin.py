@@ -9,17 +9,15 @@ import pytest
 
 from bot.policy.model import AppTarget
 from bot.promotions.pin import PinError, current_value, pin, pinned_value
+from bot.store.artifact_record import ArtifactRecord
 
 DIGEST = "sha256:" + "a" * 64
 OTHER = "sha256:" + "b" * 64
 REPO = "registry.example/web"
 
 
-def record(image: str | None) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": "web", "version": "1.2.3"}
-    if image is not None:
-        out["image"] = image
-    return out
+def record(image: str | None) -> ArtifactRecord:
+    return ArtifactRecord("art-1", "web", "1.2.3", "2026-12-04T10:00:00Z", image=image)
 
 
 def target(**fields: Any) -> AppTarget:

@@ -355,7 +355,7 @@ class TestGitHubFaults:
         (art,), _ = rt.index.search(name="web", version="2.0.0", promotion_status=None,
                                     offset=0, limit=5)  # fmt: skip
         promoter = rt.tokens.create("release-bot-2", [Scope.PROMOTIONS_WRITE])
-        again = client.post(f"/api/v1/artifacts/{art.record['id']}/promote",
+        again = client.post(f"/api/v1/artifacts/{art.record.id}/promote",
                             json={"from": "staging", "to": "production"},
                             headers=bearer(promoter))  # fmt: skip
         assert again.status_code == 202, again.json

@@ -217,7 +217,7 @@ def test_two_replicas_register_concurrently(
         for rt in (runtime, second):
             found, total = rt.index.search(name="web", limit=100)
             assert total == len(versions)
-            assert sorted(a.record["version"] for a in found) == sorted(versions)
+            assert sorted(a.record.version for a in found) == sorted(versions)
         # They took turns at the remote: no push was refused, none retried.
         assert runtime.writer.push_retries == second.writer.push_retries == 0
         assert runtime.writer.push_attempts + second.writer.push_attempts == sum(
