@@ -31,6 +31,7 @@ from bot.manifests.objects import Identity
 from bot.manifests.provenance import Signers, trust_home
 from bot.manifests.records import split_image
 from bot.manifests.remote import Token
+from bot.manifests.segments import WriteResult, Written
 from bot.manifests.signing import (
     ArtifactVerifier,
     CommitSigner,
@@ -39,13 +40,7 @@ from bot.manifests.signing import (
     open_gnupg,
     read_keyring,
 )
-from bot.manifests.writer import (
-    Conflict,
-    ManifestWriter,
-    WriteResult,
-    WriteUnavailable,
-    Written,
-)
+from bot.manifests.writer import Conflict, ManifestWriter, WriteUnavailable
 from bot.notify.events import announce, emitter
 from bot.notify.gitops import GitopsUpdater
 from bot.notify.outbox import Outbox

@@ -7,7 +7,7 @@ import logging
 from bot.deploy.records import DEPLOYMENTS_DIR, parse_deployment
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import read_path
-from bot.manifests.writer import Written
+from bot.manifests.segments import Written
 from bot.store.deployments import DeploymentIndex
 from bot.store.reindex import index_ahead
 

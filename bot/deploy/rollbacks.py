@@ -28,7 +28,8 @@ from bot.deploy.rollback import RollbackChange, RollbackRefused
 from bot.errors import Forbidden, NotFound
 from bot.manifests.mirror import Mirror
 from bot.manifests.plans import Edit, Reader, Unchanged
-from bot.manifests.writer import Conflict, ManifestWriter, WriteResult, WriteUnavailable
+from bot.manifests.segments import WriteResult
+from bot.manifests.writer import Conflict, ManifestWriter, WriteUnavailable
 from bot.policy.model import Policy
 from bot.promotions.request_view import RollbackAsk
 from bot.promotions.requests import RequestService

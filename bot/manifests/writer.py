@@ -11,30 +11,26 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
-from functools import partial
 
 from bot.errors import Unavailable
 from bot.manifests.branches import BranchWrite, write_branch
 from bot.manifests.mirror import Mirror
-from bot.manifests.objects import Identity, read_path, signed_commit, write_tree
+from bot.manifests.objects import Identity
 from bot.manifests.plans import Change, Edit, Reader, Unchanged
-from bot.manifests.remote import PushResult, PushStatus
+from bot.manifests.remote import PushStatus
+from bot.manifests.segments import (
+    Builder,
+    Job,
+    Segment,
+    WriteResult,
+    Written,
+    build_segment,
+    resolve,
+)
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class WrittenCommit:
-    """A commit this writer pushed, with what it wrote: followers need not re-read git."""
-
-    sha: str
-    files: dict[str, bytes]
-    message: str
-    when: int = 0  # commit time, seconds since the epoch
-
-
-Written = list[WrittenCommit]  # oldest first
 OnAdvance = Callable[[str | None, str, Written | None], object]
 # Held around fetch, plan and push by every writer of one remote and branch (all replicas).
 Exclusive = Callable[[], AbstractContextManager[object]]
@@ -46,35 +42,6 @@ class Conflict(Exception):
 
 class WriteUnavailable(Unavailable):
     """The remote did not take the push within the retry bound; nothing was acknowledged."""
-
-
-@dataclass(frozen=True)
-class WriteResult:
-    commit: str | None  # None when the change was already on the branch
-    tip: str
-
-
-@dataclass
-class _Job:
-    change: Change
-    future: Future[WriteResult] = field(default_factory=Future)
-
-
-# Per job: its commit, "" when unchanged, the error it raised, or None when already settled.
-Outcome = str | BaseException | None
-
-
-@dataclass
-class _Segment:
-    """Commits built for some jobs on top of `base`, pushed (or not yet) as one."""
-
-    base: str | None
-    head: str | None
-    jobs: list[_Job]
-    outcomes: list[Outcome]
-    written: Written
-    made: dict[object, Outcome]  # a change's `same_as` -> the commit made for it
-    push: Future[PushResult] | None = None
 
 
 class ManifestWriter:
@@ -102,16 +69,17 @@ class ManifestWriter:
         self._attempts = attempts
         self._batch_limit = batch_limit
         self._clock = clock
+        self._builder = Builder(mirror, sign, identity, clock)
         # With `exclusive`, every batch is fetched (when `known_tip`, the tip the last
         # writer left, is not the mirror's), planned and pushed under it: writers of other
         # replicas wait their turn instead of racing into refused pushes and retries.
         self._exclusive = exclusive
         self._known_tip = known_tip
-        self._queue: queue.Queue[list[_Job]] = queue.Queue()  # a group lands in one batch
+        self._queue: queue.Queue[list[Job]] = queue.Queue()  # a group lands in one batch
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._synced = False
-        self._taken: list[_Job] = []  # jobs the writer holds, failed together on a crash
+        self._taken: list[Job] = []  # jobs the writer holds, failed together on a crash
         self._stopping = False  # close() asked, and everything before it is taken
         # Pushes run beside the writer, so the next batch is built while one is on the wire.
         self._pusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ritmo-push")
@@ -130,7 +98,7 @@ class ManifestWriter:
         """Changes planned together, in this order, in one batch (one push): a record and
         the pins chained on it, which no other change comes between."""
         self._ensure_thread()
-        jobs = [_Job(change) for change in changes]
+        jobs = [Job(change) for change in changes]
         self._queue.put(jobs)
         return [job.future for job in jobs]
 
@@ -193,9 +161,9 @@ class ManifestWriter:
             if self._stopping:
                 return
 
-    def _drain(self) -> list[_Job]:
+    def _drain(self) -> list[Job]:
         """Queued jobs up to the batch limit; none after a stop (see close)."""
-        jobs: list[_Job] = []
+        jobs: list[Job] = []
         while len(jobs) < self._batch_limit and not self._stopping:
             try:
                 group = self._queue.get_nowait()
@@ -206,7 +174,7 @@ class ManifestWriter:
             jobs.extend(group)
         return jobs
 
-    def _serve(self, batch: list[_Job]) -> None:
+    def _serve(self, batch: list[Job]) -> None:
         if self._exclusive is None:
             self._serve_pipelined(batch)
             return
@@ -218,9 +186,9 @@ class ManifestWriter:
                 or (self._known_tip() != self._mirror.tip())
             ):
                 self._fetch()
-            segment = self._build(self._mirror.tip(), batch)
+            segment = build_segment(self._builder, self._mirror.tip(), batch)
             if segment.head == segment.base:
-                self._resolve(segment.jobs, segment.outcomes, segment.head)
+                resolve(segment.jobs, segment.outcomes, segment.head)
             else:
                 self._mirror.flush()
                 self._count_attempt()
@@ -241,7 +209,7 @@ class ManifestWriter:
         self.attempts_per_batch[attempts] += 1
         self.on_batch(attempts)
 
-    def _serve_pipelined(self, batch: list[_Job]) -> None:
+    def _serve_pipelined(self, batch: list[Job]) -> None:
         """Build the next batch while the previous one is being pushed: one push in flight.
 
         A built batch's objects go to disk before the writer waits for the push in
@@ -252,13 +220,13 @@ class ManifestWriter:
             if not self._synced:
                 self._fetch()
             tip = self._mirror.tip()
-            in_flight: _Segment | None = None
+            in_flight: Segment | None = None
             while batch or in_flight is not None:
                 self._taken = batch + (in_flight.jobs if in_flight else [])
                 base = in_flight.head if in_flight else tip
                 # Built on an in-flight segment, a change it already made is made.
                 prior = in_flight.made if in_flight else {}
-                segment = self._build(base, batch, prior) if batch else None
+                segment = build_segment(self._builder, base, batch, prior) if batch else None
                 if segment is not None and segment.head != segment.base:
                     self._mirror.flush()
                 if in_flight is not None:
@@ -279,18 +247,18 @@ class ManifestWriter:
                         segment, in_flight, tip = None, None, self._mirror.tip()
                 if segment is not None:
                     if segment.head == segment.base:  # after what it may name has landed
-                        self._resolve(segment.jobs, segment.outcomes, segment.head)
+                        resolve(segment.jobs, segment.outcomes, segment.head)
                     else:
                         in_flight = self._push_async(segment)
                 batch = self._drain()
             self._taken = []
 
-    def _push_async(self, segment: _Segment) -> _Segment:
+    def _push_async(self, segment: Segment) -> Segment:
         self._count_attempt()
         segment.push = self._pusher.submit(self._mirror.push, str(segment.head))
         return segment
 
-    def _land_beside(self, landed: _Segment, in_flight: _Segment | None) -> None:
+    def _land_beside(self, landed: Segment, in_flight: Segment | None) -> None:
         """Land `landed` while `in_flight` is pushed; if landing fails, let that push end
         first, so that no push goes on unwatched while the caller gives up on its jobs."""
         try:
@@ -300,11 +268,11 @@ class ManifestWriter:
                 in_flight.push.exception()
             raise
 
-    def _land(self, segment: _Segment) -> None:
+    def _land(self, segment: Segment) -> None:
         self.pushes += 1
         self.on_count("pushes")
         self._on_advance(segment.base, str(segment.head), segment.written)
-        self._resolve(segment.jobs, segment.outcomes, segment.head)
+        resolve(segment.jobs, segment.outcomes, segment.head)
 
     def _fail_waiting(self, exc: BaseException) -> None:
         for job in self._taken:
@@ -325,7 +293,7 @@ class ManifestWriter:
             self._on_advance(old, new, None)
         return new
 
-    def _write_with_retries(self, batch: list[_Job], last_error: str) -> None:
+    def _write_with_retries(self, batch: list[Job], last_error: str) -> None:
         """After a refused push: fetch, rebuild on the new tip, push; bounded, with jitter."""
         for attempt in range(1, self._attempts):
             time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))
@@ -336,9 +304,9 @@ class ManifestWriter:
             except OSError as exc:
                 last_error = str(exc)
                 continue
-            segment = self._build(self._mirror.tip(), batch)
+            segment = build_segment(self._builder, self._mirror.tip(), batch)
             if segment.head == segment.base:
-                self._resolve(segment.jobs, segment.outcomes, segment.head)
+                resolve(segment.jobs, segment.outcomes, segment.head)
                 return
             self._mirror.flush()
             self._count_attempt()
@@ -357,59 +325,3 @@ class ManifestWriter:
         for job in batch:
             if not job.future.done():
                 job.future.set_exception(error)
-
-    def _build(
-        self, base: str | None, batch: list[_Job], prior: dict[object, Outcome] | None = None
-    ) -> _Segment:
-        """Plan every job on top of `base`: per-job commit (or error), the new head, the files.
-
-        A change whose `same_as` matches one made in this segment, or in `prior` (the
-        segment `base` ends), gets that commit: asked twice at once, it is made once."""
-        head = base
-        tree = self._mirror.tree_of(base) if base else None
-        outcomes: list[Outcome] = []
-        written: Written = []
-        made = dict(prior or {})
-        for job in batch:
-            if job.future.done():
-                outcomes.append(None)
-                continue
-            same_as = getattr(job.change, "same_as", None)
-            if same_as is not None and same_as in made:
-                outcomes.append(made[same_as])
-                continue
-            try:
-                plan: Edit | Unchanged = job.change.plan(partial(read_path, self._mirror, tree))
-            except Exception as exc:
-                outcomes.append(exc)
-                continue
-            if isinstance(plan, Unchanged):
-                outcomes.append("")
-                continue
-            tree = write_tree(self._mirror, tree, plan.files)
-            when = int(self._clock())
-            head = signed_commit(
-                self._mirror,
-                self._sign,
-                tree=tree,
-                parents=([head] if head else []) + ([plan.merge] if plan.merge else []),
-                author=self._identity,
-                committer=self._identity,
-                when=when,
-                message=plan.message,
-            )
-            outcomes.append(head)
-            if same_as is not None:
-                made[same_as] = head
-            written.append(WrittenCommit(head, plan.files, plan.message, when))
-        return _Segment(base, head, batch, outcomes, written, made)
-
-    @staticmethod
-    def _resolve(batch: list[_Job], outcomes: list[Outcome], tip: str | None) -> None:
-        for job, outcome in zip(batch, outcomes, strict=True):
-            if job.future.done() or outcome is None:
-                continue
-            if isinstance(outcome, BaseException):
-                job.future.set_exception(outcome)
-            else:
-                job.future.set_result(WriteResult(commit=outcome or None, tip=tip or ""))

@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from bot.deploy.service import Emit
+from bot.manifests.segments import WrittenCommit
 from bot.manifests.trailers import parse_trailers
-from bot.manifests.writer import WrittenCommit
 from bot.notify.outbox import Outbox
 from bot.notify.render import EventContext
 from bot.store.facts import PromotionFact, RollbackFact

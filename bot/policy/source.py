@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 from bot.manifests.packs import object_id
+from bot.manifests.segments import Written, WrittenCommit
 from bot.manifests.trailers import parse_trailers
-from bot.manifests.writer import Written, WrittenCommit
 from bot.policy.load import BRANCH_POLICY_PATH
 from bot.policy.model import Policy
 from bot.policy.trust import PolicyCommit, PolicyTrust, TrustKeys, describe, follow

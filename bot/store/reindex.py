@@ -9,8 +9,8 @@ from typing import Any
 from bot.manifests.mirror import Mirror
 from bot.manifests.objects import read_path
 from bot.manifests.records import RECORDS_DIR, parse_record
+from bot.manifests.segments import Written
 from bot.manifests.trailers import parse_trailers, promotion_hop
-from bot.manifests.writer import Written
 from bot.store.artifact_record import ArtifactRecord
 from bot.store.facts import HistoryFact, PromotionFact, RollbackFact
 from bot.store.index import ArtifactIndex

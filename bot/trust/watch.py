@@ -31,8 +31,8 @@ from bot.manifests.provenance import (
     first_parent_line,
     signatures,
 )
+from bot.manifests.segments import WriteResult, Written
 from bot.manifests.trailers import parse_trailers
-from bot.manifests.writer import WriteResult, Written
 from bot.policy.load import BRANCH_POLICY_PATH, PolicyError, default_policy, load_policy_bytes
 from bot.policy.model import AppTarget, Policy
 from bot.promotions.pin import current_value

@@ -13,7 +13,8 @@ from bot.config import Settings
 from bot.manifests.objects import Identity
 from bot.manifests.plans import Edit, Reader, Unchanged
 from bot.manifests.remote import PushResult
-from bot.manifests.writer import Conflict, ManifestWriter, WriteResult
+from bot.manifests.segments import WriteResult
+from bot.manifests.writer import Conflict, ManifestWriter
 from bot.runtime import Runtime, open_mirror
 from tests.helpers import commits_since, git, show, verify_commit
 
